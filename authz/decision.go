@@ -1,0 +1,100 @@
+package authz
+
+import "net/http"
+
+// Reason is a stable, machine-readable code for a decision. It appears in the
+// decision log, in the deny body and as a metric label, so values never change
+// meaning once released.
+type Reason string
+
+// Reasons shared by every application. Packages that add their own reasons
+// declare them next to the code that produces them.
+const (
+	ReasonAllowed            Reason = "allowed"
+	ReasonDryRun             Reason = "dry_run"
+	ReasonPathNotCanonical   Reason = "path_not_canonical"
+	ReasonBadRequest         Reason = "bad_request"
+	ReasonUnknownHost        Reason = "unknown_host"
+	ReasonUnauthenticated    Reason = "unauthenticated"
+	ReasonInvalidToken       Reason = "invalid_token"
+	ReasonForbidden          Reason = "forbidden"
+	ReasonNoRuleMatched      Reason = "no_rule_matched"
+	ReasonUnavailable        Reason = "unavailable"
+	ReasonDeadlineExceeded   Reason = "deadline_exceeded"
+	ReasonInternal           Reason = "internal_error"
+	ReasonTraceWriter        Reason = "trace_writer"
+	ReasonUnknownRoute       Reason = "unknown_route"
+	ReasonPermissionDenied   Reason = "permission_denied"
+	ReasonResourceNotFound   Reason = "resource_not_found"
+	ReasonInvalidParameter   Reason = "invalid_parameter"
+	ReasonBodyTruncated      Reason = "body_truncated"
+	ReasonAdminRequired      Reason = "admin_required"
+	ReasonIdentityMismatch   Reason = "identity_mismatch"
+	ReasonLoginRequired      Reason = "login_required"
+	ReasonForeignCredentials Reason = "foreign_credentials"
+)
+
+// Header is one HTTP header name and value. Names are lower case.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Decision is the outcome of one check. A deny is a Decision, never an error:
+// errors are for infrastructure failures, and even those end in a deny.
+type Decision struct {
+	// Allowed is true when Envoy should pass the request upstream.
+	Allowed bool
+	// Status is the HTTP status Envoy answers with on a deny.
+	Status int
+	// Reason is the stable code behind the decision.
+	Reason Reason
+	// Message explains a deny to a person. It never carries internal error text.
+	Message string
+
+	// App names the application that decided, empty if none matched.
+	App string
+	// Identity is who the request was decided for (nil before authentication).
+	Identity *Identity
+
+	// UpstreamHeaders are set on the request sent upstream, overwriting any
+	// client-sent value. Only used on allow.
+	UpstreamHeaders []Header
+	// RemoveHeaders are removed from the request sent upstream. Envoy removes
+	// after it sets, so no name here may also appear in UpstreamHeaders.
+	RemoveHeaders []string
+	// ResponseHeaders go to the client with a deny (WWW-Authenticate, Location).
+	ResponseHeaders []Header
+
+	// DryRun is true when the policy denied but the application runs in
+	// dry-run mode, so the request was allowed anyway. Reason and Status keep
+	// what the policy decided.
+	DryRun bool
+}
+
+// Allow returns an allowing decision with the given reason.
+func Allow(reason Reason) Decision {
+	return Decision{Allowed: true, Status: http.StatusOK, Reason: reason}
+}
+
+// Deny returns a denying decision.
+func Deny(status int, reason Reason, message string) Decision {
+	return Decision{Status: status, Reason: reason, Message: message}
+}
+
+// ErrorCode maps a deny to the MLflow error_code that MLflow's clients know,
+// so `mlflow` prints our denies like its own.
+func (d Decision) ErrorCode() string {
+	switch d.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return "INVALID_PARAMETER_VALUE"
+	case http.StatusUnauthorized:
+		return "UNAUTHENTICATED"
+	case http.StatusNotFound:
+		return "RESOURCE_DOES_NOT_EXIST"
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return "TEMPORARILY_UNAVAILABLE"
+	default:
+		return "PERMISSION_DENIED"
+	}
+}

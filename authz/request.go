@@ -1,0 +1,212 @@
+package authz
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxPathLength bounds the request target we are willing to reason about.
+// Longer targets are denied rather than matched.
+const MaxPathLength = 8192
+
+// Request is a transport-free, immutable view of one HTTP request. Build it
+// with NewRequest; nothing in the pipeline mutates it afterwards.
+type Request struct {
+	// ID is Envoy's request id (x-request-id), for the log.
+	ID string
+	// Method is the HTTP method, upper case.
+	Method string
+	// Host is the :authority with any port stripped, lower case.
+	Host string
+	// Path is the decoded, canonical path: exactly what the upstream routes on.
+	Path string
+	// RawQuery is the query string after "?", undecoded.
+	RawQuery string
+	// Headers holds the request headers with lower-case names. Envoy joins
+	// repeated headers with commas.
+	Headers map[string]string
+	// Body is the request body as Envoy sent it (possibly truncated).
+	Body []byte
+	// BodyTruncated is true when Envoy sent only part of the body.
+	BodyTruncated bool
+	// Principal is the mTLS peer identity (Envoy's source.principal), usually
+	// a SPIFFE ID. Empty on plaintext connections.
+	Principal string
+
+	query    url.Values
+	queryErr error
+}
+
+// RequestInput is the raw material for a Request, as the transport saw it.
+type RequestInput struct {
+	ID        string
+	Method    string
+	Host      string
+	Target    string // the request target: path and query, undecoded
+	Headers   map[string]string
+	Body      []byte
+	Principal string
+}
+
+// NewRequest canonicalizes in into a Request. A target that the upstream
+// could route differently from the way we would match it is refused with a
+// 400 decision: we never guess.
+func NewRequest(in RequestInput) (*Request, *Decision) {
+	r := &Request{
+		ID:        in.ID,
+		Method:    strings.ToUpper(in.Method),
+		Host:      canonicalHost(in.Host),
+		Headers:   lowerKeys(in.Headers),
+		Body:      in.Body,
+		Principal: in.Principal,
+	}
+	r.BodyTruncated = r.Headers["x-envoy-auth-partial-body"] == "true"
+	rawPath, rawQuery, _ := strings.Cut(in.Target, "?")
+	p, reason := CanonicalPath(rawPath)
+	if reason != "" {
+		d := Deny(http.StatusBadRequest, ReasonPathNotCanonical, "request path refused: "+reason)
+		return nil, &d
+	}
+	r.Path = p
+	r.RawQuery = rawQuery
+	if rawQuery != "" {
+		r.query, r.queryErr = url.ParseQuery(rawQuery)
+	}
+	return r, nil
+}
+
+// Query returns the parsed query string, or an error when it cannot be
+// parsed unambiguously (for example a ";" separator or a bad escape).
+func (r *Request) Query() (url.Values, error) {
+	return r.query, r.queryErr
+}
+
+// Header returns the value of a header, by lower-case name.
+func (r *Request) Header(name string) string {
+	return r.Headers[name]
+}
+
+// LogValue keeps credentials out of logs: only the method, host and path are
+// ever logged, never headers, query or body.
+func (r *Request) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.Path),
+	)
+}
+
+// CanonicalPath decodes a raw request path and checks that it is canonical:
+// absolute, valid UTF-8, free of control characters, encoded separators, dot
+// segments and empty segments. It returns the decoded path, or a non-empty
+// reason why the path is refused.
+//
+// The decoded path is what MLflow (werkzeug), Phoenix (starlette) and Kiali
+// (Go net/http) route on; since we refuse every encoding that could change the
+// segment structure, decoding cannot make our match differ from theirs.
+func CanonicalPath(raw string) (string, string) {
+	switch {
+	case raw == "":
+		return "", "empty path"
+	case len(raw) > MaxPathLength:
+		return "", "path too long"
+	case raw[0] != '/':
+		return "", "not an origin-form path"
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c < 0x20 || c == 0x7f:
+			return "", "control character in path"
+		case c == '\\':
+			return "", "backslash in path"
+		case c == '#':
+			return "", "fragment in path"
+		case c == ';':
+			return "", "path parameter (;) in path"
+		case c == '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return "", "malformed percent-encoding"
+			}
+			switch b := unhex(raw[i+1])<<4 | unhex(raw[i+2]); {
+			case b == '/' || b == '\\':
+				return "", "encoded slash or backslash in path"
+			case b == '.':
+				return "", "encoded dot in path"
+			case b == '%':
+				return "", "encoded percent in path"
+			case b == ';' || b == '?' || b == '#':
+				return "", "encoded delimiter in path"
+			case b < 0x20 || b == 0x7f:
+				return "", "encoded control character in path"
+			}
+		}
+	}
+	p := raw
+	if strings.IndexByte(raw, '%') >= 0 {
+		var err error
+		if p, err = url.PathUnescape(raw); err != nil {
+			return "", "malformed percent-encoding"
+		}
+	}
+	if !utf8.ValidString(p) {
+		return "", "invalid UTF-8 in path"
+	}
+	if strings.Contains(p, "//") {
+		return "", "empty path segment (//)"
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "", "dot segment in path"
+		}
+	}
+	return p, ""
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// canonicalHost strips the port and lower-cases, so that "MLflow.example.com:443"
+// and "mlflow.example.com" select the same application.
+func canonicalHost(h string) string {
+	if strings.HasPrefix(h, "[") { // IPv6 literal
+		if end := strings.IndexByte(h, ']'); end > 0 {
+			return strings.ToLower(h[:end+1])
+		}
+		return strings.ToLower(h)
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// lowerKeys returns m with lower-case keys, reusing m when it already is (as
+// Envoy sends it), so the common case costs nothing.
+func lowerKeys(m map[string]string) map[string]string {
+	for k := range m {
+		if strings.ToLower(k) != k {
+			out := make(map[string]string, len(m))
+			for k, v := range m {
+				out[strings.ToLower(k)] = v
+			}
+			return out
+		}
+	}
+	return m
+}

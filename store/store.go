@@ -1,0 +1,137 @@
+// Package store defines how mlflow-authz reads MLflow's tables: the grants in
+// MLflow's auth tables and the ownership of runs, traces and models in its
+// tracking tables. It holds interfaces and errors only; store/postgres and
+// store/sqlite implement them, and store/storetest is the conformance suite
+// every backend passes.
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned when a looked-up resource does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrUnavailable wraps failures to reach the database. Callers deny with 503.
+var ErrUnavailable = errors.New("store: unavailable")
+
+// Permission is one of MLflow's permission levels, ordered so that a higher
+// value grants everything a lower one does.
+type Permission int8
+
+// Permission levels (mlflow/server/auth/permissions.py).
+const (
+	NoPermissions Permission = iota
+	Read
+	Use
+	Edit
+	Manage
+)
+
+var permissionNames = [...]string{"NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE"}
+
+// String returns MLflow's name for p, as stored in the permission column.
+func (p Permission) String() string {
+	if p < 0 || int(p) >= len(permissionNames) {
+		return "INVALID"
+	}
+	return permissionNames[p]
+}
+
+// ParsePermission parses MLflow's permission string. Unknown strings are not
+// guessed at: ok is false, and callers treat the row as an explicit deny.
+func ParsePermission(s string) (p Permission, ok bool) {
+	for i, n := range permissionNames {
+		if n == s {
+			return Permission(i), true
+		}
+	}
+	return NoPermissions, false
+}
+
+// CanRead and friends follow MLflow's permission table: USE may use gateway
+// resources, EDIT may update, only MANAGE may delete and manage.
+func (p Permission) CanRead() bool { return p >= Read }
+
+// CanUse reports whether p allows using a gateway resource.
+func (p Permission) CanUse() bool { return p >= Use }
+
+// CanUpdate reports whether p allows updates.
+func (p Permission) CanUpdate() bool { return p >= Edit }
+
+// CanDelete reports whether p allows deletes (only MANAGE does).
+func (p Permission) CanDelete() bool { return p >= Manage }
+
+// CanManage reports whether p allows managing permissions.
+func (p Permission) CanManage() bool { return p >= Manage }
+
+// ResourceKind names a kind of resource that MLflow grants permissions on.
+type ResourceKind string
+
+// Resource kinds with their own permission tables.
+const (
+	Experiment             ResourceKind = "experiment"
+	RegisteredModel        ResourceKind = "registered_model"
+	Scorer                 ResourceKind = "scorer"
+	GatewaySecret          ResourceKind = "gateway_secret"
+	GatewayEndpoint        ResourceKind = "gateway_endpoint"
+	GatewayModelDefinition ResourceKind = "gateway_model_definition"
+)
+
+// Resource identifies one permission-bearing object.
+type Resource struct {
+	Kind ResourceKind
+	// ID is the experiment id, registered-model name or gateway object id.
+	ID string
+	// Name is the scorer name (scorer grants are keyed by experiment id and name).
+	Name string
+}
+
+// Grant is one permission row. Valid is false when the stored permission
+// string is NULL or unknown; such a row is an explicit deny, never an error.
+type Grant struct {
+	Permission Permission
+	Valid      bool
+}
+
+// Grants is everything the store knows that bears on one user's permission
+// on one resource, read in a single round trip.
+type Grants struct {
+	// UserExists is true when users has a row for the username.
+	UserExists bool
+	// UserAdmin is users.is_admin.
+	UserAdmin bool
+	// User is the user's own row on the resource, if any.
+	User *Grant
+	// Groups maps group name to its row on the resource, for every group
+	// with a row (callers pick the groups the identity belongs to).
+	Groups map[string]Grant
+}
+
+// Lookup names a way to resolve an id to the experiments that own it.
+type Lookup string
+
+// Lookups through MLflow's tracking tables.
+const (
+	RunExperiment         Lookup = "run"             // runs.run_uuid → experiment_id
+	TraceExperiment       Lookup = "trace"           // trace_info.request_id → experiment_id
+	LoggedModelExperiment Lookup = "logged_model"    // logged_models.model_id → experiment_id
+	ExperimentByName      Lookup = "experiment_name" // experiments.name → experiment_id
+	ExperimentByID        Lookup = "experiment"      // experiments.experiment_id exists
+	JobExperiment         Lookup = "job"             // jobs.params ->> experiment_id
+	IssueExperiment       Lookup = "issue"           // issues.issue_id → experiment_id
+	DatasetExperiments    Lookup = "dataset"         // dataset → linked experiment ids (zero or more)
+	GatewayEndpointByName Lookup = "gateway_endpoint_name"
+)
+
+// Reader is what the decision pipeline needs from a backend.
+type Reader interface {
+	// Grants returns the grants bearing on username's permission on res.
+	Grants(ctx context.Context, username string, res Resource) (Grants, error)
+	// User returns whether username has a users row and whether it is an admin.
+	User(ctx context.Context, username string) (exists, admin bool, err error)
+	// Resolve maps key through l to the ids that own it (experiment ids, or
+	// the gateway endpoint id). ErrNotFound when key does not exist.
+	Resolve(ctx context.Context, l Lookup, key string) ([]string, error)
+}
