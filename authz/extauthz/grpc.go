@@ -1,0 +1,112 @@
+package extauthz
+
+import (
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// AuthorizationService is the full gRPC name of Envoy's ext_authz service,
+// as health checks name it.
+const AuthorizationService = "envoy.service.auth.v3.Authorization"
+
+// Defaults for GRPCOptions.
+const (
+	// DefaultMaxConnectionAge makes Envoy reconnect now and then, so new
+	// replicas get traffic: Envoy otherwise keeps one HTTP/2 connection per
+	// worker for ever and balances nothing.
+	DefaultMaxConnectionAge = 5 * time.Minute
+	// DefaultMaxRecvMsgSize is above any sane Istio maxRequestBytes plus
+	// headers; grpc-go's own 4 MiB would turn a large body into
+	// ResourceExhausted, which is Envoy's error (failOpen) path.
+	DefaultMaxRecvMsgSize = 8 << 20
+	// DefaultKeepaliveMinTime tolerates Envoy's keepalive pings; grpc-go's
+	// default of 5 minutes answers frequent pings with GOAWAY too_many_pings.
+	DefaultKeepaliveMinTime = 5 * time.Second
+)
+
+// GRPCOptions configures NewGRPCServer. Zero values take the defaults.
+type GRPCOptions struct {
+	// Server answers Check. Required.
+	Server *Server
+	// Health reports serving status. Nil registers a health service that
+	// always reports SERVING.
+	Health *Health
+	// MaxConnectionAge is how long a client connection lives before a
+	// graceful GOAWAY. Jittered ±10% by grpc-go.
+	MaxConnectionAge time.Duration
+	// MaxRecvMsgSize bounds one CheckRequest, body included.
+	MaxRecvMsgSize int
+	// KeepaliveMinTime is the shortest client ping interval allowed.
+	KeepaliveMinTime time.Duration
+	// ServerOptions are appended, for TLS credentials or interceptors.
+	ServerOptions []grpc.ServerOption
+}
+
+// NewGRPCServer returns a gRPC server with the Authorization service, the
+// standard health service and server reflection registered, and keepalive
+// settings that suit Envoy as the client.
+func NewGRPCServer(opts GRPCOptions) *grpc.Server {
+	if opts.MaxConnectionAge <= 0 {
+		opts.MaxConnectionAge = DefaultMaxConnectionAge
+	}
+	if opts.MaxRecvMsgSize <= 0 {
+		opts.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if opts.KeepaliveMinTime <= 0 {
+		opts.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
+	if opts.Health == nil {
+		opts.Health = NewHealth()
+		opts.Health.SetServing(true)
+	}
+	so := append([]grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             opts.KeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      opts.MaxConnectionAge,
+			MaxConnectionAgeGrace: 30 * time.Second,
+			Time:                  30 * time.Second,
+			Timeout:               10 * time.Second,
+		}),
+		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+	}, opts.ServerOptions...)
+	gs := grpc.NewServer(so...)
+	authv3.RegisterAuthorizationServer(gs, opts.Server)
+	healthpb.RegisterHealthServer(gs, opts.Health.Server)
+	reflection.Register(gs)
+	return gs
+}
+
+// Health is the grpc.health.v1 service, reporting one status for the whole
+// server ("") and for AuthorizationService together: Kubernetes probes ask
+// for the first, Envoy-style health checks may name the second.
+type Health struct {
+	*health.Server
+}
+
+// NewHealth returns a Health that reports NOT_SERVING until SetServing(true):
+// a replica should take traffic only once its configuration is loaded.
+func NewHealth() *Health {
+	h := &Health{Server: health.NewServer()}
+	h.SetServing(false)
+	return h
+}
+
+// SetServing switches both the overall and the Authorization service status,
+// for instance to NOT_SERVING on SIGTERM so load balancers drain us first.
+func (h *Health) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	h.SetServingStatus("", st)
+	h.SetServingStatus(AuthorizationService, st)
+}

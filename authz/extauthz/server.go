@@ -1,0 +1,349 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+// Checker decides one request. *authz.Engine satisfies it; the server owns
+// the interface so that it depends on nothing more than this one method.
+type Checker interface {
+	Check(ctx context.Context, r *authz.Request) authz.Decision
+}
+
+// ReasonHeader is the response header that carries the reason code of a deny
+// to the client, so a person reading curl output sees why without our logs.
+const ReasonHeader = "x-authz-reason"
+
+// Decision labels used in the log and in metrics.
+const (
+	decisionAllow      = "allow"
+	decisionDeny       = "deny"
+	decisionDryRunDeny = "dry_run_deny"
+)
+
+// maxLoggedPathLength bounds how much of a refused (non-canonical) path we
+// log: such paths are attacker-chosen and can be up to authz.MaxPathLength.
+const maxLoggedPathLength = 256
+
+// Server implements Envoy's envoy.service.auth.v3.Authorization service on
+// top of a Checker. It is safe for concurrent use.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	checker Checker
+	log     *slog.Logger
+	metrics *Metrics
+	timeout time.Duration
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithTimeout bounds each check to d, whatever deadline Envoy sent. Istio's
+// default ext_authz timeout is 600s, so without this a stuck store call would
+// hold the request for ten minutes. Zero (the default) keeps Envoy's deadline.
+func WithTimeout(d time.Duration) Option {
+	return func(s *Server) { s.timeout = d }
+}
+
+// NewServer returns a Server that decides with checker, logs one line per
+// decision to log and records metrics in m. A nil log discards the decision
+// log; a nil m records no metrics.
+func NewServer(checker Checker, log *slog.Logger, m *Metrics, opts ...Option) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{checker: checker, log: log, metrics: m}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Check answers one ext_authz request. It never returns an error: every
+// outcome, including a panic or a passed deadline, is a CheckResponse with an
+// explicit status, so Envoy's failOpen never applies.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	in := requestInput(req)
+	r, d := s.decide(ctx, in)
+	d = s.validate(ctx, in, d)
+	resp := response(d)
+	s.record(ctx, in, r, d, time.Since(start))
+	return resp, nil
+}
+
+// decide runs the pipeline and turns a panic or a passed deadline into a
+// 503 deny. r is nil when the request was refused before it could be built.
+func (s *Server) decide(ctx context.Context, in authz.RequestInput) (r *authz.Request, d authz.Decision) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "panic in authorization check",
+				slog.String("request_id", in.ID),
+				slog.String("panic", fmt.Sprint(p)),
+				slog.String("stack", string(debug.Stack())))
+			d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+		}
+	}()
+	if ctx.Err() != nil {
+		return nil, deadlineDeny()
+	}
+	r, deny := authz.NewRequest(in)
+	if deny != nil {
+		return nil, *deny
+	}
+	d = s.checker.Check(ctx, r)
+	// Re-check after deciding: Envoy has given up on (or is about to give
+	// up on) a request whose deadline passed, and an allow computed from a
+	// cancelled store call must not slip through.
+	if ctx.Err() != nil {
+		app, id := d.App, d.Identity
+		d = deadlineDeny()
+		d.App, d.Identity = app, id
+	}
+	return r, d
+}
+
+func deadlineDeny() authz.Decision {
+	return authz.Deny(http.StatusServiceUnavailable, authz.ReasonDeadlineExceeded, "the authorization check ran out of time")
+}
+
+// validate enforces the Decision contract before it reaches Envoy. Envoy
+// removes headers after setting them, so a name both set and removed would
+// silently drop an identity header: that is a bug in an Upstream, and we
+// fail closed on it rather than guess which one was meant.
+func (s *Server) validate(ctx context.Context, in authz.RequestInput, d authz.Decision) authz.Decision {
+	if !d.Allowed {
+		return d
+	}
+	for _, h := range d.UpstreamHeaders {
+		for _, rm := range d.RemoveHeaders {
+			if strings.EqualFold(h.Name, rm) {
+				s.log.LogAttrs(ctx, slog.LevelError, "decision both sets and removes a header",
+					slog.String("request_id", in.ID), slog.String("app", d.App), slog.String("header", rm))
+				out := authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+				out.App, out.Identity = d.App, d.Identity
+				return out
+			}
+		}
+	}
+	return d
+}
+
+// requestInput reads what the authz core needs from Envoy's attributes.
+// Envoy fills http.host/path/method and also sends the pseudo-headers; the
+// fields win and the pseudo-headers are a fallback for hand-built requests.
+func requestInput(req *authv3.CheckRequest) authz.RequestInput {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	headers := h.GetHeaders()
+	if len(headers) == 0 && h.GetHeaderMap() != nil {
+		headers = joinHeaderMap(h.GetHeaderMap())
+	}
+	in := authz.RequestInput{
+		ID:        headers["x-request-id"],
+		Method:    h.GetMethod(),
+		Host:      h.GetHost(),
+		Target:    h.GetPath(),
+		Headers:   headers,
+		Principal: attrs.GetSource().GetPrincipal(),
+	}
+	// x-request-id first: it is what Istio's access log shows, whereas
+	// http.id is often just Envoy's stream number.
+	if in.ID == "" {
+		in.ID = h.GetId()
+	}
+	if in.Method == "" {
+		in.Method = headers[":method"]
+	}
+	if in.Host == "" {
+		in.Host = headers[":authority"]
+	}
+	if in.Target == "" {
+		in.Target = headers[":path"]
+	}
+	// raw_body (packAsBytes) is the exact bytes; body has had invalid UTF-8
+	// replaced by Envoy, so it is only the fallback.
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		in.Body = raw
+	} else if b := h.GetBody(); b != "" {
+		in.Body = []byte(b)
+	}
+	if in.Headers == nil {
+		in.Headers = map[string]string{}
+	}
+	return in
+}
+
+// joinHeaderMap flattens Envoy's encode_raw_headers form the way Envoy's own
+// map form does: lower-case names, repeated values joined with commas.
+func joinHeaderMap(m *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(m.GetHeaders()))
+	for _, hv := range m.GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		if prev, ok := out[k]; ok {
+			v = prev + "," + v
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// response converts a Decision into a CheckResponse, setting status on
+// every path: an unset status is an allow to Envoy.
+func response(d authz.Decision) *authv3.CheckResponse {
+	if d.Allowed {
+		return allowResponse(d)
+	}
+	return denyResponse(d)
+}
+
+func allowResponse(d authz.Decision) *authv3.CheckResponse {
+	ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
+	if len(d.UpstreamHeaders) > 0 {
+		ok.Headers = make([]*corev3.HeaderValueOption, len(d.UpstreamHeaders))
+		for i, h := range d.UpstreamHeaders {
+			// OVERWRITE_IF_EXISTS_OR_ADD for Envoys that honour
+			// append_action; append left false for older ones, where false
+			// means overwrite. Either way a client-sent value is replaced.
+			ok.Headers[i] = &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}
+		}
+	}
+	return &authv3.CheckResponse{
+		Status:       &status.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+	}
+}
+
+// denyBody is the JSON body of a deny, in MLflow's error shape so that
+// MLflow clients print it like one of MLflow's own errors.
+type denyBody struct {
+	ErrorCode string `json:"error_code"`
+	Message   string `json:"message"`
+	Reason    string `json:"reason"`
+}
+
+func denyResponse(d authz.Decision) *authv3.CheckResponse {
+	httpStatus := denyHTTPStatus(d.Status)
+	// Marshalling three strings cannot fail.
+	body, _ := json.Marshal(denyBody{ErrorCode: d.ErrorCode(), Message: d.Message, Reason: string(d.Reason)})
+	headers := make([]*corev3.HeaderValueOption, 0, 2+len(d.ResponseHeaders))
+	headers = append(headers, headerOption("content-type", "application/json"), headerOption(ReasonHeader, string(d.Reason)))
+	for _, h := range d.ResponseHeaders {
+		headers = append(headers, headerOption(h.Name, h.Value))
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(grpcCode(httpStatus)), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
+			Headers: headers,
+			Body:    string(body),
+		}},
+	}
+}
+
+func headerOption(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// denyHTTPStatus keeps a deny a deny: Envoy only accepts StatusCode enum
+// values, and a 2xx (or a zero from a careless policy) would read to the
+// client like success, so anything but a known 3xx–5xx becomes 403.
+func denyHTTPStatus(code int) int {
+	if _, known := typev3.StatusCode_name[int32(code)]; !known || code < 300 {
+		return http.StatusForbidden
+	}
+	return code
+}
+
+// grpcCode is informational for Envoy (any non-OK code denies) but shows in
+// Envoy's stats and access log, so it follows the HTTP status.
+func grpcCode(httpStatus int) codes.Code {
+	switch httpStatus {
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return codes.Unavailable
+	default:
+		return codes.PermissionDenied
+	}
+}
+
+// record writes the decision log line and the metrics. Allows and policy
+// denies (3xx/4xx) log at Info: they are the service doing its job. Denies
+// with a 5xx log at Warn: they mean we could not decide (store down,
+// deadline, panic) and an operator should look.
+func (s *Server) record(ctx context.Context, in authz.RequestInput, r *authz.Request, d authz.Decision, elapsed time.Duration) {
+	decision := decisionAllow
+	switch {
+	case d.DryRun:
+		decision = decisionDryRunDeny
+	case !d.Allowed:
+		decision = decisionDeny
+	}
+	s.metrics.observe(d.App, decision, string(d.Reason), elapsed)
+
+	level := slog.LevelInfo
+	if !d.Allowed && d.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	host, path := in.Host, logPath(in.Target)
+	if r != nil {
+		host, path = r.Host, r.Path
+	}
+	s.log.LogAttrs(ctx, level, "decision",
+		slog.String("request_id", in.ID),
+		slog.String("app", d.App),
+		slog.String("host", host),
+		slog.String("method", in.Method),
+		slog.String("path", path),
+		slog.Any("identity", d.Identity),
+		slog.String("decision", decision),
+		slog.Int("status", d.Status),
+		slog.String("reason", string(d.Reason)),
+		slog.Int64("latency_us", elapsed.Microseconds()),
+	)
+}
+
+// logPath is the raw path of a refused request without its query (which
+// may carry tokens), cut short because the client chose it.
+func logPath(target string) string {
+	p, _, _ := strings.Cut(target, "?")
+	if len(p) > maxLoggedPathLength {
+		p = p[:maxLoggedPathLength]
+	}
+	return p
+}
