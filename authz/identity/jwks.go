@@ -1,0 +1,266 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"golang.org/x/sync/singleflight"
+)
+
+// JWKSMaxBodySize bounds discovery and JWKS responses.
+const JWKSMaxBodySize = 1 << 20
+
+// jwtMinRSABits refuses toy RSA keys even if an issuer publishes them.
+const jwtMinRSABits = 2048
+
+// jwksKeySet is one fetched JWKS, immutable once published.
+type jwksKeySet struct {
+	keys map[string]jwtKey // by kid
+}
+
+// jwksSource keeps one issuer's signing keys fresh.
+//
+// We fetch and parse the JWKS ourselves (jwk.ParseKey per entry) rather than
+// use jwx v3's jwk.Cache: its httprc scheduler runs on the wall clock, it
+// does not refresh on an unknown kid, and a single bad entry in a set fails
+// the whole parse. Here a refresh on kid-miss is rate-limited by the
+// injected clock and single-flight, and unusable entries are just skipped.
+type jwksSource struct {
+	name         string
+	issuer       string
+	discoveryURL string
+	jwksURL      string // from config; otherwise resolved by discovery
+	client       *http.Client
+	timeout      time.Duration
+	refresh      time.Duration
+	minRefresh   time.Duration
+	clock        func() time.Time
+	logger       *slog.Logger
+
+	set      atomic.Pointer[jwksKeySet]
+	resolved atomic.Pointer[string] // the JWKS URL once known
+
+	sf         singleflight.Group
+	mu         sync.Mutex
+	lastForced time.Time // guarded by mu
+}
+
+// current returns the last fetched key set, or nil before the first fetch.
+func (s *jwksSource) current() *jwksKeySet {
+	return s.set.Load()
+}
+
+// run fetches the keys until ctx ends: once right away (then calls
+// firstDone, so NewJWT can return without waiting on a dead Keycloak), then
+// every refresh interval, retrying failures with a capped backoff.
+func (s *jwksSource) run(ctx context.Context, firstDone func()) {
+	err := s.load(ctx)
+	firstDone()
+	backoff := time.Second
+	for {
+		delay := s.refresh
+		if err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "jwks fetch failed",
+				slog.String("issuer", s.name), slog.String("error", err.Error()))
+			delay = backoff
+			backoff = min(backoff*2, s.minRefresh)
+		} else {
+			backoff = time.Second
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err = s.load(ctx)
+	}
+}
+
+// load resolves the JWKS URL (once) and fetches the keys.
+func (s *jwksSource) load(ctx context.Context) error {
+	u, err := s.url(ctx)
+	if err != nil {
+		return err
+	}
+	return s.fetch(ctx, u)
+}
+
+// url returns the JWKS URL, reading the discovery document if needed. The
+// document's issuer must be exactly ours: a mismatch means a misrouted
+// discovery URL or hostname config, and its keys are not our issuer's.
+func (s *jwksSource) url(ctx context.Context) (string, error) {
+	if s.jwksURL != "" {
+		return s.jwksURL, nil
+	}
+	if u := s.resolved.Load(); u != nil {
+		return *u, nil
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	body, err := s.get(ctx, s.discoveryURL)
+	if err != nil {
+		return "", fmt.Errorf("identity: jwt: issuer %q: discovery: %w", s.name, err)
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("identity: jwt: issuer %q: discovery: %w", s.name, err)
+	}
+	if doc.Issuer != s.issuer {
+		return "", fmt.Errorf("identity: jwt: issuer %q: discovery names issuer %q", s.name, doc.Issuer)
+	}
+	if err := jwtCheckURL(doc.JWKSURI); err != nil {
+		return "", fmt.Errorf("identity: jwt: issuer %q: discovery jwks_uri: %w", s.name, err)
+	}
+	s.resolved.Store(&doc.JWKSURI)
+	return doc.JWKSURI, nil
+}
+
+// get fetches u with the issuer's timeout and a size cap.
+func (s *jwksSource) get(ctx context.Context, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, JWKSMaxBodySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > JWKSMaxBodySize {
+		return nil, fmt.Errorf("GET %s: body larger than %d bytes", u, JWKSMaxBodySize)
+	}
+	return body, nil
+}
+
+// fetch downloads and publishes the key set. On any failure the previous
+// set stays in place.
+func (s *jwksSource) fetch(ctx context.Context, u string) error {
+	body, err := s.get(ctx, u)
+	if err != nil {
+		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
+	}
+	set, err := jwksParse(body)
+	if err != nil {
+		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
+	}
+	s.set.Store(set)
+	return nil
+}
+
+// jwksParse keeps the usable signature keys of a JWKS document. Entries
+// without a kid, for encryption, symmetric, too weak or unparsable are
+// skipped; a kid published twice is dropped, since we could not tell which
+// key it means.
+func jwksParse(body []byte) (*jwksKeySet, error) {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, err
+	}
+	out := &jwksKeySet{keys: make(map[string]jwtKey, len(doc.Keys))}
+	dup := map[string]bool{}
+	for _, raw := range doc.Keys {
+		k, err := jwk.ParseKey(raw)
+		if err != nil {
+			continue
+		}
+		kid, _ := k.KeyID()
+		if kid == "" {
+			continue
+		}
+		if use, ok := k.KeyUsage(); ok && use != "sig" {
+			continue
+		}
+		var pub any
+		if err := jwk.Export(k, &pub); err != nil {
+			continue
+		}
+		switch p := pub.(type) {
+		case *rsa.PrivateKey:
+			pub = &p.PublicKey
+		case *ecdsa.PrivateKey:
+			pub = &p.PublicKey
+		}
+		switch p := pub.(type) {
+		case *rsa.PublicKey:
+			if p.N.BitLen() < jwtMinRSABits {
+				continue
+			}
+		case *ecdsa.PublicKey:
+		default:
+			continue
+		}
+		var alg string
+		if a, ok := k.Algorithm(); ok {
+			alg = a.String()
+		}
+		if _, seen := out.keys[kid]; seen || dup[kid] {
+			dup[kid] = true
+			delete(out.keys, kid)
+			continue
+		}
+		out.keys[kid] = jwtKey{alg: alg, raw: pub}
+	}
+	if len(out.keys) == 0 {
+		return nil, errors.New("no usable signing keys")
+	}
+	return out, nil
+}
+
+// refreshForKid re-fetches the JWKS because a token names a kid we do not
+// have (Keycloak rotated, or the token is forged). The kid itself is
+// attacker-chosen, so it decides nothing but whether to refresh. Concurrent callers share
+// one fetch, and fetches happen at most once per minRefresh, so a flood of
+// forged kids costs Keycloak one request per interval. It returns the key
+// set to look in, which may be unchanged.
+func (s *jwksSource) refreshForKid(ctx context.Context) *jwksKeySet {
+	ch := s.sf.DoChan("kid-miss", func() (any, error) {
+		now := s.clock()
+		s.mu.Lock()
+		if !s.lastForced.IsZero() && now.Sub(s.lastForced) < s.minRefresh {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		s.lastForced = now
+		s.mu.Unlock()
+		// The fetch serves every waiter, so one caller's cancellation must
+		// not abort it; the timeout still bounds it.
+		fctx := context.WithoutCancel(ctx)
+		err := s.load(fctx)
+		if err != nil {
+			s.logger.LogAttrs(fctx, slog.LevelWarn, "jwks refresh for unknown kid failed",
+				slog.String("issuer", s.name), slog.String("error", err.Error()))
+		}
+		return nil, err
+	})
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+	return s.current()
+}

@@ -1,0 +1,762 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+// Reasons for denying a bearer token. They are stable: they appear in the
+// decision log, the deny body and metric labels.
+const (
+	ReasonTokenExpired         authz.Reason = "token_expired"
+	ReasonTokenNotYetValid     authz.Reason = "token_not_yet_valid"
+	ReasonTokenUnknownIssuer   authz.Reason = "token_unknown_issuer"
+	ReasonTokenNotJWT          authz.Reason = "token_not_jwt"
+	ReasonTokenWrongAudience   authz.Reason = "token_wrong_audience"
+	ReasonTokenWrongType       authz.Reason = "token_wrong_type"
+	ReasonTokenBadSignature    authz.Reason = "token_bad_signature"
+	ReasonTokenAlgNotAllowed   authz.Reason = "token_alg_not_allowed"
+	ReasonTokenUnknownKey      authz.Reason = "unknown_signing_key"
+	ReasonTokenMalformed       authz.Reason = "token_malformed"
+	ReasonTokenTooLarge        authz.Reason = "token_too_large"
+	ReasonTokenMissingExp      authz.Reason = "token_missing_exp"
+	ReasonTokenMissingUsername authz.Reason = "token_missing_username"
+	ReasonTokenBadServiceAcct  authz.Reason = "token_bad_service_account"
+)
+
+// JWT limits and defaults.
+const (
+	// JWTMaxTokenSize is the largest bearer token we parse. Keycloak tokens
+	// with many groups run to a few KiB; anything bigger is refused unread so
+	// a client cannot make us decode megabytes of JSON per request.
+	JWTMaxTokenSize = 16 << 10
+	// JWTClockSkew is the tolerance on exp, nbf and iat.
+	JWTClockSkew = 30 * time.Second
+	// JWTDefaultRefreshInterval is how often each issuer's JWKS is re-fetched.
+	JWTDefaultRefreshInterval = 5 * time.Minute
+	// JWTDefaultMinRefreshInterval bounds JWKS fetches caused by unknown kids,
+	// so forged tokens cannot make us hammer Keycloak.
+	JWTDefaultMinRefreshInterval = 30 * time.Second
+	// JWTDefaultHTTPTimeout bounds each discovery or JWKS request.
+	JWTDefaultHTTPTimeout = 5 * time.Second
+
+	jwtServiceAccountPrefix = "service-account-"
+	jwtMethod               = "jwt"
+)
+
+// jwtDefaultAlgorithms are Keycloak's asymmetric defaults. HMAC is never
+// acceptable: the realm's HMAC keys are secret to Keycloak, and accepting
+// HS* is how "sign with the public key as secret" attacks work.
+var jwtDefaultAlgorithms = []string{"RS256", "ES256", "PS256"}
+
+// jwtAllowedAlgorithms are the only algorithms a config may list.
+var jwtAllowedAlgorithms = map[string]jwa.SignatureAlgorithm{
+	"RS256": jwa.RS256(), "RS384": jwa.RS384(), "RS512": jwa.RS512(),
+	"PS256": jwa.PS256(), "PS384": jwa.PS384(), "PS512": jwa.PS512(),
+	"ES256": jwa.ES256(), "ES384": jwa.ES384(), "ES512": jwa.ES512(),
+}
+
+// IssuerConfig configures one trusted token issuer (one Keycloak realm).
+type IssuerConfig struct {
+	// Name identifies the issuer in logs and errors. Defaults to Issuer.
+	Name string `yaml:"name"`
+	// Issuer is the exact iss claim, scheme and port included.
+	Issuer string `yaml:"issuer"`
+	// DiscoveryURL is read once at start for jwks_uri. Defaults to
+	// <issuer>/.well-known/openid-configuration.
+	DiscoveryURL string `yaml:"discovery_url"`
+	// JWKSURL, when set, skips discovery.
+	JWKSURL string `yaml:"jwks_url"`
+	// Audiences are the accepted aud values; a token must carry at least one.
+	Audiences []string `yaml:"audiences"`
+	// UsernameClaim holds the MLflow username. Defaults to preferred_username.
+	UsernameClaim string `yaml:"username_claim"`
+	// GroupsClaim holds group paths. Defaults to groups.
+	GroupsClaim string `yaml:"groups_claim"`
+	// AdminGroups make their members Identity.Admin.
+	AdminGroups []string `yaml:"admin_groups"`
+	// AdminRoles (realm roles, or "<client>/<role>") make holders Identity.Admin.
+	AdminRoles []string `yaml:"admin_roles"`
+	// Algorithms is the signature allowlist. Defaults to RS256, ES256, PS256.
+	Algorithms []string `yaml:"algorithms"`
+	// ServiceAccounts maps a client id to the MLflow username its
+	// client-credentials tokens act as. Unmapped clients act as
+	// service-account-<client>.
+	ServiceAccounts map[string]string `yaml:"service_accounts"`
+	// JWKSRefreshInterval is the background JWKS refresh period.
+	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
+	// JWKSMinRefreshInterval rate-limits refreshes caused by unknown kids.
+	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
+	// HTTPTimeout bounds each discovery and JWKS request.
+	HTTPTimeout time.Duration `yaml:"http_timeout"`
+}
+
+// JWTConfig is the YAML shape of the bearer-token authenticator: the issuers
+// plus the verified-token cache.
+type JWTConfig struct {
+	Issuers []IssuerConfig `yaml:"issuers"`
+	// TokenCacheSize bounds the verified-token cache (default 10000).
+	TokenCacheSize int `yaml:"token_cache_size"`
+	// TokenCacheTTL caps how long a verified token is cached (default 5m).
+	TokenCacheTTL time.Duration `yaml:"token_cache_ttl"`
+}
+
+// JWTOption configures NewJWT.
+type JWTOption func(*jwtOptions)
+
+type jwtOptions struct {
+	clock      func() time.Time
+	httpClient *http.Client
+	logger     *slog.Logger
+	cacheSize  int
+	cacheTTL   time.Duration
+}
+
+// WithJWTClock sets the clock used for token validity and refresh rate
+// limits, so tests are deterministic.
+func WithJWTClock(now func() time.Time) JWTOption {
+	return func(o *jwtOptions) { o.clock = now }
+}
+
+// WithJWTHTTPClient sets the client for discovery and JWKS requests. Each
+// request is still bounded by the issuer's http_timeout.
+func WithJWTHTTPClient(c *http.Client) JWTOption {
+	return func(o *jwtOptions) { o.httpClient = c }
+}
+
+// WithJWTLogger sets the logger for background JWKS problems.
+func WithJWTLogger(l *slog.Logger) JWTOption {
+	return func(o *jwtOptions) { o.logger = l }
+}
+
+// WithTokenCache sizes the verified-token cache (token_cache_size,
+// token_cache_ttl). Zero values keep the defaults.
+func WithTokenCache(size int, ttl time.Duration) JWTOption {
+	return func(o *jwtOptions) { o.cacheSize, o.cacheTTL = size, ttl }
+}
+
+// JWT authenticates "Authorization: Bearer <jwt>" access tokens from one or
+// more Keycloak realms. It is safe for concurrent use.
+type JWT struct {
+	issuers map[string]*jwtIssuer // by exact iss
+	list    []*jwtIssuer
+	cache   *TokenCache
+	clock   func() time.Time
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// jwtIssuer is one validated IssuerConfig plus its key source.
+type jwtIssuer struct {
+	cfg         IssuerConfig
+	algs        map[string]jwa.SignatureAlgorithm
+	audiences   []string
+	adminGroups []string
+	keys        *jwksSource
+}
+
+// NewJWTFromConfig is NewJWT for a parsed YAML JWTConfig.
+func NewJWTFromConfig(ctx context.Context, cfg JWTConfig, opts ...JWTOption) (*JWT, error) {
+	opts = append([]JWTOption{WithTokenCache(cfg.TokenCacheSize, cfg.TokenCacheTTL)}, opts...)
+	return NewJWT(ctx, cfg.Issuers, opts...)
+}
+
+// NewJWT validates cfgs and starts fetching each issuer's keys. It tries
+// discovery and the JWKS once, bounded by http_timeout, and returns even if
+// Keycloak is unreachable: fetching then continues in the background and
+// Ready reports false until every issuer has keys. An invalid config is an
+// error naming the key. Call Close to stop the background work.
+func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, error) {
+	o := jwtOptions{clock: time.Now, logger: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.httpClient == nil {
+		o.httpClient = &http.Client{}
+	}
+	if len(cfgs) == 0 {
+		return nil, errors.New("identity: jwt: issuers: at least one issuer is required")
+	}
+	j := &JWT{
+		issuers: make(map[string]*jwtIssuer, len(cfgs)),
+		cache:   NewTokenCache(o.cacheSize, o.cacheTTL),
+		clock:   o.clock,
+	}
+	names := make(map[string]bool, len(cfgs))
+	for i, c := range cfgs {
+		iss, err := newJWTIssuer(c, i, o)
+		if err != nil {
+			return nil, err
+		}
+		if j.issuers[iss.cfg.Issuer] != nil {
+			return nil, fmt.Errorf("identity: jwt: issuers[%d].issuer: %q is configured twice", i, iss.cfg.Issuer)
+		}
+		if names[iss.cfg.Name] {
+			return nil, fmt.Errorf("identity: jwt: issuers[%d].name: %q is configured twice", i, iss.cfg.Name)
+		}
+		names[iss.cfg.Name] = true
+		j.issuers[iss.cfg.Issuer] = iss
+		j.list = append(j.list, iss)
+	}
+
+	// The background work outlives ctx's request scope but not the JWT.
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	j.cancel = cancel
+	var first sync.WaitGroup
+	for _, iss := range j.list {
+		first.Add(1)
+		j.wg.Add(1)
+		go func() {
+			defer j.wg.Done()
+			iss.keys.run(bg, first.Done)
+		}()
+	}
+	first.Wait()
+	return j, nil
+}
+
+func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
+	key := func(k string) string { return fmt.Sprintf("issuers[%d].%s", i, k) }
+	if c.Issuer == "" {
+		return nil, fmt.Errorf("identity: jwt: %s: required", key("issuer"))
+	}
+	if c.Name == "" {
+		c.Name = c.Issuer
+	}
+	if c.JWKSURL != "" {
+		if err := jwtCheckURL(c.JWKSURL); err != nil {
+			return nil, fmt.Errorf("identity: jwt: %s: %w", key("jwks_url"), err)
+		}
+	} else {
+		if c.DiscoveryURL == "" {
+			c.DiscoveryURL = strings.TrimSuffix(c.Issuer, "/") + "/.well-known/openid-configuration"
+		}
+		if err := jwtCheckURL(c.DiscoveryURL); err != nil {
+			return nil, fmt.Errorf("identity: jwt: %s: %w", key("discovery_url"), err)
+		}
+	}
+	if len(c.Audiences) == 0 {
+		return nil, fmt.Errorf("identity: jwt: %s: at least one audience is required", key("audiences"))
+	}
+	for _, a := range c.Audiences {
+		if a == "" {
+			return nil, fmt.Errorf("identity: jwt: %s: empty audience", key("audiences"))
+		}
+	}
+	if c.UsernameClaim == "" {
+		c.UsernameClaim = "preferred_username"
+	}
+	if c.GroupsClaim == "" {
+		c.GroupsClaim = "groups"
+	}
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = jwtDefaultAlgorithms
+	}
+	algs := make(map[string]jwa.SignatureAlgorithm, len(c.Algorithms))
+	for _, a := range c.Algorithms {
+		alg, ok := jwtAllowedAlgorithms[a]
+		if !ok {
+			return nil, fmt.Errorf("identity: jwt: %s: %q is not allowed (only RS*, PS* and ES*; never none or HS*)", key("algorithms"), a)
+		}
+		algs[a] = alg
+	}
+	for client, user := range c.ServiceAccounts {
+		if client == "" || user == "" {
+			return nil, fmt.Errorf("identity: jwt: %s: empty client id or username", key("service_accounts"))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"jwks_refresh_interval", &c.JWKSRefreshInterval, JWTDefaultRefreshInterval},
+		{"jwks_min_refresh_interval", &c.JWKSMinRefreshInterval, JWTDefaultMinRefreshInterval},
+		{"http_timeout", &c.HTTPTimeout, JWTDefaultHTTPTimeout},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("identity: jwt: %s: must not be negative", key(d.name))
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	adminGroups := make([]string, len(c.AdminGroups))
+	for k, g := range c.AdminGroups {
+		adminGroups[k] = authz.NormalizeGroup(g)
+	}
+	return &jwtIssuer{
+		cfg:         c,
+		algs:        algs,
+		audiences:   c.Audiences,
+		adminGroups: adminGroups,
+		keys: &jwksSource{
+			name:         c.Name,
+			issuer:       c.Issuer,
+			discoveryURL: c.DiscoveryURL,
+			jwksURL:      c.JWKSURL,
+			client:       o.httpClient,
+			timeout:      c.HTTPTimeout,
+			refresh:      c.JWKSRefreshInterval,
+			minRefresh:   c.JWKSMinRefreshInterval,
+			clock:        o.clock,
+			logger:       o.logger,
+		},
+	}, nil
+}
+
+func jwtCheckURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+// Ready reports whether every issuer's JWKS has been fetched at least once.
+func (j *JWT) Ready() bool {
+	for _, iss := range j.list {
+		if iss.keys.current() == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops background JWKS refreshes and waits for them to end.
+func (j *JWT) Close() {
+	j.closed.Do(func() {
+		j.cancel()
+		j.wg.Wait()
+	})
+}
+
+// jwtDeny builds the deny for a token. Messages are fixed strings for people
+// and never echo the token.
+func jwtDeny(reason authz.Reason, msg string) *authz.CredentialError {
+	return &authz.CredentialError{Reason: reason, Message: msg}
+}
+
+func jwtForeign(reason authz.Reason, msg string) *authz.CredentialError {
+	return &authz.CredentialError{Reason: reason, Message: msg, Foreign: true}
+}
+
+// Authenticate implements authz.Authenticator for bearer JWTs. It returns
+// (nil, nil) when there is no Authorization header or it is not a Bearer
+// credential. The returned identity is a copy the caller may keep.
+func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identity, error) {
+	token, cerr := jwtBearerToken(r.Header("authorization"))
+	if cerr != nil {
+		return nil, cerr
+	}
+	if token == "" {
+		return nil, nil
+	}
+	now := j.clock()
+	if id, ok := j.cache.Get(token, now); ok {
+		if tr := authz.TraceFrom(ctx); tr != nil {
+			tr.Addf("identity", "jwt: cached token of %s", id.Username)
+		}
+		cp := *id
+		return &cp, nil
+	}
+	id, err := j.verify(ctx, token, now)
+	if err != nil {
+		if tr := authz.TraceFrom(ctx); tr != nil {
+			tr.Addf("identity", "jwt: %v", err)
+		}
+		return nil, err
+	}
+	j.cache.Put(token, id, id.Expiry, now)
+	if tr := authz.TraceFrom(ctx); tr != nil {
+		tr.Addf("identity", "jwt: verified token of %s from %s", id.Username, id.Issuer)
+	}
+	cp := *id
+	return &cp, nil
+}
+
+// jwtBearerToken extracts the token of a Bearer Authorization header. It
+// returns "" and no error when the header is absent or another scheme.
+//
+// Envoy joins repeated headers with ",", and a JWT never contains one, so a
+// comma in a Bearer credential means two credentials: which one the
+// upstream would use is anyone's guess, so it is refused.
+func jwtBearerToken(h string) (string, *authz.CredentialError) {
+	h = strings.Trim(h, " \t")
+	if h == "" {
+		return "", nil
+	}
+	if !jwtIsBearer(h) {
+		if strings.IndexByte(h, ',') >= 0 {
+			for part := range strings.SplitSeq(h, ",") {
+				if jwtIsBearer(strings.Trim(part, " \t")) {
+					return "", jwtDeny(ReasonTokenMalformed, "more than one Authorization credential")
+				}
+			}
+		}
+		return "", nil
+	}
+	token := strings.Trim(h[len("bearer"):], " \t")
+	if len(token) > JWTMaxTokenSize {
+		return "", jwtDeny(ReasonTokenTooLarge, "bearer token too large")
+	}
+	if token == "" {
+		return "", jwtDeny(ReasonTokenMalformed, "empty bearer token")
+	}
+	if strings.ContainsAny(token, ", \t") {
+		return "", jwtDeny(ReasonTokenMalformed, "more than one Authorization credential")
+	}
+	return token, nil
+}
+
+// jwtIsBearer reports whether h starts with the Bearer scheme (RFC 9110
+// schemes are case-insensitive) followed by whitespace or nothing.
+func jwtIsBearer(h string) bool {
+	const s = "bearer"
+	if len(h) < len(s) || !strings.EqualFold(h[:len(s)], s) {
+		return false
+	}
+	return len(h) == len(s) || h[len(s)] == ' ' || h[len(s)] == '\t'
+}
+
+// jwtHeader is the part of the JOSE header we act on. jku, x5u, jwk and x5c
+// are deliberately not read: keys only ever come from the issuer's JWKS.
+type jwtHeader struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+	Typ string `json:"typ"`
+}
+
+var jwtB64 = base64.RawURLEncoding
+
+// jwtSplit splits a compact JWS and decodes its header and payload. It
+// returns ok=false for anything that is not a signed JWT (an opaque token,
+// a JWE, a Phoenix API key in another format).
+func jwtSplit(token string) (hdr jwtHeader, payload []byte, ok bool) {
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
+		return hdr, nil, false
+	}
+	hb, err := jwtB64.DecodeString(h)
+	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Alg == "" {
+		return hdr, nil, false
+	}
+	payload, err = jwtB64.DecodeString(p)
+	if err != nil || len(payload) == 0 || payload[0] != '{' {
+		return hdr, nil, false
+	}
+	return hdr, payload, true
+}
+
+// verify fully checks a token not found in the cache.
+func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.Identity, error) {
+	hdr, payload, ok := jwtSplit(token)
+	if !ok {
+		return nil, jwtForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
+	}
+	// Choose the issuer from the unverified iss; everything below is then
+	// verified against that issuer's keys only.
+	var peek struct {
+		Iss any `json:"iss"`
+	}
+	if json.Unmarshal(payload, &peek) != nil {
+		return nil, jwtForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
+	}
+	issStr, _ := peek.Iss.(string)
+	iss := j.issuers[issStr]
+	if iss == nil {
+		return nil, jwtForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
+	}
+
+	alg, ok := iss.algs[hdr.Alg]
+	if !ok {
+		return nil, jwtDeny(ReasonTokenAlgNotAllowed, "token signature algorithm is not allowed")
+	}
+	switch strings.ToLower(hdr.Typ) {
+	case "", "jwt", "at+jwt", "application/at+jwt":
+	default:
+		return nil, jwtDeny(ReasonTokenWrongType, "token header type is not an access token")
+	}
+	if hdr.Kid == "" {
+		return nil, jwtDeny(ReasonTokenUnknownKey, "token names no signing key (kid)")
+	}
+	set := iss.keys.current()
+	if set == nil {
+		return nil, fmt.Errorf("identity: jwt: issuer %q: signing keys not loaded yet", iss.cfg.Name)
+	}
+	key, found := set.keys[hdr.Kid]
+	if !found {
+		set = iss.keys.refreshForKid(ctx)
+		key, found = set.keys[hdr.Kid]
+	}
+	if !found {
+		return nil, jwtDeny(ReasonTokenUnknownKey, "token is signed with a key the issuer does not publish")
+	}
+	if !key.fits(hdr.Alg) {
+		return nil, jwtDeny(ReasonTokenAlgNotAllowed, "token signature algorithm does not match its key")
+	}
+	verified, err := jws.VerifyCompactFast(key.raw, []byte(token), alg)
+	if err != nil {
+		return nil, jwtDeny(ReasonTokenBadSignature, "token signature is invalid")
+	}
+	claims := map[string]any{}
+	if err := json.Unmarshal(verified, &claims); err != nil {
+		return nil, jwtDeny(ReasonTokenMalformed, "token claims are not a JSON object")
+	}
+	return iss.identity(claims, now)
+}
+
+// identity validates verified claims and maps them to an Identity.
+func (iss *jwtIssuer) identity(claims map[string]any, now time.Time) (*authz.Identity, error) {
+	if s, _ := claims["iss"].(string); s != iss.cfg.Issuer {
+		return nil, jwtForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
+	}
+	exp, ok, bad := jwtNumericDate(claims, "exp")
+	switch {
+	case bad:
+		return nil, jwtDeny(ReasonTokenMalformed, "token exp is not a number")
+	case !ok:
+		return nil, jwtDeny(ReasonTokenMissingExp, "token has no expiry (exp)")
+	case !now.Before(exp.Add(JWTClockSkew)):
+		return nil, jwtDeny(ReasonTokenExpired, "token has expired")
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		t, ok, bad := jwtNumericDate(claims, name)
+		if bad {
+			return nil, jwtDeny(ReasonTokenMalformed, "token "+name+" is not a number")
+		}
+		if ok && now.Add(JWTClockSkew).Before(t) {
+			return nil, jwtDeny(ReasonTokenNotYetValid, "token is not valid yet")
+		}
+	}
+	if !iss.audienceOK(claims["aud"]) {
+		return nil, jwtDeny(ReasonTokenWrongAudience, "token is not meant for this service (aud)")
+	}
+	// Keycloak marks access tokens "Bearer"; ID and refresh tokens say "ID"
+	// and "Refresh" and must never pass as access tokens.
+	if typ, _ := claims["typ"].(string); typ != "Bearer" {
+		return nil, jwtDeny(ReasonTokenWrongType, "token is not an access token (typ)")
+	}
+
+	id := &authz.Identity{
+		Kind:    authz.KindUser,
+		Issuer:  iss.cfg.Issuer,
+		Expiry:  exp,
+		Method:  jwtMethod,
+		Subject: jwtString(claims, "sub"),
+	}
+	azp := jwtString(claims, "azp")
+	id.ClientID = azp
+
+	preferred := jwtString(claims, "preferred_username")
+	if strings.HasPrefix(preferred, jwtServiceAccountPrefix) {
+		if err := iss.serviceAccount(id, claims, preferred); err != nil {
+			return nil, err
+		}
+	} else {
+		id.Username = jwtString(claims, iss.cfg.UsernameClaim)
+		if id.Username == "" {
+			return nil, jwtDeny(ReasonTokenMissingUsername, fmt.Sprintf(
+				"token has no %q claim; if the client uses lightweight access tokens, enable \"Add to lightweight access token\" on that claim's mapper",
+				iss.cfg.UsernameClaim))
+		}
+	}
+
+	groups, ok := jwtStrings(claims[iss.cfg.GroupsClaim])
+	if !ok {
+		return nil, jwtDeny(ReasonTokenMalformed, "token groups claim is not a list of strings")
+	}
+	for k, g := range groups {
+		groups[k] = authz.NormalizeGroup(g)
+	}
+	id.Groups = groups
+	roles, err := jwtRoles(claims)
+	if err != nil {
+		return nil, err
+	}
+	id.Roles = roles
+	id.Admin = slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(iss.adminGroups, g) }) ||
+		slices.ContainsFunc(id.Roles, func(r string) bool { return slices.Contains(iss.cfg.AdminRoles, r) })
+	return id, nil
+}
+
+// serviceAccount fills id for a client-credentials token. Keycloak names the
+// service-account user "service-account-<clientId>" (lower-cased), with the
+// client in client_id (older clients: clientId; azp as a last resort). We
+// insist the two agree and that there is no user session (sid), so a human
+// who registered a username starting with "service-account-" cannot pose as
+// a client's service account.
+func (iss *jwtIssuer) serviceAccount(id *authz.Identity, claims map[string]any, preferred string) error {
+	client := jwtString(claims, "client_id")
+	if client == "" {
+		client = jwtString(claims, "clientId")
+	}
+	if client == "" {
+		client = jwtString(claims, "azp")
+	}
+	if client == "" || !strings.EqualFold(preferred, jwtServiceAccountPrefix+client) || jwtString(claims, "sid") != "" {
+		return jwtDeny(ReasonTokenBadServiceAcct, "service-account token does not match its client")
+	}
+	id.Kind = authz.KindServiceAccount
+	id.ClientID = client
+	if u, ok := iss.cfg.ServiceAccounts[client]; ok {
+		id.Username = u
+	} else {
+		id.Username = jwtServiceAccountPrefix + client
+	}
+	return nil
+}
+
+func (iss *jwtIssuer) audienceOK(aud any) bool {
+	switch a := aud.(type) {
+	case string:
+		return slices.Contains(iss.audiences, a)
+	case []any:
+		for _, v := range a {
+			if s, ok := v.(string); ok && slices.Contains(iss.audiences, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// jwtRoles collects realm roles and "<client>/<role>" client roles.
+func jwtRoles(claims map[string]any) ([]string, error) {
+	bad := jwtDeny(ReasonTokenMalformed, "token role claims are malformed")
+	var roles []string
+	if ra, ok := claims["realm_access"]; ok {
+		m, ok := ra.(map[string]any)
+		if !ok {
+			return nil, bad
+		}
+		r, ok := jwtStrings(m["roles"])
+		if !ok {
+			return nil, bad
+		}
+		roles = append(roles, r...)
+	}
+	if ra, ok := claims["resource_access"]; ok {
+		m, ok := ra.(map[string]any)
+		if !ok {
+			return nil, bad
+		}
+		clients := make([]string, 0, len(m))
+		for c := range m {
+			clients = append(clients, c)
+		}
+		slices.Sort(clients) // stable order for logs and tests
+		for _, c := range clients {
+			cm, ok := m[c].(map[string]any)
+			if !ok {
+				return nil, bad
+			}
+			r, ok := jwtStrings(cm["roles"])
+			if !ok {
+				return nil, bad
+			}
+			for _, role := range r {
+				roles = append(roles, c+"/"+role)
+			}
+		}
+	}
+	return roles, nil
+}
+
+// jwtStrings converts a JSON array of strings; a missing value is an empty
+// list, anything else is not ok.
+func jwtStrings(v any) ([]string, bool) {
+	if v == nil {
+		return nil, true
+	}
+	a, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(a))
+	for _, e := range a {
+		s, ok := e.(string)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+func jwtString(claims map[string]any, name string) string {
+	s, _ := claims[name].(string)
+	return s
+}
+
+// jwtNumericDate reads an RFC 7519 NumericDate. ok is false when absent;
+// bad is true when present but not a finite number.
+func jwtNumericDate(claims map[string]any, name string) (t time.Time, ok, bad bool) {
+	v, present := claims[name]
+	if !present {
+		return time.Time{}, false, false
+	}
+	f, isNum := v.(float64)
+	if !isNum || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, false, true
+	}
+	// Clamp so absurd values cannot overflow int64 nanoseconds.
+	const maxSec = 1 << 40
+	f = max(min(f, maxSec), -maxSec)
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true, false
+}
+
+// jwtKey is one usable public key from a JWKS.
+type jwtKey struct {
+	alg string // the JWK's alg, "" if it has none
+	raw any    // *rsa.PublicKey or *ecdsa.PublicKey
+}
+
+// fits reports whether alg may be verified with k: the JWK's own alg, when
+// present, must match (so a key published for RS256 is never used for PS256),
+// and the key type and curve must suit the algorithm.
+func (k jwtKey) fits(alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch pk := k.raw.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return pk.Curve == elliptic.P256()
+		case "ES384":
+			return pk.Curve == elliptic.P384()
+		case "ES512":
+			return pk.Curve == elliptic.P521()
+		}
+	}
+	return false
+}

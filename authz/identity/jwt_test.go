@@ -1,0 +1,543 @@
+package identity_test
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+)
+
+func TestJWTUserToken(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	require.True(t, j.Ready())
+
+	tests := []struct {
+		name      string
+		edit      func(map[string]any)
+		wantAdmin bool
+		wantRoles []string
+	}{
+		{name: "plain user", wantRoles: []string{"default-roles-ml", "ml-user", "account/view-profile", "mlflow/experiment-editor"}},
+		{name: "admin group", edit: func(c map[string]any) { c["groups"] = []any{"/team-a", "/platform-admins"} }, wantAdmin: true},
+		{name: "admin group without leading slash", edit: func(c map[string]any) { c["groups"] = []any{"platform-admins"} }, wantAdmin: true},
+		{name: "admin client role", edit: func(c map[string]any) {
+			c["resource_access"] = map[string]any{"mlflow": map[string]any{"roles": []any{"admin"}}}
+		}, wantAdmin: true},
+		{name: "realm role named like the client role is not admin", edit: func(c map[string]any) {
+			c["realm_access"] = map[string]any{"roles": []any{"admin"}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := jwtUserClaims(ti.url)
+			if tt.edit != nil {
+				tt.edit(c)
+			}
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, c)))
+			require.NoError(t, err)
+			require.NotNil(t, id)
+			assert.Equal(t, authz.KindUser, id.Kind)
+			assert.Equal(t, "alice", id.Username)
+			assert.Equal(t, "6f1c2a3b-7d4e-4f60-9a8b-1c2d3e4f5a6b", id.Subject)
+			assert.Equal(t, "mlflow-ui", id.ClientID)
+			assert.Equal(t, ti.url, id.Issuer)
+			assert.Equal(t, "jwt", id.Method)
+			assert.Equal(t, jwtTestNow.Add(5*time.Minute), id.Expiry)
+			assert.Equal(t, tt.wantAdmin, id.Admin)
+			if tt.edit == nil {
+				assert.Equal(t, []string{"team-a", "org/team-b"}, id.Groups)
+				assert.True(t, id.InGroup("/team-a"))
+			}
+			if tt.wantRoles != nil {
+				assert.Equal(t, tt.wantRoles, id.Roles)
+			}
+		})
+	}
+}
+
+func TestJWTAlgorithms(t *testing.T) {
+	jwtKeys(t)
+	rsa := jwtTestKey{kid: "rsa-1", alg: "RS256", priv: jwtRSA1}
+	ps := jwtTestKey{kid: "ps-1", alg: "PS256", priv: jwtRSA2}
+	ec := jwtTestKey{kid: "ec-1", alg: "ES256", priv: jwtEC1}
+	ti := newJWTTestIssuer(t, "ml", rsa, ps, ec)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	for _, k := range []jwtTestKey{rsa, ps, ec} {
+		t.Run(k.alg, func(t *testing.T) {
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+			require.NoError(t, err)
+			assert.Equal(t, "alice", id.Username)
+		})
+	}
+	t.Run("RS256 signature under the PS256 key's kid", func(t *testing.T) {
+		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "ps-1"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+	})
+	t.Run("ES256 header naming an RSA key", func(t *testing.T) {
+		tok := jwtSign(t, map[string]any{"alg": "ES256", "kid": "rsa-1"}, jwtUserClaims(ti.url), "ES256", jwtEC1)
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+	})
+	t.Run("encryption key is never used to verify", func(t *testing.T) {
+		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "enc-1"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil)
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+		requireJWTDeny(t, id, err, identity.ReasonTokenUnknownKey, false, tok)
+	})
+	t.Run("allowlist narrower than the JWKS", func(t *testing.T) {
+		cfg := jwtTestConfig(ti.url)
+		cfg.Algorithms = []string{"ES256"}
+		j2 := newTestJWT(t, newJWTClock(), cfg)
+		tok := jwtToken(t, rsa, jwtUserClaims(ti.url))
+		id, err := j2.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+	})
+}
+
+func TestJWTServiceAccounts(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+
+	tests := []struct {
+		name       string
+		claims     map[string]any
+		wantUser   string
+		wantClient string
+		wantReason authz.Reason
+	}{
+		{name: "mapped client", claims: jwtServiceClaims(ti.url, "training-pipeline"), wantUser: "trainer", wantClient: "training-pipeline"},
+		{name: "unmapped client", claims: jwtServiceClaims(ti.url, "batch-scorer"), wantUser: "service-account-batch-scorer", wantClient: "batch-scorer"},
+		{name: "legacy clientId claim", claims: func() map[string]any {
+			c := jwtServiceClaims(ti.url, "training-pipeline")
+			delete(c, "client_id")
+			c["clientId"] = "training-pipeline"
+			c["azp"] = "something-else"
+			return c
+		}(), wantUser: "trainer", wantClient: "training-pipeline"},
+		{name: "azp fallback", claims: func() map[string]any {
+			c := jwtServiceClaims(ti.url, "batch-scorer")
+			delete(c, "client_id")
+			return c
+		}(), wantUser: "service-account-batch-scorer", wantClient: "batch-scorer"},
+		{name: "Keycloak lower-cases the service-account username", claims: func() map[string]any {
+			c := jwtServiceClaims(ti.url, "Batch-Scorer")
+			c["preferred_username"] = "service-account-batch-scorer"
+			return c
+		}(), wantUser: "service-account-Batch-Scorer", wantClient: "Batch-Scorer"},
+		{name: "username disagrees with client", claims: func() map[string]any {
+			c := jwtServiceClaims(ti.url, "training-pipeline")
+			c["preferred_username"] = "service-account-admin-bot"
+			return c
+		}(), wantReason: identity.ReasonTokenBadServiceAcct},
+		{name: "human named service-account-* logging in through a UI", claims: func() map[string]any {
+			c := jwtUserClaims(ti.url)
+			c["preferred_username"] = "service-account-mlflow-ui"
+			return c
+		}(), wantReason: identity.ReasonTokenBadServiceAcct},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := jwtToken(t, k, tt.claims)
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+			if tt.wantReason != "" {
+				requireJWTDeny(t, id, err, tt.wantReason, false, tok)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, authz.KindServiceAccount, id.Kind)
+			assert.Equal(t, tt.wantUser, id.Username)
+			assert.Equal(t, tt.wantClient, id.ClientID)
+		})
+	}
+}
+
+func TestJWTDenies(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	other := newJWTTestIssuer(t, "other", k)
+	clock := newJWTClock()
+	j := newTestJWT(t, clock, jwtTestConfig(ti.url))
+
+	// An attacker serves its own JWKS and points jku/x5u at it.
+	var attackerHits atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attackerHits.Add(1)
+	}))
+	t.Cleanup(attacker.Close)
+
+	pubDER, err := x509.MarshalPKIXPublicKey(jwtRSA1.Public())
+	require.NoError(t, err)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+
+	with := func(edit func(map[string]any)) map[string]any {
+		c := jwtUserClaims(ti.url)
+		edit(c)
+		return c
+	}
+	sign := func(c map[string]any) string { return jwtToken(t, k, c) }
+	valid := sign(jwtUserClaims(ti.url))
+	parts := strings.Split(valid, ".")
+
+	tests := []struct {
+		name    string
+		token   string
+		reason  authz.Reason
+		foreign bool
+		ok      bool
+	}{
+		{name: "expired", token: sign(with(func(c map[string]any) { c["exp"] = jwtTestNow.Add(-31 * time.Second).Unix() })), reason: identity.ReasonTokenExpired},
+		{name: "expired within skew", token: sign(with(func(c map[string]any) { c["exp"] = jwtTestNow.Add(-29 * time.Second).Unix() })), ok: true},
+		{name: "not yet valid", token: sign(with(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(31 * time.Second).Unix() })), reason: identity.ReasonTokenNotYetValid},
+		{name: "nbf within skew", token: sign(with(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(29 * time.Second).Unix() })), ok: true},
+		{name: "issued in the future", token: sign(with(func(c map[string]any) { c["iat"] = jwtTestNow.Add(time.Minute).Unix() })), reason: identity.ReasonTokenNotYetValid},
+		{name: "missing exp", token: sign(with(func(c map[string]any) { delete(c, "exp") })), reason: identity.ReasonTokenMissingExp},
+		{name: "exp not a number", token: sign(with(func(c map[string]any) { c["exp"] = "soon" })), reason: identity.ReasonTokenMalformed},
+		{name: "wrong audience", token: sign(with(func(c map[string]any) { c["aud"] = []any{"account", "kiali"} })), reason: identity.ReasonTokenWrongAudience},
+		{name: "missing audience", token: sign(with(func(c map[string]any) { delete(c, "aud") })), reason: identity.ReasonTokenWrongAudience},
+		{name: "audience as string", token: sign(with(func(c map[string]any) { c["aud"] = "mlflow" })), ok: true},
+		{name: "audience as array", token: sign(with(func(c map[string]any) { c["aud"] = []any{"account", "mlflow"} })), ok: true},
+		{name: "ID token", token: sign(with(func(c map[string]any) { c["typ"] = "ID" })), reason: identity.ReasonTokenWrongType},
+		{name: "refresh token", token: sign(with(func(c map[string]any) { c["typ"] = "Refresh" })), reason: identity.ReasonTokenWrongType},
+		{name: "no typ", token: sign(with(func(c map[string]any) { delete(c, "typ") })), reason: identity.ReasonTokenWrongType},
+		{name: "at+jwt header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "at+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), ok: true},
+		{name: "logout token header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "logout+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenWrongType},
+		{name: "alg none", token: jwtSign(t, map[string]any{"alg": "none", "kid": k.kid}, jwtUserClaims(ti.url), "none", nil), reason: identity.ReasonTokenAlgNotAllowed},
+		{name: "HS256 with the public key PEM as secret", token: jwtSign(t, map[string]any{"alg": "HS256", "kid": k.kid}, jwtUserClaims(ti.url), "HS256", pubPEM), reason: identity.ReasonTokenAlgNotAllowed},
+		{name: "lightweight token", token: sign(map[string]any{
+			"exp": jwtTestNow.Add(time.Minute).Unix(), "iat": jwtTestNow.Unix(), "jti": "onrtac:55eed8d2", "iss": ti.url,
+			"typ": "Bearer", "azp": "ui-client", "sid": "PsDjWKPMmchxBYS19si5j2F5", "scope": "openid", "aud": "mlflow",
+		}), reason: identity.ReasonTokenMissingUsername},
+		{name: "another realm", token: jwtToken(t, k, jwtUserClaims(other.url)), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "no iss", token: sign(with(func(c map[string]any) { delete(c, "iss") })), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "iss with trailing slash", token: sign(with(func(c map[string]any) { c["iss"] = ti.url + "/" })), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "opaque token", token: "phx_4f1b2c3d4e5f60718293a4b5c6d7e8f9", reason: identity.ReasonTokenNotJWT, foreign: true},
+		{name: "JWE-shaped token", token: "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", reason: identity.ReasonTokenNotJWT, foreign: true},
+		{name: "tampered payload", token: parts[0] + "." + b64([]byte(strings.Replace(string(mustB64Decode(t, parts[1])), "alice", "admin", 1))) + "." + parts[2], reason: identity.ReasonTokenBadSignature},
+		{name: "stripped signature", token: parts[0] + "." + parts[1] + ".", reason: identity.ReasonTokenBadSignature},
+		{name: "signature from another key", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
+		{name: "jku to attacker JWKS", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenUnknownKey},
+		{name: "x5u to attacker", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil2", "x5u": attacker.URL + "/cert"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenUnknownKey},
+		{name: "jku with our kid", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
+		{name: "embedded jwk", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jwk": jwtPublicJWK(t, jwtRSAEvil.Public(), k.kid, "RS256", "sig")}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
+		{name: "no kid", token: jwtSign(t, map[string]any{"alg": "RS256"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenUnknownKey},
+		{name: "crit header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "crit": []any{"exp"}, "exp": 1}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenBadSignature},
+		{name: "groups not a list", token: sign(with(func(c map[string]any) { c["groups"] = "/team-a" })), reason: identity.ReasonTokenMalformed},
+		{name: "roles not a list", token: sign(with(func(c map[string]any) { c["realm_access"] = map[string]any{"roles": "admin"} })), reason: identity.ReasonTokenMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tt.token))
+			if tt.ok {
+				require.NoError(t, err)
+				require.Equal(t, "alice", id.Username)
+				return
+			}
+			requireJWTDeny(t, id, err, tt.reason, tt.foreign, tt.token)
+		})
+	}
+	assert.Zero(t, attackerHits.Load(), "jku/x5u must never be fetched")
+	assert.Zero(t, other.fetches.Load()+other.discovery.Load(), "an unconfigured issuer is never contacted")
+}
+
+func mustB64Decode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := b64Dec(s)
+	require.NoError(t, err)
+	return b
+}
+
+func TestJWTHeaders(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	valid := jwtToken(t, k, jwtUserClaims(ti.url))
+
+	tests := []struct {
+		name   string
+		header string
+		reason authz.Reason // "" means (nil, nil)
+		ok     bool
+	}{
+		{name: "no Authorization header"},
+		{name: "Basic credentials are not ours", header: "Basic YWxpY2U6c2VjcmV0"},
+		{name: "Negotiate", header: "Negotiate abc"},
+		{name: "scheme without space is not Bearer", header: "Bearerx " + valid},
+		{name: "lower-case scheme", header: "bearer " + valid, ok: true},
+		{name: "extra spaces", header: "Bearer   " + valid + "  ", ok: true},
+		{name: "duplicate headers merged by Envoy", header: "Bearer a,Bearer b", reason: identity.ReasonTokenMalformed},
+		{name: "duplicate valid tokens", header: "Bearer " + valid + ", Bearer " + valid, reason: identity.ReasonTokenMalformed},
+		{name: "Basic then Bearer", header: "Basic YWxpY2U6c2VjcmV0,Bearer " + valid, reason: identity.ReasonTokenMalformed},
+		{name: "empty bearer", header: "Bearer", reason: identity.ReasonTokenMalformed},
+		{name: "empty bearer with space", header: "Bearer    ", reason: identity.ReasonTokenMalformed},
+		{name: "token with inner space", header: "Bearer " + valid + " x", reason: identity.ReasonTokenMalformed},
+		{name: "oversized", header: "Bearer " + strings.Repeat("a", identity.JWTMaxTokenSize+1), reason: identity.ReasonTokenTooLarge},
+		{name: "oversized with valid prefix", header: "Bearer " + valid + strings.Repeat(".", identity.JWTMaxTokenSize), reason: identity.ReasonTokenTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, tt.header))
+			switch {
+			case tt.ok:
+				require.NoError(t, err)
+				require.Equal(t, "alice", id.Username)
+			case tt.reason == "":
+				require.NoError(t, err)
+				require.Nil(t, id)
+			default:
+				requireJWTDeny(t, id, err, tt.reason, false, valid)
+			}
+		})
+	}
+}
+
+func TestJWTRotation(t *testing.T) {
+	jwtKeys(t)
+	oldKey := jwtTestKey{kid: "old", alg: "RS256", priv: jwtRSA1}
+	newKey := jwtTestKey{kid: "new", alg: "RS256", priv: jwtRSA2}
+	ti := newJWTTestIssuer(t, "ml", oldKey)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	require.Equal(t, int32(1), ti.fetches.Load())
+	require.Equal(t, int32(1), ti.discovery.Load())
+
+	ti.setKeys(t, oldKey, newKey) // Keycloak adds a higher-priority key
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, newKey, jwtUserClaims(ti.url))))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", id.Username)
+	assert.Equal(t, int32(2), ti.fetches.Load(), "one refresh for the new kid")
+	assert.Equal(t, int32(1), ti.discovery.Load(), "discovery is read once")
+
+	// The passive old key still verifies tokens minted before the rotation.
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, oldKey, jwtUserClaims(ti.url))))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", id.Username)
+	assert.Equal(t, int32(2), ti.fetches.Load())
+}
+
+func TestJWTUnknownKidFlood(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	clock := newJWTClock()
+	cfg := jwtTestConfig(ti.url)
+	cfg.JWKSMinRefreshInterval = time.Minute
+	j := newTestJWT(t, clock, cfg)
+	require.Equal(t, int32(1), ti.fetches.Load())
+
+	flood := func(n int) []error {
+		tokens := make([]string, n)
+		for i := range tokens {
+			tokens[i] = jwtSign(t, map[string]any{"alg": "RS256", "kid": "forged-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))},
+				jwtUserClaims(ti.url), "RS256", jwtRSAEvil)
+		}
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tokens[i]))
+			})
+		}
+		wg.Wait()
+		return errs
+	}
+
+	for _, err := range flood(100) {
+		ce, ok := authz.AsCredentialError(err)
+		require.True(t, ok, "error: %v", err)
+		require.Equal(t, http.StatusUnauthorized, jwtStatus(err))
+		require.Equal(t, identity.ReasonTokenUnknownKey, ce.Reason)
+	}
+	assert.Equal(t, int32(2), ti.fetches.Load(), "100 forged kids cost one JWKS fetch")
+
+	clock.advance(30 * time.Second)
+	flood(50)
+	assert.Equal(t, int32(2), ti.fetches.Load(), "no fetch inside the min refresh interval")
+
+	clock.advance(31 * time.Second)
+	flood(50)
+	assert.Equal(t, int32(3), ti.fetches.Load(), "one more fetch once the interval passed")
+}
+
+func TestJWTIssuerOutages(t *testing.T) {
+	t.Run("JWKS down after the first fetch keeps cached keys", func(t *testing.T) {
+		k := jwtRSAKey(t)
+		ti := newJWTTestIssuer(t, "ml", k)
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+		ti.down.Store(true)
+		ti.srv.CloseClientConnections()
+
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		require.NoError(t, err)
+		assert.Equal(t, "alice", id.Username)
+		assert.True(t, j.Ready())
+
+		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "rotated"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
+		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+		requireJWTDeny(t, id, err, identity.ReasonTokenUnknownKey, false, tok)
+	})
+
+	t.Run("JWKS down from the start", func(t *testing.T) {
+		k := jwtRSAKey(t)
+		ti := newJWTTestIssuer(t, "ml", k)
+		ti.down.Store(true)
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+		assert.False(t, j.Ready())
+
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		require.Nil(t, id)
+		require.Error(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, jwtStatus(err))
+
+		// Keycloak comes back: the background retry picks the keys up.
+		ti.down.Store(false)
+		require.Eventually(t, j.Ready, 10*time.Second, 50*time.Millisecond)
+		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		require.NoError(t, err)
+		assert.Equal(t, "alice", id.Username)
+	})
+
+	t.Run("hanging Keycloak does not block start-up", func(t *testing.T) {
+		release := make(chan struct{})
+		hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(hang.Close)
+		t.Cleanup(func() { close(release) })
+		cfg := jwtTestConfig(hang.URL + "/realms/ml")
+		cfg.HTTPTimeout = 200 * time.Millisecond
+		start := time.Now()
+		j := newTestJWT(t, newJWTClock(), cfg)
+		assert.Less(t, time.Since(start), 3*time.Second)
+		assert.False(t, j.Ready())
+	})
+
+	t.Run("discovery naming another issuer", func(t *testing.T) {
+		k := jwtRSAKey(t)
+		ti := newJWTTestIssuer(t, "ml", k)
+		ti.discoveryIssuer = "https://evil.example.com/realms/ml"
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+		assert.False(t, j.Ready())
+		assert.Zero(t, ti.fetches.Load(), "keys of a mismatched issuer are never fetched")
+	})
+
+	t.Run("jwks_url skips discovery", func(t *testing.T) {
+		k := jwtRSAKey(t)
+		ti := newJWTTestIssuer(t, "ml", k)
+		cfg := jwtTestConfig(ti.url)
+		cfg.JWKSURL = ti.url + "/protocol/openid-connect/certs"
+		j := newTestJWT(t, newJWTClock(), cfg)
+		assert.True(t, j.Ready())
+		assert.Zero(t, ti.discovery.Load())
+	})
+}
+
+func TestJWTMultipleIssuers(t *testing.T) {
+	jwtKeys(t)
+	k1 := jwtTestKey{kid: "same-kid", alg: "RS256", priv: jwtRSA1}
+	k2 := jwtTestKey{kid: "same-kid", alg: "RS256", priv: jwtRSA2}
+	ml := newJWTTestIssuer(t, "ml", k1)
+	ops := newJWTTestIssuer(t, "ops", k2)
+	opsCfg := jwtTestConfig(ops.url)
+	opsCfg.Name = "ops"
+	opsCfg.Audiences = []string{"kiali", "mlflow"}
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ml.url), opsCfg)
+
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k2, jwtUserClaims(ops.url))))
+	require.NoError(t, err)
+	assert.Equal(t, ops.url, id.Issuer)
+
+	// A token claiming one realm but signed with the other realm's key (same
+	// kid) is refused: keys are per issuer.
+	tok := jwtToken(t, k2, jwtUserClaims(ml.url))
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+	requireJWTDeny(t, id, err, identity.ReasonTokenBadSignature, false, tok)
+}
+
+func TestJWTCache(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	clock := newJWTClock()
+	j := newTestJWT(t, clock, jwtTestConfig(ti.url))
+	claims := jwtUserClaims(ti.url)
+	claims["exp"] = jwtTestNow.Add(2 * time.Minute).Unix()
+	tok := jwtToken(t, k, claims)
+
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+	require.NoError(t, err)
+	id.Username = "mallory" // callers get a copy; the cache is unaffected
+
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", id.Username)
+
+	// exp (earlier than the TTL) ends the cached entry: the re-verification
+	// then rejects the token.
+	clock.advance(2*time.Minute + 31*time.Second)
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+	requireJWTDeny(t, id, err, identity.ReasonTokenExpired, false, tok)
+}
+
+func TestNewJWTConfigErrors(t *testing.T) {
+	base := func() identity.IssuerConfig {
+		return identity.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, HTTPTimeout: 50 * time.Millisecond}
+	}
+	tests := []struct {
+		name    string
+		edit    func(*identity.IssuerConfig)
+		second  bool
+		wantErr string
+	}{
+		{name: "missing issuer", edit: func(c *identity.IssuerConfig) { c.Issuer = "" }, wantErr: "issuers[0].issuer"},
+		{name: "no audiences", edit: func(c *identity.IssuerConfig) { c.Audiences = nil }, wantErr: "issuers[0].audiences"},
+		{name: "empty audience", edit: func(c *identity.IssuerConfig) { c.Audiences = []string{""} }, wantErr: "issuers[0].audiences"},
+		{name: "alg none", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"RS256", "none"} }, wantErr: "issuers[0].algorithms"},
+		{name: "HS256", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"HS256"} }, wantErr: "issuers[0].algorithms"},
+		{name: "HS512", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"HS512"} }, wantErr: "issuers[0].algorithms"},
+		{name: "lower-case alg", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"rs256"} }, wantErr: "issuers[0].algorithms"},
+		{name: "relative jwks_url", edit: func(c *identity.IssuerConfig) { c.JWKSURL = "/certs" }, wantErr: "issuers[0].jwks_url"},
+		{name: "file discovery_url", edit: func(c *identity.IssuerConfig) { c.DiscoveryURL = "file:///etc/passwd" }, wantErr: "issuers[0].discovery_url"},
+		{name: "negative timeout", edit: func(c *identity.IssuerConfig) { c.HTTPTimeout = -1 }, wantErr: "issuers[0].http_timeout"},
+		{name: "empty service account username", edit: func(c *identity.IssuerConfig) { c.ServiceAccounts = map[string]string{"x": ""} }, wantErr: "issuers[0].service_accounts"},
+		{name: "duplicate issuer", second: true, wantErr: "issuers[1].issuer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			if tt.edit != nil {
+				tt.edit(&c)
+			}
+			cfgs := []identity.IssuerConfig{c}
+			if tt.second {
+				cfgs = append(cfgs, base())
+			}
+			j, err := identity.NewJWT(t.Context(), cfgs)
+			require.Nil(t, j)
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+	_, err := identity.NewJWT(t.Context(), nil)
+	require.ErrorContains(t, err, "issuers")
+}
+
+func TestJWTConfigYAMLDefaults(t *testing.T) {
+	// Keys are snake_case; the map of service accounts is copied as is.
+	c := jwtTestConfig("https://sso.example.com/realms/ml")
+	m := maps.Clone(c.ServiceAccounts)
+	assert.Equal(t, map[string]string{"training-pipeline": "trainer"}, m)
+}
