@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -127,6 +128,10 @@ func CanonicalPath(raw string) (string, string) {
 			return "", "fragment in path"
 		case c == ';':
 			return "", "path parameter (;) in path"
+		case c == '?':
+			// NewRequest splits the query off first; a "?" here means the
+			// caller did not, and the upstream would see a query.
+			return "", "query delimiter in path"
 		case c == '%':
 			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
 				return "", "malformed percent-encoding"
@@ -155,6 +160,9 @@ func CanonicalPath(raw string) (string, string) {
 	if !utf8.ValidString(p) {
 		return "", "invalid UTF-8 in path"
 	}
+	if hasControlRune(p) {
+		return "", "control character in path"
+	}
 	if strings.Contains(p, "//") {
 		return "", "empty path segment (//)"
 	}
@@ -164,6 +172,24 @@ func CanonicalPath(raw string) (string, string) {
 		}
 	}
 	return p, ""
+}
+
+// hasControlRune reports C1 control characters (U+0080–U+009F), which
+// survive the byte checks above: Python's str.splitlines and some log
+// pipelines treat U+0085 as a line break, so we refuse rather than reason
+// about them. ASCII-only paths return at once.
+func hasControlRune(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] >= utf8.RuneSelf {
+			for _, r := range p[i:] {
+				if unicode.IsControl(r) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
 }
 
 func isHex(c byte) bool {
