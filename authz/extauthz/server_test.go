@@ -241,7 +241,9 @@ func TestCheckDeadline(t *testing.T) {
 // staticChecker returns one decision, for shapes the engine cannot produce.
 type staticChecker authz.Decision
 
-func (s staticChecker) Check(context.Context, *authz.Request) authz.Decision { return authz.Decision(s) }
+func (s staticChecker) Check(context.Context, *authz.Request) authz.Decision {
+	return authz.Decision(s)
+}
 
 func TestCheckDenyStatusIsAlwaysADeny(t *testing.T) {
 	tests := []struct {
