@@ -1,0 +1,397 @@
+// Package mlflow decides requests to MLflow: it matches each request to a row
+// of MLflow's route table, reads the ids the endpoint acts on exactly where
+// MLflow reads them (query, JSON body, path, header, GraphQL arguments),
+// resolves them to the experiments, models and gateway objects that own
+// them, and checks the caller's permission the way MLflow's basic-auth app
+// would (mlflow-permissions.md Part A).
+//
+// Classify is pure and needs no store; Policy.Decide adds the store.
+//
+//	p, err := mlflow.New(reader, mlflow.Config{DefaultPermission: "NO_PERMISSIONS"}, logger)
+//	d := p.Decide(ctx, req, identity)
+package mlflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Identity-integrity modes.
+const (
+	IntegrityOff     = "off"
+	IntegrityWarn    = "warn"
+	IntegrityEnforce = "enforce"
+)
+
+// Config configures the MLflow policy (YAML keys in the tags).
+type Config struct {
+	// DefaultPermission applies when neither the user nor any of its groups
+	// has a row: NO_PERMISSIONS (default), READ, USE, EDIT or MANAGE.
+	DefaultPermission string `yaml:"default_permission"`
+	// IdentityIntegrity says what to do when a request claims another user
+	// in runs/create user_id or an mlflow.user tag: off, warn (default), enforce.
+	IdentityIntegrity string `yaml:"identity_integrity"`
+	// CreateGroups, when set, limits creating experiments and registered
+	// models to members of these groups. Empty lets any authenticated caller.
+	CreateGroups []string `yaml:"create_groups"`
+	// StaticPrefix is MLflow's --static-prefix ("" or "/something").
+	StaticPrefix string `yaml:"static_prefix"`
+}
+
+// Policy decides MLflow requests. It implements authz.Policy.
+type Policy struct {
+	store        store.Reader
+	log          *slog.Logger
+	cls          *Classifier
+	defaultPerm  store.Permission
+	integrity    string
+	createGroups []string
+}
+
+var _ authz.Policy = (*Policy)(nil)
+
+// New validates cfg and returns a policy reading grants through r.
+func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
+	if r == nil {
+		return nil, errors.New("mlflow: no store reader")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Policy{store: r, log: log, defaultPerm: store.NoPermissions, integrity: IntegrityWarn}
+	if cfg.DefaultPermission != "" {
+		perm, ok := store.ParsePermission(cfg.DefaultPermission)
+		if !ok {
+			return nil, fmt.Errorf("mlflow: default_permission %q is not one of NO_PERMISSIONS, READ, USE, EDIT, MANAGE", cfg.DefaultPermission)
+		}
+		p.defaultPerm = perm
+	}
+	switch cfg.IdentityIntegrity {
+	case "":
+	case IntegrityOff, IntegrityWarn, IntegrityEnforce:
+		p.integrity = cfg.IdentityIntegrity
+	default:
+		return nil, fmt.Errorf("mlflow: identity_integrity %q is not one of off, warn, enforce", cfg.IdentityIntegrity)
+	}
+	sp := cfg.StaticPrefix
+	if sp != "" {
+		if canon, why := authz.CanonicalPath(sp); why != "" || canon != sp || sp == "/" || sp[len(sp)-1] == '/' {
+			return nil, fmt.Errorf("mlflow: static_prefix %q must be a canonical path like /mlflow", sp)
+		}
+	}
+	for _, g := range cfg.CreateGroups {
+		if authz.NormalizeGroup(g) == "" {
+			return nil, errors.New("mlflow: create_groups holds an empty group name")
+		}
+		p.createGroups = append(p.createGroups, authz.NormalizeGroup(g))
+	}
+	p.cls = NewClassifier(sp)
+	return p, nil
+}
+
+// Decide implements authz.Policy.
+func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Identity) authz.Decision {
+	tr := authz.TraceFrom(ctx)
+	op, d := p.cls.Classify(req)
+	if op.Route != nil && tr != nil {
+		tr.Addf("route", "%s (%s, permission %s)", op.Route.Name, op.Route.Access, op.Route.Permission)
+	}
+	if op.Route != nil && op.Route.Access != AccessAnyone && !id.Authenticated() {
+		return unauthenticated()
+	}
+	if d != nil {
+		return *d
+	}
+	if tr != nil {
+		for _, n := range op.Needs {
+			tr.Addf("params", "%s=%q from %s → %s on %s", n.Param, n.Key+n.Resource.ID, n.Source, n.Permission, needTarget(n))
+		}
+		if op.Note != "" {
+			tr.Addf("params", "%s: %s required", op.Note, op.Access)
+		}
+	}
+	d2 := p.decide(ctx, op, id)
+	if d2.Allowed && len(op.ClaimedUsers) > 0 && p.integrity != IntegrityOff {
+		for _, u := range op.ClaimedUsers {
+			if u == id.Username {
+				continue
+			}
+			if p.integrity == IntegrityEnforce {
+				if tr != nil {
+					tr.Addf("decision", "request records user %q but the caller is %q", u, id.Username)
+				}
+				return authz.Deny(http.StatusForbidden, authz.ReasonIdentityMismatch, fmt.Sprintf("the request records the run as user %q but you are %q", u, id.Username))
+			}
+			p.log.WarnContext(ctx, "mlflow request records another user", slog.String("request_id", req.ID), slog.String("route", op.Route.Name), slog.String("claimed_user", u), slog.String("caller", id.Username))
+		}
+	}
+	return d2
+}
+
+func unauthenticated() authz.Decision {
+	d := authz.Deny(http.StatusUnauthorized, authz.ReasonUnauthenticated, "authentication required")
+	d.ResponseHeaders = []authz.Header{{Name: "www-authenticate", Value: "Bearer"}}
+	return d
+}
+
+func needTarget(n Need) string {
+	if n.Lookup != "" {
+		return string(n.Lookup) + " " + n.Key
+	}
+	return string(n.Resource.Kind) + " " + n.Resource.ID
+}
+
+func (p *Policy) decide(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
+	tr := authz.TraceFrom(ctx)
+	if id.Admin {
+		if tr != nil {
+			tr.Addf("permission", "admin by token")
+		}
+		return authz.Allow(authz.ReasonAllowed)
+	}
+	switch op.Access {
+	case AccessAnyone, AccessAuthenticated:
+		return authz.Allow(authz.ReasonAllowed)
+	case AccessCreate:
+		if len(p.createGroups) == 0 {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		for _, g := range p.createGroups {
+			if id.InGroup(g) {
+				return authz.Allow(authz.ReasonAllowed)
+			}
+		}
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, "creating this requires membership in one of the configured create groups")
+	case AccessSelf:
+		if op.Username != "" && op.Username == id.Username {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, "only the user themself or an admin may do this")
+	case AccessAdmin:
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		msg := "admin required"
+		if op.Note != "" {
+			msg = "admin required: " + op.Note
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, msg)
+	case AccessResource:
+		return p.checkNeeds(ctx, op, id)
+	}
+	return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "route has no access rule")
+}
+
+// userAdmin reads users.is_admin for the caller.
+func (p *Policy) userAdmin(ctx context.Context, id *authz.Identity) (bool, *authz.Decision) {
+	if id.Username == "" {
+		return false, nil
+	}
+	_, admin, err := p.store.User(ctx, id.Username)
+	if err != nil {
+		d := storeDeny(err)
+		return false, &d
+	}
+	if admin {
+		if tr := authz.TraceFrom(ctx); tr != nil {
+			tr.Addf("permission", "admin by users.is_admin")
+		}
+	}
+	return admin, nil
+}
+
+func storeDeny(err error) authz.Decision {
+	if errors.Is(err, store.ErrNotFound) {
+		return authz.Deny(http.StatusNotFound, authz.ReasonResourceNotFound, "resource not found")
+	}
+	return authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry")
+}
+
+func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
+	tr := authz.TraceFrom(ctx)
+	if len(op.Needs) == 0 {
+		// An AccessResource operation with nothing to check is a table or
+		// classification bug: fail closed.
+		return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "nothing to check permission on")
+	}
+	var memo map[store.Resource]store.Permission
+	if len(op.Needs) > 1 {
+		memo = make(map[store.Resource]store.Permission, len(op.Needs))
+	}
+	for _, n := range op.Needs {
+		if n.Lookup == "" {
+			if d, admin := p.checkOne(ctx, id, n.Resource, n, memo); d != nil || admin {
+				if d != nil {
+					return *d
+				}
+				return authz.Allow(authz.ReasonAllowed)
+			}
+			continue
+		}
+		ids, err := p.store.Resolve(ctx, n.Lookup, n.Key)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				if tr != nil {
+					tr.Addf("resource", "%s %q not found", n.Lookup, n.Key)
+				}
+				return authz.Deny(http.StatusNotFound, authz.ReasonResourceNotFound, fmt.Sprintf("%s %s not found", lookupNoun(n.Lookup), n.Key))
+			}
+			return storeDeny(err)
+		}
+		if len(ids) == 0 {
+			if tr != nil {
+				tr.Addf("resource", "%s %q owned by no %s", n.Lookup, n.Key, n.Resource.Kind)
+			}
+			return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("%s %s belongs to no %s, so nobody but an admin may use it", lookupNoun(n.Lookup), n.Key, n.Resource.Kind))
+		}
+		if tr != nil {
+			tr.Addf("resource", "%s %q → %s %v", n.Lookup, n.Key, n.Resource.Kind, ids)
+		}
+		for _, rid := range ids {
+			res := store.Resource{Kind: n.Resource.Kind, ID: rid}
+			if d, admin := p.checkOne(ctx, id, res, n, memo); d != nil || admin {
+				if d != nil {
+					return *d
+				}
+				return authz.Allow(authz.ReasonAllowed)
+			}
+		}
+	}
+	return authz.Allow(authz.ReasonAllowed)
+}
+
+func lookupNoun(l store.Lookup) string {
+	switch l {
+	case store.RunExperiment:
+		return "run"
+	case store.TraceExperiment:
+		return "trace"
+	case store.LoggedModelExperiment:
+		return "logged model"
+	case store.ExperimentByName:
+		return "experiment named"
+	case store.ExperimentByID:
+		return "experiment"
+	case store.JobExperiment:
+		return "job"
+	case store.IssueExperiment:
+		return "issue"
+	case store.DatasetExperiments:
+		return "dataset"
+	case store.GatewayEndpointByName:
+		return "gateway endpoint named"
+	}
+	return string(l)
+}
+
+// checkOne checks one resource. It returns a deny, or admin=true when the
+// users table says the caller is an admin (then nothing else is checked).
+func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Resource, n Need, memo map[store.Resource]store.Permission) (*authz.Decision, bool) {
+	perm, ok := memo[res]
+	if !ok {
+		g, err := p.store.Grants(ctx, id.Username, res)
+		if err != nil {
+			d := storeDeny(err)
+			if errors.Is(err, store.ErrNotFound) {
+				d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry")
+			}
+			return &d, false
+		}
+		if g.UserAdmin {
+			if tr := authz.TraceFrom(ctx); tr != nil {
+				tr.Addf("permission", "admin by users.is_admin")
+			}
+			return nil, true
+		}
+		perm = p.effective(ctx, id, res, g)
+		if memo != nil {
+			memo[res] = perm
+		}
+	}
+	if perm < n.Permission {
+		d := authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("%s on %s required", n.Permission, describe(res)))
+		return &d, false
+	}
+	return nil, false
+}
+
+func describe(r store.Resource) string {
+	switch r.Kind {
+	case store.Scorer:
+		return fmt.Sprintf("scorer %q of experiment %s", r.Name, r.ID)
+	case store.RegisteredModel:
+		return fmt.Sprintf("registered model %q", r.ID)
+	}
+	return string(r.Kind) + " " + r.ID
+}
+
+// effective is A.5: the user's own row (NO_PERMISSIONS or an unreadable row
+// is an explicit deny), else the best of the caller's groups' rows, else the
+// configured default.
+func (p *Policy) effective(ctx context.Context, id *authz.Identity, res store.Resource, g store.Grants) store.Permission {
+	tr := authz.TraceFrom(ctx)
+	if g.User != nil {
+		if !g.User.Valid {
+			if tr != nil {
+				tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
+			}
+			return store.NoPermissions
+		}
+		if tr != nil {
+			tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), g.User.Permission)
+		}
+		return g.User.Permission
+	}
+	best, found := store.NoPermissions, false
+	for _, name := range id.Groups {
+		gr, ok := g.Groups[authz.NormalizeGroup(name)]
+		if !ok {
+			continue
+		}
+		if !gr.Valid {
+			// An unreadable row is a deny, never a guess: it ends the
+			// group search.
+			if tr != nil {
+				tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", name, describe(res))
+			}
+			return store.NoPermissions
+		}
+		if tr != nil {
+			tr.Addf("permission", "group %q row on %s: %s", name, describe(res), gr.Permission)
+		}
+		if !found || gr.Permission > best {
+			best, found = gr.Permission, true
+		}
+	}
+	if found {
+		return best
+	}
+	if tr != nil {
+		tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), p.defaultPerm)
+	}
+	return p.defaultPerm
+}

@@ -1,0 +1,498 @@
+package mlflow
+
+import (
+	"strings"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Access says what kind of check a route needs before any resource.
+type Access uint8
+
+// Access kinds, from most open to most closed.
+const (
+	// AccessAnyone needs no credential at all (health, static files).
+	AccessAnyone Access = iota + 1
+	// AccessAuthenticated needs any verified caller.
+	AccessAuthenticated
+	// AccessCreate needs a verified caller in one of create_groups (if set).
+	AccessCreate
+	// AccessSelf needs the caller to be the named user, or an admin.
+	AccessSelf
+	// AccessResource needs a permission on every Need of the operation.
+	AccessResource
+	// AccessAdmin needs an admin.
+	AccessAdmin
+)
+
+var accessNames = [...]string{"", "anyone", "authenticated", "create", "self", "resource", "admin"}
+
+// String names the access kind as the route table test data spells it.
+func (a Access) String() string {
+	if int(a) < len(accessNames) {
+		return accessNames[a]
+	}
+	return "invalid"
+}
+
+// prefix is one way MLflow mounts a route.
+type prefix uint8
+
+const (
+	pAPI2  prefix = 1 << iota // /api/2.0
+	pAPI3                     // /api/3.0
+	pAJAX2                    // <static>/ajax-api/2.0
+	pAJAX3                    // <static>/ajax-api/3.0
+	pUI                       // <static> only (UI shell, graphql, get-artifact, health)
+	pRoot                     // no prefix, never static-prefixed (FastAPI: /v1/traces, /gateway)
+
+	numPrefixes = 6
+
+	v2 = pAPI2 | pAJAX2 // a proto endpoint of version 2 (handlers._get_paths)
+	v3 = pAPI3 | pAJAX3
+)
+
+// idKind is what an id names, which decides how it is resolved.
+type idKind uint8
+
+const (
+	idExperiment idKind = iota + 1
+	idExperimentName
+	idRun
+	idTrace
+	idLoggedModel
+	idJob
+	idIssue
+	idDataset
+	idModel
+	idScorer
+	idSecret
+	idEndpoint
+	idEndpointName
+	idModelDef
+	idArtifactPath
+	idUsername
+)
+
+// src is where a parameter is read, as MLflow's handler reads it.
+type src uint8
+
+const (
+	// srcParam is MLflow's proto-handler rule: GET reads the query, POST and
+	// PATCH the JSON body, DELETE the JSON body if there is one, else the
+	// query (handlers._get_request_message, auth._get_request_param).
+	srcParam  src = iota + 1
+	srcQuery      // request.args, whatever the method (Flask-only routes)
+	srcBody       // the JSON body, whatever the content type (FastAPI routes)
+	srcPath       // a path template variable
+	srcHeader     // a request header
+)
+
+// param is one id a route reads.
+type param struct {
+	name     string // query/body key (dotted path with [] for nested body fields), path var or header
+	alt      string // fallback key (run_uuid for run_id); both present and different is refused
+	kind     idKind
+	src      src
+	list     bool
+	optional bool // absent means no need, instead of a 400
+	empty    bool // a list may be empty
+	perm     store.Permission
+	name2    string // idScorer: the key holding the scorer name
+}
+
+func (p param) opt() param                        { p.optional = true; return p }
+func (p param) allowEmpty() param                 { p.empty = true; return p }
+func (p param) withPerm(x store.Permission) param { p.perm = x; return p }
+func (p param) or(alt string) param               { p.alt = alt; return p }
+
+func pr(kind idKind, s src, name string) param { return param{name: name, kind: kind, src: s} }
+func prList(kind idKind, s src, name string) param {
+	return param{name: name, kind: kind, src: s, list: true}
+}
+
+// Route is one row of the MLflow route table.
+type Route struct {
+	// Name is the MLflow RPC or Flask view the row stands for.
+	Name string
+	// Methods are the HTTP methods the row matches.
+	Methods []string
+	// Path is the pattern after the mount prefix: literal segments, {var}
+	// (one segment), {var}suffix, or a final {var...} (one or more segments).
+	Path string
+	// Access is the kind of check the route needs.
+	Access Access
+	// Permission is what every id of the route needs, unless a param says otherwise.
+	Permission store.Permission
+
+	prefixes  prefix
+	params    []param
+	graphql   bool
+	integrity bool // runs/create, set-tag, log-batch: identity-integrity claims
+	segs      []segment
+}
+
+type segKind uint8
+
+const (
+	segLit segKind = iota
+	segVar
+	segTail
+)
+
+type segment struct {
+	kind segKind
+	lit  string // literal, or the suffix after {var}
+	name string
+}
+
+func parsePattern(p string) []segment {
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	segs := make([]segment, 0, len(parts))
+	for _, s := range parts {
+		switch {
+		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "...}"):
+			segs = append(segs, segment{kind: segTail, name: s[1 : len(s)-4]})
+		case strings.HasPrefix(s, "{"):
+			end := strings.IndexByte(s, '}')
+			segs = append(segs, segment{kind: segVar, name: s[1:end], lit: s[end+1:]})
+		default:
+			segs = append(segs, segment{kind: segLit, lit: s})
+		}
+	}
+	return segs
+}
+
+func (r *Route) templated() bool { return strings.IndexByte(r.Path, '{') >= 0 }
+
+func (r *Route) allows(method string) bool {
+	for _, m := range r.Methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// Permission shorthands in MLflow's vocabulary: UPDATE is can_update (EDIT),
+// DELETE is can_delete, which only MANAGE has.
+const (
+	permRead   = store.Read
+	permUse    = store.Use
+	permUpdate = store.Edit
+	permDelete = store.Manage
+	permManage = store.Manage
+)
+
+func rt(name string, prefixes prefix, methods, path string, access Access, perm store.Permission, params ...param) *Route {
+	return &Route{Name: name, Methods: strings.Split(methods, ","), Path: path, Access: access, Permission: perm, prefixes: prefixes, params: params}
+}
+
+func anyone(name string, px prefix, methods, path string) *Route {
+	return rt(name, px, methods, path, AccessAnyone, 0)
+}
+func authn(name string, px prefix, methods, path string) *Route {
+	return rt(name, px, methods, path, AccessAuthenticated, 0)
+}
+func admin(name string, px prefix, methods, path string) *Route {
+	return rt(name, px, methods, path, AccessAdmin, 0)
+}
+func res(name string, px prefix, methods, path string, perm store.Permission, params ...param) *Route {
+	return rt(name, px, methods, path, AccessResource, perm, params...)
+}
+
+// Common parameters.
+var (
+	expP      = pr(idExperiment, srcParam, "experiment_id")
+	expsP     = prList(idExperiment, srcParam, "experiment_ids")
+	runP      = pr(idRun, srcParam, "run_id").or("run_uuid")
+	modelP    = pr(idModel, srcParam, "name")
+	traceP    = pr(idTrace, srcPath, "trace_id")
+	requestP  = pr(idTrace, srcPath, "request_id")
+	lmP       = pr(idLoggedModel, srcPath, "model_id")
+	datasetP  = pr(idDataset, srcPath, "dataset_id")
+	jobP      = pr(idJob, srcPath, "job_id")
+	issueP    = pr(idIssue, srcPath, "issue_id")
+	secretP   = pr(idSecret, srcParam, "secret_id")
+	endpointP = pr(idEndpoint, srcParam, "endpoint_id")
+	modelDefP = pr(idModelDef, srcParam, "model_definition_id")
+	scorerP   = param{name: "experiment_id", name2: "name", kind: idScorer, src: srcParam}
+	artP      = pr(idArtifactPath, srcPath, "artifact_path")
+)
+
+// routeTable is MLflow's surface as we enforce it (mlflow-permissions.md
+// Part A over Part B: B§4 with the later rules of B§10.2–§10.3). A request
+// that matches no row is denied.
+func routeTable() []*Route {
+	t := []*Route{
+		// B§4.1 experiments.
+		rt("CreateExperiment", v2, "POST", "/mlflow/experiments/create", AccessCreate, 0),
+		res("GetExperiment", v2, "GET", "/mlflow/experiments/get", permRead, expP),
+		res("GetExperimentByName", v2, "GET", "/mlflow/experiments/get-by-name", permRead, pr(idExperimentName, srcParam, "experiment_name")),
+		authn("SearchExperiments", v2, "GET,POST", "/mlflow/experiments/search"),
+		res("DeleteExperiment", v2, "POST", "/mlflow/experiments/delete", permDelete, expP),
+		res("RestoreExperiment", v2, "POST", "/mlflow/experiments/restore", permDelete, expP),
+		res("UpdateExperiment", v2, "POST", "/mlflow/experiments/update", permUpdate, expP),
+		res("SetExperimentTag", v2, "POST", "/mlflow/experiments/set-experiment-tag", permUpdate, expP),
+		res("DeleteExperimentTag", v2, "POST", "/mlflow/experiments/delete-experiment-tag", permUpdate, expP),
+
+		// B§4.2 runs, metrics, run artifacts; LogInputs/LogOutputs and the
+		// presigned URL and bulk-interval holes closed as in B§10.3.
+		res("CreateRun", v2, "POST", "/mlflow/runs/create", permUpdate, expP),
+		res("GetRun", v2, "GET", "/mlflow/runs/get", permRead, runP),
+		res("UpdateRun", v2, "POST", "/mlflow/runs/update", permUpdate, runP),
+		res("DeleteRun", v2, "POST", "/mlflow/runs/delete", permDelete, runP),
+		res("RestoreRun", v2, "POST", "/mlflow/runs/restore", permDelete, runP),
+		res("LogMetric", v2, "POST", "/mlflow/runs/log-metric", permUpdate, runP),
+		res("LogParam", v2, "POST", "/mlflow/runs/log-parameter", permUpdate, runP),
+		res("LogBatch", v2, "POST", "/mlflow/runs/log-batch", permUpdate, runP),
+		res("LogModel", v2, "POST", "/mlflow/runs/log-model", permUpdate, runP),
+		res("SetTag", v2, "POST", "/mlflow/runs/set-tag", permUpdate, runP),
+		res("DeleteTag", v2, "POST", "/mlflow/runs/delete-tag", permUpdate, runP),
+		res("LogInputs", v2, "POST", "/mlflow/runs/log-inputs", permUpdate, runP),
+		res("LogOutputs", v2, "POST", "/mlflow/runs/outputs", permUpdate, runP),
+		res("SearchRuns", v2, "POST", "/mlflow/runs/search", permRead, expsP.allowEmpty()),
+		res("GetMetricHistory", v2, "GET", "/mlflow/metrics/get-history", permRead, runP),
+		res("GetMetricHistoryBulkInterval", v2, "GET", "/mlflow/metrics/get-history-bulk-interval", permRead, prList(idRun, srcQuery, "run_ids")),
+		res("ListArtifacts", v2, "GET", "/mlflow/artifacts/list", permRead, runP),
+		res("CreatePresignedUploadUrl", v2, "POST", "/mlflow/artifacts/presigned-upload-url", permUpdate, runP),
+
+		// B§4.3 + B§10.2 traces.
+		res("StartTrace", v2, "POST", "/mlflow/traces", permUpdate, expP),
+		res("EndTrace", v2, "PATCH", "/mlflow/traces/{request_id}", permUpdate, requestP),
+		res("GetTraceInfo", v2, "GET", "/mlflow/traces/{request_id}/info", permRead, requestP),
+		res("SearchTraces", v2, "GET", "/mlflow/traces", permRead, expsP),
+		res("SetTraceTag", v2, "PATCH", "/mlflow/traces/{request_id}/tags", permUpdate, requestP),
+		res("DeleteTraceTag", v2, "DELETE", "/mlflow/traces/{request_id}/tags", permUpdate, requestP),
+		res("DeleteTraces", v2, "POST", "/mlflow/traces/delete-traces", permDelete, expP),
+		res("LinkTracesToRun", v2, "POST", "/mlflow/traces/link-to-run", permUpdate, runP, prList(idTrace, srcParam, "trace_ids").withPerm(permRead)),
+		res("LinkPromptsToTrace", v2, "POST", "/mlflow/traces/link-prompts", permUpdate, pr(idTrace, srcParam, "trace_id")),
+		admin("SearchUnifiedTraces", v2, "GET", "/mlflow/unified-traces"),
+		admin("GetOnlineTraceDetails", v2, "GET", "/mlflow/get-online-trace-details"),
+		res("StartTraceV3", v3, "POST", "/mlflow/traces", permUpdate, pr(idExperiment, srcParam, "trace.trace_info.trace_location.mlflow_experiment.experiment_id")),
+		res("GetTraceInfoV3", v3, "GET", "/mlflow/traces/{trace_id}", permRead, traceP),
+		res("GetTrace", v3, "GET", "/mlflow/traces/get", permRead, pr(idTrace, srcParam, "trace_id")),
+		res("BatchGetTraces", v3, "GET", "/mlflow/traces/batchGet", permRead, prList(idTrace, srcParam, "trace_ids")),
+		res("BatchGetTraceInfos", v3, "POST", "/mlflow/traces/batchGetInfos", permRead, prList(idTrace, srcParam, "trace_ids")),
+		res("SearchTracesV3", v3, "POST", "/mlflow/traces/search", permRead, prList(idExperiment, srcParam, "locations[].mlflow_experiment.experiment_id")),
+		res("DeleteTracesV3", v3, "POST", "/mlflow/traces/delete-traces", permDelete, expP),
+		res("SetTraceTagV3", v3, "PATCH", "/mlflow/traces/{trace_id}/tags", permUpdate, traceP),
+		res("DeleteTraceTagV3", v3, "DELETE", "/mlflow/traces/{trace_id}/tags", permUpdate, traceP),
+		res("CalculateTraceFilterCorrelation", v3, "POST", "/mlflow/traces/calculate-filter-correlation", permRead, expsP),
+		res("QueryTraceMetrics", v3, "POST", "/mlflow/traces/metrics", permRead, expsP),
+
+		// B§4.4 + B§10.2 assessments.
+		res("CreateAssessment", v3, "POST", "/mlflow/traces/{trace_id}/assessments", permUpdate, traceP),
+		res("GetAssessment", v3, "GET", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permRead, traceP),
+		res("UpdateAssessment", v3, "PATCH", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permUpdate, traceP),
+		res("DeleteAssessment", v3, "DELETE", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permUpdate, traceP),
+
+		// B§4.5 + B§10.3 issues and evaluation datasets.
+		res("CreateIssue", v3, "POST", "/mlflow/issues", permUpdate, expP),
+		res("UpdateIssue", v3, "PATCH", "/mlflow/issues/{issue_id}", permUpdate, issueP),
+		res("GetIssue", v3, "GET", "/mlflow/issues/{issue_id}", permRead, issueP),
+		res("SearchIssues", v3, "POST", "/mlflow/issues/search", permRead, expP),
+		res("CreateDataset", v3, "POST", "/mlflow/datasets/create", permUpdate, expsP.allowEmpty()),
+		res("GetDataset", v3, "GET", "/mlflow/datasets/{dataset_id}", permRead, datasetP),
+		res("DeleteDataset", v3, "DELETE", "/mlflow/datasets/{dataset_id}", permDelete, datasetP),
+		res("SearchEvaluationDatasets", v3, "GET,POST", "/mlflow/datasets/search", permRead, expsP),
+		res("SetDatasetTags", v3, "PATCH", "/mlflow/datasets/{dataset_id}/tags", permUpdate, datasetP),
+		res("DeleteDatasetTag", v3, "DELETE", "/mlflow/datasets/{dataset_id}/tags/{key}", permUpdate, datasetP),
+		res("UpsertDatasetRecords", v3, "POST", "/mlflow/datasets/{dataset_id}/records", permUpdate, datasetP),
+		res("GetDatasetRecords", v3, "GET", "/mlflow/datasets/{dataset_id}/records", permRead, datasetP),
+		res("DeleteDatasetRecords", v3, "DELETE", "/mlflow/datasets/{dataset_id}/records", permUpdate, datasetP),
+		res("GetDatasetExperimentIds", v3, "GET", "/mlflow/datasets/{dataset_id}/experiment-ids", permRead, datasetP),
+		res("AddDatasetToExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/add-experiments", permUpdate, datasetP, expsP),
+		res("RemoveDatasetFromExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/remove-experiments", permUpdate, datasetP, expsP),
+
+		// B§4.6 logged models.
+		res("CreateLoggedModel", v2, "POST", "/mlflow/logged-models", permUpdate, expP),
+		res("SearchLoggedModels", v2, "POST", "/mlflow/logged-models/search", permRead, expsP.allowEmpty()),
+		res("GetLoggedModel", v2, "GET", "/mlflow/logged-models/{model_id}", permRead, lmP),
+		res("FinalizeLoggedModel", v2, "PATCH", "/mlflow/logged-models/{model_id}", permUpdate, lmP),
+		res("DeleteLoggedModel", v2, "DELETE", "/mlflow/logged-models/{model_id}", permDelete, lmP),
+		res("SetLoggedModelTags", v2, "PATCH", "/mlflow/logged-models/{model_id}/tags", permUpdate, lmP),
+		res("DeleteLoggedModelTag", v2, "DELETE", "/mlflow/logged-models/{model_id}/tags/{tag_key}", permDelete, lmP),
+		res("ListLoggedModelArtifacts", v2, "GET", "/mlflow/logged-models/{model_id}/artifacts/directories", permRead, lmP),
+		res("LogLoggedModelParams", v2, "POST", "/mlflow/logged-models/{model_id}/params", permUpdate, lmP),
+		res("GetLoggedModelArtifact", pAJAX2, "GET", "/mlflow/logged-models/{model_id}/artifacts/files", permRead, lmP),
+
+		// B§4.7 model registry and prompts.
+		rt("CreateRegisteredModel", v2, "POST", "/mlflow/registered-models/create", AccessCreate, 0),
+		res("GetRegisteredModel", v2, "GET", "/mlflow/registered-models/get", permRead, modelP),
+		res("RenameRegisteredModel", v2, "POST", "/mlflow/registered-models/rename", permUpdate, modelP),
+		res("UpdateRegisteredModel", v2, "PATCH", "/mlflow/registered-models/update", permUpdate, modelP),
+		res("DeleteRegisteredModel", v2, "DELETE", "/mlflow/registered-models/delete", permDelete, modelP),
+		authn("SearchRegisteredModels", v2, "GET", "/mlflow/registered-models/search"),
+		res("GetLatestVersions", v2, "GET,POST", "/mlflow/registered-models/get-latest-versions", permRead, modelP),
+		res("SetRegisteredModelTag", v2, "POST", "/mlflow/registered-models/set-tag", permUpdate, modelP),
+		res("DeleteRegisteredModelTag", v2, "DELETE", "/mlflow/registered-models/delete-tag", permUpdate, modelP),
+		res("SetRegisteredModelAlias", v2, "POST", "/mlflow/registered-models/alias", permUpdate, modelP),
+		res("DeleteRegisteredModelAlias", v2, "DELETE", "/mlflow/registered-models/alias", permDelete, modelP),
+		res("GetModelVersionByAlias", v2, "GET", "/mlflow/registered-models/alias", permRead, modelP),
+		// B§9 #12: the source run must be readable too (later upstream rule).
+		res("CreateModelVersion", v2, "POST", "/mlflow/model-versions/create", permUpdate, modelP, pr(idRun, srcParam, "run_id").opt().withPerm(permRead)),
+		res("UpdateModelVersion", v2, "PATCH", "/mlflow/model-versions/update", permUpdate, modelP),
+		res("TransitionModelVersionStage", v2, "POST", "/mlflow/model-versions/transition-stage", permUpdate, modelP),
+		res("DeleteModelVersion", v2, "DELETE", "/mlflow/model-versions/delete", permDelete, modelP),
+		res("GetModelVersion", v2, "GET", "/mlflow/model-versions/get", permRead, modelP),
+		authn("SearchModelVersions", v2, "GET", "/mlflow/model-versions/search"),
+		res("GetModelVersionDownloadUri", v2, "GET", "/mlflow/model-versions/get-download-uri", permRead, modelP),
+		res("SetModelVersionTag", v2, "POST", "/mlflow/model-versions/set-tag", permUpdate, modelP),
+		res("DeleteModelVersionTag", v2, "DELETE", "/mlflow/model-versions/delete-tag", permDelete, modelP),
+
+		// B§4.8 scorers. Online-scoring configs have dedicated validators
+		// upstream (B§10.3) whose bodies we have not verified: admin only.
+		res("RegisterScorer", v3, "POST", "/mlflow/scorers/register", permUpdate, expP),
+		res("ListScorers", v3, "GET", "/mlflow/scorers/list", permRead, expP),
+		res("GetScorer", v3, "GET", "/mlflow/scorers/get", permRead, scorerP),
+		res("ListScorerVersions", v3, "GET", "/mlflow/scorers/versions", permRead, scorerP),
+		res("DeleteScorer", v3, "DELETE", "/mlflow/scorers/delete", permDelete, scorerP),
+		admin("GetOnlineScoringConfigs", v3, "GET", "/mlflow/scorers/online-configs"),
+		admin("SetOnlineScoringConfig", v3, "PUT", "/mlflow/scorers/online-config"),
+
+		// B§4.9 prompt optimization jobs (templated routes enforced).
+		res("CreatePromptOptimizationJob", v3, "POST", "/mlflow/prompt-optimization/jobs", permUpdate, expP),
+		res("SearchPromptOptimizationJobs", v3, "GET,POST", "/mlflow/prompt-optimization/jobs/search", permRead, expP),
+		res("GetPromptOptimizationJob", v3, "GET", "/mlflow/prompt-optimization/jobs/{job_id}", permRead, jobP),
+		res("CancelPromptOptimizationJob", v3, "POST", "/mlflow/prompt-optimization/jobs/{job_id}/cancel", permUpdate, jobP),
+		res("DeletePromptOptimizationJob", v3, "DELETE", "/mlflow/prompt-optimization/jobs/{job_id}", permDelete, jobP),
+
+		// B§4.10 AI gateway CRUD; guardrails admin-only (B§10.3).
+		authn("CreateGatewaySecret", v3, "POST", "/mlflow/gateway/secrets/create"),
+		res("GetGatewaySecretInfo", v3, "GET", "/mlflow/gateway/secrets/get", permRead, secretP),
+		res("UpdateGatewaySecret", v3, "POST", "/mlflow/gateway/secrets/update", permUpdate, secretP),
+		res("DeleteGatewaySecret", v3, "DELETE", "/mlflow/gateway/secrets/delete", permDelete, secretP),
+		authn("ListGatewaySecretInfos", v3, "GET", "/mlflow/gateway/secrets/list"),
+		res("CreateGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/create", permUse, prList(idModelDef, srcParam, "model_configs[].model_definition_id").opt().allowEmpty()),
+		res("GetGatewayEndpoint", v3, "GET", "/mlflow/gateway/endpoints/get", permRead, endpointP),
+		res("UpdateGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/update", permUpdate, endpointP, prList(idModelDef, srcParam, "model_configs[].model_definition_id").opt().allowEmpty().withPerm(permUse)),
+		res("DeleteGatewayEndpoint", v3, "DELETE", "/mlflow/gateway/endpoints/delete", permDelete, endpointP),
+		authn("ListGatewayEndpoints", v3, "GET", "/mlflow/gateway/endpoints/list"),
+		res("AttachModelToGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/models/attach", permUpdate, endpointP),
+		res("DetachModelFromGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/models/detach", permUpdate, endpointP),
+		res("CreateGatewayEndpointBinding", v3, "POST", "/mlflow/gateway/endpoints/bindings/create", permUpdate, endpointP),
+		res("DeleteGatewayEndpointBinding", v3, "DELETE", "/mlflow/gateway/endpoints/bindings/delete", permUpdate, endpointP),
+		res("ListGatewayEndpointBindings", v3, "GET", "/mlflow/gateway/endpoints/bindings/list", permRead, endpointP),
+		res("SetGatewayEndpointTag", v3, "POST", "/mlflow/gateway/endpoints/set-tag", permUpdate, endpointP),
+		res("DeleteGatewayEndpointTag", v3, "DELETE", "/mlflow/gateway/endpoints/delete-tag", permUpdate, endpointP),
+		res("CreateGatewayModelDefinition", v3, "POST", "/mlflow/gateway/model-definitions/create", permUse, secretP.opt()),
+		res("GetGatewayModelDefinition", v3, "GET", "/mlflow/gateway/model-definitions/get", permRead, modelDefP),
+		authn("ListGatewayModelDefinitions", v3, "GET", "/mlflow/gateway/model-definitions/list"),
+		res("UpdateGatewayModelDefinition", v3, "POST", "/mlflow/gateway/model-definitions/update", permUpdate, modelDefP, secretP.opt().withPerm(permUse)),
+		res("DeleteGatewayModelDefinition", v3, "DELETE", "/mlflow/gateway/model-definitions/delete", permDelete, modelDefP),
+		admin("CreateGatewayBudgetPolicy", v3, "POST", "/mlflow/gateway/budgets/create"),
+		admin("UpdateGatewayBudgetPolicy", v3, "POST", "/mlflow/gateway/budgets/update"),
+		admin("DeleteGatewayBudgetPolicy", v3, "DELETE", "/mlflow/gateway/budgets/delete"),
+		authn("GetGatewayBudgetPolicy", v3, "GET", "/mlflow/gateway/budgets/get"),
+		authn("ListGatewayBudgetPolicies", v3, "GET", "/mlflow/gateway/budgets/list"),
+		authn("ListGatewayBudgetWindows", v3, "GET", "/mlflow/gateway/budgets/windows"),
+		admin("GatewayGuardrails", v3, "GET,POST,PATCH,PUT,DELETE", "/mlflow/gateway/guardrails/{op}"),
+		authn("GatewaySupportedProviders", pAJAX3, "GET", "/mlflow/gateway/supported-providers"),
+		authn("GatewaySupportedModels", pAJAX3, "GET", "/mlflow/gateway/supported-models"),
+		authn("GatewayProviderConfig", pAJAX3, "GET", "/mlflow/gateway/provider-config"),
+		authn("GatewaySecretsConfig", pAJAX3, "GET", "/mlflow/gateway/secrets/config"),
+
+		// B§4.11 webhooks: admin only.
+		admin("CreateWebhook", v2, "POST", "/mlflow/webhooks"),
+		admin("ListWebhooks", v2, "GET", "/mlflow/webhooks"),
+		admin("Webhook", v2, "GET,PATCH,DELETE", "/mlflow/webhooks/{webhook_id}"),
+		admin("TestWebhook", v2, "POST", "/mlflow/webhooks/{webhook_id}/test"),
+
+		// B§4.12 proxied artifacts, presigned included (B§9 #4).
+		res("DownloadArtifact", v2, "GET", "/mlflow-artifacts/artifacts/{artifact_path...}", permRead, artP),
+		res("UploadArtifact", v2, "PUT", "/mlflow-artifacts/artifacts/{artifact_path...}", permUpdate, artP),
+		res("DeleteArtifact", v2, "DELETE", "/mlflow-artifacts/artifacts/{artifact_path...}", permManage, artP),
+		res("ListProxiedArtifacts", v2, "GET", "/mlflow-artifacts/artifacts", permRead, pr(idArtifactPath, srcQuery, "path")),
+		res("CreateMultipartUpload", v2, "POST", "/mlflow-artifacts/mpu/create/{artifact_path...}", permUpdate, artP),
+		res("CompleteMultipartUpload", v2, "POST", "/mlflow-artifacts/mpu/complete/{artifact_path...}", permUpdate, artP),
+		res("AbortMultipartUpload", v2, "POST", "/mlflow-artifacts/mpu/abort/{artifact_path...}", permUpdate, artP),
+		res("GetPresignedDownloadUrl", v2, "GET", "/mlflow-artifacts/presigned/{artifact_path...}", permRead, artP),
+
+		// B§4.13 Flask-only routes.
+		res("GetArtifact", pUI, "GET", "/get-artifact", permRead, pr(idRun, srcQuery, "run_id").or("run_uuid")),
+		res("GetModelVersionArtifact", pUI, "GET", "/model-versions/get-artifact", permRead, pr(idModel, srcQuery, "name")),
+		res("UploadRunArtifact", pAJAX2, "POST", "/mlflow/upload-artifact", permUpdate, pr(idRun, srcQuery, "run_id").or("run_uuid")),
+		res("GetTraceArtifact", pAJAX2, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id")),
+		res("GetTraceArtifactV3", pAJAX3, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id").or("trace_id")),
+		res("GetMetricHistoryBulk", pAJAX2, "GET", "/mlflow/metrics/get-history-bulk", permRead, prList(idRun, srcQuery, "run_id")),
+		res("SearchDatasets", pAJAX2, "POST", "/mlflow/experiments/search-datasets", permRead, prList(idExperiment, srcBody, "experiment_ids")),
+		res("CreatePromptlabRun", pAJAX2, "POST", "/mlflow/runs/create-promptlab-run", permUpdate, expP),
+		authn("GatewayProxy", pAJAX2, "GET,POST", "/mlflow/gateway-proxy"),
+		admin("InvokeScorer", pAJAX3, "POST", "/mlflow/scorer/invoke"),
+		authn("UITelemetry", pAJAX3, "GET,POST", "/mlflow/ui-telemetry"),
+		authn("ServerInfo", v3, "GET", "/mlflow/server-info"),
+		admin("InvokeIssueDetection", pAJAX3, "POST", "/mlflow/issues/invoke"),
+		authn("DemoGenerate", pAJAX3, "POST", "/mlflow/demo/generate"),
+		admin("DemoDelete", pAJAX3, "POST", "/mlflow/demo/delete"),
+		res("GetJob", pAJAX3, "GET", "/mlflow/jobs/{job_id}", permRead, jobP),
+		res("CancelJob", pAJAX3, "PATCH", "/mlflow/jobs/cancel/{job_id}", permUpdate, jobP),
+		res("GetJobFastAPI", pAJAX3, "GET", "/jobs/{job_id}", permRead, jobP),
+		res("CancelJobFastAPI", pAJAX3, "PATCH", "/jobs/cancel/{job_id}", permUpdate, jobP),
+		admin("SubmitJob", pAJAX3, "POST", "/jobs"),
+		authn("SearchJobs", pAJAX3, "POST", "/jobs/search"),
+		admin("Assistant", pAJAX3, "GET,POST,PUT,PATCH,DELETE", "/mlflow/assistant/{rest...}"),
+		authn("Version", pUI, "GET", "/version"),
+		authn("UI", pUI, "GET", "/"),
+		anyone("StaticFiles", pUI, "GET", "/static-files/{path...}"),
+		anyone("Health", pUI, "GET", "/health"),
+		anyone("Favicon", pUI, "GET", "/favicon.ico"),
+		admin("Signup", pUI, "GET", "/signup"),
+		admin("CreateUserUI", pAPI2, "POST", "/mlflow/users/create-ui"),
+		{Name: "GraphQL", Methods: []string{"GET", "POST"}, Path: "/graphql", Access: AccessResource, prefixes: pUI, graphql: true},
+
+		// B§4.14 FastAPI-native routes.
+		res("OTLPTraces", pRoot, "POST", "/v1/traces", permUpdate, pr(idExperiment, srcHeader, "x-mlflow-experiment-id")),
+		res("GatewayInvocations", pRoot, "POST", "/gateway/{endpoint_name}/mlflow/invocations", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+		res("GatewayChatCompletions", pRoot, "POST", "/gateway/mlflow/v1/chat/completions", permUse, pr(idEndpointName, srcBody, "model")),
+		res("GatewayOpenAIChatCompletions", pRoot, "POST", "/gateway/openai/v1/chat/completions", permUse, pr(idEndpointName, srcBody, "model")),
+		res("GatewayOpenAIEmbeddings", pRoot, "POST", "/gateway/openai/v1/embeddings", permUse, pr(idEndpointName, srcBody, "model")),
+		res("GatewayOpenAIResponses", pRoot, "POST", "/gateway/openai/v1/responses", permUse, pr(idEndpointName, srcBody, "model")),
+		res("GatewayAnthropicMessages", pRoot, "POST", "/gateway/anthropic/v1/messages", permUse, pr(idEndpointName, srcBody, "model")),
+		res("GatewayGeminiGenerate", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:generateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+		res("GatewayGeminiStream", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+
+		// B§4.15 auth management (REST only).
+		admin("CreateUser", pAPI2, "POST", "/mlflow/users/create"),
+		rt("GetUser", pAPI2, "GET", "/mlflow/users/get", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		admin("ListUsers", v2, "GET", "/mlflow/users/list"),
+		rt("UpdateUserPassword", pAPI2, "PATCH", "/mlflow/users/update-password", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		admin("UpdateUserAdmin", pAPI2, "PATCH", "/mlflow/users/update-admin"),
+		admin("DeleteUser", pAPI2, "DELETE", "/mlflow/users/delete"),
+		admin("ListWorkspacePermissions", pAPI3, "GET,POST,DELETE", "/mlflow/workspaces/{workspace}/permissions"),
+		admin("WorkspacePermissions", pAPI3, "GET", "/mlflow/workspace-permissions"),
+
+		// B§4.16 workspaces (out of scope, A.8: reads for everyone, writes admin).
+		authn("ListWorkspaces", v3, "GET", "/mlflow/workspaces"),
+		admin("CreateWorkspace", v3, "POST", "/mlflow/workspaces"),
+		authn("GetWorkspace", v3, "GET", "/mlflow/workspaces/{workspace}"),
+		admin("UpdateWorkspace", v3, "PATCH,DELETE", "/mlflow/workspaces/{workspace}"),
+	}
+	perms := []struct {
+		name string
+		px   prefix
+		path string
+		p    param
+	}{
+		{"Experiment", pAPI2, "/mlflow/experiments/permissions/", expP},
+		{"RegisteredModel", pAPI2, "/mlflow/registered-models/permissions/", modelP},
+		{"Scorer", pAPI3, "/mlflow/scorers/permissions/", param{name: "experiment_id", name2: "scorer_name", kind: idScorer, src: srcParam}},
+		{"GatewaySecret", pAPI3, "/mlflow/gateway/secrets/permissions/", secretP},
+		{"GatewayEndpoint", pAPI3, "/mlflow/gateway/endpoints/permissions/", endpointP},
+		{"GatewayModelDefinition", pAPI3, "/mlflow/gateway/model-definitions/permissions/", modelDefP},
+	}
+	verbs := []struct{ op, method string }{{"get", "GET"}, {"create", "POST"}, {"update", "PATCH"}, {"delete", "DELETE"}}
+	for _, p := range perms {
+		for _, v := range verbs {
+			t = append(t, res(strings.ToUpper(v.op[:1])+v.op[1:]+p.name+"Permission", p.px, v.method, p.path+v.op, permManage, p.p))
+		}
+	}
+	for _, r := range t {
+		r.segs = parsePattern(r.Path)
+		switch r.Name {
+		case "CreateRun", "SetTag", "LogBatch":
+			r.integrity = true
+		}
+	}
+	return t
+}
