@@ -1,0 +1,264 @@
+// Package cache puts a bounded, invalidatable in-memory cache in front of a
+// store.Reader. It is the hot path of every check: a hit takes a shard read
+// lock and allocates nothing.
+//
+// Grants and users are cached per generation. Flush (and Invalidate, which
+// the PostgreSQL watcher calls) starts a new generation, so a result read
+// before a revoke is never served after the flush that announces it, even
+// when that read was still in flight during the flush. Ownership lookups
+// (Resolve) survive flushes: a run never moves to another experiment.
+package cache
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Options tunes a Cache. Zero values take the defaults.
+type Options struct {
+	// MaxEntries bounds each of the grants, users and ownership tables
+	// (default 100000).
+	MaxEntries int `yaml:"max_entries"`
+	// GrantTTL is the safety net for grants and users should an
+	// invalidation be lost (default 60s).
+	GrantTTL time.Duration `yaml:"grant_ttl"`
+	// ResolveTTL keeps resolved ownership (default 10m).
+	ResolveTTL time.Duration `yaml:"resolve_ttl"`
+	// NotFoundTTL keeps a store.ErrNotFound from Resolve (default 2s): the
+	// run may be created a moment later.
+	NotFoundTTL time.Duration `yaml:"not_found_ttl"`
+	// Now is the clock; nil means time.Now. Tests inject one.
+	Now func() time.Time `yaml:"-"`
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 100000
+	}
+	if o.GrantTTL <= 0 {
+		o.GrantTTL = 60 * time.Second
+	}
+	if o.ResolveTTL <= 0 {
+		o.ResolveTTL = 10 * time.Minute
+	}
+	if o.NotFoundTTL <= 0 {
+		o.NotFoundTTL = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Stats counts lookups since the cache was made.
+type Stats struct {
+	GrantHits, GrantMisses     uint64
+	UserHits, UserMisses       uint64
+	ResolveHits, ResolveMisses uint64
+	Flushes                    uint64
+}
+
+type grantKey struct {
+	user string
+	kind store.ResourceKind
+	id   string
+	name string
+}
+
+type resolveKey struct {
+	lookup store.Lookup
+	key    string
+}
+
+type grantVal struct{ g store.Grants }
+
+type userVal struct{ exists, admin bool }
+
+type resolveVal struct {
+	ids      []string
+	notFound bool
+}
+
+// Cache is a store.Reader that caches another. Values it returns are
+// shared between callers and must not be modified (Grants.Groups, the
+// Grant behind Grants.User, the slice from Resolve).
+type Cache struct {
+	inner store.Reader
+	opts  Options
+	seed  maphash.Seed
+
+	gen atomic.Uint64 // generation of grants and users
+
+	grants   *table[grantKey, grantVal]
+	users    *table[string, userVal]
+	resolves *table[resolveKey, resolveVal]
+
+	flight singleflight.Group
+
+	grantHits, grantMisses     atomic.Uint64
+	userHits, userMisses       atomic.Uint64
+	resolveHits, resolveMisses atomic.Uint64
+	flushes                    atomic.Uint64
+}
+
+var _ store.Reader = (*Cache)(nil)
+
+// New returns a cache in front of inner.
+func New(inner store.Reader, opts Options) *Cache {
+	opts = opts.withDefaults()
+	c := &Cache{inner: inner, opts: opts, seed: maphash.MakeSeed()}
+	c.grants = newTable[grantKey, grantVal](opts.MaxEntries, func(k grantKey) uint64 {
+		return maphash.String(c.seed, k.user) ^ 31*maphash.String(c.seed, k.id) ^ 961*maphash.String(c.seed, k.name) ^ 7*maphash.String(c.seed, string(k.kind))
+	})
+	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
+	c.resolves = newTable[resolveKey, resolveVal](opts.MaxEntries, func(k resolveKey) uint64 {
+		return maphash.String(c.seed, k.key) ^ 31*maphash.String(c.seed, string(k.lookup))
+	})
+	return c
+}
+
+// Flush drops every cached grant and user. Ownership stays.
+func (c *Cache) Flush() {
+	// The new generation comes first: from here on no earlier read can be
+	// stored or served. Clearing afterwards only frees memory.
+	c.gen.Add(1)
+	c.flushes.Add(1)
+	c.grants.clear()
+	c.users.clear()
+}
+
+// Invalidate is called for each change notification. Flushing every grant
+// is simple and correct; grant changes are rare next to checks.
+func (c *Cache) Invalidate() { c.Flush() }
+
+// Stats returns the hit and miss counters.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		GrantHits: c.grantHits.Load(), GrantMisses: c.grantMisses.Load(),
+		UserHits: c.userHits.Load(), UserMisses: c.userMisses.Load(),
+		ResolveHits: c.resolveHits.Load(), ResolveMisses: c.resolveMisses.Load(),
+		Flushes: c.flushes.Load(),
+	}
+}
+
+// Grants implements store.Reader.
+func (c *Cache) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
+	k := grantKey{user: username, kind: res.Kind, id: res.ID, name: res.Name}
+	now := c.opts.Now().UnixNano()
+	gen := c.gen.Load()
+	if v, ok := c.grants.get(k, gen, now); ok {
+		c.grantHits.Add(1)
+		return v.g, nil
+	}
+	c.grantMisses.Add(1)
+	fk := flightKey('g', gen, username, string(res.Kind), res.ID, res.Name)
+	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (grantVal, error) {
+		g, err := c.inner.Grants(ctx, username, res)
+		return grantVal{g}, err
+	})
+	if err != nil {
+		return store.Grants{}, err
+	}
+	c.grants.put(k, v, gen, c.gen.Load, now+int64(c.opts.GrantTTL))
+	return v.g, nil
+}
+
+// User implements store.Reader.
+func (c *Cache) User(ctx context.Context, username string) (exists, admin bool, err error) {
+	now := c.opts.Now().UnixNano()
+	gen := c.gen.Load()
+	if v, ok := c.users.get(username, gen, now); ok {
+		c.userHits.Add(1)
+		return v.exists, v.admin, nil
+	}
+	c.userMisses.Add(1)
+	v, err := do(ctx, &c.flight, flightKey('u', gen, username), func(ctx context.Context) (userVal, error) {
+		e, a, err := c.inner.User(ctx, username)
+		return userVal{e, a}, err
+	})
+	if err != nil {
+		return false, false, err
+	}
+	c.users.put(username, v, gen, c.gen.Load, now+int64(c.opts.GrantTTL))
+	return v.exists, v.admin, nil
+}
+
+// Resolve implements store.Reader.
+func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	k := resolveKey{lookup: l, key: key}
+	now := c.opts.Now().UnixNano()
+	if v, ok := c.resolves.get(k, 0, now); ok {
+		c.resolveHits.Add(1)
+		if v.notFound {
+			return nil, store.ErrNotFound
+		}
+		return v.ids, nil
+	}
+	c.resolveMisses.Add(1)
+	v, err := do(ctx, &c.flight, flightKey('r', 0, string(l), key), func(ctx context.Context) (resolveVal, error) {
+		ids, err := c.inner.Resolve(ctx, l, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return resolveVal{notFound: true}, nil
+		}
+		return resolveVal{ids: ids}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ttl := c.opts.ResolveTTL
+	if v.notFound {
+		ttl = c.opts.NotFoundTTL
+	}
+	c.resolves.put(k, v, 0, zeroGen, now+int64(ttl))
+	if v.notFound {
+		return nil, store.ErrNotFound
+	}
+	return v.ids, nil
+}
+
+func zeroGen() uint64 { return 0 }
+
+// flightKey joins the parts with NUL, which no username or id contains in
+// a way that could collide (a part with NUL only collides with itself
+// split differently, which then names the same lookup). The generation is
+// part of the key so that a caller arriving after a flush never shares a
+// read that started before it.
+func flightKey(kind byte, gen uint64, parts ...string) string {
+	b := make([]byte, 0, 64)
+	b = append(b, kind)
+	b = strconv.AppendUint(b, gen, 10)
+	for _, p := range parts {
+		b = append(b, 0)
+		b = append(b, p...)
+	}
+	return string(b)
+}
+
+// do runs fn once for concurrent callers of the same key. The shared read
+// runs detached from any one caller's cancellation (the store bounds it
+// with its own timeout), and each caller still stops waiting when its own
+// context ends.
+func do[V any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (V, error)) (V, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		return fn(context.WithoutCancel(ctx))
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			var zero V
+			return zero, r.Err
+		}
+		return r.Val.(V), nil
+	case <-ctx.Done():
+		var zero V
+		return zero, ctx.Err()
+	}
+}

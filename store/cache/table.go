@@ -1,0 +1,119 @@
+package cache
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+const shardCount = 64
+
+// table is a bounded map split into shards, each evicting with CLOCK
+// (second chance): a hit only sets an atomic flag under the read lock, so
+// concurrent hits never serialize on a write lock the way an LRU's
+// move-to-front would.
+type table[K comparable, V any] struct {
+	hash   func(K) uint64
+	shards [shardCount]shard[K, V]
+}
+
+type shard[K comparable, V any] struct {
+	mu   sync.RWMutex
+	m    map[K]*entry[V]
+	ring []K // keys in insertion slots; the clock hand sweeps it
+	hand int
+	max  int
+}
+
+type entry[V any] struct {
+	val     V
+	gen     uint64
+	expires int64 // unix nanoseconds
+	ref     atomic.Bool
+}
+
+func newTable[K comparable, V any](maxEntries int, hash func(K) uint64) *table[K, V] {
+	t := &table[K, V]{hash: hash}
+	per := max(1, (maxEntries+shardCount-1)/shardCount)
+	for i := range t.shards {
+		t.shards[i].m = make(map[K]*entry[V])
+		t.shards[i].max = per
+	}
+	return t
+}
+
+func (t *table[K, V]) shard(k K) *shard[K, V] {
+	return &t.shards[t.hash(k)%shardCount]
+}
+
+// get returns the value for k if it is of generation gen and not expired.
+func (t *table[K, V]) get(k K, gen uint64, now int64) (V, bool) {
+	s := t.shard(k)
+	s.mu.RLock()
+	e, ok := s.m[k]
+	s.mu.RUnlock()
+	if !ok || e.gen != gen || now >= e.expires {
+		var zero V
+		return zero, false
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e.val, true
+}
+
+// put stores v for k, read at generation gen, unless the generation has
+// moved on since (checked under the shard lock that clear also takes).
+func (t *table[K, V]) put(k K, v V, gen uint64, current func() uint64, expires int64) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if current() != gen {
+		return // a flush raced with this read: its result may be stale
+	}
+	if e, ok := s.m[k]; ok {
+		e.val, e.gen, e.expires = v, gen, expires
+		return
+	}
+	e := &entry[V]{val: v, gen: gen, expires: expires}
+	if len(s.ring) < s.max {
+		s.ring = append(s.ring, k)
+		s.m[k] = e
+		return
+	}
+	for {
+		victim := s.ring[s.hand]
+		ve := s.m[victim]
+		if ve != nil && ve.ref.Load() {
+			ve.ref.Store(false)
+			s.hand = (s.hand + 1) % len(s.ring)
+			continue
+		}
+		delete(s.m, victim)
+		s.ring[s.hand] = k
+		s.m[k] = e
+		s.hand = (s.hand + 1) % len(s.ring)
+		return
+	}
+}
+
+func (t *table[K, V]) clear() {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.ring = s.ring[:0]
+		s.hand = 0
+		s.mu.Unlock()
+	}
+}
+
+func (t *table[K, V]) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

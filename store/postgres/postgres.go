@@ -1,0 +1,401 @@
+// Package postgres implements store.Reader on MLflow's PostgreSQL tables
+// with pgx. The auth tables (users, *_permissions, and mlflow-oidc-auth's
+// group tables) and the tracking tables (experiments, runs, …) may live in
+// different databases. Every Grants call is one round trip; the LISTEN
+// connection that Watch keeps turns NOTIFYs from the triggers that Migrate
+// installs into cache invalidations.
+//
+//	s, err := postgres.Open(ctx, postgres.Config{TrackingURL: url})
+//	c := cache.New(s, cache.Options{})
+//	go s.Watch(ctx, func(string) { c.Invalidate() }, c.Flush)
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Config is the YAML configuration of the PostgreSQL store.
+type Config struct {
+	// TrackingURL is MLflow's tracking database (experiments, runs, …).
+	TrackingURL string `yaml:"tracking_url"`
+	// AuthURL is MLflow's auth database; empty means TrackingURL.
+	AuthURL string `yaml:"auth_url"`
+	// MaxConns bounds each pool (default 8).
+	MaxConns int32 `yaml:"max_conns"`
+	// StatementTimeout bounds every query, both as the server-side
+	// statement_timeout and as a client deadline (default 2s), so a slow
+	// database turns into a prompt 503 rather than a pile-up of checks.
+	StatementTimeout time.Duration `yaml:"statement_timeout"`
+	// ConnectTimeout bounds dialing the server (default 5s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Logger receives reconnect and watch messages; nil discards them.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.AuthURL == "" {
+		c.AuthURL = c.TrackingURL
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 8
+	}
+	if c.StatementTimeout <= 0 {
+		c.StatementTimeout = 2 * time.Second
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// ListenApplicationName is the application_name of the LISTEN connection,
+// so operators (and tests) can find it in pg_stat_activity.
+const ListenApplicationName = "mlflow-authz-listen"
+
+// NotifyChannel is the channel the triggers installed by Migrate notify.
+const NotifyChannel = "mlflow_authz"
+
+// Store reads grants and ownership from PostgreSQL. It is safe for
+// concurrent use.
+type Store struct {
+	cfg      Config
+	auth     *pgxpool.Pool
+	tracking *pgxpool.Pool // == auth when both URLs are the same
+	listen   *pgx.ConnConfig
+	grantSQL map[store.ResourceKind]string
+
+	wsMu sync.Mutex
+	ws   map[string]bool // table → has a workspace column (only once known)
+}
+
+// Open connects to the databases in cfg and reads which optional tables
+// (mlflow-oidc-auth's group tables) exist, to pick the Grants SQL once.
+// Tables created later are seen after a restart.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if cfg.TrackingURL == "" {
+		return nil, errors.New("postgres: tracking_url is required")
+	}
+	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	var err error
+	if s.auth, err = s.pool(ctx, cfg.AuthURL); err != nil {
+		return nil, err
+	}
+	if cfg.TrackingURL == cfg.AuthURL {
+		s.tracking = s.auth
+	} else if s.tracking, err = s.pool(ctx, cfg.TrackingURL); err != nil {
+		s.auth.Close()
+		return nil, err
+	}
+	lc, err := pgx.ParseConfig(cfg.AuthURL)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: auth_url: %w", err)
+	}
+	lc.ConnectTimeout = cfg.ConnectTimeout
+	lc.RuntimeParams["application_name"] = ListenApplicationName
+	s.listen = lc
+
+	qctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.StatementTimeout)
+	defer cancel()
+	var expGroups, rmGroups bool
+	err = s.auth.QueryRow(qctx, `SELECT
+		to_regclass('groups') IS NOT NULL AND to_regclass('experiment_group_permissions') IS NOT NULL,
+		to_regclass('groups') IS NOT NULL AND to_regclass('registered_model_group_permissions') IS NOT NULL`).
+		Scan(&expGroups, &rmGroups)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
+	}
+	s.grantSQL = grantQueries(expGroups, rmGroups)
+	return s, nil
+}
+
+func (s *Store) pool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	pc.MaxConns = s.cfg.MaxConns
+	pc.ConnConfig.ConnectTimeout = s.cfg.ConnectTimeout
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(s.cfg.StatementTimeout.Milliseconds(), 10)
+	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
+		pc.ConnConfig.RuntimeParams["application_name"] = "mlflow-authz"
+	}
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pool: %w: %w", store.ErrUnavailable, err)
+	}
+	return p, nil
+}
+
+// Ping checks that both databases answer.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	if err := s.auth.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping auth: %w: %w", store.ErrUnavailable, err)
+	}
+	if s.tracking != s.auth {
+		if err := s.tracking.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: ping tracking: %w: %w", store.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the pools.
+func (s *Store) Close() {
+	if s.tracking != nil && s.tracking != s.auth {
+		s.tracking.Close()
+	}
+	if s.auth != nil {
+		s.auth.Close()
+	}
+}
+
+// grantKind is the first column of the Grants query: which row this is.
+const (
+	rowUser = iota
+	rowOwn
+	rowGroup
+)
+
+// grantQueries builds one UNION ALL query per resource kind: the users row,
+// the user's own permission row and every group row, in one round trip.
+func grantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
+	const head = `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
+SELECT 0, '', COALESCE(u.is_admin, false), NULL::text FROM u
+UNION ALL
+SELECT 1, '', false, p.permission FROM `
+	own := func(table, cond string) string {
+		return head + table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
+	}
+	group := func(table, cond string) string {
+		return `
+UNION ALL
+SELECT 2, g.group_name, false, gp.permission FROM ` + table + ` gp JOIN groups g ON g.id = gp.group_id WHERE ` + cond
+	}
+	q := map[store.ResourceKind]string{
+		store.Experiment:             own("experiment_permissions", "p.experiment_id = $2"),
+		store.RegisteredModel:        own("registered_model_permissions", "p.workspace = 'default' AND p.name = $2"),
+		store.Scorer:                 own("scorer_permissions", "p.experiment_id = $2 AND p.scorer_name = $3"),
+		store.GatewaySecret:          own("gateway_secret_permissions", "p.secret_id = $2"),
+		store.GatewayEndpoint:        own("gateway_endpoint_permissions", "p.endpoint_id = $2"),
+		store.GatewayModelDefinition: own("gateway_model_definition_permissions", "p.model_definition_id = $2"),
+	}
+	if expGroups {
+		q[store.Experiment] += group("experiment_group_permissions", "gp.experiment_id = $2")
+	}
+	if rmGroups {
+		// Prompts and models share one namespace of names, so the prompt
+		// flag does not split the rows of one name.
+		q[store.RegisteredModel] += group("registered_model_group_permissions", "gp.name = $2")
+	}
+	return q
+}
+
+// Grants implements store.Reader in one round trip to the auth database.
+func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
+	var g store.Grants
+	q, ok := s.grantSQL[res.Kind]
+	if !ok {
+		return g, fmt.Errorf("postgres: grants: unknown resource kind %q", res.Kind)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	var rows pgx.Rows
+	var err error
+	if res.Kind == store.Scorer {
+		rows, err = s.auth.Query(ctx, q, username, res.ID, res.Name)
+	} else {
+		rows, err = s.auth.Query(ctx, q, username, res.ID)
+	}
+	if err != nil {
+		return g, unavailable("grants", err)
+	}
+	defer rows.Close()
+	var (
+		kind  int32
+		group string
+		admin bool
+		perm  *string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&kind, &group, &admin, &perm); err != nil {
+			return store.Grants{}, unavailable("grants", err)
+		}
+		switch kind {
+		case rowUser:
+			g.UserExists, g.UserAdmin = true, admin
+		case rowOwn:
+			gr := parseGrant(perm)
+			if g.User != nil {
+				gr = lowerGrant(*g.User, gr)
+			}
+			g.User = &gr
+		case rowGroup:
+			if g.Groups == nil {
+				g.Groups = make(map[string]store.Grant, 2)
+			}
+			name := normalizeGroup(group)
+			gr := parseGrant(perm)
+			if prev, dup := g.Groups[name]; dup {
+				gr = lowerGrant(prev, gr)
+			}
+			g.Groups[name] = gr
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.Grants{}, unavailable("grants", err)
+	}
+	return g, nil
+}
+
+// User implements store.Reader.
+func (s *Store) User(ctx context.Context, username string) (exists, admin bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	var a *bool
+	err = s.auth.QueryRow(ctx, `SELECT is_admin FROM users WHERE username = $1`, username).Scan(&a)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, unavailable("user", err)
+	}
+	return true, a != nil && *a, nil
+}
+
+// Resolve implements store.Reader through the tracking tables.
+func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	switch l {
+	case store.RunExperiment:
+		return s.one(ctx, l, `SELECT experiment_id::text FROM runs WHERE run_uuid = $1`, key)
+	case store.TraceExperiment:
+		return s.one(ctx, l, `SELECT experiment_id::text FROM trace_info WHERE request_id = $1`, key)
+	case store.LoggedModelExperiment:
+		return s.one(ctx, l, `SELECT experiment_id::text FROM logged_models
+			WHERE model_id = $1 AND lifecycle_stage IS DISTINCT FROM 'deleted'`, key)
+	case store.IssueExperiment:
+		return s.one(ctx, l, `SELECT experiment_id::text FROM issues WHERE issue_id = $1`, key)
+	case store.ExperimentByID:
+		id, ok := canonicalExperimentID(key)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, `SELECT experiment_id::text FROM experiments WHERE experiment_id = $1`, id)
+	case store.ExperimentByName:
+		return s.byName(ctx, l, "experiments", `SELECT experiment_id::text FROM experiments WHERE name = $1`, key)
+	case store.GatewayEndpointByName:
+		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = $1`, key)
+	case store.JobExperiment:
+		var params string
+		err := s.tracking.QueryRow(ctx, `SELECT params FROM jobs WHERE id = $1`, key).Scan(&params)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		id, ok := jobExperimentID(params)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return []string{id}, nil
+	case store.DatasetExperiments:
+		rows, err := s.tracking.Query(ctx, datasetExperimentsSQL, key)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		if len(ids) == 0 {
+			// No linked experiment: nothing could grant access, and MLflow
+			// denies too (mlflow-permissions.md B§10.3).
+			return nil, store.ErrNotFound
+		}
+		return ids, nil
+	}
+	return nil, fmt.Errorf("postgres: resolve: unknown lookup %q", l)
+}
+
+func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]string, error) {
+	var id *string
+	if err := s.tracking.QueryRow(ctx, q, arg).Scan(&id); err != nil {
+		return nil, resolveErr(l, err)
+	}
+	if id == nil {
+		return nil, store.ErrNotFound
+	}
+	return []string{*id}, nil
+}
+
+// byName adds workspace = 'default' when the table has MLflow 3.10's
+// workspace column: without it two workspaces' same-named objects would be
+// confused.
+func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string) ([]string, error) {
+	ws, err := s.hasWorkspace(ctx, table)
+	if err != nil {
+		return nil, resolveErr(l, err)
+	}
+	if ws {
+		q += ` AND workspace = 'default'`
+	}
+	return s.one(ctx, l, q, key)
+}
+
+func (s *Store) hasWorkspace(ctx context.Context, table string) (bool, error) {
+	s.wsMu.Lock()
+	ws, known := s.ws[table]
+	s.wsMu.Unlock()
+	if known {
+		return ws, nil
+	}
+	var exists bool
+	err := s.tracking.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+		EXISTS (SELECT 1 FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'workspace')`,
+		table).Scan(&exists, &ws)
+	if err != nil {
+		return false, err
+	}
+	if exists { // remember only once MLflow has created the table
+		s.wsMu.Lock()
+		s.ws[table] = ws
+		s.wsMu.Unlock()
+	}
+	return ws, nil
+}
+
+func resolveErr(l store.Lookup, err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703") {
+		// An older MLflow without this table or column has no such object.
+		return store.ErrNotFound
+	}
+	return unavailable("resolve "+string(l), err)
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("postgres: %s: %w: %w", op, store.ErrUnavailable, err)
+}

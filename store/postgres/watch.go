@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Watch keeps a dedicated LISTEN connection (outside the pool) on the auth
+// database until ctx ends. Each notification from the triggers that Migrate
+// installs calls invalidate with the changed table. Whenever the connection
+// is lost, flush is called at once (a notification may be missed from now
+// on) and again after the reconnect and LISTEN succeed (one may have been
+// missed meanwhile); reconnects back off from 100ms to 5s. flush is also
+// called after the first LISTEN, which tells a caller that the watch is
+// live. Watch returns ctx.Err().
+//
+// Wire it to a cache like this: go s.Watch(ctx, func(string) { c.Invalidate() }, c.Flush).
+func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush func()) error {
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
+	for {
+		listened, err := s.listenOnce(ctx, invalidate, flush)
+		flush()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if listened {
+			backoff = minBackoff
+		}
+		s.cfg.Logger.WarnContext(ctx, "postgres: LISTEN connection lost; cache flushed, reconnecting",
+			"error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// listenOnce connects, listens and delivers notifications until the
+// connection fails. listened reports whether LISTEN succeeded.
+func (s *Store) listenOnce(ctx context.Context, invalidate func(string), flush func()) (listened bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, s.listen)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	_, err = conn.Exec(lctx, "LISTEN "+NotifyChannel)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	flush()
+	// A connection that silently died (no RST) would block forever, so idle
+	// periods end with a ping.
+	const idle = 10 * time.Second
+	for {
+		wctx, cancel := context.WithTimeout(ctx, idle)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			invalidate(n.Payload)
+		case ctx.Err() != nil:
+			return true, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return true, err
+			}
+		default:
+			return true, err
+		}
+	}
+}
