@@ -233,9 +233,10 @@ func checkRulePath(p string) error {
 
 // MatchPrefix reports whether path lies under prefix, on a segment boundary:
 // a prefix ending in "/" matches itself and everything below it; any other
-// prefix matches itself and paths continuing with "/".
+// prefix matches itself and paths continuing with "/". An empty prefix
+// matches nothing.
 func MatchPrefix(prefix, path string) bool {
-	if !strings.HasPrefix(path, prefix) {
+	if prefix == "" || !strings.HasPrefix(path, prefix) {
 		return false
 	}
 	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/'
