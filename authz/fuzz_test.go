@@ -1,0 +1,131 @@
+package authz_test
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+// FuzzCanonicalPath checks that every path CanonicalPath accepts is
+// canonical, and that it is exactly the path the upstream would route on:
+// the same decoding, the same segments. A path where we and the upstream
+// could disagree must be refused.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, tt := range canonicalPathCases {
+		f.Add(tt.raw)
+	}
+	for _, s := range []string{
+		"/a/%2e", "/a/.%2E", "/%2e%2e/", "/a/b/..", "/a%2F..%2Fb", "/a\\..\\b", "/%C0%AF", "/%E2%80%A8",
+		"/%c2%a0", "/a%20/", "/ /", "/a:b@c", "/~user", "/a%7e", "/a%2B", "/\u00e9", "/%F0%9F%98%80",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, reason := authz.CanonicalPath(raw)
+		if reason != "" {
+			if p != "" {
+				t.Fatalf("refused %q (%s) but returned %q", raw, reason, p)
+			}
+			return
+		}
+
+		// Canonical.
+		if !strings.HasPrefix(p, "/") {
+			t.Fatalf("%q → %q: not absolute", raw, p)
+		}
+		if strings.Contains(p, "//") {
+			t.Fatalf("%q → %q: empty segment", raw, p)
+		}
+		if clean := path.Clean(p); clean != p && clean+"/" != p {
+			t.Fatalf("%q → %q: path.Clean gives %q", raw, p, clean)
+		}
+		for seg := range strings.SplitSeq(p, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("%q → %q: dot segment", raw, p)
+			}
+		}
+		if !utf8.ValidString(p) {
+			t.Fatalf("%q → %q: invalid UTF-8", raw, p)
+		}
+		for _, r := range p {
+			if unicode.IsControl(r) {
+				t.Fatalf("%q → %q: control character %U", raw, p, r)
+			}
+		}
+
+		// What the upstream sees.
+		if un, err := url.PathUnescape(raw); err != nil || un != p {
+			t.Fatalf("%q → %q: PathUnescape gives %q, %v", raw, p, un, err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("%q accepted but net/url refuses it: %v", raw, err)
+		}
+		if u.Path != p || u.Scheme != "" || u.Host != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+			t.Fatalf("%q → %q: net/url reads %#v", raw, p, u)
+		}
+		if n, m := strings.Count(raw, "/"), strings.Count(p, "/"); n != m {
+			t.Fatalf("%q → %q: %d segments became %d", raw, p, n, m)
+		}
+
+		// Idempotent: the decoded path is itself canonical.
+		if p2, reason := authz.CanonicalPath(p); reason != "" || p2 != p {
+			t.Fatalf("%q → %q → %q (%s): not idempotent", raw, p, p2, reason)
+		}
+	})
+}
+
+// FuzzQuery checks that query parsing never panics, that the raw query is
+// kept byte for byte, and that an accepted query keeps every key and
+// round-trips through encoding.
+func FuzzQuery(f *testing.F) {
+	for _, s := range []string{
+		"", "a=1", "a=1&b=2", "a=1&a=2", "a=1;b=2", "a=%zz", "a=%2F..%2F", "a", "=x", "&&", "a=b=c",
+		"run_id=abc&runId=def", "+=%20", "experiment_ids=1&experiment_ids=2", "a=%00", "%ff=1", "a=\xff", "a=1#frag",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		r, d := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "h", Target: "/a?" + rawQuery})
+		if d != nil {
+			t.Fatalf("path /a refused with query %q: %v", rawQuery, d)
+		}
+		if r.Path != "/a" || r.RawQuery != rawQuery {
+			t.Fatalf("split /a?%s into %q and %q", rawQuery, r.Path, r.RawQuery)
+		}
+		q, err := r.Query()
+		if err != nil {
+			return
+		}
+		for pair := range strings.SplitSeq(rawQuery, "&") {
+			if pair == "" {
+				continue
+			}
+			k, _, _ := strings.Cut(pair, "=")
+			key, err := url.QueryUnescape(k)
+			if err != nil {
+				t.Fatalf("query %q accepted with undecodable key %q", rawQuery, k)
+			}
+			if _, ok := q[key]; !ok {
+				t.Fatalf("query %q lost key %q", rawQuery, key)
+			}
+		}
+		again, err := url.ParseQuery(q.Encode())
+		if err != nil {
+			t.Fatalf("re-encoded query %q does not parse: %v", q.Encode(), err)
+		}
+		if len(again) != len(q) {
+			t.Fatalf("query %q: %d keys became %d", rawQuery, len(q), len(again))
+		}
+		for k, vs := range q {
+			if strings.Join(again[k], "\x00") != strings.Join(vs, "\x00") {
+				t.Fatalf("query %q: key %q values %q became %q", rawQuery, k, vs, again[k])
+			}
+		}
+	})
+}
