@@ -316,4 +316,3 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err = postgres.Open(t.Context(), postgres.Config{})
 	require.Error(t, err)
 }
-

@@ -1,0 +1,432 @@
+// Package sqlite implements store.Reader on MLflow's SQLite databases
+// (the embedded default) with the pure-Go modernc.org/sqlite driver. The
+// tracking and auth databases may be one file or two. Connections use WAL
+// and a busy timeout, so reads go on while MLflow writes from another
+// process.
+//
+// SQLite has no NOTIFY. Watch polls PRAGMA data_version on a dedicated
+// connection to the auth database every PollInterval: SQLite changes that
+// value whenever another connection (any process) commits to the file, so
+// no triggers or version table are needed, and a change to any table of
+// the file flushes the grants (a superset of the auth tables, which is
+// safe).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+const driverName = "sqlite"
+
+// Config is the YAML configuration of the SQLite store.
+type Config struct {
+	// TrackingPath is MLflow's tracking database: a file path, or a DSN
+	// starting with "file:".
+	TrackingPath string `yaml:"tracking_path"`
+	// AuthPath is MLflow's auth database; empty means TrackingPath.
+	AuthPath string `yaml:"auth_path"`
+	// PollInterval is how often Watch polls for changes (default 500ms).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// BusyTimeout is how long a read waits for a writer's lock (default 5s).
+	BusyTimeout time.Duration `yaml:"busy_timeout"`
+	// QueryTimeout bounds each query (default 2s).
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// Logger receives watch messages; nil discards them.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.AuthPath == "" {
+		c.AuthPath = c.TrackingPath
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 500 * time.Millisecond
+	}
+	if c.BusyTimeout <= 0 {
+		c.BusyTimeout = 5 * time.Second
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// dsn turns a path into a modernc DSN with WAL and a busy timeout. A value
+// that already is a DSN ("file:…") gets the pragmas appended.
+func dsn(pathOrDSN string, busyMS int64) string {
+	pragmas := "_pragma=" + url.QueryEscape("busy_timeout("+strconv.FormatInt(busyMS, 10)+")") +
+		"&_pragma=" + url.QueryEscape("journal_mode(WAL)")
+	if strings.HasPrefix(pathOrDSN, "file:") {
+		if strings.Contains(pathOrDSN, "?") {
+			return pathOrDSN + "&" + pragmas
+		}
+		return pathOrDSN + "?" + pragmas
+	}
+	return "file:" + pathOrDSN + "?" + pragmas
+}
+
+// Store reads grants and ownership from SQLite. It is safe for concurrent use.
+type Store struct {
+	cfg      Config
+	auth     *sql.DB
+	tracking *sql.DB
+	grantSQL map[store.ResourceKind]string
+
+	wsMu sync.Mutex
+	ws   map[string]bool
+}
+
+// Open opens the databases in cfg and reads which optional tables
+// (mlflow-oidc-auth's group tables) exist, to pick the Grants SQL once.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if cfg.TrackingPath == "" {
+		return nil, errors.New("sqlite: tracking_path is required")
+	}
+	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	var err error
+	if s.auth, err = sql.Open(driverName, dsn(cfg.AuthPath, cfg.BusyTimeout.Milliseconds())); err != nil {
+		return nil, fmt.Errorf("sqlite: open auth: %w", err)
+	}
+	if cfg.AuthPath == cfg.TrackingPath {
+		s.tracking = s.auth
+	} else if s.tracking, err = sql.Open(driverName, dsn(cfg.TrackingPath, cfg.BusyTimeout.Milliseconds())); err != nil {
+		s.auth.Close()
+		return nil, fmt.Errorf("sqlite: open tracking: %w", err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout+cfg.BusyTimeout)
+	defer cancel()
+	var expGroups, rmGroups bool
+	err = s.auth.QueryRowContext(qctx, `SELECT
+		(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('groups', 'experiment_group_permissions')) = 2,
+		(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('groups', 'registered_model_group_permissions')) = 2`).
+		Scan(&expGroups, &rmGroups)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
+	}
+	s.grantSQL = grantQueries(expGroups, rmGroups)
+	return s, nil
+}
+
+// Ping checks that both databases answer.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	if err := s.auth.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping auth: %w: %w", store.ErrUnavailable, err)
+	}
+	if err := s.tracking.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping tracking: %w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the databases.
+func (s *Store) Close() {
+	if s.tracking != nil && s.tracking != s.auth {
+		s.tracking.Close()
+	}
+	if s.auth != nil {
+		s.auth.Close()
+	}
+}
+
+const (
+	rowUser = iota
+	rowOwn
+	rowGroup
+)
+
+// grantQueries mirrors store/postgres: one UNION ALL per resource kind.
+// "$2" appearing twice binds the same argument in SQLite too.
+func grantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
+	const head = `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
+SELECT 0, '', COALESCE(u.is_admin, 0), CAST(NULL AS TEXT) FROM u
+UNION ALL
+SELECT 1, '', 0, p.permission FROM `
+	own := func(table, cond string) string {
+		return head + table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
+	}
+	group := func(table, cond string) string {
+		return `
+UNION ALL
+SELECT 2, g.group_name, 0, gp.permission FROM ` + table + ` gp JOIN groups g ON g.id = gp.group_id WHERE ` + cond
+	}
+	q := map[store.ResourceKind]string{
+		store.Experiment:             own("experiment_permissions", "p.experiment_id = $2"),
+		store.RegisteredModel:        own("registered_model_permissions", "p.workspace = 'default' AND p.name = $2"),
+		store.Scorer:                 own("scorer_permissions", "p.experiment_id = $2 AND p.scorer_name = $3"),
+		store.GatewaySecret:          own("gateway_secret_permissions", "p.secret_id = $2"),
+		store.GatewayEndpoint:        own("gateway_endpoint_permissions", "p.endpoint_id = $2"),
+		store.GatewayModelDefinition: own("gateway_model_definition_permissions", "p.model_definition_id = $2"),
+	}
+	if expGroups {
+		q[store.Experiment] += group("experiment_group_permissions", "gp.experiment_id = $2")
+	}
+	if rmGroups {
+		q[store.RegisteredModel] += group("registered_model_group_permissions", "gp.name = $2")
+	}
+	return q
+}
+
+// Grants implements store.Reader in one query on the auth database.
+func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
+	var g store.Grants
+	q, ok := s.grantSQL[res.Kind]
+	if !ok {
+		return g, fmt.Errorf("sqlite: grants: unknown resource kind %q", res.Kind)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	var rows *sql.Rows
+	var err error
+	if res.Kind == store.Scorer {
+		rows, err = s.auth.QueryContext(ctx, q, username, res.ID, res.Name)
+	} else {
+		rows, err = s.auth.QueryContext(ctx, q, username, res.ID)
+	}
+	if err != nil {
+		return g, unavailable("grants", err)
+	}
+	defer rows.Close()
+	var (
+		kind  int
+		group string
+		admin bool
+		perm  sql.NullString
+	)
+	for rows.Next() {
+		if err := rows.Scan(&kind, &group, &admin, &perm); err != nil {
+			return store.Grants{}, unavailable("grants", err)
+		}
+		var pp *string
+		if perm.Valid {
+			pp = &perm.String
+		}
+		switch kind {
+		case rowUser:
+			g.UserExists, g.UserAdmin = true, admin
+		case rowOwn:
+			gr := parseGrant(pp)
+			if g.User != nil {
+				gr = lowerGrant(*g.User, gr)
+			}
+			g.User = &gr
+		case rowGroup:
+			if g.Groups == nil {
+				g.Groups = make(map[string]store.Grant, 2)
+			}
+			name := normalizeGroup(group)
+			gr := parseGrant(pp)
+			if prev, dup := g.Groups[name]; dup {
+				gr = lowerGrant(prev, gr)
+			}
+			g.Groups[name] = gr
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.Grants{}, unavailable("grants", err)
+	}
+	return g, nil
+}
+
+// User implements store.Reader.
+func (s *Store) User(ctx context.Context, username string) (exists, admin bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	var a sql.NullBool
+	err = s.auth.QueryRowContext(ctx, `SELECT is_admin FROM users WHERE username = ?`, username).Scan(&a)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, unavailable("user", err)
+	}
+	return true, a.Valid && a.Bool, nil
+}
+
+// Resolve implements store.Reader through the tracking tables.
+func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	switch l {
+	case store.RunExperiment:
+		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM runs WHERE run_uuid = ?`, key)
+	case store.TraceExperiment:
+		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM trace_info WHERE request_id = ?`, key)
+	case store.LoggedModelExperiment:
+		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM logged_models
+			WHERE model_id = ? AND lifecycle_stage IS NOT 'deleted'`, key)
+	case store.IssueExperiment:
+		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM issues WHERE issue_id = ?`, key)
+	case store.ExperimentByID:
+		id, ok := canonicalExperimentID(key)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM experiments WHERE experiment_id = ?`, int64(id))
+	case store.ExperimentByName:
+		return s.byName(ctx, l, "experiments", `SELECT CAST(experiment_id AS TEXT) FROM experiments WHERE name = ?`, key)
+	case store.GatewayEndpointByName:
+		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = ?`, key)
+	case store.JobExperiment:
+		var params string
+		err := s.tracking.QueryRowContext(ctx, `SELECT params FROM jobs WHERE id = ?`, key).Scan(&params)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		id, ok := jobExperimentID(params)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return []string{id}, nil
+	case store.DatasetExperiments:
+		rows, err := s.tracking.QueryContext(ctx, datasetExperimentsSQL, key)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		defer rows.Close()
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, resolveErr(l, err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, resolveErr(l, err)
+		}
+		if len(ids) == 0 {
+			return nil, store.ErrNotFound
+		}
+		return ids, nil
+	}
+	return nil, fmt.Errorf("sqlite: resolve: unknown lookup %q", l)
+}
+
+func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]string, error) {
+	var id sql.NullString
+	if err := s.tracking.QueryRowContext(ctx, q, arg).Scan(&id); err != nil {
+		return nil, resolveErr(l, err)
+	}
+	if !id.Valid {
+		return nil, store.ErrNotFound
+	}
+	return []string{id.String}, nil
+}
+
+// byName adds workspace = 'default' when the table has MLflow 3.10's
+// workspace column.
+func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string) ([]string, error) {
+	s.wsMu.Lock()
+	ws, known := s.ws[table]
+	s.wsMu.Unlock()
+	if !known {
+		var tables, cols int
+		err := s.tracking.QueryRowContext(ctx, `SELECT
+			(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1),
+			(SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = 'workspace')`, table).Scan(&tables, &cols)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		ws = cols > 0
+		if tables > 0 {
+			s.wsMu.Lock()
+			s.ws[table] = ws
+			s.wsMu.Unlock()
+		}
+	}
+	if ws {
+		q += ` AND workspace = 'default'`
+	}
+	return s.one(ctx, l, q, key)
+}
+
+func resolveErr(l store.Lookup, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if msg := err.Error(); strings.Contains(msg, "no such table") || strings.Contains(msg, "no such column") {
+		// An older MLflow without this table or column has no such object.
+		return store.ErrNotFound
+	}
+	return unavailable("resolve "+string(l), err)
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("sqlite: %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+// Watch polls the auth database every PollInterval until ctx ends and calls
+// invalidate when another connection has committed to it. When polling
+// fails, flush is called and the connection reopened on the next tick;
+// flush is also called once polling (re)starts, so a caller knows the
+// watch is live and a change made meanwhile is not missed. Watch returns
+// ctx.Err().
+func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush func()) error {
+	var (
+		conn *sql.Conn
+		last int64
+	)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		if conn == nil {
+			c, err := s.auth.Conn(ctx)
+			if err == nil {
+				err = c.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&last)
+				if err != nil {
+					c.Close()
+				}
+			}
+			if err == nil {
+				conn = c
+				flush()
+			} else if ctx.Err() == nil {
+				s.cfg.Logger.WarnContext(ctx, "sqlite: watch: cannot poll data_version", "error", err)
+			}
+		} else {
+			var v int64
+			if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				flush()
+				conn.Close()
+				conn = nil
+				s.cfg.Logger.WarnContext(ctx, "sqlite: watch: poll failed; cache flushed", "error", err)
+			} else if v != last {
+				last = v
+				invalidate("")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
+)
+
+// execOn opens its own handle on path, as MLflow in another process would.
+func execOn(t *testing.T, path string) storetest.ExecFunc {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return func(ctx context.Context, q string, args ...any) error {
+		_, err := db.ExecContext(ctx, q, args...)
+		return err
+	}
+}
+
+func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (execAuth, execTracking storetest.ExecFunc) {
+	t.Helper()
+	require.NoError(t, sqlite.Migrate(t.Context(), authPath))
+	execAuth, execTracking = execOn(t, authPath), execOn(t, trackingPath)
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.SQLite, execTracking))
+	if s.NoGroupTables {
+		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
+	}
+	return execAuth, execTracking
+}
+
+func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {
+	dir := t.TempDir()
+	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
+	execAuth, execTracking := prepare(t, s, tp, ap)
+	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: tp, AuthPath: ap, PollInterval: 20 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch}
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
+
+// TestConformanceOneFile: MLflow may keep both in one SQLite file.
+func TestConformanceOneFile(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s storetest.Setup) storetest.Harness {
+		p := filepath.Join(t.TempDir(), "mlflow.db")
+		execAuth, execTracking := prepare(t, s, p, p)
+		st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p})
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch}
+	})
+}
+
+func names(t *testing.T, path, q string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	require.NoError(t, err)
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), q)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	require.NoError(t, rows.Err())
+	sort.Strings(out)
+	return out
+}
+
+func TestMigrate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "auth.db")
+	require.NoError(t, sqlite.Migrate(t.Context(), p))
+	tablesQ := `SELECT name FROM sqlite_master WHERE type = 'table'`
+	assert.Equal(t, []string{
+		"alembic_version_auth", "experiment_group_permissions", "experiment_permissions",
+		"gateway_endpoint_permissions", "gateway_model_definition_permissions", "gateway_secret_permissions",
+		"groups", "registered_model_group_permissions", "registered_model_permissions", "scorer_permissions",
+		"users", "workspace_permissions",
+	}, names(t, p, tablesQ))
+	assert.Equal(t, []string{"idx_workspace_permissions_user_id", "idx_workspace_permissions_workspace"},
+		names(t, p, `SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'`))
+	assert.Equal(t, []string{sqlite.AuthHead}, names(t, p, `SELECT version_num FROM alembic_version_auth`))
+
+	exec := execOn(t, p)
+	require.NoError(t, exec(t.Context(), `INSERT INTO users (username, is_admin) VALUES ('alice', 1)`))
+	schema := names(t, p, `SELECT sql FROM sqlite_master WHERE sql IS NOT NULL`)
+	require.NoError(t, sqlite.Migrate(t.Context(), p), "second run")
+	assert.Equal(t, schema, names(t, p, `SELECT sql FROM sqlite_master WHERE sql IS NOT NULL`))
+	assert.Equal(t, []string{"alice"}, names(t, p, `SELECT username FROM users`))
+	// The INTEGER primary key autoincrements, as SERIAL does.
+	assert.Equal(t, []string{"1"}, names(t, p, `SELECT CAST(id AS TEXT) FROM users`))
+}
+
+func TestMigrateLeavesExistingTables(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "auth.db")
+	exec := execOn(t, p)
+	for _, s := range []string{
+		`CREATE TABLE users (id INTEGER NOT NULL, username VARCHAR(255), password_hash VARCHAR(255), is_admin BOOLEAN, extra TEXT, PRIMARY KEY (id), UNIQUE (username))`,
+		`CREATE TABLE alembic_version_auth (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_auth_pkc PRIMARY KEY (version_num))`,
+		`INSERT INTO alembic_version_auth VALUES ('8606fa83a998')`,
+		`INSERT INTO users (username, extra) VALUES ('alice', 'keep')`,
+	} {
+		require.NoError(t, exec(t.Context(), s))
+	}
+	require.NoError(t, sqlite.Migrate(t.Context(), p))
+	assert.Equal(t, []string{"alembic_version_auth", "experiment_group_permissions", "groups", "registered_model_group_permissions", "users"},
+		names(t, p, `SELECT name FROM sqlite_master WHERE type = 'table'`))
+	assert.Equal(t, []string{"alice keep"}, names(t, p, `SELECT username || ' ' || extra FROM users`))
+	assert.Equal(t, []string{"8606fa83a998"}, names(t, p, `SELECT version_num FROM alembic_version_auth`))
+}
+
+// TestReadWhileWriting holds a write transaction open in another handle:
+// WAL lets reads go on meanwhile.
+func TestReadWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mlflow.db")
+	prepare(t, storetest.Setup{}, p, p)
+	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p, QueryTimeout: time.Second})
+	require.NoError(t, err)
+	defer st.Close()
+
+	db, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	defer db.Close()
+	conn, err := db.Conn(t.Context())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(t.Context(), `BEGIN IMMEDIATE`)
+	require.NoError(t, err)
+	_, err = conn.ExecContext(t.Context(), `INSERT INTO users (username) VALUES ('writer')`)
+	require.NoError(t, err)
+
+	exists, _, err := st.User(t.Context(), "writer")
+	require.NoError(t, err)
+	assert.False(t, exists, "uncommitted row is invisible, and the read did not block")
+	_, err = conn.ExecContext(t.Context(), `COMMIT`)
+	require.NoError(t, err)
+	exists, _, err = st.User(t.Context(), "writer")
+	require.NoError(t, err)
+	assert.True(t, exists)
+}
+
+func TestOpenErrors(t *testing.T) {
+	_, err := sqlite.Open(t.Context(), sqlite.Config{})
+	require.Error(t, err)
+	// A directory that does not exist cannot be opened.
+	_, err = sqlite.Open(t.Context(), sqlite.Config{TrackingPath: filepath.Join(t.TempDir(), "no", "such", "dir.db")})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+}
