@@ -110,16 +110,6 @@ type IssuerConfig struct {
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
 }
 
-// JWTConfig is the YAML shape of the bearer-token authenticator: the issuers
-// plus the verified-token cache.
-type JWTConfig struct {
-	Issuers []IssuerConfig `yaml:"issuers"`
-	// TokenCacheSize bounds the verified-token cache (default 10000).
-	TokenCacheSize int `yaml:"token_cache_size"`
-	// TokenCacheTTL caps how long a verified token is cached (default 5m).
-	TokenCacheTTL time.Duration `yaml:"token_cache_ttl"`
-}
-
 // JWTOption configures NewJWT.
 type JWTOption func(*jwtOptions)
 
@@ -176,12 +166,6 @@ type jwtIssuer struct {
 	keys        *jwksSource
 }
 
-// NewJWTFromConfig is NewJWT for a parsed YAML JWTConfig.
-func NewJWTFromConfig(ctx context.Context, cfg JWTConfig, opts ...JWTOption) (*JWT, error) {
-	opts = append([]JWTOption{WithTokenCache(cfg.TokenCacheSize, cfg.TokenCacheTTL)}, opts...)
-	return NewJWT(ctx, cfg.Issuers, opts...)
-}
-
 // NewJWT validates cfgs and starts fetching each issuer's keys. It tries
 // discovery and the JWKS once, bounded by http_timeout, and returns even if
 // Keycloak is unreachable: fetching then continues in the background and
@@ -236,33 +220,38 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 	return j, nil
 }
 
-func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
-	key := func(k string) string { return fmt.Sprintf("issuers[%d].%s", i, k) }
+// Validate checks one issuer's config. Errors name the offending key
+// relative to the issuer ("audiences: ..."), for the config loader to prefix.
+func (c IssuerConfig) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
+// compile validates c and fills in its defaults.
+func (c IssuerConfig) compile() (IssuerConfig, error) {
 	if c.Issuer == "" {
-		return nil, fmt.Errorf("identity: jwt: %s: required", key("issuer"))
+		return c, errors.New("issuer: required")
 	}
 	if c.Name == "" {
 		c.Name = c.Issuer
 	}
 	if c.JWKSURL != "" {
 		if err := jwtCheckURL(c.JWKSURL); err != nil {
-			return nil, fmt.Errorf("identity: jwt: %s: %w", key("jwks_url"), err)
+			return c, fmt.Errorf("jwks_url: %w", err)
 		}
 	} else {
 		if c.DiscoveryURL == "" {
 			c.DiscoveryURL = strings.TrimSuffix(c.Issuer, "/") + "/.well-known/openid-configuration"
 		}
 		if err := jwtCheckURL(c.DiscoveryURL); err != nil {
-			return nil, fmt.Errorf("identity: jwt: %s: %w", key("discovery_url"), err)
+			return c, fmt.Errorf("discovery_url: %w", err)
 		}
 	}
 	if len(c.Audiences) == 0 {
-		return nil, fmt.Errorf("identity: jwt: %s: at least one audience is required", key("audiences"))
+		return c, errors.New("audiences: at least one audience is required")
 	}
-	for _, a := range c.Audiences {
-		if a == "" {
-			return nil, fmt.Errorf("identity: jwt: %s: empty audience", key("audiences"))
-		}
+	if slices.Contains(c.Audiences, "") {
+		return c, errors.New("audiences: empty audience")
 	}
 	if c.UsernameClaim == "" {
 		c.UsernameClaim = "preferred_username"
@@ -273,17 +262,14 @@ func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
 	if len(c.Algorithms) == 0 {
 		c.Algorithms = jwtDefaultAlgorithms
 	}
-	algs := make(map[string]jwa.SignatureAlgorithm, len(c.Algorithms))
 	for _, a := range c.Algorithms {
-		alg, ok := jwtAllowedAlgorithms[a]
-		if !ok {
-			return nil, fmt.Errorf("identity: jwt: %s: %q is not allowed (only RS*, PS* and ES*; never none or HS*)", key("algorithms"), a)
+		if _, ok := jwtAllowedAlgorithms[a]; !ok {
+			return c, fmt.Errorf("algorithms: %q is not allowed (only RS*, PS* and ES*; never none or HS*)", a)
 		}
-		algs[a] = alg
 	}
 	for client, user := range c.ServiceAccounts {
 		if client == "" || user == "" {
-			return nil, fmt.Errorf("identity: jwt: %s: empty client id or username", key("service_accounts"))
+			return c, errors.New("service_accounts: empty client id or username")
 		}
 	}
 	for _, d := range []struct {
@@ -296,11 +282,23 @@ func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
 		{"http_timeout", &c.HTTPTimeout, JWTDefaultHTTPTimeout},
 	} {
 		if *d.v < 0 {
-			return nil, fmt.Errorf("identity: jwt: %s: must not be negative", key(d.name))
+			return c, fmt.Errorf("%s: must not be negative", d.name)
 		}
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	return c, nil
+}
+
+func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
+	c, err := c.compile()
+	if err != nil {
+		return nil, fmt.Errorf("identity: jwt: issuers[%d].%w", i, err)
+	}
+	algs := make(map[string]jwa.SignatureAlgorithm, len(c.Algorithms))
+	for _, a := range c.Algorithms {
+		algs[a] = jwtAllowedAlgorithms[a]
 	}
 	adminGroups := make([]string, len(c.AdminGroups))
 	for k, g := range c.AdminGroups {

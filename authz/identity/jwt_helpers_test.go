@@ -83,7 +83,7 @@ type jwtTestIssuer struct {
 	discoveryIssuer string
 }
 
-func newJWTTestIssuer(t *testing.T, realm string, keys ...jwtTestKey) *jwtTestIssuer {
+func newJWTTestIssuer(t testing.TB, realm string, keys ...jwtTestKey) *jwtTestIssuer {
 	t.Helper()
 	ti := &jwtTestIssuer{}
 	mux := http.NewServeMux()
@@ -123,7 +123,7 @@ func newJWTTestIssuer(t *testing.T, realm string, keys ...jwtTestKey) *jwtTestIs
 
 // setKeys publishes keys, plus an encryption key as Keycloak does, which
 // must never be used to verify.
-func (ti *jwtTestIssuer) setKeys(t *testing.T, keys ...jwtTestKey) {
+func (ti *jwtTestIssuer) setKeys(t testing.TB, keys ...jwtTestKey) {
 	t.Helper()
 	jwtKeys(t)
 	var set []any
@@ -138,7 +138,7 @@ func (ti *jwtTestIssuer) setKeys(t *testing.T, keys ...jwtTestKey) {
 	ti.mu.Unlock()
 }
 
-func jwtPublicJWK(t *testing.T, pub crypto.PublicKey, kid, alg, use string) jwk.Key {
+func jwtPublicJWK(t testing.TB, pub crypto.PublicKey, kid, alg, use string) jwk.Key {
 	t.Helper()
 	k, err := jwk.Import(pub)
 	require.NoError(t, err)
@@ -232,7 +232,7 @@ func newJWTClock() *jwtClock {
 	c.ns.Store(jwtTestNow.UnixNano())
 	return c
 }
-func (c *jwtClock) now() time.Time           { return time.Unix(0, c.ns.Load()) }
+func (c *jwtClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *jwtClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func jwtTestConfig(iss string) identity.IssuerConfig {

@@ -3,7 +3,6 @@ package identity_test
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/identity"
@@ -535,9 +535,70 @@ func TestNewJWTConfigErrors(t *testing.T) {
 	require.ErrorContains(t, err, "issuers")
 }
 
-func TestJWTConfigYAMLDefaults(t *testing.T) {
-	// Keys are snake_case; the map of service accounts is copied as is.
-	c := jwtTestConfig("https://sso.example.com/realms/ml")
-	m := maps.Clone(c.ServiceAccounts)
-	assert.Equal(t, map[string]string{"training-pipeline": "trainer"}, m)
+func TestIssuerConfigYAML(t *testing.T) {
+	const doc = `
+name: ml
+issuer: https://sso.example.com/realms/ml
+discovery_url: https://keycloak.sso.svc:8443/realms/ml/.well-known/openid-configuration
+audiences: [mlflow, kiali]
+username_claim: email
+groups_claim: team_paths
+admin_groups: [/platform-admins]
+admin_roles: [mlflow/admin]
+algorithms: [RS256, PS256]
+service_accounts:
+  training-pipeline: trainer
+jwks_refresh_interval: 10m
+jwks_min_refresh_interval: 1m
+http_timeout: 2s
+`
+	var c identity.IssuerConfig
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&c))
+	require.NoError(t, c.Validate())
+	assert.Equal(t, identity.IssuerConfig{
+		Name:                   "ml",
+		Issuer:                 "https://sso.example.com/realms/ml",
+		DiscoveryURL:           "https://keycloak.sso.svc:8443/realms/ml/.well-known/openid-configuration",
+		Audiences:              []string{"mlflow", "kiali"},
+		UsernameClaim:          "email",
+		GroupsClaim:            "team_paths",
+		AdminGroups:            []string{"/platform-admins"},
+		AdminRoles:             []string{"mlflow/admin"},
+		Algorithms:             []string{"RS256", "PS256"},
+		ServiceAccounts:        map[string]string{"training-pipeline": "trainer"},
+		JWKSRefreshInterval:    10 * time.Minute,
+		JWKSMinRefreshInterval: time.Minute,
+		HTTPTimeout:            2 * time.Second,
+	}, c)
+
+	bad := identity.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, Algorithms: []string{"HS256"}}
+	require.ErrorContains(t, bad.Validate(), "algorithms:")
+}
+
+func TestJWTCustomClaims(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	cfg := jwtTestConfig(ti.url)
+	cfg.UsernameClaim = "email"
+	cfg.GroupsClaim = "team_paths"
+	j := newTestJWT(t, newJWTClock(), cfg)
+
+	c := jwtUserClaims(ti.url)
+	c["email"] = "alice@example.com"
+	c["team_paths"] = []any{"/platform-admins"}
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, c)))
+	require.NoError(t, err)
+	assert.Equal(t, "alice@example.com", id.Username)
+	assert.Equal(t, []string{"platform-admins"}, id.Groups)
+	assert.True(t, id.Admin)
+
+	delete(c, "email")
+	tok := jwtToken(t, k, c)
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
+	requireJWTDeny(t, id, err, identity.ReasonTokenMissingUsername, false, tok)
+	ce, _ := authz.AsCredentialError(err)
+	assert.Contains(t, ce.Message, "Add to lightweight access token")
+	assert.Contains(t, ce.Message, `"email"`)
 }

@@ -1,0 +1,56 @@
+package identity_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+)
+
+// BenchmarkJWTCached is the hot path: a token already verified, as with the
+// UI's bursts of XHRs.
+func BenchmarkJWTCached(b *testing.B) {
+	k := jwtRSAKey(b)
+	ti := newJWTTestIssuer(b, "ml", k)
+	j := newTestJWT(b, newJWTClock(), jwtTestConfig(ti.url))
+	req := jwtRequest(b, "Bearer "+jwtToken(b, k, jwtUserClaims(ti.url)))
+	if _, err := j.Authenticate(b.Context(), req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := j.Authenticate(b.Context(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJWTUncached is a cache miss: full parse, RS256 verify and claim
+// mapping. A one-entry cache and two alternating tokens make every call miss.
+func BenchmarkJWTUncached(b *testing.B) {
+	k := jwtRSAKey(b)
+	ti := newJWTTestIssuer(b, "ml", k)
+	clock := newJWTClock()
+	j, err := identity.NewJWT(b.Context(), []identity.IssuerConfig{jwtTestConfig(ti.url)},
+		identity.WithJWTClock(clock.now), identity.WithTokenCache(1, time.Minute))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(j.Close)
+	c2 := jwtUserClaims(ti.url)
+	c2["jti"] = "other"
+	r0 := jwtRequest(b, "Bearer "+jwtToken(b, k, jwtUserClaims(ti.url)))
+	r1 := jwtRequest(b, "Bearer "+jwtToken(b, k, c2))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := r0
+		if i%2 == 1 {
+			r = r1
+		}
+		i++
+		if _, err := j.Authenticate(b.Context(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
