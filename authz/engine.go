@@ -111,7 +111,9 @@ func (e *Engine) check(ctx context.Context, r *Request) Decision {
 	tr := TraceFrom(ctx)
 	app := st.byHost[r.Host]
 	if app == nil {
-		tr.Addf("decision", "host %q belongs to no application", r.Host)
+		if tr != nil {
+			tr.Addf("decision", "host %q belongs to no application", r.Host)
+		}
 		return Deny(http.StatusForbidden, ReasonUnknownHost, "this host is not protected by any configured application")
 	}
 	if tr != nil {
