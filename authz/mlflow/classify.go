@@ -331,6 +331,13 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 	if d != nil {
 		return d
 	}
+	if len(vals) == 0 && p.kind == idArtifactPath {
+		// Listing the artifact root spans every experiment: upstream falls
+		// back to the default permission here (B§9 #6), we to admins.
+		op.Access = AccessAdmin
+		op.Note = "artifact path outside the <experiment_id>/ layout"
+		return nil
+	}
 	if len(vals) == 0 {
 		if p.optional || (p.list && p.empty) {
 			return nil
@@ -602,7 +609,7 @@ func jsonPathValues(m map[string]any, path string, list bool) ([]string, *authz.
 			}
 		case !last:
 			return walk(val, tail)
-		case list:
+		case list && !strings.Contains(path, "[]"):
 			arr, ok := val.([]any)
 			if !ok {
 				return badParam(key + " must be a list of strings")

@@ -1,0 +1,227 @@
+package mlflow
+
+import (
+	"bufio"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+// newReq builds a Request the way the ext_authz server would.
+func newReq(t testing.TB, method, target, body string, headers map[string]string) *authz.Request {
+	t.Helper()
+	h := map[string]string{}
+	for k, v := range headers {
+		h[k] = v
+	}
+	if body != "" {
+		if _, ok := h["content-type"]; !ok {
+			h["content-type"] = "application/json"
+		}
+	}
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "mlflow.example.com", Target: target, Headers: h, Body: b})
+	require.Nil(t, d, "NewRequest(%s %s)", method, target)
+	return r
+}
+
+func formatNeeds(op Operation) string {
+	if len(op.Needs) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(op.Needs))
+	for _, n := range op.Needs {
+		kind, key := string(n.Lookup), n.Key
+		if n.Lookup == "" {
+			kind, key = string(n.Resource.Kind), n.Resource.ID
+			if n.Resource.Name != "" {
+				key += "/" + n.Resource.Name
+			}
+		}
+		parts = append(parts, n.Permission.String()+":"+n.Source+":"+kind+":"+key)
+	}
+	return strings.Join(parts, ",")
+}
+
+var prefixPaths = map[string][]string{
+	"v2":    {"/api/2.0", "/ajax-api/2.0"},
+	"v3":    {"/api/3.0", "/ajax-api/3.0"},
+	"api2":  {"/api/2.0"},
+	"api3":  {"/api/3.0"},
+	"ajax2": {"/ajax-api/2.0"},
+	"ajax3": {"/ajax-api/3.0"},
+	"ui":    {""},
+	"root":  {""},
+}
+
+type routeRow struct {
+	line                                               int
+	prefixes, method, path, query, body, access, needs string
+}
+
+func readRouteRows(t *testing.T) []routeRow {
+	t.Helper()
+	f, err := os.Open("testdata/mlflow-routes.tsv")
+	require.NoError(t, err)
+	defer f.Close()
+	var rows []routeRow
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		c := strings.Split(line, "\t")
+		require.Len(t, c, 7, "line %d", n)
+		rows = append(rows, routeRow{n, c[0], c[1], c[2], c[3], c[4], c[5], c[6]})
+	}
+	require.NoError(t, sc.Err())
+	require.Greater(t, len(rows), 200)
+	return rows
+}
+
+func (row routeRow) request(t *testing.T, prefix string) *authz.Request {
+	target := prefix + row.path
+	if row.query != "-" {
+		target += "?" + row.query
+	}
+	headers := map[string]string{}
+	body := ""
+	switch row.body {
+	case "-":
+	case "raw":
+		body = "\x00\x01 raw bytes"
+		headers["content-type"] = "application/octet-stream"
+	default:
+		body = row.body
+	}
+	if row.path == "/v1/traces" {
+		headers["x-mlflow-experiment-id"] = "1"
+		headers["content-type"] = "application/x-protobuf"
+	}
+	return newReq(t, row.method, target, body, headers)
+}
+
+// TestRouteTableConformance walks the hand-transcribed table of
+// mlflow-permissions.md and checks Classify against every row, under every
+// prefix MLflow mounts the route at.
+func TestRouteTableConformance(t *testing.T) {
+	for _, row := range readRouteRows(t) {
+		prefixes, ok := prefixPaths[row.prefixes]
+		require.True(t, ok, "line %d: unknown prefix set %q", row.line, row.prefixes)
+		for _, px := range prefixes {
+			t.Run(row.method+" "+px+row.path, func(t *testing.T) {
+				op, d := Classify(row.request(t, px))
+				require.Nil(t, d, "line %d: unexpected deny %+v", row.line, d)
+				require.NotNil(t, op.Route)
+				assert.Equal(t, row.access, op.Access.String(), "line %d: access", row.line)
+				assert.Equal(t, row.needs, formatNeeds(op), "line %d: needs", row.line)
+			})
+		}
+	}
+}
+
+// TestRouteTableCovered makes sure no route row is left out of the
+// conformance file: every row of the code table is hit by some TSV line.
+func TestRouteTableCovered(t *testing.T) {
+	hit := map[*Route]bool{}
+	for _, row := range readRouteRows(t) {
+		for _, px := range prefixPaths[row.prefixes] {
+			op, _ := Classify(row.request(t, px))
+			if op.Route != nil {
+				hit[op.Route] = true
+			}
+		}
+	}
+	for _, r := range defaultClassifier.Routes() {
+		assert.True(t, hit[r], "route %s %v %s has no conformance row", r.Name, r.Methods, r.Path)
+	}
+}
+
+func TestUnknownRoutesDeny404(t *testing.T) {
+	tests := []struct{ method, target string }{
+		{"GET", "/api/2.0/mlflow/experiments/nope"},
+		{"GET", "/api/2.0/mlflow/experiments/delete"},         // known path, wrong method
+		{"POST", "/api/2.0/mlflow/experiments/get"},           // known path, wrong method
+		{"GET", "/api/2.0mlflow/experiments/search-datasets"}, // the proto typo path
+		{"GET", "/static-filesX/app.js"},                      // no segment boundary
+		{"GET", "/staticfoo"},
+		{"GET", "/static/app.js"},
+		{"GET", "/healthz"},
+		{"GET", "/api/4.0/mlflow/experiments/get?experiment_id=1"},
+		{"GET", "/api/3.0/mlflow/experiments/get?experiment_id=1"}, // v2-only endpoint under v3
+		{"POST", "/api/2.0/mlflow/traces/search"},                  // v3-only endpoint under v2
+		{"GET", "/ajax-api/2.0/mlflow/users/get?username=a"},       // REST-only auth route
+		{"POST", "/gateway/unknown/path"},
+		{"POST", "/ajax-api/2.0/mlflow/logged-models/lm1/unknown"},
+		{"GET", "/api/2.0/mlflow/traces/tr-1/unknown"},
+		{"GET", "/api/2.0/mlflow/logged-models/lm1/artifacts/files"}, // ajax-only
+		{"GET", "/v1/traces"},
+		{"GET", "/version/extra"},
+		{"DELETE", "/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			op, d := Classify(newReq(t, tt.method, tt.target, "", nil))
+			require.NotNil(t, d)
+			assert.Nil(t, op.Route)
+			assert.Equal(t, http.StatusNotFound, d.Status)
+			assert.Equal(t, authz.ReasonUnknownRoute, d.Reason)
+			assert.False(t, d.Allowed)
+		})
+	}
+}
+
+func TestStaticPrefix(t *testing.T) {
+	c := NewClassifier("/mlflow")
+	tests := []struct {
+		method, target string
+		route          string // "" means unknown route
+	}{
+		{"GET", "/mlflow/", "UI"},
+		{"GET", "/mlflow", "UI"},
+		{"GET", "/mlflow/static-files/app.js", "StaticFiles"},
+		{"GET", "/mlflow/health", "Health"},
+		{"POST", "/mlflow/graphql", "GraphQL"},
+		{"GET", "/mlflow/get-artifact?run_id=r1", "GetArtifact"},
+		{"GET", "/mlflow/ajax-api/2.0/mlflow/runs/get?run_id=r1", "GetRun"},
+		{"GET", "/api/2.0/mlflow/runs/get?run_id=r1", "GetRun"}, // /api stays at the root
+		{"POST", "/v1/traces", "OTLPTraces"},                    // FastAPI stays at the root
+		{"GET", "/mlflow/api/2.0/mlflow/runs/get?run_id=r1", ""},
+		{"GET", "/ajax-api/2.0/mlflow/runs/get?run_id=r1", ""}, // ajax moved under the prefix
+		{"GET", "/static-files/app.js", ""},
+		{"GET", "/health", ""},
+		{"GET", "/mlflowX/health", ""},
+		{"GET", "/", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			h := map[string]string{"x-mlflow-experiment-id": "1"}
+			body := ""
+			if tt.method == "POST" && tt.route == "GraphQL" {
+				body = `{"query":"{__typename}"}`
+			}
+			op, d := c.Classify(newReq(t, tt.method, tt.target, body, h))
+			if tt.route == "" {
+				require.NotNil(t, d)
+				assert.Equal(t, http.StatusNotFound, d.Status)
+				assert.Equal(t, authz.ReasonUnknownRoute, d.Reason)
+				return
+			}
+			require.Nil(t, d)
+			assert.Equal(t, tt.route, op.Route.Name)
+		})
+	}
+}
