@@ -248,6 +248,12 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 	if r.integrity {
 		rd.claims(&op)
 	}
+	if op.Access == AccessResource && len(op.Needs) == 0 {
+		// Only optional ids or an allowed-empty list were absent (runs/search
+		// with no experiment_ids, an endpoint without model configs): the
+		// request names nothing, so MLflow only needs an authenticated caller.
+		op.Access = AccessAuthenticated
+	}
 	return op, nil
 }
 
@@ -298,7 +304,7 @@ func isJSONType(ct string) bool {
 // resolveSrc turns MLflow's method-dependent rule into query or body.
 func (rd *reader) resolveSrc(p *param) (src, bool) {
 	if p.src != srcParam {
-		return p.src, p.src == srcBody
+		return p.src, false
 	}
 	switch rd.req.Method {
 	case http.MethodGet:
