@@ -119,6 +119,7 @@ func TestNewSPIFFEConfigErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "missing trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain = "" }, wantErr: "trust_domain: "},
+		{name: "aliases without trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain, c.Workloads = "", nil }, wantErr: "trust_domain: "},
 		{name: "upper-case trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain = "Cluster.Local" }, wantErr: "trust_domain: "},
 		{name: "bad alias", edit: func(c *identity.SPIFFEConfig) { c.TrustDomainAliases = []string{"a/b"} }, wantErr: "trust_domain_aliases[0]"},
 		{name: "alias equals trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomainAliases = []string{"cluster.local"} }, wantErr: "listed twice"},
@@ -151,6 +152,14 @@ func TestNewSPIFFEConfigErrors(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "identity: spiffe: "), err.Error())
 		})
 	}
+}
+
+func TestSPIFFEEmptyConfig(t *testing.T) {
+	s, err := identity.NewSPIFFE(identity.SPIFFEConfig{})
+	require.NoError(t, err)
+	id, err := s.Authenticate(t.Context(), newRequest(t, "spiffe://cluster.local/ns/ml/sa/trainer", nil))
+	require.NoError(t, err)
+	assert.Nil(t, id)
 }
 
 func newRequest(t *testing.T, principal string, headers map[string]string) *authz.Request {
