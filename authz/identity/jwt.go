@@ -365,7 +365,12 @@ func jwtForeign(reason authz.Reason, msg string) *authz.CredentialError {
 
 // Authenticate implements authz.Authenticator for bearer JWTs. It returns
 // (nil, nil) when there is no Authorization header or it is not a Bearer
-// credential. The returned identity is a copy the caller may keep.
+// credential. A token from an issuer we do not know, or one that is not a
+// JWT at all, is a Foreign CredentialError, so applications that let their
+// own bearer credentials through (Phoenix API keys) can do so.
+//
+// The returned Identity is the caller's own copy, but its Groups and Roles
+// slices are shared with the token cache and must not be modified.
 func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identity, error) {
 	token, cerr := jwtBearerToken(r.Header("authorization"))
 	if cerr != nil {

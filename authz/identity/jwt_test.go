@@ -602,3 +602,17 @@ func TestJWTCustomClaims(t *testing.T) {
 	assert.Contains(t, ce.Message, "Add to lightweight access token")
 	assert.Contains(t, ce.Message, `"email"`)
 }
+
+func TestJWTCloseStopsRetries(t *testing.T) {
+	k := jwtRSAKey(t)
+	ti := newJWTTestIssuer(t, "ml", k)
+	ti.down.Store(true)
+	j, err := identity.NewJWT(t.Context(), []identity.IssuerConfig{jwtTestConfig(ti.url)}, identity.WithJWTClock(newJWTClock().now))
+	require.NoError(t, err)
+	j.Close()
+	j.Close() // idempotent
+	n := ti.discovery.Load()
+	time.Sleep(1500 * time.Millisecond) // longer than the first retry backoff
+	assert.Equal(t, n, ti.discovery.Load(), "no fetches after Close")
+	assert.False(t, j.Ready())
+}
