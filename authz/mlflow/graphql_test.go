@@ -1,0 +1,83 @@
+package mlflow
+
+import (
+	"encoding/json"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+func gqlBody(t *testing.T, query string, vars any) string {
+	t.Helper()
+	m := map[string]any{"query": query}
+	if vars != nil {
+		m["variables"] = vars
+	}
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestGraphQL(t *testing.T) {
+	post := func(name, query string, vars any, c classifyCase) classifyCase {
+		c.name, c.method, c.target, c.body = name, "POST", "/graphql", gqlBody(t, query, vars)
+		return c
+	}
+	getRun := `query($input: MlflowGetRunInput) { mlflowGetRun(input: $input) { run { info { runId } } } }`
+	runClassifyCases(t, []classifyCase{
+		post("literal experiment", `{ mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1"}),
+		post("alias", `{ a: mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } b: mlflowGetRun(input: {runUuid: "r2"}) { run { info { runId } } } }`, nil, classifyCase{needs: "READ:graphql:run:r1,READ:graphql:run:r2"}),
+		post("fragment spread", `query Q { ...F } fragment F on Query { mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1"}),
+		post("nested fragments", `query Q { ...F } fragment F on Query { ...G } fragment G on Query { x: mlflowListArtifacts(input: {runId: "r1"}) { files { path } } }`, nil, classifyCase{needs: "READ:graphql:run:r1"}),
+		post("inline fragment", `{ ... on Query { mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1"}),
+		post("input variable", getRun, map[string]any{"input": map[string]any{"runId": "r1"}}, classifyCase{needs: "READ:graphql:run:r1"}),
+		post("nested variable", `query($id: String) { mlflowGetRun(input: {runId: $id}) { run { info { runId } } } }`, map[string]any{"id": "r1"}, classifyCase{needs: "READ:graphql:run:r1"}),
+		post("variable default", `query($id: String = "r9") { mlflowGetRun(input: {runId: $id}) { run { info { runId } } } }`, nil, classifyCase{needs: "READ:graphql:run:r9"}),
+		post("variable not supplied", getRun, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("variable not declared", `{ mlflowGetRun(input: {runId: $id}) { run { info { runId } } } }`, map[string]any{"id": "r1"}, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("variable of the wrong type", getRun, map[string]any{"input": map[string]any{"runId": 5}}, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("input variable is a string", getRun, map[string]any{"input": "r1"}, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("Int literal for a String id", `{ mlflowGetExperiment(input: {experimentId: 1}) { experiment { name } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("enum literal for a String id", `{ mlflowGetExperiment(input: {experimentId: ONE}) { experiment { name } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("snake spelling", `{ mlflowGetRun(input: {run_id: "r1"}) { run { info { runId } } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("snake and camel spelling", getRun, map[string]any{"input": map[string]any{"runId": "r1", "run_id": "r2"}}, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("runId and runUuid differ", `{ mlflowGetRun(input: {runId: "r1", runUuid: "r2"}) { run { info { runId } } } }`, nil, classifyCase{status: 400, reason: ReasonDuplicateParameter}),
+		post("duplicate literal field", `{ mlflowGetRun(input: {runId: "r1", runId: "r2"}) { run { info { runId } } } }`, nil, classifyCase{status: 400, reason: ReasonDuplicateParameter}),
+		post("missing input", `{ mlflowGetRun { run { info { runId } } } }`, nil, classifyCase{status: 400, reason: ReasonMissingParameter}),
+		post("unknown argument", `{ mlflowGetRun(input: {runId: "r1"}, other: 1) { run { info { runId } } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("several operations all checked", `query A { mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } } query B { mlflowGetExperiment(input: {experimentId: "2"}) { experiment { name } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1,READ:graphql:experiment:2"}),
+		post("search runs mutation", `mutation($e: [String]) { mlflowSearchRuns(input: {experimentIds: $e}) { runs { info { runId } modelVersions { name } } } }`, map[string]any{"e": []string{"1", "2"}}, classifyCase{needs: "READ:graphql:experiment:1,READ:graphql:experiment:2"}),
+		post("search datasets mutation", `mutation { mlflowSearchDatasets(input: {experimentIds: ["1"]}) { datasetSummaries { name } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1"}),
+		post("search datasets needs experiments", `mutation { mlflowSearchDatasets(input: {experimentIds: []}) { datasetSummaries { name } } }`, nil, classifyCase{status: 400, reason: ReasonMissingParameter}),
+		post("bulk interval coerces a single id", `{ mlflowGetMetricHistoryBulkInterval(input: {runIds: "r1", metricKey: "m"}) { metrics { value } } }`, nil, classifyCase{needs: "READ:graphql:run:r1"}),
+		post("bulk interval with bad experiment-style id", `{ mlflowGetExperiment(input: {experimentId: "01"}) { experiment { name } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("search model versions is authenticated", `{ mlflowSearchModelVersions(input: {filter: "name='m'"}) { modelVersions { name } } }`, nil, classifyCase{needs: "-", access: "authenticated"}),
+		post("typename only", `{ __typename }`, nil, classifyCase{needs: "-", access: "authenticated"}),
+		post("introspection is admin only", `{ __schema { types { name } } }`, nil, classifyCase{needs: "-", access: "admin"}),
+		post("introspection beside a field stays admin", `{ __type(name: "Query") { name } mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } }`, nil, classifyCase{needs: "READ:graphql:experiment:1", access: "admin"}),
+		post("other mutation", `mutation { testMutation(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("unknown query field", `{ test(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("query field as mutation", `mutation { mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("mutation field as query", `{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("subscription", `subscription { mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("unknown field hidden in a fragment", `query { ...F } fragment F on Query { test(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("undefined fragment", `query { ...F }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("fragment cycle", `query { ...F } fragment F on Query { ...G } fragment G on Query { ...F }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("duplicate fragment names", `query { ...F } fragment F on Query { __typename } fragment F on Query { __typename }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("parse error", `{ mlflowGetRun(`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		post("fragments only", `fragment F on Query { __typename }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		{name: "body duplicate query key", method: "POST", target: "/graphql", body: `{"query":"{ __typename }","query":"{ test { output } }"}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "body variables duplicate key", method: "POST", target: "/graphql", body: `{"query":"query($id: String) { mlflowGetRun(input: {runId: $id}) { run { info { runId } } } }","variables":{"id":"r1","id":"r2"}}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "variables not an object", method: "POST", target: "/graphql", body: `{"query":"{ __typename }","variables":"{}"}`, status: 400, reason: authz.ReasonInvalidParameter},
+		{name: "no query", method: "POST", target: "/graphql", body: `{}`, status: 400, reason: ReasonMissingParameter},
+		{name: "form post", method: "POST", target: "/graphql", body: `query=x`, headers: map[string]string{"content-type": "application/x-www-form-urlencoded"}, status: 400, reason: ReasonUnsupportedContentType},
+		{name: "truncated", method: "POST", target: "/graphql", body: `{"query":"`, trunc: true, status: 413, reason: authz.ReasonBodyTruncated},
+		{name: "GET query and variables", method: "GET", target: "/graphql?query=" + url.QueryEscape(getRun) + "&variables=" + url.QueryEscape(`{"input":{"runId":"r1"}}`), needs: "READ:graphql:run:r1"},
+		{name: "GET bad variables", method: "GET", target: "/graphql?query=" + url.QueryEscape(getRun) + "&variables=%7B", status: 400, reason: ReasonInvalidJSON},
+		{name: "GET repeated query", method: "GET", target: "/graphql?query=%7B__typename%7D&query=%7Btest%7D", status: 400, reason: ReasonDuplicateParameter},
+		{name: "GET no query", method: "GET", target: "/graphql", status: 400, reason: ReasonMissingParameter},
+	})
+}
