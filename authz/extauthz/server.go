@@ -25,6 +25,11 @@ type Checker interface {
 	Check(ctx context.Context, r *authz.Request) authz.Decision
 }
 
+var (
+	_ Checker                    = (*authz.Engine)(nil)
+	_ authv3.AuthorizationServer = (*Server)(nil)
+)
+
 // ReasonHeader is the response header that carries the reason code of a deny
 // to the client, so a person reading curl output sees why without our logs.
 const ReasonHeader = "x-authz-reason"
