@@ -1,0 +1,109 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
+	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Runtime is what one configuration load builds: the engine's configuration
+// and the authenticators that own background work (JWKS refresh).
+type Runtime struct {
+	Engine authz.Config
+	// JWT is nil when no issuer is configured.
+	JWT *identity.JWT
+}
+
+// Ready reports whether every issuer's JWKS has been fetched at least once.
+func (rt *Runtime) Ready() error {
+	if rt.JWT != nil && !rt.JWT.Ready() {
+		return errors.New("the JWKS of every issuer has not been fetched yet")
+	}
+	return nil
+}
+
+// Close stops background work. Call it after the engine no longer uses rt.
+func (rt *Runtime) Close() {
+	if rt.JWT != nil {
+		rt.JWT.Close()
+	}
+}
+
+// Build turns a validated configuration into a runtime. reader is the
+// (cached) permission store; it may be nil only when no MLflow application
+// is configured.
+func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logger) (*Runtime, error) {
+	rt := &Runtime{}
+	if len(cfg.Issuers) > 0 {
+		jwt, err := identity.NewJWT(ctx, cfg.Issuers,
+			identity.WithTokenCache(cfg.TokenCache.Size, cfg.TokenCache.TTL),
+			identity.WithJWTLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("config: issuers: %w", err)
+		}
+		rt.JWT = jwt
+		rt.Engine.Authenticators = append(rt.Engine.Authenticators, jwt)
+	}
+	// SPIFFE comes last: at a sidecar every browser request carries the
+	// ingress gateway's principal, which must not outrank the user's token.
+	spiffe, err := identity.NewSPIFFE(cfg.SPIFFE)
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("config: spiffe: %w", err)
+	}
+	rt.Engine.Authenticators = append(rt.Engine.Authenticators, spiffe)
+
+	for i, a := range cfg.Apps {
+		app, err := buildApp(a, reader, log)
+		if err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("config: apps[%d] (%s): %w", i, a.Name, err)
+		}
+		rt.Engine.Apps = append(rt.Engine.Apps, app)
+	}
+	return rt, nil
+}
+
+func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, error) {
+	app := &authz.App{
+		Name:                   a.Name,
+		Hosts:                  a.Hosts,
+		DryRun:                 a.DryRun,
+		PassForeignCredentials: a.PassForeignCredentials,
+	}
+	switch a.Type {
+	case "rules":
+		p, up, err := policy.Compile(a.AppConfig)
+		if err != nil {
+			return nil, err
+		}
+		app.Policy, app.Upstream = p, up
+	case "mlflow":
+		if reader == nil {
+			return nil, errors.New("an mlflow application needs a store")
+		}
+		p, err := mlflow.New(reader, a.MLflow, log.With("app", a.Name))
+		if err != nil {
+			return nil, err
+		}
+		app.Policy = p
+		if len(a.TraceWriters) > 0 {
+			if app.Policy, err = policy.NewTraceWriters(a.TraceWriters, p); err != nil {
+				return nil, err
+			}
+		}
+		if app.Upstream, err = policy.NewUpstream(a.Upstream); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown type %q", a.Type)
+	}
+	return app, nil
+}

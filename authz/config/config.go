@@ -1,0 +1,240 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
+	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/store/cache"
+	"github.com/mlflow-authz/mlflow-authz/store/postgres"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Server     ServerConfig            `yaml:"server"`
+	Log        LogConfig               `yaml:"log"`
+	Issuers    []identity.IssuerConfig `yaml:"issuers"`
+	TokenCache TokenCacheConfig        `yaml:"token_cache"`
+	SPIFFE     identity.SPIFFEConfig   `yaml:"spiffe"`
+	Store      StoreConfig             `yaml:"store"`
+	Apps       []AppConfig             `yaml:"apps"`
+}
+
+// ServerConfig holds the listeners and gRPC connection management.
+type ServerConfig struct {
+	// GRPCAddr serves Envoy's Check, gRPC health and reflection.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// HTTPAddr serves /metrics, /healthz, /readyz (and /debug/pprof/).
+	HTTPAddr string `yaml:"http_addr"`
+	// Pprof mounts /debug/pprof/ on the HTTP port.
+	Pprof bool `yaml:"pprof"`
+	// MaxConnectionAge closes Envoy's long-lived HTTP/2 connections after
+	// this long (with jitter and a grace period) so they rebalance when
+	// replicas are added.
+	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
+	// MaxRecvMsgSize must exceed Istio's includeRequestBodyInCheck.maxRequestBytes.
+	MaxRecvMsgSize int `yaml:"max_recv_msg_size"`
+	// ShutdownGrace bounds how long in-flight checks may run after SIGTERM.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// WatchConfig reloads the file when it changes (SIGHUP always reloads).
+	WatchConfig bool `yaml:"watch_config"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// TokenCacheConfig bounds the verified-token cache.
+type TokenCacheConfig struct {
+	Size int           `yaml:"size"`
+	TTL  time.Duration `yaml:"ttl"`
+}
+
+// StoreConfig selects and configures the permission store.
+type StoreConfig struct {
+	// Driver is sqlite (the embedded default), postgres, or none (no
+	// MLflow application may then be configured).
+	Driver   string          `yaml:"driver"`
+	Postgres postgres.Config `yaml:"postgres"`
+	SQLite   sqlite.Config   `yaml:"sqlite"`
+	Cache    cache.Options   `yaml:"cache"`
+}
+
+// AppConfig is one protected application.
+type AppConfig struct {
+	Name  string   `yaml:"name"`
+	Hosts []string `yaml:"hosts"`
+	// Type is mlflow (MLflow's permission model) or rules (ordered rules).
+	Type   string `yaml:"type"`
+	DryRun bool   `yaml:"dry_run"`
+	// PassForeignCredentials lets bearer tokens we did not issue (Phoenix
+	// API keys) through untouched, with the caller treated as anonymous.
+	PassForeignCredentials bool `yaml:"pass_foreign_credentials"`
+	// Rules, TraceWriters and Upstream: see policy.AppConfig.
+	policy.AppConfig `yaml:",inline"`
+	// MLflow configures an application of type mlflow.
+	MLflow mlflow.Config `yaml:"mlflow"`
+}
+
+// Default returns the configuration used for every key the file omits.
+func Default() *Config {
+	return &Config{
+		Server: ServerConfig{
+			GRPCAddr:         ":9191",
+			HTTPAddr:         ":8080",
+			MaxConnectionAge: 5 * time.Minute,
+			MaxRecvMsgSize:   8 << 20,
+			ShutdownGrace:    15 * time.Second,
+		},
+		Log:        LogConfig{Level: "info", Format: "json"},
+		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
+		Store:      StoreConfig{Driver: "sqlite"},
+	}
+}
+
+// Environment variables that override URLs and secrets in the file.
+const (
+	EnvTrackingURL = "MLFLOW_AUTHZ_TRACKING_DATABASE_URL"
+	EnvAuthURL     = "MLFLOW_AUTHZ_AUTH_DATABASE_URL"
+)
+
+func (c *Config) applyEnv(lookup func(string) (string, bool)) {
+	if v, ok := lookup(EnvTrackingURL); ok && v != "" {
+		c.Store.Postgres.TrackingURL = v
+	}
+	if v, ok := lookup(EnvAuthURL); ok && v != "" {
+		c.Store.Postgres.AuthURL = v
+	}
+}
+
+// Validate checks the whole configuration. Errors name the offending key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	for key, addr := range map[string]string{"server.grpc_addr": c.Server.GRPCAddr, "server.http_addr": c.Server.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add(key, "%q is not host:port", addr)
+		}
+	}
+	if c.Server.MaxConnectionAge <= 0 {
+		add("server.max_connection_age", "must be positive")
+	}
+	if c.Server.MaxRecvMsgSize < 1<<20 {
+		add("server.max_recv_msg_size", "must be at least 1048576 (bodies up to Istio's maxRequestBytes must fit)")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format", "%q is not json or text", c.Log.Format)
+	}
+	if c.TokenCache.Size < 0 || c.TokenCache.TTL < 0 {
+		add("token_cache", "size and ttl must not be negative")
+	}
+	names := map[string]bool{}
+	for i, iss := range c.Issuers {
+		key := fmt.Sprintf("issuers[%d]", i)
+		if err := iss.Validate(); err != nil {
+			add(key, "%v", err)
+		}
+		name := iss.Name
+		if name == "" {
+			name = iss.Issuer
+		}
+		if names[name] {
+			add(key+".name", "duplicate issuer %q", name)
+		}
+		names[name] = true
+	}
+	if _, err := identity.NewSPIFFE(c.SPIFFE); err != nil {
+		add("spiffe", "%v", err)
+	}
+	switch c.Store.Driver {
+	case "sqlite", "postgres", "none":
+	default:
+		add("store.driver", "%q is not sqlite, postgres or none", c.Store.Driver)
+	}
+	if c.Store.Driver == "postgres" && c.Store.Postgres.TrackingURL == "" {
+		add("store.postgres.tracking_url", "required with driver postgres (or set %s)", EnvTrackingURL)
+	}
+	if len(c.Apps) == 0 {
+		add("apps", "at least one application is required")
+	}
+	appNames, hosts := map[string]bool{}, map[string]string{}
+	for i, a := range c.Apps {
+		key := fmt.Sprintf("apps[%d]", i)
+		if a.Name == "" {
+			add(key+".name", "required")
+		} else if appNames[a.Name] {
+			add(key+".name", "duplicate application name %q", a.Name)
+		}
+		appNames[a.Name] = true
+		if len(a.Hosts) == 0 {
+			add(key+".hosts", "at least one host is required")
+		}
+		for j, h := range a.Hosts {
+			h = strings.ToLower(h)
+			if h == "" || strings.ContainsAny(h, ":/ ") {
+				add(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a bare host name (no port, scheme or path)", h)
+			}
+			if prev, dup := hosts[h]; dup {
+				add(fmt.Sprintf("%s.hosts[%d]", key, j), "host %q already belongs to application %q", h, prev)
+			}
+			hosts[h] = a.Name
+		}
+		switch a.Type {
+		case "mlflow":
+			if c.Store.Driver == "none" {
+				add(key+".type", "an mlflow application needs a store (store.driver is none)")
+			}
+			if len(a.Rules) > 0 {
+				add(key+".rules", "rules are for type rules; an mlflow application follows MLflow's permission model")
+			}
+		case "rules":
+			if len(a.Rules) == 0 {
+				add(key+".rules", "a rules application needs at least one rule (no rule matches means deny)")
+			}
+		default:
+			add(key+".type", "%q is not mlflow or rules", a.Type)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RestartRequired returns an error naming the settings that differ between
+// the live configuration and next but cannot change without a restart (the
+// listeners and the store). Reloads refuse such a change rather than apply
+// half of it.
+func RestartRequired(live, next *Config) error {
+	var keys []string
+	if live.Server != next.Server {
+		keys = append(keys, "server")
+	}
+	if live.Store.Driver != next.Store.Driver || live.Store.Postgres != next.Store.Postgres ||
+		live.Store.SQLite != next.Store.SQLite || live.Store.Cache.MaxEntries != next.Store.Cache.MaxEntries ||
+		live.Store.Cache.GrantTTL != next.Store.Cache.GrantTTL || live.Store.Cache.ResolveTTL != next.Store.Cache.ResolveTTL ||
+		live.Store.Cache.NotFoundTTL != next.Store.Cache.NotFoundTTL {
+		keys = append(keys, "store")
+	}
+	if live.Log != next.Log {
+		keys = append(keys, "log")
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("config: %s changed; these settings need a restart", strings.Join(keys, ", "))
+	}
+	return nil
+}
