@@ -100,4 +100,3 @@ func ReadResponse(resp *authv3.CheckResponse) Result {
 	}
 	return res
 }
-

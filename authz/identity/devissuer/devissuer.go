@@ -71,8 +71,8 @@ func Start(addr string) (*Issuer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /realms/dev/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{
-			"issuer":   iss.URL,
-			"jwks_uri": iss.URL + "/protocol/openid-connect/certs",
+			"issuer":                                iss.URL,
+			"jwks_uri":                              iss.URL + "/protocol/openid-connect/certs",
 			"id_token_signing_alg_values_supported": []string{"RS256"},
 		})
 	})
@@ -114,7 +114,7 @@ func (i *Issuer) Token(u User) (string, error) {
 	b := jwt.NewBuilder().
 		Issuer(i.URL).
 		Audience([]string{Audience, "account"}).
-		Subject("dev-" + u.Username + u.ClientID).
+		Subject("dev-"+u.Username+u.ClientID).
 		IssuedAt(now).
 		Expiration(now.Add(ttl)).
 		Claim("typ", "Bearer").
