@@ -166,7 +166,6 @@ func compileRule(i int, c RuleConfig) (rule, error) {
 			ru.need = needAnyone
 		case AllowAuthenticated:
 			ru.need = needAuthenticated
-			ru.message = "this path requires an authenticated caller"
 		case AllowDeny:
 			ru.need = needDeny
 			ru.message = fmt.Sprintf("this path is closed by policy (rule %d)", i)
