@@ -188,7 +188,7 @@ func TestGRPCKeepalive(t *testing.T) {
 		interval   time.Duration
 		wantGoAway bool
 	}{
-		{name: "pings slower than MinTime, no stream open, are tolerated", minTime: 50 * time.Millisecond, interval: 100 * time.Millisecond},
+		{name: "pings slower than MinTime, no stream open, are tolerated", minTime: 20 * time.Millisecond, interval: 100 * time.Millisecond},
 		{name: "control: pings faster than MinTime get GOAWAY too_many_pings", minTime: extauthz.DefaultKeepaliveMinTime, interval: 20 * time.Millisecond, wantGoAway: true},
 	}
 	for _, tt := range tests {
