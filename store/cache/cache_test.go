@@ -1,0 +1,305 @@
+package cache
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+)
+
+// gated wraps a real store and counts calls. When hold is set, each call
+// reads the database first and then waits for release before returning,
+// which opens the window between a read and its caching.
+type gated struct {
+	store.Reader
+	calls   atomic.Int64
+	hold    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gated) wait() {
+	if g.hold.Load() {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+}
+
+func (g *gated) Grants(ctx context.Context, u string, r store.Resource) (store.Grants, error) {
+	g.calls.Add(1)
+	v, err := g.Reader.Grants(ctx, u, r)
+	g.wait()
+	return v, err
+}
+
+func (g *gated) User(ctx context.Context, u string) (bool, bool, error) {
+	g.calls.Add(1)
+	e, a, err := g.Reader.User(ctx, u)
+	g.wait()
+	return e, a, err
+}
+
+func (g *gated) Resolve(ctx context.Context, l store.Lookup, k string) ([]string, error) {
+	g.calls.Add(1)
+	v, err := g.Reader.Resolve(ctx, l, k)
+	g.wait()
+	return v, err
+}
+
+type fixture struct {
+	inner *gated
+	exec  func(q string)
+}
+
+// newFixture opens a real SQLite store with alice holding READ on
+// experiment 1 and run r1 in experiment 1.
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mlflow.db")
+	require.NoError(t, sqlite.Migrate(t.Context(), p))
+	db, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	exec := func(q string) {
+		t.Helper()
+		_, err := db.ExecContext(t.Context(), q)
+		require.NoError(t, err, q)
+	}
+	exec(`CREATE TABLE runs (run_uuid VARCHAR(32) NOT NULL PRIMARY KEY, experiment_id INTEGER)`)
+	exec(`INSERT INTO users (id, username, is_admin) VALUES (1, 'alice', 0)`)
+	exec(`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES ('1', 1, 'READ')`)
+	exec(`INSERT INTO runs VALUES ('r1', 1)`)
+	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return fixture{inner: &gated{Reader: st, entered: make(chan struct{}), release: make(chan struct{})}, exec: exec}
+}
+
+var exp1 = store.Resource{Kind: store.Experiment, ID: "1"}
+
+type clock struct{ now atomic.Int64 }
+
+func (c *clock) Now() time.Time             { return time.Unix(0, c.now.Load()) }
+func (c *clock) add(d time.Duration)        { c.now.Add(int64(d)) }
+func newClock() *clock                      { c := &clock{}; c.now.Store(time.Unix(1e9, 0).UnixNano()); return c }
+func readGrant(g store.Grants) *store.Grant { return g.User }
+
+func TestGrantsHitMissAndFlush(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	for range 3 {
+		g, err := c.Grants(t.Context(), "alice", exp1)
+		require.NoError(t, err)
+		require.Equal(t, &store.Grant{Permission: store.Read, Valid: true}, g.User)
+	}
+	assert.EqualValues(t, 1, f.inner.calls.Load())
+	assert.Equal(t, Stats{GrantHits: 2, GrantMisses: 1}, c.Stats())
+
+	f.exec(`DELETE FROM experiment_permissions`)
+	c.Flush()
+	g, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	assert.Nil(t, g.User)
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+}
+
+// TestFlushRacingMiss: a read that began before a revoke and ends after
+// the flush announcing it must not be cached (no stale allow).
+func TestFlushRacingMiss(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	f.inner.hold.Store(true)
+	got := make(chan store.Grants, 1)
+	go func() {
+		g, _ := c.Grants(context.Background(), "alice", exp1)
+		got <- g
+	}()
+	<-f.inner.entered // the old grant has been read
+	f.exec(`DELETE FROM experiment_permissions`)
+	c.Invalidate()
+	f.inner.hold.Store(false)
+	close(f.inner.release)
+	old := <-got
+	require.NotNil(t, old.User, "the in-flight caller may see the value it read")
+
+	g, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	assert.Nil(t, g.User, "the stale read must not have been cached")
+}
+
+// TestSingleFlight: concurrent misses for one key make one store call, and
+// a caller arriving after a flush does not join a read from before it.
+func TestSingleFlight(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	f.inner.hold.Store(true)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { _, _ = c.Grants(context.Background(), "alice", exp1) })
+	}
+	<-f.inner.entered
+	// The other seven are waiting on the same flight by now, or will find
+	// it; give them a moment to join.
+	time.Sleep(50 * time.Millisecond)
+	c.Flush()
+	post := make(chan struct{})
+	go func() { _, _ = c.Grants(context.Background(), "alice", exp1); close(post) }()
+	<-f.inner.entered // the post-flush caller started its own read
+	f.inner.hold.Store(false)
+	close(f.inner.release)
+	wg.Wait()
+	<-post
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+}
+
+func TestCallerCancelStopsWaiting(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	f.inner.hold.Store(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { _, err := c.Grants(ctx, "alice", exp1); errc <- err }()
+	<-f.inner.entered
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	f.inner.hold.Store(false)
+	close(f.inner.release)
+}
+
+func TestErrorsAreNotCached(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	bad := store.Resource{Kind: "bogus", ID: "1"}
+	for range 2 {
+		_, err := c.Grants(t.Context(), "alice", bad)
+		require.Error(t, err)
+	}
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+	for range 2 {
+		_, err := c.Resolve(t.Context(), "bogus", "1")
+		require.Error(t, err)
+	}
+	assert.EqualValues(t, 4, f.inner.calls.Load())
+}
+
+func TestTTLs(t *testing.T) {
+	f := newFixture(t)
+	clk := newClock()
+	c := New(f.inner, Options{Now: clk.Now, GrantTTL: time.Minute, ResolveTTL: 10 * time.Minute, NotFoundTTL: 2 * time.Second})
+
+	_, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	f.exec(`DELETE FROM experiment_permissions`) // no notification: only the TTL saves us
+	clk.add(59 * time.Second)
+	g, _ := c.Grants(t.Context(), "alice", exp1)
+	assert.NotNil(t, readGrant(g))
+	clk.add(time.Second)
+	g, _ = c.Grants(t.Context(), "alice", exp1)
+	assert.Nil(t, readGrant(g), "expired after GrantTTL")
+
+	exists, _, err := c.User(t.Context(), "bob")
+	require.NoError(t, err)
+	assert.False(t, exists)
+	f.exec(`INSERT INTO users (id, username, is_admin) VALUES (2, 'bob', 1)`)
+	c.Flush()
+	exists, admin, err := c.User(t.Context(), "bob")
+	require.NoError(t, err)
+	assert.True(t, exists)
+	assert.True(t, admin)
+
+	_, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	f.exec(`INSERT INTO runs VALUES ('r2', 5)`)
+	_, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.ErrorIs(t, err, store.ErrNotFound, "not-found is cached briefly")
+	clk.add(2 * time.Second)
+	ids, err := c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"5"}, ids)
+
+	f.exec(`UPDATE runs SET experiment_id = 9`)
+	c.Flush()
+	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"5"}, ids, "ownership survives flushes")
+	clk.add(10 * time.Minute)
+	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"9"}, ids, "until ResolveTTL")
+	s := c.Stats()
+	assert.EqualValues(t, 2, s.ResolveHits)
+	assert.EqualValues(t, 3, s.ResolveMisses)
+}
+
+func TestBounded(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{MaxEntries: 128})
+	for i := range 2000 {
+		_, err := c.Grants(t.Context(), "alice", store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i)})
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, c.grants.len(), 128)
+	assert.Positive(t, c.grants.len())
+	// A hot key survives the churn (CLOCK gives referenced entries a
+	// second chance).
+	hot := store.Resource{Kind: store.Experiment, ID: "hot"}
+	_, _ = c.Grants(t.Context(), "alice", hot)
+	before := f.inner.calls.Load()
+	for i := range 500 {
+		_, _ = c.Grants(t.Context(), "alice", hot)
+		_, _ = c.Grants(t.Context(), "bob", store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i)})
+	}
+	assert.Less(t, f.inner.calls.Load()-before, int64(520), "the hot key was mostly served from the cache")
+}
+
+func TestHitDoesNotAllocate(t *testing.T) {
+	f := newFixture(t)
+	c := New(f.inner, Options{})
+	ctx := t.Context()
+	_, _ = c.Grants(ctx, "alice", exp1)
+	_, _, _ = c.User(ctx, "alice")
+	_, _ = c.Resolve(ctx, store.RunExperiment, "r1")
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, _ = c.Grants(ctx, "alice", exp1)
+		_, _, _ = c.User(ctx, "alice")
+		_, _ = c.Resolve(ctx, store.RunExperiment, "r1")
+	})
+	assert.Zero(t, allocs)
+}
+
+func BenchmarkCacheHit(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "mlflow.db")
+	require.NoError(b, sqlite.Migrate(b.Context(), p))
+	st, err := sqlite.Open(b.Context(), sqlite.Config{TrackingPath: p})
+	require.NoError(b, err)
+	defer st.Close()
+	c := New(st, Options{})
+	ctx := b.Context()
+	_, err = c.Grants(ctx, "alice", exp1)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = c.Grants(ctx, "alice", exp1)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_, _ = c.Grants(ctx, "alice", exp1)
+			}
+		})
+	})
+}
