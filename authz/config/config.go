@@ -40,6 +40,9 @@ type ServerConfig struct {
 	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
 	// MaxRecvMsgSize must exceed Istio's includeRequestBodyInCheck.maxRequestBytes.
 	MaxRecvMsgSize int `yaml:"max_recv_msg_size"`
+	// CheckTimeout caps one check when Envoy's own deadline is longer (Istio
+	// defaults its provider timeout to 600s); a check out of time is a 503 deny.
+	CheckTimeout time.Duration `yaml:"check_timeout"`
 	// ShutdownGrace bounds how long in-flight checks may run after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// WatchConfig reloads the file when it changes (SIGHUP always reloads).
@@ -92,6 +95,7 @@ func Default() *Config {
 			HTTPAddr:         ":8080",
 			MaxConnectionAge: 5 * time.Minute,
 			MaxRecvMsgSize:   8 << 20,
+			CheckTimeout:     2 * time.Second,
 			ShutdownGrace:    15 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json"},
@@ -125,6 +129,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add(key, "%q is not host:port", addr)
 		}
+	}
+	if c.Server.CheckTimeout <= 0 {
+		add("server.check_timeout", "must be positive")
 	}
 	if c.Server.MaxConnectionAge <= 0 {
 		add("server.max_connection_age", "must be positive")

@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 	}
 	grpcHealth := extauthz.NewHealth()
 	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{
-		Server:           extauthz.NewServer(engine, log, metrics),
+		Server:           extauthz.NewServer(engine, log, metrics, extauthz.WithTimeout(cfg.Server.CheckTimeout)),
 		Health:           grpcHealth,
 		MaxConnectionAge: cfg.Server.MaxConnectionAge,
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
