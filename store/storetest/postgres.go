@@ -176,10 +176,10 @@ func startServer() {
 	srv.adminURL = fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", sock, port)
 }
 
-// RestartPostgres stops the throwaway server and starts it again after
-// downtime has passed (with downtime 0, only stops it when restart is
-// false). Tests of outage handling use it; it needs a server we started.
-func RestartPostgres(t testing.TB, stop func()) {
+// RestartPostgres stops the throwaway server, runs down (the outage a
+// test observes), then starts the server again on the same port and data.
+// Tests that use it must not run in parallel with others of their binary.
+func RestartPostgres(t testing.TB, down func()) {
 	t.Helper()
 	if srv.dataDir == "" {
 		t.Skip("storetest: server is external; cannot stop it")
@@ -187,11 +187,15 @@ func RestartPostgres(t testing.TB, stop func()) {
 	if err := runAs(srv.asUser, srv.pgCtl, "-D", srv.dataDir, "-m", "fast", "-w", "stop"); err != nil {
 		t.Fatalf("storetest: stop server: %v", err)
 	}
-	stop()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", srv.port, srv.host)
-	if err := runAs(srv.asUser, srv.pgCtl, "-D", srv.dataDir, "-l", filepath.Join(filepath.Dir(srv.dataDir), "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		t.Fatalf("storetest: restart server: %v", err)
-	}
+	// Restart even when down fails the test, or every later test of the
+	// binary would find the server gone.
+	defer func() {
+		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", srv.port, srv.host)
+		if err := runAs(srv.asUser, srv.pgCtl, "-D", srv.dataDir, "-l", filepath.Join(filepath.Dir(srv.dataDir), "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
+			t.Errorf("storetest: restart server: %v", err)
+		}
+	}()
+	down()
 }
 
 func runAs(user, bin string, args ...string) error {
