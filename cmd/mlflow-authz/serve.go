@@ -3,30 +3,18 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
-	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/ops"
-	"github.com/mlflow-authz/mlflow-authz/store"
-	"github.com/mlflow-authz/mlflow-authz/store/cache"
-	"github.com/mlflow-authz/mlflow-authz/store/postgres"
-	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/authz/server"
 )
 
 func newServeCommand() *cobra.Command {
@@ -48,29 +36,6 @@ func newServeCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&path, "config", "", "path to the YAML configuration file")
 	return cmd
-}
-
-// backend is a permission store as the server runs it.
-type backend interface {
-	store.Reader
-	Ping(ctx context.Context) error
-	Watch(ctx context.Context, invalidate func(table string), flush func()) error
-	Close()
-}
-
-func openBackend(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (backend, error) {
-	switch cfg.Driver {
-	case "postgres":
-		c := cfg.Postgres
-		c.Logger = log
-		return postgres.Open(ctx, c)
-	case "sqlite":
-		c := cfg.SQLite
-		c.Logger = log
-		return sqlite.Open(ctx, c)
-	default:
-		return nil, nil
-	}
 }
 
 func newLogger(cfg config.LogConfig) *slog.Logger {
@@ -97,144 +62,32 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 	if log == nil {
 		log = newLogger(cfg.Log)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
-
-	be, err := openBackend(ctx, cfg.Store, log)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	var reader store.Reader
-	if be != nil {
-		defer be.Close()
-		c := cache.New(be, cfg.Store.Cache)
-		go func() { _ = be.Watch(bgCtx, func(string) { c.Invalidate() }, c.Flush) }()
-		reader = c
-	}
-
-	rt, err := config.Build(ctx, cfg, reader, log)
+	run, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	engine, err := authz.NewEngine(rt.Engine)
-	if err != nil {
-		rt.Close()
-		return err
-	}
-	live := &liveRuntime{rt: rt}
-	defer live.close()
-
-	health := &ops.Health{}
-	health.SetChecks(
-		ops.ReadyCheck{Name: "issuers", Check: func(context.Context) error { return live.ready() }},
-		ops.ReadyCheck{Name: "store", Check: func(ctx context.Context) error {
-			if be == nil {
-				return nil
-			}
-			return be.Ping(ctx)
-		}},
-	)
-
-	metrics, err := extauthz.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	grpcHealth := extauthz.NewHealth()
-	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{
-		Server:           extauthz.NewServer(engine, log, metrics, extauthz.WithTimeout(cfg.Server.CheckTimeout)),
-		Health:           grpcHealth,
-		MaxConnectionAge: cfg.Server.MaxConnectionAge,
-		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
-	})
-	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("server.grpc_addr: %w", err)
-	}
-	httpLn, err := net.Listen("tcp", cfg.Server.HTTPAddr)
-	if err != nil {
-		grpcLn.Close()
-		return fmt.Errorf("server.http_addr: %w", err)
-	}
-	hs := &http.Server{
-		Handler:           health.Handler(ops.Options{Gatherer: reg, Pprof: cfg.Server.Pprof}),
-		ReadHeaderTimeout: 5 * time.Second,
-	}
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve(grpcLn) }()
-	go func() { errc <- hs.Serve(httpLn) }()
-	grpcHealth.SetServing(true)
-	log.Info("serving", "grpc_addr", grpcLn.Addr().String(), "http_addr", httpLn.Addr().String(),
+	defer run.Stop()
+	log.Info("serving", "grpc_addr", run.GRPCAddr, "http_addr", run.HTTPAddr,
 		"apps", len(cfg.Apps), "store", cfg.Store.Driver, "version", version)
 	if opts.ready != nil {
-		opts.ready(grpcLn.Addr().String(), httpLn.Addr().String())
+		opts.ready(run.GRPCAddr, run.HTTPAddr)
 	}
 
+	bgCtx, stopReloads := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReloads()
 	if opts.configPath != "" {
 		go watchReloads(bgCtx, opts.configPath, cfg, log, func(next *config.Config) error {
-			nrt, err := config.Build(bgCtx, next, reader, log)
-			if err != nil {
-				return err
-			}
-			if err := engine.Swap(nrt.Engine); err != nil {
-				nrt.Close()
-				return err
-			}
-			live.replace(nrt)
-			return nil
+			return run.Reload(bgCtx, next)
 		})
 	}
 
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
+	case err := <-run.Done():
 		log.Error("server stopped", "error", err)
 	}
-	// Drain: fail readiness and gRPC health first, let in-flight checks
-	// finish, then exit.
 	log.Info("shutting down: draining in-flight checks", "grace", cfg.Server.ShutdownGrace.String())
-	health.Drain()
-	grpcHealth.SetServing(false)
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(cfg.Server.ShutdownGrace):
-		gs.Stop()
-	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	_ = hs.Shutdown(shutCtx)
 	return nil
-}
-
-// liveRuntime holds the runtime whose engine config is live, so the
-// previous one is closed (JWKS refresh stopped) only after a swap.
-type liveRuntime struct {
-	mu sync.Mutex
-	rt *config.Runtime
-}
-
-func (l *liveRuntime) ready() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rt.Ready()
-}
-
-func (l *liveRuntime) replace(rt *config.Runtime) {
-	l.mu.Lock()
-	old := l.rt
-	l.rt = rt
-	l.mu.Unlock()
-	old.Close()
-}
-
-func (l *liveRuntime) close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rt.Close()
 }
 
 // watchReloads reloads on SIGHUP and, when enabled, when the file changes.

@@ -1,0 +1,245 @@
+// Package server runs mlflow-authz from a configuration: it opens the
+// permission store behind its cache and change watch, builds the engine, and
+// serves Envoy's Check (with gRPC health and reflection) on the gRPC address
+// and metrics, health and readiness on the HTTP address.
+//
+// `mlflow-authz serve`, `mlflow-authz demo` and the end-to-end tests all start
+// the service through Start, so the tests exercise exactly the wiring that
+// runs in production.
+//
+//	run, err := server.Start(ctx, cfg, log)
+//	if err != nil { return err }
+//	defer run.Stop()
+//	select { case <-ctx.Done(): case err := <-run.Done(): ... }
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/config"
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/ops"
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/cache"
+	"github.com/mlflow-authz/mlflow-authz/store/postgres"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+)
+
+// backend is a permission store as the server runs it.
+type backend interface {
+	store.Reader
+	Ping(ctx context.Context) error
+	Watch(ctx context.Context, invalidate func(table string), flush func()) error
+	Close()
+}
+
+func openBackend(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (backend, error) {
+	switch cfg.Driver {
+	case "postgres":
+		c := cfg.Postgres
+		c.Logger = log
+		return postgres.Open(ctx, c)
+	case "sqlite":
+		c := cfg.SQLite
+		c.Logger = log
+		return sqlite.Open(ctx, c)
+	default:
+		return nil, nil
+	}
+}
+
+// Running is a started service. Its listeners are bound and its first
+// configuration is live when Start returns.
+type Running struct {
+	// GRPCAddr and HTTPAddr are the bound addresses (the real port when the
+	// configuration asked for port 0).
+	GRPCAddr string
+	HTTPAddr string
+
+	cfg    *config.Config
+	log    *slog.Logger
+	engine *authz.Engine
+	reader store.Reader // nil with store driver none
+
+	mu sync.Mutex
+	rt *config.Runtime // the runtime whose engine config is live
+
+	health     *ops.Health
+	grpcHealth *extauthz.Health
+	gs         *grpc.Server
+	hs         *http.Server
+	errc       chan error
+	be         backend
+	stopBg     context.CancelFunc
+	stopOnce   sync.Once
+}
+
+// Start opens the store, builds and starts the engine from cfg, binds both
+// listeners and starts serving. ctx bounds the start-up only; the service runs
+// until Stop. log receives the decision log and operational messages.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Running, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Running{cfg: cfg, log: log, errc: make(chan error, 2)}
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	r.stopBg = stopBg
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			stopBg()
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	be, err := openBackend(ctx, cfg.Store, log)
+	if err != nil {
+		return nil, fmt.Errorf("server: store: %w", err)
+	}
+	if be != nil {
+		r.be = be
+		cleanup = append(cleanup, be.Close)
+		c := cache.New(be, cfg.Store.Cache)
+		// The watch flushes the cache whenever a grant may have changed or a
+		// notification may have been missed, so a revoke is never served
+		// from the cache after it is announced.
+		go func() { _ = be.Watch(bgCtx, func(string) { c.Invalidate() }, c.Flush) }()
+		r.reader = c
+	}
+
+	rt, err := config.Build(ctx, cfg, r.reader, log)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	cleanup = append(cleanup, rt.Close)
+	r.rt = rt
+	if r.engine, err = authz.NewEngine(rt.Engine); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.health = &ops.Health{}
+	r.health.SetChecks(
+		ops.ReadyCheck{Name: "issuers", Check: func(context.Context) error { return r.ready() }},
+		ops.ReadyCheck{Name: "store", Check: func(ctx context.Context) error {
+			if r.be == nil {
+				return nil
+			}
+			return r.be.Ping(ctx)
+		}},
+	)
+	metrics, err := extauthz.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	r.grpcHealth = extauthz.NewHealth()
+	r.gs = extauthz.NewGRPCServer(extauthz.GRPCOptions{
+		Server:           extauthz.NewServer(r.engine, log, metrics, extauthz.WithTimeout(cfg.Server.CheckTimeout)),
+		Health:           r.grpcHealth,
+		MaxConnectionAge: cfg.Server.MaxConnectionAge,
+		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
+	})
+	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("server: server.grpc_addr: %w", err)
+	}
+	cleanup = append(cleanup, func() { grpcLn.Close() })
+	httpLn, err := net.Listen("tcp", cfg.Server.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("server: server.http_addr: %w", err)
+	}
+	r.hs = &http.Server{
+		Handler:           r.health.Handler(ops.Options{Gatherer: reg, Pprof: cfg.Server.Pprof}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	r.GRPCAddr, r.HTTPAddr = grpcLn.Addr().String(), httpLn.Addr().String()
+	go func() { r.errc <- r.gs.Serve(grpcLn) }()
+	go func() { r.errc <- r.hs.Serve(httpLn) }()
+	// Only now, with the configuration live, may Envoy and Kubernetes send
+	// traffic.
+	r.grpcHealth.SetServing(true)
+	return r, nil
+}
+
+// Engine returns the live engine.
+func (r *Running) Engine() *authz.Engine { return r.engine }
+
+// Done delivers an error if a listener stops serving before Stop.
+func (r *Running) Done() <-chan error { return r.errc }
+
+func (r *Running) ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rt.Ready()
+}
+
+// Reload builds next and swaps it in whole, or leaves the live configuration
+// in place and returns why. Settings that need a restart (listeners, store,
+// log) are refused rather than half-applied: check them with
+// config.RestartRequired first.
+func (r *Running) Reload(ctx context.Context, next *config.Config) error {
+	if err := config.RestartRequired(r.cfg, next); err != nil {
+		return err
+	}
+	// The new runtime's JWKS refresh must outlive ctx, which may be a
+	// request's; Build detaches its own background work from ctx.
+	nrt, err := config.Build(ctx, next, r.reader, r.log)
+	if err != nil {
+		return err
+	}
+	if err := r.engine.Swap(nrt.Engine); err != nil {
+		nrt.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	r.mu.Lock()
+	old := r.rt
+	r.rt, r.cfg = nrt, next
+	r.mu.Unlock()
+	old.Close()
+	return nil
+}
+
+// Stop drains and stops the service: readiness and gRPC health fail first,
+// in-flight checks get up to server.shutdown_grace to finish, then the
+// listeners, the store watch and the store close. It is safe to call more
+// than once.
+func (r *Running) Stop() {
+	r.stopOnce.Do(func() {
+		r.health.Drain()
+		r.grpcHealth.SetServing(false)
+		done := make(chan struct{})
+		go func() { r.gs.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.cfg.Server.ShutdownGrace):
+			r.gs.Stop()
+		}
+		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := r.hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Warn("server: HTTP shutdown", "error", err)
+		}
+		r.stopBg()
+		r.mu.Lock()
+		r.rt.Close()
+		r.mu.Unlock()
+		if r.be != nil {
+			r.be.Close()
+		}
+	})
+}
