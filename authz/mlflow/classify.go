@@ -246,7 +246,9 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 		}
 	}
 	if r.integrity {
-		rd.claims(&op)
+		if d := rd.claims(&op); d != nil {
+			return op, d
+		}
 	}
 	if op.Access == AccessResource && len(op.Needs) == 0 {
 		// Only optional ids or an allowed-empty list were absent (runs/search
@@ -477,7 +479,8 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 		if v == "" {
 			return nil, nil
 		}
-		if !validID(v) {
+		// An artifact path was checked by CanonicalPath and may be long.
+		if p.kind != idArtifactPath && !validID(v) {
 			return nil, badParam(p.name + " is not a valid id")
 		}
 		return []string{v}, nil
@@ -528,7 +531,11 @@ func queryValues(q url.Values, p *param) ([]string, *authz.Decision) {
 				}
 				continue
 			}
-			if !validID(v) {
+			if p.kind == idArtifactPath {
+				if len(v) > authz.MaxPathLength || !utf8.ValidString(v) {
+					return nil, badParam(k + " is not a valid path")
+				}
+			} else if !validID(v) {
 				return nil, badParam(k + " is not a valid id")
 			}
 			out = append(out, v)
@@ -746,30 +753,50 @@ func safeArtifactPath(p string) bool {
 	return true
 }
 
-// claims collects the user names a run-writing request asks MLflow to record.
-func (rd *reader) claims(op *Operation) {
+// claims collects the user names a run-writing request asks MLflow to
+// record. Both spellings of one of these fields is refused like any other
+// id: protobuf would pick one, and the check must see the one it picks.
+func (rd *reader) claims(op *Operation) *authz.Decision {
 	body, d := rd.loadBody(false)
-	if d != nil || body == nil {
-		return
+	if d != nil {
+		return d
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
-	if v, ok, _ := lookupKey(body, "user_id"); ok {
-		if s := str(v); s != "" {
-			op.ClaimedUsers = append(op.ClaimedUsers, s)
+	get := func(m map[string]any, k string) (string, *authz.Decision) {
+		v, _, d := lookupKey(m, k)
+		return str(v), d
+	}
+	userID, d := get(body, "user_id")
+	if d != nil {
+		return d
+	}
+	if userID != "" {
+		op.ClaimedUsers = append(op.ClaimedUsers, userID)
+	}
+	key, d := get(body, "key")
+	if d != nil {
+		return d
+	}
+	if key == mlflowUserTag {
+		v, d := get(body, "value")
+		if d != nil {
+			return d
+		}
+		if v != "" {
+			op.ClaimedUsers = append(op.ClaimedUsers, v)
 		}
 	}
-	if k, _, _ := lookupKey(body, "key"); str(k) == mlflowUserTag {
-		if v, _, _ := lookupKey(body, "value"); str(v) != "" {
-			op.ClaimedUsers = append(op.ClaimedUsers, str(v))
+	tags, _ := body["tags"].([]any)
+	for _, t := range tags {
+		m, ok := t.(map[string]any)
+		if !ok {
+			continue
+		}
+		if str(m["key"]) == mlflowUserTag && str(m["value"]) != "" {
+			op.ClaimedUsers = append(op.ClaimedUsers, str(m["value"]))
 		}
 	}
-	if tags, ok := body["tags"].([]any); ok {
-		for _, t := range tags {
-			if m, ok := t.(map[string]any); ok && str(m["key"]) == mlflowUserTag && str(m["value"]) != "" {
-				op.ClaimedUsers = append(op.ClaimedUsers, str(m["value"]))
-			}
-		}
-	}
+	return nil
 }
 
 const mlflowUserTag = "mlflow.user"

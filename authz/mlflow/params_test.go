@@ -2,6 +2,7 @@ package mlflow
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -153,10 +154,17 @@ func TestIdentityClaims(t *testing.T) {
 		{"set-tag other key", "/api/2.0/mlflow/runs/set-tag", `{"run_id":"r1","key":"k","value":"eve"}`, nil},
 		{"log-batch tags", "/api/2.0/mlflow/runs/log-batch", `{"run_id":"r1","tags":[{"key":"mlflow.user","value":"eve"}]}`, []string{"eve"}},
 		{"no claim", "/api/2.0/mlflow/runs/create", `{"experiment_id":"1"}`, nil},
+		{"user_id in both spellings", "/api/2.0/mlflow/runs/create", `{"experiment_id":"1","user_id":"alice","userId":"bob"}`, []string{"deny"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			op, d := Classify(newReq(t, "POST", tt.target, tt.body, nil))
+			if len(tt.claims) == 1 && tt.claims[0] == "deny" {
+				require.NotNil(t, d)
+				assert.Equal(t, http.StatusBadRequest, d.Status)
+				assert.Equal(t, ReasonDuplicateParameter, d.Reason)
+				return
+			}
 			require.Nil(t, d)
 			assert.Equal(t, tt.claims, op.ClaimedUsers)
 		})
@@ -207,4 +215,14 @@ func TestDenyStatusesAreHTTP(t *testing.T) {
 	// Every 4xx a classifier returns must map to an MLflow error code.
 	d := deny(http.StatusRequestEntityTooLarge, authz.ReasonBodyTruncated, "x")
 	assert.Equal(t, "INVALID_PARAMETER_VALUE", d.ErrorCode())
+}
+
+func TestLongArtifactPath(t *testing.T) {
+	long := strings.Repeat("d/", 1500) + "f"
+	op, d := Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/"+long, "", nil))
+	require.Nil(t, d)
+	assert.Equal(t, "READ:path:experiment:1", formatNeeds(op))
+	op, d = Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts?path=1/"+long, "", nil))
+	require.Nil(t, d)
+	assert.Equal(t, "READ:query:experiment:1", formatNeeds(op))
 }

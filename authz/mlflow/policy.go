@@ -97,6 +97,9 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 
 // Decide implements authz.Policy.
 func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Identity) authz.Decision {
+	if id == nil {
+		id = authz.Anonymous
+	}
 	tr := authz.TraceFrom(ctx)
 	op, d := p.cls.Classify(req)
 	if op.Route != nil && tr != nil {

@@ -248,6 +248,16 @@ func TestDecideAnonymousChallenge(t *testing.T) {
 	assert.Equal(t, []authz.Header{{Name: "www-authenticate", Value: "Bearer"}}, d.ResponseHeaders)
 }
 
+func TestDecideNilIdentity(t *testing.T) {
+	p, err := mlflow.New(newStore(t), mlflow.Config{}, nil)
+	require.NoError(t, err)
+	d := p.Decide(t.Context(), req(t, "GET", "/health", "", nil), nil)
+	assert.True(t, d.Allowed)
+	d = p.Decide(t.Context(), req(t, "GET", "/", "", nil), nil)
+	assert.Equal(t, http.StatusUnauthorized, d.Status)
+	assert.Equal(t, authz.ReasonUnauthenticated, d.Reason)
+}
+
 func TestDecideStoreDown(t *testing.T) {
 	st := newStore(t)
 	p, err := mlflow.New(st, mlflow.Config{}, nil)
