@@ -25,6 +25,10 @@ const (
 	ReasonGraphQLDenied authz.Reason = "graphql_field_denied"
 )
 
+// maxListIDs bounds the ids one request may name: each costs a store
+// lookup, and MLflow's own list endpoints cap far lower.
+const maxListIDs = 1000
+
 // Need is one permission an operation requires.
 type Need struct {
 	// Lookup, when set, resolves Key to the ids that own it (experiments, or a
@@ -354,6 +358,9 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 			return deny(http.StatusBadRequest, ReasonMissingParameter, "at least one "+p.name+" is required")
 		}
 		return deny(http.StatusBadRequest, ReasonMissingParameter, "missing required parameter "+p.name)
+	}
+	if len(vals) > maxListIDs {
+		return badParam("too many ids in " + p.name)
 	}
 	perm := r.Permission
 	if p.perm != 0 {

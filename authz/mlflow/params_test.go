@@ -60,6 +60,7 @@ func TestParameterRules(t *testing.T) {
 		{name: "run_id and run_uuid agree", method: "GET", target: "/api/2.0/mlflow/runs/get?run_id=a&run_uuid=a", needs: "READ:query:run:a"},
 		{name: "experiment_id repeated", method: "GET", target: "/api/2.0/mlflow/experiments/get?experiment_id=1&experiment_id=2", status: 400, reason: ReasonDuplicateParameter},
 		{name: "list params repeat legitimately", method: "GET", target: "/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=a&run_id=b", needs: "READ:query:run:a,READ:query:run:b"},
+		{name: "too many ids", method: "GET", target: "/ajax-api/2.0/mlflow/metrics/get-history-bulk?" + strings.Repeat("run_id=a&", maxListIDs+1), status: 400, reason: authz.ReasonInvalidParameter},
 		{name: "bulk needs at least one run", method: "GET", target: "/ajax-api/2.0/mlflow/metrics/get-history-bulk?metric_key=m", status: 400, reason: ReasonMissingParameter},
 		{name: "empty experiment_ids on trace search", method: "GET", target: "/api/2.0/mlflow/traces?max_results=1", status: 400, reason: ReasonMissingParameter},
 		{name: "unparsable query", method: "GET", target: "/api/2.0/mlflow/runs/get?run_id=a;run_id=b", status: 400, reason: authz.ReasonInvalidParameter},

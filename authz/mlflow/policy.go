@@ -245,7 +245,17 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 	if len(op.Needs) > 1 {
 		memo = make(map[store.Resource]store.Permission, len(op.Needs))
 	}
+	var seen map[Need]bool
+	if len(op.Needs) > 1 {
+		seen = make(map[Need]bool, len(op.Needs))
+	}
 	for _, n := range op.Needs {
+		if seen != nil {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+		}
 		if n.Lookup == "" {
 			if d, admin := p.checkOne(ctx, id, n.Resource, n, memo); d != nil || admin {
 				if d != nil {

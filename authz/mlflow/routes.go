@@ -416,7 +416,8 @@ func routeTable() []*Route {
 		res("GetTraceArtifact", pAJAX2, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id")),
 		res("GetTraceArtifactV3", pAJAX3, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id").or("trace_id")),
 		res("GetMetricHistoryBulk", pAJAX2, "GET", "/mlflow/metrics/get-history-bulk", permRead, prList(idRun, srcQuery, "run_id")),
-		res("SearchDatasets", pAJAX2, "POST", "/mlflow/experiments/search-datasets", permRead, prList(idExperiment, srcBody, "experiment_ids")),
+		// The /api twin exists once the proto path typo is fixed upstream.
+		res("SearchDatasets", v2, "POST", "/mlflow/experiments/search-datasets", permRead, expsP),
 		res("CreatePromptlabRun", pAJAX2, "POST", "/mlflow/runs/create-promptlab-run", permUpdate, expP),
 		authn("GatewayProxy", pAJAX2, "GET,POST", "/mlflow/gateway-proxy"),
 		admin("InvokeScorer", pAJAX3, "POST", "/mlflow/scorer/invoke"),
