@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -169,13 +170,6 @@ func (s *Store) Close() {
 	}
 }
 
-// grantKind is the first column of the Grants query: which row this is.
-const (
-	rowUser = iota
-	rowOwn
-	rowGroup
-)
-
 // grantQueries builds one UNION ALL query per resource kind: the users row,
 // the user's own permission row and every group row, in one round trip.
 func grantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
@@ -240,26 +234,7 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 		if err := rows.Scan(&kind, &group, &admin, &perm); err != nil {
 			return store.Grants{}, unavailable("grants", err)
 		}
-		switch kind {
-		case rowUser:
-			g.UserExists, g.UserAdmin = true, admin
-		case rowOwn:
-			gr := parseGrant(perm)
-			if g.User != nil {
-				gr = lowerGrant(*g.User, gr)
-			}
-			g.User = &gr
-		case rowGroup:
-			if g.Groups == nil {
-				g.Groups = make(map[string]store.Grant, 2)
-			}
-			name := normalizeGroup(group)
-			gr := parseGrant(perm)
-			if prev, dup := g.Groups[name]; dup {
-				gr = lowerGrant(prev, gr)
-			}
-			g.Groups[name] = gr
-		}
+		mlflowdb.Add(&g, int(kind), group, admin, perm)
 	}
 	if err := rows.Err(); err != nil {
 		return store.Grants{}, unavailable("grants", err)
@@ -297,7 +272,7 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	case store.IssueExperiment:
 		return s.one(ctx, l, `SELECT experiment_id::text FROM issues WHERE issue_id = $1`, key)
 	case store.ExperimentByID:
-		id, ok := canonicalExperimentID(key)
+		id, ok := mlflowdb.CanonicalExperimentID(key)
 		if !ok {
 			return nil, store.ErrNotFound
 		}
@@ -312,13 +287,13 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}
-		id, ok := jobExperimentID(params)
+		id, ok := mlflowdb.JobExperimentID(params)
 		if !ok {
 			return nil, store.ErrNotFound
 		}
 		return []string{id}, nil
 	case store.DatasetExperiments:
-		rows, err := s.tracking.Query(ctx, datasetExperimentsSQL, key)
+		rows, err := s.tracking.Query(ctx, mlflowdb.DatasetExperimentsSQL, key)
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}

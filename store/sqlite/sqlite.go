@@ -17,6 +17,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -148,12 +149,6 @@ func (s *Store) Close() {
 	}
 }
 
-const (
-	rowUser = iota
-	rowOwn
-	rowGroup
-)
-
 // grantQueries mirrors store/postgres: one UNION ALL per resource kind.
 // "$2" appearing twice binds the same argument in SQLite too.
 func grantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
@@ -220,26 +215,7 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 		if perm.Valid {
 			pp = &perm.String
 		}
-		switch kind {
-		case rowUser:
-			g.UserExists, g.UserAdmin = true, admin
-		case rowOwn:
-			gr := parseGrant(pp)
-			if g.User != nil {
-				gr = lowerGrant(*g.User, gr)
-			}
-			g.User = &gr
-		case rowGroup:
-			if g.Groups == nil {
-				g.Groups = make(map[string]store.Grant, 2)
-			}
-			name := normalizeGroup(group)
-			gr := parseGrant(pp)
-			if prev, dup := g.Groups[name]; dup {
-				gr = lowerGrant(prev, gr)
-			}
-			g.Groups[name] = gr
-		}
+		mlflowdb.Add(&g, kind, group, admin, pp)
 	}
 	if err := rows.Err(); err != nil {
 		return store.Grants{}, unavailable("grants", err)
@@ -277,7 +253,7 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	case store.IssueExperiment:
 		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM issues WHERE issue_id = ?`, key)
 	case store.ExperimentByID:
-		id, ok := canonicalExperimentID(key)
+		id, ok := mlflowdb.CanonicalExperimentID(key)
 		if !ok {
 			return nil, store.ErrNotFound
 		}
@@ -292,13 +268,13 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}
-		id, ok := jobExperimentID(params)
+		id, ok := mlflowdb.JobExperimentID(params)
 		if !ok {
 			return nil, store.ErrNotFound
 		}
 		return []string{id}, nil
 	case store.DatasetExperiments:
-		rows, err := s.tracking.QueryContext(ctx, datasetExperimentsSQL, key)
+		rows, err := s.tracking.QueryContext(ctx, mlflowdb.DatasetExperimentsSQL, key)
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}

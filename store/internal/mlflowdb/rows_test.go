@@ -1,4 +1,4 @@
-package postgres
+package mlflowdb
 
 import (
 	"encoding/json"
@@ -21,7 +21,7 @@ func TestCanonicalExperimentID(t *testing.T) {
 		{"", 0, false}, {"1 ", 0, false}, {"1e3", 0, false}, {"abc", 0, false}, {"١", 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := canonicalExperimentID(tt.key)
+		got, ok := CanonicalExperimentID(tt.key)
 		assert.Equal(t, tt.ok, ok, tt.key)
 		assert.Equal(t, tt.want, got, tt.key)
 	}
@@ -44,7 +44,7 @@ func TestJobExperimentID(t *testing.T) {
 		{`nope`, "", false},
 	}
 	for _, tt := range tests {
-		got, ok := jobExperimentID(tt.params)
+		got, ok := JobExperimentID(tt.params)
 		assert.Equal(t, tt.ok, ok, tt.params)
 		assert.Equal(t, tt.want, got, tt.params)
 	}
@@ -52,13 +52,13 @@ func TestJobExperimentID(t *testing.T) {
 
 func TestLowerGrant(t *testing.T) {
 	r, e, bad := store.Grant{Permission: store.Read, Valid: true}, store.Grant{Permission: store.Edit, Valid: true}, store.Grant{}
-	assert.Equal(t, r, lowerGrant(r, e))
-	assert.Equal(t, r, lowerGrant(e, r))
-	assert.Equal(t, bad, lowerGrant(bad, e))
-	assert.Equal(t, bad, lowerGrant(e, bad))
-	assert.Equal(t, "team", normalizeGroup("/team"))
-	assert.Equal(t, "a/b", normalizeGroup("/a/b"))
-	assert.Equal(t, "team", normalizeGroup("team"))
+	assert.Equal(t, r, LowerGrant(r, e))
+	assert.Equal(t, r, LowerGrant(e, r))
+	assert.Equal(t, bad, LowerGrant(bad, e))
+	assert.Equal(t, bad, LowerGrant(e, bad))
+	assert.Equal(t, "team", NormalizeGroup("/team"))
+	assert.Equal(t, "a/b", NormalizeGroup("/a/b"))
+	assert.Equal(t, "team", NormalizeGroup("team"))
 }
 
 func FuzzCanonicalExperimentID(f *testing.F) {
@@ -66,7 +66,7 @@ func FuzzCanonicalExperimentID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
-		n, ok := canonicalExperimentID(key)
+		n, ok := CanonicalExperimentID(key)
 		if !ok {
 			if n != 0 {
 				t.Fatalf("%q: rejected but returned %d", key, n)
@@ -86,14 +86,14 @@ func FuzzJobExperimentID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, params string) {
-		id, ok := jobExperimentID(params)
+		id, ok := JobExperimentID(params)
 		if !ok {
 			if id != "" {
 				t.Fatalf("%q: rejected but returned %q", params, id)
 			}
 			return
 		}
-		if _, canon := canonicalExperimentID(id); !canon {
+		if _, canon := CanonicalExperimentID(id); !canon {
 			t.Fatalf("%q: returned non-canonical id %q", params, id)
 		}
 		// Whatever Go's decoder sees as experiment_id must be the id.

@@ -1,0 +1,112 @@
+// Package mlflowdb holds MLflow's data rules that every SQL backend applies
+// alike: how a permission row is read, how duplicate rows combine, and which
+// experiment ids are canonical. One copy, so the backends cannot drift apart.
+package mlflowdb
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Kinds of row in a backend's Grants query (its first column).
+const (
+	User  = iota // the users row: exists, is_admin
+	Own          // the user's own permission row on the resource
+	Group        // one group's permission row on the resource
+)
+
+// Add folds one row of a Grants query into g.
+func Add(g *store.Grants, kind int, group string, admin bool, perm *string) {
+	switch kind {
+	case User:
+		g.UserExists, g.UserAdmin = true, admin
+	case Own:
+		gr := ParseGrant(perm)
+		if g.User != nil {
+			gr = LowerGrant(*g.User, gr)
+		}
+		g.User = &gr
+	case Group:
+		if g.Groups == nil {
+			g.Groups = make(map[string]store.Grant, 2)
+		}
+		name := NormalizeGroup(group)
+		gr := ParseGrant(perm)
+		if prev, dup := g.Groups[name]; dup {
+			gr = LowerGrant(prev, gr)
+		}
+		g.Groups[name] = gr
+	}
+}
+
+// ParseGrant reads a permission column; NULL or unknown is an invalid (denying) grant.
+func ParseGrant(perm *string) store.Grant {
+	if perm == nil {
+		return store.Grant{}
+	}
+	p, ok := store.ParsePermission(*perm)
+	return store.Grant{Permission: p, Valid: ok}
+}
+
+// LowerGrant returns the weaker of two rows for the same subject (an invalid row
+// is the weakest), so that duplicates, such as "/team" and "team" after
+// normalization, never widen access.
+func LowerGrant(a, b store.Grant) store.Grant {
+	if !a.Valid {
+		return a
+	}
+	if !b.Valid || b.Permission < a.Permission {
+		return b
+	}
+	return a
+}
+
+// NormalizeGroup strips the leading "/" of a Keycloak full group path, the
+// form mlflow-oidc-auth users often store (its issues #33 and #152).
+func NormalizeGroup(name string) string {
+	return strings.TrimPrefix(name, "/")
+}
+
+// CanonicalExperimentID parses an experiment id as MLflow's INTEGER column
+// holds it. Only the canonical decimal form is accepted: "007" or "+7"
+// would resolve to experiment 7 while the grant rows are keyed by "7".
+func CanonicalExperimentID(key string) (int32, bool) {
+	n, err := strconv.ParseInt(key, 10, 32)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != key {
+		return 0, false
+	}
+	return int32(n), true
+}
+
+// JobExperimentID reads experiment_id from a job's JSON params. MLflow
+// writes it as a string; a JSON integer is accepted too. Anything else
+// (missing, null, float, non-canonical) is not an id.
+func JobExperimentID(params string) (string, bool) {
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(params), &p); err != nil {
+		return "", false
+	}
+	raw, ok := p["experiment_id"]
+	if !ok {
+		return "", false
+	}
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil {
+		id = string(raw) // a JSON number, verbatim
+	}
+	if _, ok := CanonicalExperimentID(id); !ok {
+		return "", false
+	}
+	return id, true
+}
+
+// DatasetExperimentsSQL reads the experiments an evaluation dataset is
+// linked to: MLflow stores the links in entity_associations
+// (SqlEntityAssociation) with source EVALUATION_DATASET and destination
+// EXPERIMENT, which is what get_dataset_experiment_ids reads.
+const DatasetExperimentsSQL = `SELECT destination_id FROM entity_associations
+	WHERE source_type = 'EVALUATION_DATASET' AND source_id = $1 AND destination_type = 'EXPERIMENT'
+	ORDER BY destination_id`
