@@ -151,6 +151,7 @@ func assertResponse(t *testing.T, w want, resp *authv3.CheckResponse) {
 		got := map[string]string{}
 		for _, h := range ok.GetHeaders() {
 			assert.Equal(t, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, h.GetAppendAction(), "identity headers overwrite")
+			//lint:ignore SA1019 older Envoys read only the deprecated field, so it must stay false
 			assert.False(t, h.GetAppend().GetValue(), "deprecated append must stay false (overwrite on old Envoys)")
 			got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 		}

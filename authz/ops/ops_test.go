@@ -36,10 +36,10 @@ func TestReadiness(t *testing.T) {
 	srv := httptest.NewServer(h.Handler(Options{Gatherer: reg}))
 	defer srv.Close()
 
-	code, body := get(t, srv, "/healthz")
+	code, _ := get(t, srv, "/healthz")
 	assert.Equal(t, http.StatusOK, code, "liveness does not depend on readiness")
 
-	code, body = get(t, srv, "/readyz")
+	code, body := get(t, srv, "/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Equal(t, map[string]any{"store": "connection refused"}, body["failing"])
 
