@@ -99,9 +99,11 @@ func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, e
 				return nil, err
 			}
 		}
-		if app.Upstream, err = policy.NewUpstream(a.Upstream); err != nil {
+		up, err := policy.NewUpstream(a.Upstream)
+		if err != nil {
 			return nil, err
 		}
+		app.Upstream = mlflow.Upstream(up)
 	default:
 		return nil, fmt.Errorf("unknown type %q", a.Type)
 	}

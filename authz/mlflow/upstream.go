@@ -1,0 +1,30 @@
+package mlflow
+
+import "github.com/mlflow-authz/mlflow-authz/authz"
+
+// WorkspaceHeader selects an MLflow workspace (MLflow 3.10+). We decide every
+// request in workspace "default" (mlflow-permissions.md A.8), so the header
+// never reaches MLflow: a name lookup there must resolve in the workspace we
+// checked.
+const WorkspaceHeader = "x-mlflow-workspace"
+
+// Upstream wraps the application's identity headers and removes
+// WorkspaceHeader from every allowed request.
+func Upstream(inner authz.Upstream) authz.Upstream {
+	return workspaceStripper{inner}
+}
+
+type workspaceStripper struct{ inner authz.Upstream }
+
+// Headers implements authz.Upstream.
+func (w workspaceStripper) Headers(r *authz.Request, id *authz.Identity) ([]authz.Header, []string) {
+	var set []authz.Header
+	var remove []string
+	if w.inner != nil {
+		set, remove = w.inner.Headers(r, id)
+	}
+	if _, ok := r.Headers[WorkspaceHeader]; ok {
+		remove = append(remove, WorkspaceHeader)
+	}
+	return set, remove
+}
