@@ -289,7 +289,9 @@ func TestEngineSwapIsAtomic(t *testing.T) {
 			}
 		})
 	}
-	for i := range 2000 {
+	// Keep swapping until the checkers have really run alongside: on a busy
+	// machine they may not be scheduled before a fixed number of swaps ends.
+	for i := 0; i < 2000 || checks.Load() < 1000; i++ {
 		name := "one"
 		if i%2 == 1 {
 			name = "two"
