@@ -92,3 +92,23 @@ func TestDryRun(t *testing.T) {
 	assert.Equal(t, 1, allows, "carol's request is a plain allow")
 	assert.NotContains(t, h.logs.String(), h.tokens["mallory"], "the decision log must never hold a token")
 }
+
+// TestReload swaps a new configuration into the running service: the new
+// rules apply to the next check, and a change that needs a restart (the
+// store) is refused with the old configuration left live.
+func TestReload(t *testing.T) {
+	h := start(t)
+	target := "/api/2.0/mlflow/experiments/get?experiment_id=3"
+	mallory := h.call(hostMLflow, "mallory", "GET", target, "")
+	requireDecision(t, h.check(t, mallory), false, 403, "permission_denied")
+
+	// The first default_permission is the mlflow app's.
+	readByDefault := strings.Replace(testConfig, "default_permission: NO_PERMISSIONS", "default_permission: READ", 1)
+	require.NoError(t, h.run.Reload(t.Context(), h.parse(t, readByDefault)))
+	requireDecision(t, h.check(t, mallory), true, 0, "")
+
+	otherStore := strings.Replace(testConfig, "statement_timeout: 1s", "statement_timeout: 3s", 1)
+	err := h.run.Reload(t.Context(), h.parse(t, otherStore))
+	require.ErrorContains(t, err, "store")
+	requireDecision(t, h.check(t, mallory), true, 0, "")
+}

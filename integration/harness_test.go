@@ -160,6 +160,7 @@ type harness struct {
 	client authv3.AuthorizationClient
 	tokens map[string]string
 	logs   *syncBuffer
+	env    map[string]string // ${…} values for the configuration
 }
 
 // start seeds a fresh database and starts the whole service on it.
@@ -184,9 +185,8 @@ func start(t *testing.T) *harness {
 		h.tokens[u.Username] = tok
 	}
 
-	env := map[string]string{"ISSUER": iss.URL, "DATABASE_URL": h.dbURL}
-	cfg, err := config.Parse([]byte(testConfig), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	require.NoError(t, err)
+	h.env = map[string]string{"ISSUER": iss.URL, "DATABASE_URL": h.dbURL}
+	cfg := h.parse(t, testConfig)
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
 	run, err := server.Start(ctx, cfg, log)
 	require.NoError(t, err)
@@ -198,6 +198,15 @@ func start(t *testing.T) *harness {
 	t.Cleanup(func() { _ = conn.Close() })
 	h.client = authv3.NewAuthorizationClient(conn)
 	return h
+}
+
+// parse parses a configuration document as `serve` does a file, with the
+// harness's issuer and database URL for ${ISSUER} and ${DATABASE_URL}.
+func (h *harness) parse(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(doc), func(k string) (string, bool) { v, ok := h.env[k]; return v, ok })
+	require.NoError(t, err)
+	return cfg
 }
 
 // exec runs one statement on a connection of its own, as psql or MLflow
