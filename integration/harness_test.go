@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -219,6 +220,17 @@ func (h *harness) exec(ctx context.Context, sql string, args ...any) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, err = conn.Exec(ctx, sql, args...)
 	return err
+}
+
+// readyz returns the status of the service's readiness endpoint.
+func (h *harness) readyz(t *testing.T) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+h.run.HTTPAddr+"/readyz", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // result is a CheckResponse read back, with the deny's response headers

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -26,8 +27,12 @@ func TestStoreDown(t *testing.T) {
 	warm := h.call(hostMLflow, "alice", "GET", "/api/2.0/mlflow/runs/get?run_id="+runA, "")
 	cold := h.call(hostMLflow, "alice", "GET", "/api/2.0/mlflow/runs/get?run_id="+runCold, "")
 	requireDecision(t, h.check(t, warm), true, 0, "")
+	require.Equal(t, http.StatusOK, h.readyz(t), "/readyz with everything up")
 
 	storetest.RestartPostgres(t, func() {
+		// Kubernetes takes a replica that cannot read the store out of
+		// rotation.
+		require.Equal(t, http.StatusServiceUnavailable, h.readyz(t), "/readyz with the store down")
 		for i := range 3 {
 			began := time.Now()
 			res := h.check(t, cold)
@@ -44,6 +49,7 @@ func TestStoreDown(t *testing.T) {
 	took, ok := waitFor(t, storeRecoveryLimit, func() bool { return h.check(t, cold).Allowed })
 	require.True(t, ok, "checks did not recover within %s of the restart", took)
 	t.Logf("store back: checks answered again after %s", took.Round(time.Millisecond))
+	require.Equal(t, http.StatusOK, h.readyz(t), "/readyz after the restart")
 	requireDecision(t, h.check(t, h.call(hostMLflow, "bob", "POST", "/api/2.0/mlflow/runs/update", `{"run_id":"`+runCold+`"}`)),
 		false, 403, "permission_denied")
 }
