@@ -122,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
 	}
-	s.grantSQL = grantQueries(expGroups, rmGroups)
+	s.grantSQL = mlflowdb.GrantQueries(expGroups, rmGroups)
 	return s, nil
 }
 
@@ -147,38 +147,6 @@ func (s *Store) Close() {
 	if s.auth != nil {
 		s.auth.Close()
 	}
-}
-
-// grantQueries mirrors store/postgres: one UNION ALL per resource kind.
-// "$2" appearing twice binds the same argument in SQLite too.
-func grantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
-	const head = `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
-SELECT 0, '', COALESCE(u.is_admin, 0), CAST(NULL AS TEXT) FROM u
-UNION ALL
-SELECT 1, '', 0, p.permission FROM `
-	own := func(table, cond string) string {
-		return head + table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
-	}
-	group := func(table, cond string) string {
-		return `
-UNION ALL
-SELECT 2, g.group_name, 0, gp.permission FROM ` + table + ` gp JOIN groups g ON g.id = gp.group_id WHERE ` + cond
-	}
-	q := map[store.ResourceKind]string{
-		store.Experiment:             own("experiment_permissions", "p.experiment_id = $2"),
-		store.RegisteredModel:        own("registered_model_permissions", "p.workspace = 'default' AND p.name = $2"),
-		store.Scorer:                 own("scorer_permissions", "p.experiment_id = $2 AND p.scorer_name = $3"),
-		store.GatewaySecret:          own("gateway_secret_permissions", "p.secret_id = $2"),
-		store.GatewayEndpoint:        own("gateway_endpoint_permissions", "p.endpoint_id = $2"),
-		store.GatewayModelDefinition: own("gateway_model_definition_permissions", "p.model_definition_id = $2"),
-	}
-	if expGroups {
-		q[store.Experiment] += group("experiment_group_permissions", "gp.experiment_id = $2")
-	}
-	if rmGroups {
-		q[store.RegisteredModel] += group("registered_model_group_permissions", "gp.name = $2")
-	}
-	return q
 }
 
 // Grants implements store.Reader in one query on the auth database.
