@@ -135,3 +135,67 @@ type Reader interface {
 	// the gateway endpoint id). ErrNotFound when key does not exist.
 	Resolve(ctx context.Context, l Lookup, key string) ([]string, error)
 }
+
+// Grantee is who a grant row is for: a user or a group (exactly one).
+type Grantee struct {
+	User  string
+	Group string
+}
+
+// GrantRow is one permission row, as listed by Admin.ListGrants.
+type GrantRow struct {
+	Grantee  Grantee
+	Resource Resource
+	// Permission is the stored string, verbatim (it may be invalid or empty
+	// for NULL; such a row denies).
+	Permission string
+}
+
+// GrantFilter narrows ListGrants; empty fields match everything.
+type GrantFilter struct {
+	Kind  ResourceKind
+	ID    string
+	User  string
+	Group string
+}
+
+// UserRow is one row of MLflow's users table.
+type UserRow struct {
+	Username string
+	Admin    bool
+}
+
+// Admin is what the CLI, the admin API and the creator-grant reconciler
+// write. Writes go to MLflow's own tables, exactly as an admin with SQL
+// would, so MLflow's basic-auth and mlflow-oidc-auth keep reading them.
+type Admin interface {
+	Reader
+	// CreateUser inserts a users row (no password: identities come from
+	// Keycloak or SPIFFE). created is false when it already existed.
+	CreateUser(ctx context.Context, username string, admin bool) (created bool, err error)
+	// DeleteUser removes the user and its grant rows. ErrNotFound if absent.
+	DeleteUser(ctx context.Context, username string) error
+	// SetAdmin sets users.is_admin; changed reports whether it differed.
+	SetAdmin(ctx context.Context, username string, admin bool) (changed bool, err error)
+	ListUsers(ctx context.Context) ([]UserRow, error)
+
+	CreateGroup(ctx context.Context, name string) (created bool, err error)
+	// DeleteGroup removes the group and its grant rows. ErrNotFound if absent.
+	DeleteGroup(ctx context.Context, name string) error
+	ListGroups(ctx context.Context) ([]string, error)
+
+	// SetGrant writes g's permission on r, creating a missing users row (as
+	// MLflow does) or groups row. before is the previous row, nil if none;
+	// changed is false when the row already held p.
+	SetGrant(ctx context.Context, g Grantee, r Resource, p Permission) (before *GrantRow, changed bool, err error)
+	// DeleteGrant removes g's row on r; before is nil (and changed false)
+	// when there was none.
+	DeleteGrant(ctx context.Context, g Grantee, r Resource) (before *GrantRow, changed bool, err error)
+	ListGrants(ctx context.Context, f GrantFilter) ([]GrantRow, error)
+
+	// RenameRegisteredModel moves every user and group row of a registered
+	// model to its new name (MLflow's after-request hook on rename).
+	RenameRegisteredModel(ctx context.Context, from, to string) error
+	// DeleteResourceGrants removes every row on r (after a delete).
+	DeleteResourceGrants(ctx context.Context, r Resource) error
+}
