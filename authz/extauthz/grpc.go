@@ -32,8 +32,10 @@ const (
 
 // GRPCOptions configures NewGRPCServer. Zero values take the defaults.
 type GRPCOptions struct {
-	// Server answers Check. Required.
-	Server *Server
+	// Server answers Check. Required. Usually a *Server; the load
+	// generator's benchmark floor passes a no-op implementation so both run
+	// behind exactly the same grpc-go settings.
+	Server authv3.AuthorizationServer
 	// Health reports serving status. Nil registers a health service that
 	// always reports SERVING.
 	Health *Health
