@@ -46,3 +46,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s).
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+.PHONY: generate
+generate: ## Regenerate the admin API's Go code from proto/ with buf (pinned Go tools).
+	$(GO) tool buf generate
+
+.PHONY: check
+check: generate ## Regenerate, then fail if the committed generated code differs.
+	git diff --exit-code -- proto/
+	@test -z "$$(git status --porcelain --untracked-files=all -- proto/)" || { git status --porcelain -- proto/; echo "generated code is not committed"; exit 1; }
