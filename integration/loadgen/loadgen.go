@@ -1,0 +1,271 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+)
+
+// Options shape one run. Zero values take the defaults.
+type Options struct {
+	// Label names the run in its Result (e.g. "service" or "floor").
+	Label string
+	// Concurrency is the number of callers, hence the most streams in flight
+	// over all connections (default 64; Envoy keeps one stream per request
+	// in flight).
+	Concurrency int
+	// Rate is the open-loop request rate per second; 0 runs closed loop.
+	Rate float64
+	// Duration is how long results are recorded (default 5s).
+	Duration time.Duration
+	// Warmup runs the same load before recording, so that connections,
+	// caches and the Go runtime are warm (default none).
+	Warmup time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.Duration <= 0 {
+		o.Duration = 5 * time.Second
+	}
+	return o
+}
+
+// Latency is a latency summary in microseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	Label string `json:"label,omitempty"`
+	// Mode is "closed" or "open".
+	Mode        string  `json:"mode"`
+	Conns       int     `json:"conns"`
+	Concurrency int     `json:"concurrency"`
+	TargetRate  float64 `json:"target_rps,omitempty"`
+	// Seconds is the measured wall time.
+	Seconds float64 `json:"seconds"`
+	// Requests counts every finished call; Allowed + Denied + Errors.
+	Requests uint64 `json:"requests"`
+	Allowed  uint64 `json:"allowed"`
+	Denied   uint64 `json:"denied"`
+	// Errors are calls that failed at the gRPC level: Envoy would take its
+	// failure_mode_allow path for them, so any is a bug.
+	Errors uint64 `json:"errors"`
+	// FirstError is the text of the first error, for diagnosis.
+	FirstError string  `json:"first_error,omitempty"`
+	Throughput float64 `json:"rps"`
+	// LatencyUS is measured from the intended send time in open loop.
+	LatencyUS Latency `json:"latency_us"`
+
+	hist *Histogram
+}
+
+// Histogram returns the latencies behind the summary.
+func (r Result) Histogram() *Histogram { return r.hist }
+
+// JSON is the result as one JSON line.
+func (r Result) JSON() string {
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// Dial opens n separate HTTP/2 connections to addr, as Envoy keeps a
+// connection per worker thread to its ext_authz cluster.
+func Dial(addr string, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, n)
+	for range max(n, 1) {
+		// Each ClientConn holds its own transport; with one address and the
+		// default pick_first it is exactly one TCP connection.
+		c, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(extauthz.DefaultMaxRecvMsgSize)))
+		if err != nil {
+			Close(conns)
+			return nil, fmt.Errorf("loadgen: dial %s: %w", addr, err)
+		}
+		c.Connect()
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// Close closes connections opened by Dial.
+func Close(conns []*grpc.ClientConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// Requests builds the CheckRequests for calls once, so a run sends the same
+// messages again and again without building any.
+func Requests(calls []extauthz.Call) []*authv3.CheckRequest {
+	reqs := make([]*authv3.CheckRequest, len(calls))
+	for i, c := range calls {
+		reqs[i] = c.CheckRequest()
+	}
+	return reqs
+}
+
+// caller is one concurrent sender with its own counters.
+type caller struct {
+	hist                     *Histogram
+	allowed, denied, errored uint64
+	firstErr                 error
+}
+
+func (c *caller) send(ctx context.Context, client authv3.AuthorizationClient, req *authv3.CheckRequest, from time.Time, record bool) {
+	resp, err := client.Check(ctx, req)
+	lat := time.Since(from)
+	if !record {
+		return
+	}
+	c.hist.Record(lat)
+	switch {
+	case err != nil:
+		c.errored++
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+	case resp.GetStatus().GetCode() == int32(codes.OK):
+		c.allowed++
+	default:
+		c.denied++
+	}
+}
+
+// Run sends reqs round-robin over conns for opts.Warmup plus opts.Duration
+// and returns what it measured. Calls still in flight when the time is up
+// finish (bounded by ctx) and count.
+func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequest, opts Options) (Result, error) {
+	if len(conns) == 0 || len(reqs) == 0 {
+		return Result{}, errors.New("loadgen: need at least one connection and one request")
+	}
+	opts = opts.withDefaults()
+	clients := make([]authv3.AuthorizationClient, len(conns))
+	for i, c := range conns {
+		clients[i] = authv3.NewAuthorizationClient(c)
+	}
+	callers := make([]*caller, opts.Concurrency)
+	for i := range callers {
+		callers[i] = &caller{hist: NewHistogram()}
+	}
+
+	var next atomic.Uint64 // index of the next request in the corpus
+	pick := func() *authv3.CheckRequest { return reqs[(next.Add(1)-1)%uint64(len(reqs))] }
+
+	begin := time.Now()
+	measureFrom := begin.Add(opts.Warmup)
+	end := measureFrom.Add(opts.Duration)
+	var wg sync.WaitGroup
+	mode := "closed"
+	if opts.Rate <= 0 {
+		for i, c := range callers {
+			client := clients[i%len(clients)]
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					from := time.Now()
+					if !from.Before(end) {
+						return
+					}
+					c.send(ctx, client, pick(), from, !from.Before(measureFrom))
+				}
+			})
+		}
+	} else {
+		mode = "open"
+		interval := time.Duration(float64(time.Second) / opts.Rate)
+		due := make(chan time.Time, 1<<16)
+		for i, c := range callers {
+			client := clients[i%len(clients)]
+			wg.Go(func() {
+				for at := range due {
+					c.send(ctx, client, pick(), at, !at.Before(measureFrom))
+				}
+			})
+		}
+		// The schedule is fixed in advance: request k is due at
+		// begin + k·interval whatever happened to earlier ones.
+		for k := int64(0); ctx.Err() == nil; {
+			now := time.Now()
+			for ; ; k++ {
+				at := begin.Add(time.Duration(k) * interval)
+				if at.After(now) || !at.Before(end) {
+					break
+				}
+				due <- at
+			}
+			if !begin.Add(time.Duration(k) * interval).Before(end) {
+				break
+			}
+			time.Sleep(time.Until(begin.Add(time.Duration(k) * interval)))
+		}
+		close(due)
+	}
+	wg.Wait()
+	elapsed := time.Since(measureFrom)
+	if mode == "open" || elapsed > opts.Duration {
+		// Throughput is over the measured window; calls that finished after
+		// it were still sent within it.
+		elapsed = opts.Duration
+	}
+
+	res := Result{Label: opts.Label, Mode: mode, Conns: len(conns), Concurrency: opts.Concurrency,
+		TargetRate: opts.Rate, Seconds: elapsed.Seconds(), hist: NewHistogram()}
+	for _, c := range callers {
+		res.hist.Merge(c.hist)
+		res.Allowed += c.allowed
+		res.Denied += c.denied
+		res.Errors += c.errored
+		if c.firstErr != nil && res.FirstError == "" {
+			res.FirstError = c.firstErr.Error()
+		}
+	}
+	res.Requests = res.Allowed + res.Denied + res.Errors
+	res.Throughput = float64(res.Requests) / res.Seconds
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	h := res.hist
+	res.LatencyUS = Latency{P50: us(h.Quantile(0.5)), P90: us(h.Quantile(0.9)), P99: us(h.Quantile(0.99)),
+		P999: us(h.Quantile(0.999)), Max: us(h.Max()), Mean: us(h.Mean())}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("loadgen: run cut short: %w", err)
+	}
+	return res, nil
+}
+
+// Noop is the benchmark floor: an Authorization server that allows every
+// request with one upstream header and does nothing else, so a run against
+// it measures gRPC, HTTP/2 and the load generator alone.
+type Noop struct {
+	authv3.UnimplementedAuthorizationServer
+	resp *authv3.CheckResponse
+}
+
+// NewNoop returns the floor server.
+func NewNoop() *Noop {
+	return &Noop{resp: noopResponse()}
+}
+
+// Check allows with the prebuilt response.
+func (n *Noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return n.resp, nil
+}

@@ -1,0 +1,131 @@
+package loadgen_test
+
+import (
+	"encoding/json"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+)
+
+// startNoop serves the floor behind the service's own gRPC settings.
+func startNoop(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{Server: loadgen.NewNoop()})
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	return ln.Addr().String()
+}
+
+func fakeToken(u devissuer.User) (string, error) { return "tok-" + u.Username, nil }
+
+func TestRunAgainstNoop(t *testing.T) {
+	conns, err := loadgen.Dial(startNoop(t), 2)
+	require.NoError(t, err)
+	t.Cleanup(func() { loadgen.Close(conns) })
+	items, err := loadgen.Scaled(0.1).Corpus(500, 1, 50, fakeToken)
+	require.NoError(t, err)
+	reqs := loadgen.Requests(loadgen.Calls(items))
+
+	tests := []struct {
+		name string
+		opts loadgen.Options
+		mode string
+	}{
+		{"closed loop", loadgen.Options{Label: "floor", Concurrency: 8, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond}, "closed"},
+		{"open loop", loadgen.Options{Label: "floor", Concurrency: 8, Rate: 400, Duration: 500 * time.Millisecond}, "open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := loadgen.Run(t.Context(), conns, reqs, tt.opts)
+			require.NoError(t, err)
+			assert.Equal(t, tt.mode, res.Mode)
+			assert.Zero(t, res.Errors, res.FirstError)
+			assert.Zero(t, res.Denied, "the floor allows everything")
+			assert.Equal(t, res.Requests, res.Allowed)
+			assert.Equal(t, res.Requests, res.Histogram().Count())
+			require.Positive(t, res.Requests)
+			assert.Positive(t, res.LatencyUS.P50)
+			assert.LessOrEqual(t, res.LatencyUS.P50, res.LatencyUS.P99)
+			assert.LessOrEqual(t, res.LatencyUS.P99, res.LatencyUS.Max)
+			if tt.opts.Rate > 0 {
+				// An open loop sends its schedule, no more and no less.
+				assert.InDelta(t, tt.opts.Rate*tt.opts.Duration.Seconds(), float64(res.Requests), 2)
+			}
+
+			var line map[string]any
+			require.NoError(t, json.Unmarshal([]byte(res.JSON()), &line))
+			for _, k := range []string{"mode", "requests", "allowed", "denied", "errors", "rps", "latency_us"} {
+				assert.Contains(t, line, k)
+			}
+			for _, k := range []string{"p50", "p90", "p99", "p99_9", "max"} {
+				assert.Contains(t, line["latency_us"], k)
+			}
+		})
+	}
+}
+
+func TestRunCountsErrors(t *testing.T) {
+	// Nothing listens on a closed port: every call is an error, never an
+	// allow or a deny.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	conns, err := loadgen.Dial(addr, 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { loadgen.Close(conns) })
+	items, err := loadgen.Scaled(0.1).Corpus(10, 1, 5, fakeToken)
+	require.NoError(t, err)
+	res, err := loadgen.Run(t.Context(), conns, loadgen.Requests(loadgen.Calls(items)),
+		loadgen.Options{Concurrency: 2, Rate: 50, Duration: 200 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Positive(t, res.Errors)
+	assert.Equal(t, res.Requests, res.Errors)
+	assert.NotEmpty(t, res.FirstError)
+	assert.Zero(t, res.Allowed+res.Denied)
+}
+
+func TestCorpusShape(t *testing.T) {
+	d := loadgen.Scaled(0.1)
+	items, err := d.Corpus(5000, 7, 100, fakeToken)
+	require.NoError(t, err)
+	require.Len(t, items, 5000)
+	again, err := d.Corpus(5000, 7, 100, fakeToken)
+	require.NoError(t, err)
+	assert.Equal(t, items, again, "the same seed gives the same corpus")
+
+	kinds := map[string]int{}
+	denied, hosts, users := 0, map[string]int{}, map[string]bool{}
+	for _, it := range items {
+		kinds[it.Kind]++
+		hosts[it.Call.Host]++
+		users[it.Call.Headers["authorization"]] = true
+		if !it.Allow {
+			denied++
+		}
+		req := it.Call.CheckRequest()
+		require.Equal(t, it.Call.Target, req.GetAttributes().GetRequest().GetHttp().GetPath())
+		if it.Kind == "otel/v1-traces" {
+			assert.Equal(t, loadgen.CollectorPrincipal, it.Call.Principal)
+			assert.NotContains(t, it.Call.Headers, "authorization", "the collector sends no token")
+		}
+	}
+	assert.Len(t, kinds, 10)
+	assert.InDelta(t, 0.10, float64(denied)/float64(len(items)), 0.03, "about 10%% denied")
+	assert.Len(t, hosts, 3)
+	assert.Greater(t, len(users), 50, "calls spread over many users")
+}
+
+func TestCorpusRefusesTooSmallDatasets(t *testing.T) {
+	_, err := loadgen.Dataset{Users: 10, Experiments: 10, Runs: 10, Grants: 10}.Corpus(10, 1, 10, fakeToken)
+	require.ErrorContains(t, err, "too small")
+}
