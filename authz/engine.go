@@ -137,6 +137,15 @@ func (e *Engine) check(ctx context.Context, r *Request) Decision {
 	return app.finish(r, d)
 }
 
+// Authenticate runs the live authenticator chain alone, as Check does before
+// any policy, for callers that are not application requests (the admin API).
+// A credential that is present but not ours is refused, never passed through.
+// The deny is non-nil exactly when no identity could be established; an
+// absent credential yields Anonymous.
+func (e *Engine) Authenticate(ctx context.Context, r *Request) (*Identity, *Decision) {
+	return e.state.Load().authenticate(ctx, r, &App{})
+}
+
 func (st *engineState) authenticate(ctx context.Context, r *Request, app *App) (*Identity, *Decision) {
 	for _, a := range st.auth {
 		id, err := a.Authenticate(ctx, r)

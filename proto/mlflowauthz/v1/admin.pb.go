@@ -1159,9 +1159,13 @@ func (x *RevokeResponse) GetChange() *Change {
 type ListPermissionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// target, user and group narrow the listing; unset fields match everything.
-	Target        *Target `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	User          string  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	Group         string  `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	Target *Target `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	User   string  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Group  string  `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// groups are the user's group memberships (they live in the token, not in
+	// the database); with a target and a user they shape the effective
+	// permission.
+	Groups        []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1215,6 +1219,13 @@ func (x *ListPermissionsRequest) GetGroup() string {
 		return x.Group
 	}
 	return ""
+}
+
+func (x *ListPermissionsRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
 }
 
 // PermissionRow is one stored row, or the configured default.
@@ -1736,11 +1747,12 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x121\n" +
 	"\agrantee\x18\x02 \x01(\v2\x17.mlflowauthz.v1.GranteeR\agrantee\"@\n" +
 	"\x0eRevokeResponse\x12.\n" +
-	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"r\n" +
+	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"\x8a\x01\n" +
 	"\x16ListPermissionsRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x14\n" +
-	"\x05group\x18\x03 \x01(\tR\x05group\"\xca\x01\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\"\xca\x01\n" +
 	"\rPermissionRow\x12#\n" +
 	"\rresource_kind\x18\x01 \x01(\tR\fresourceKind\x12\x1f\n" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
