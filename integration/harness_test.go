@@ -3,9 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
@@ -59,6 +62,24 @@ const (
 	lm3     = "m-33333333333333333333333333333333"  // experiment 3
 )
 
+// storePostgres and storeSQLite are the store sections of testConfig for
+// each backend; startOn swaps one for the other.
+const (
+	storePostgres = `store:
+  driver: postgres
+  postgres:
+    tracking_url: "${DATABASE_URL}"
+    statement_timeout: 1s
+    connect_timeout: 1s
+`
+	storeSQLite = `store:
+  driver: sqlite
+  sqlite:
+    tracking_path: "${SQLITE_PATH}"
+    poll_interval: 50ms
+`
+)
+
 // testConfig is the configuration every test runs, in the file format an
 // operator writes.
 const testConfig = `
@@ -79,13 +100,7 @@ spiffe:
   workloads:
     - id: ns/ml-pipelines/sa/trainer
       username: trainer-bot
-store:
-  driver: postgres
-  postgres:
-    tracking_url: "${DATABASE_URL}"
-    statement_timeout: 1s
-    connect_timeout: 1s
-apps:
+` + storePostgres + `apps:
   - name: mlflow
     type: mlflow
     hosts: [` + hostMLflow + `]
@@ -155,7 +170,8 @@ var users = []devissuer.User{
 
 // harness is one running service with its database and issuer.
 type harness struct {
-	dbURL  string
+	dbURL  string  // PostgreSQL only
+	sqlDB  *sql.DB // SQLite only: MLflow's one-file database, opened as another process would
 	iss    *devissuer.Issuer
 	run    *server.Running
 	client authv3.AuthorizationClient
@@ -164,14 +180,48 @@ type harness struct {
 	env    map[string]string // ${…} values for the configuration
 }
 
-// start seeds a fresh database and starts the whole service on it.
-func start(t *testing.T) *harness {
+// backend is the store the service reads MLflow's tables from.
+type backend string
+
+// Backends the end-to-end tests run on.
+const (
+	backendPostgres backend = "postgres"
+	backendSQLite   backend = "sqlite"
+)
+
+// backends lists every backend, for tests that must pass on each.
+var backends = []backend{backendPostgres, backendSQLite}
+
+// start seeds a fresh PostgreSQL database and starts the whole service on it.
+func start(t *testing.T) *harness { return startOn(t, backendPostgres) }
+
+// startOn seeds a fresh database of backend b and starts the whole service
+// on it.
+func startOn(t *testing.T, b backend) *harness {
 	t.Helper()
 	ctx := t.Context()
-	h := &harness{dbURL: storetest.Postgres(t), tokens: map[string]string{}, logs: &syncBuffer{}}
-
-	require.NoError(t, postgres.Migrate(ctx, h.dbURL))
-	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, h.exec))
+	h := &harness{tokens: map[string]string{}, logs: &syncBuffer{}, env: map[string]string{}}
+	doc := testConfig
+	switch b {
+	case backendPostgres:
+		h.dbURL = storetest.Postgres(t)
+		h.env["DATABASE_URL"] = h.dbURL
+		require.NoError(t, postgres.Migrate(ctx, h.dbURL))
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, h.exec))
+	case backendSQLite:
+		// One file for tracking and auth, MLflow's embedded default.
+		path := filepath.Join(t.TempDir(), "mlflow.db")
+		h.env["SQLITE_PATH"] = path
+		require.NoError(t, sqlite.Migrate(ctx, path))
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		h.sqlDB = db
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, h.exec))
+		doc = strings.Replace(doc, storePostgres, storeSQLite, 1)
+	default:
+		t.Fatalf("integration: unknown backend %q", b)
+	}
 	for _, s := range seed {
 		require.NoError(t, h.exec(ctx, s), s)
 	}
@@ -186,8 +236,8 @@ func start(t *testing.T) *harness {
 		h.tokens[u.Username] = tok
 	}
 
-	h.env = map[string]string{"ISSUER": iss.URL, "DATABASE_URL": h.dbURL}
-	cfg := h.parse(t, testConfig)
+	h.env["ISSUER"] = iss.URL
+	cfg := h.parse(t, doc)
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
 	run, err := server.Start(ctx, cfg, log)
 	require.NoError(t, err)
@@ -213,6 +263,10 @@ func (h *harness) parse(t *testing.T, doc string) *config.Config {
 // exec runs one statement on a connection of its own, as psql or MLflow
 // would: never through the service's pool.
 func (h *harness) exec(ctx context.Context, sql string, args ...any) error {
+	if h.sqlDB != nil {
+		_, err := h.sqlDB.ExecContext(ctx, sql, args...)
+		return err
+	}
 	conn, err := pgx.Connect(ctx, h.dbURL)
 	if err != nil {
 		return err
