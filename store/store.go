@@ -16,6 +16,26 @@ var ErrNotFound = errors.New("store: not found")
 // ErrUnavailable wraps failures to reach the database. Callers deny with 503.
 var ErrUnavailable = errors.New("store: unavailable")
 
+// ErrInvalid is returned by Admin methods for arguments that cannot be
+// written: an unknown resource kind or permission, an empty name, a grantee
+// that is neither (or both) a user and a group. Callers answer 400.
+var ErrInvalid = errors.New("store: invalid argument")
+
+// ErrGroupKind is returned for a group grant on a kind other than
+// experiments and registered models: mlflow-oidc-auth's layout, which
+// mlflow-authz reads, has group tables for those two only. It matches
+// ErrInvalid with errors.Is too.
+var ErrGroupKind error = invalidError("store: group grants exist only for experiments and registered models")
+
+// ErrNoGroupTables is returned by group writes when the auth database has
+// no group tables (plain MLflow).
+var ErrNoGroupTables = errors.New("store: the auth database has no group tables; run mlflow-authz migrate")
+
+type invalidError string
+
+func (e invalidError) Error() string        { return string(e) }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
 // Permission is one of MLflow's permission levels, ordered so that a higher
 // value grants everything a lower one does.
 type Permission int8

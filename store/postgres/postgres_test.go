@@ -49,7 +49,23 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	st, err := postgres.Open(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch}, authURL
+	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch,
+		QueryAuth: queryOn(t, authURL)}, authURL
+}
+
+// queryOn runs queries on a connection of its own, as an operator's psql would.
+func queryOn(t *testing.T, url string) storetest.QueryFunc {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return func(ctx context.Context, sql string, args ...any) ([]string, error) {
+		rows, err := conn.Query(ctx, sql, args...)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
@@ -68,7 +84,7 @@ func TestConformanceOneDatabase(t *testing.T) {
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)
 		t.Cleanup(st.Close)
-		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch}
+		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch, QueryAuth: queryOn(t, url)}
 	})
 }
 

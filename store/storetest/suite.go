@@ -33,9 +33,15 @@ type Harness struct {
 	// ExecAuth and ExecTracking run SQL on connections of their own, as
 	// another process would (MLflow, or an operator's psql).
 	ExecAuth, ExecTracking ExecFunc
+	// QueryAuth returns the first column of every row of a query on the
+	// auth database (cast it to text in the SQL); AdminRun needs it.
+	QueryAuth QueryFunc
 	// Watch is the backend's change watch (see postgres.Store.Watch).
 	Watch func(ctx context.Context, invalidate func(table string), flush func()) error
 }
+
+// QueryFunc runs one query and returns its first column, as text.
+type QueryFunc func(ctx context.Context, sql string, args ...any) ([]string, error)
 
 // Opener opens a backend on fresh databases prepared as s says.
 type Opener func(t *testing.T, s Setup) Harness
