@@ -103,6 +103,9 @@ type Item struct {
 	Call  extauthz.Call
 	Kind  string
 	Allow bool
+	// Status and Reason are the deny's HTTP status and reason code.
+	Status int
+	Reason string
 }
 
 // Corpus kinds, with their share of the corpus in percent.
@@ -290,16 +293,23 @@ func (d Dataset) Corpus(n int, seed uint64, activeUsers int, token func(devissue
 			c.Host = HostKiali
 			c.Target = "/kiali/api/namespaces/ml-pipelines/workloads?health=true&rateInterval=60s"
 		}
+		if !it.Allow {
+			it.Status, it.Reason = 403, "permission_denied"
+		}
 		if kind == "phoenix" || kind == "kiali" {
 			// Their denies are users outside the app's group.
 			it.Allow = u%10 != 3
+			it.Status, it.Reason = 403, "forbidden"
+			if it.Allow {
+				it.Status, it.Reason = 0, ""
+			}
 		}
 		tok, err := bearer(u)
 		if err != nil {
 			return nil, err
 		}
 		if rng.IntN(100) == 0 {
-			it.Allow = false // anonymous: 401
+			it.Allow, it.Status, it.Reason = false, 401, "unauthenticated"
 		} else {
 			c.Headers["authorization"] = tok
 		}

@@ -76,6 +76,10 @@ type Result struct {
 	Throughput float64 `json:"rps"`
 	// LatencyUS is measured from the intended send time in open loop.
 	LatencyUS Latency `json:"latency_us"`
+	// LagUS is, in open loop, how late the generator itself sent requests
+	// after their due time (a busy machine or a full set of callers); it is
+	// part of LatencyUS, as it would be for a real client.
+	LagUS *Latency `json:"lag_us,omitempty"`
 
 	hist *Histogram
 }
@@ -128,7 +132,7 @@ func Requests(calls []extauthz.Call) []*authv3.CheckRequest {
 
 // caller is one concurrent sender with its own counters.
 type caller struct {
-	hist                     *Histogram
+	hist, lag                *Histogram
 	allowed, denied, errored uint64
 	firstErr                 error
 }
@@ -167,7 +171,7 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 	}
 	callers := make([]*caller, opts.Concurrency)
 	for i := range callers {
-		callers[i] = &caller{hist: NewHistogram()}
+		callers[i] = &caller{hist: NewHistogram(), lag: NewHistogram()}
 	}
 
 	var next atomic.Uint64 // index of the next request in the corpus
@@ -199,6 +203,9 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 			client := clients[i%len(clients)]
 			wg.Go(func() {
 				for at := range due {
+					if !at.Before(measureFrom) {
+						c.lag.Record(time.Since(at))
+					}
 					c.send(ctx, client, pick(), at, !at.Before(measureFrom))
 				}
 			})
@@ -231,8 +238,10 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 
 	res := Result{Label: opts.Label, Mode: mode, Conns: len(conns), Concurrency: opts.Concurrency,
 		TargetRate: opts.Rate, Seconds: elapsed.Seconds(), hist: NewHistogram()}
+	lag := NewHistogram()
 	for _, c := range callers {
 		res.hist.Merge(c.hist)
+		lag.Merge(c.lag)
 		res.Allowed += c.allowed
 		res.Denied += c.denied
 		res.Errors += c.errored
@@ -243,9 +252,15 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 	res.Requests = res.Allowed + res.Denied + res.Errors
 	res.Throughput = float64(res.Requests) / res.Seconds
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	h := res.hist
-	res.LatencyUS = Latency{P50: us(h.Quantile(0.5)), P90: us(h.Quantile(0.9)), P99: us(h.Quantile(0.99)),
-		P999: us(h.Quantile(0.999)), Max: us(h.Max()), Mean: us(h.Mean())}
+	summary := func(h *Histogram) Latency {
+		return Latency{P50: us(h.Quantile(0.5)), P90: us(h.Quantile(0.9)), P99: us(h.Quantile(0.99)),
+			P999: us(h.Quantile(0.999)), Max: us(h.Max()), Mean: us(h.Mean())}
+	}
+	res.LatencyUS = summary(res.hist)
+	if mode == "open" {
+		l := summary(lag)
+		res.LagUS = &l
+	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadgen: run cut short: %w", err)
 	}

@@ -1,0 +1,22 @@
+// Package bench compares the real mlflow-authz service with a no-op
+// ext_authz floor under the same Envoy-shaped load (package loadgen).
+//
+// TestSmoke runs with every `go test` (a few seconds, no speed assertions):
+// it seeds a small dataset, starts the service in-process, checks that every
+// corpus call gets the decision the dataset implies (status and reason on
+// denies), and drives both the service and the floor with the load
+// generator.
+//
+// TestBench is the end-to-end benchmark behind `make bench`. It runs only
+// when MLFLOW_AUTHZ_BENCH_BINARY names a built mlflow-authz binary: it
+// seeds PostgreSQL in bulk at three scales, starts `mlflow-authz serve` and
+// a no-op floor as separate processes behind the same grpc-go settings,
+// alternates service and floor runs (A/B/A/B), and writes one JSON report
+// to MLFLOW_AUTHZ_BENCH_OUT (default bench-results/) and a summary to
+// stdout. Environment:
+//
+//	MLFLOW_AUTHZ_BENCH_BINARY   path of the binary (required)
+//	MLFLOW_AUTHZ_BENCH_OUT      directory for the JSON report and profiles
+//	MLFLOW_AUTHZ_BENCH_SECONDS  length of each measured run (default 5)
+//	MLFLOW_AUTHZ_BENCH_SCALES   comma-separated dataset scales (default 1,0.1,10)
+package bench

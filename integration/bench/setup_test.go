@@ -1,0 +1,200 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+	"github.com/mlflow-authz/mlflow-authz/store/postgres"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
+)
+
+// envNoop makes the test binary serve the no-op floor instead of running
+// tests, so the floor runs in a process of its own like the service.
+const envNoop = "MLFLOW_AUTHZ_BENCH_NOOP"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envNoop) != "" {
+		serveNoop()
+		return
+	}
+	storetest.Main(m)
+}
+
+// serveNoop serves the floor on 127.0.0.1:0, prints the address and runs
+// until killed.
+func serveNoop() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{Server: loadgen.NewNoop()})
+	fmt.Println(ln.Addr().String())
+	_ = gs.Serve(ln)
+}
+
+// startNoopProcess re-executes the test binary as the floor server.
+func startNoopProcess(t testing.TB) (addr string, pid int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envNoop+"=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	return strings.TrimSpace(line), cmd.Process.Pid
+}
+
+// serviceConfig is the configuration both the smoke test and the benchmark
+// run: an MLflow app with the collector as trace writer, and the rule apps
+// of examples/phoenix.yaml and examples/kiali.yaml reduced to the rules the
+// corpus reaches.
+func serviceConfig(issuer, dbURL, kialiToken string, pprof bool) string {
+	return fmt.Sprintf(`
+server:
+  grpc_addr: 127.0.0.1:0
+  http_addr: 127.0.0.1:0
+  pprof: %t
+  check_timeout: 2s
+  shutdown_grace: 1s
+log:
+  level: info
+issuers:
+  - name: dev
+    issuer: %q
+    audiences: [mlflow]
+spiffe:
+  trust_domain: cluster.local
+store:
+  driver: postgres
+  postgres:
+    tracking_url: %q
+    max_conns: 8
+apps:
+  - name: mlflow
+    type: mlflow
+    hosts: [%s]
+    trace_writers: [%s]
+    upstream:
+      mode: headers
+    mlflow:
+      default_permission: NO_PERMISSIONS
+  - name: phoenix
+    type: rules
+    hosts: [%s]
+    trace_writers: [%s]
+    upstream:
+      mode: phoenix
+    rules:
+      - methods: [GET, HEAD]
+        paths: [/healthz, /readyz]
+        allow: anyone
+      - methods: [POST, PUT, PATCH, DELETE]
+        path_prefixes: [/v1/]
+        groups: [phoenix-writers]
+      - path_prefixes: [/graphql, /v1/]
+        groups: [phoenix-users, phoenix-writers]
+      - methods: [GET, HEAD]
+        path_prefixes: [/]
+        allow: anyone
+  - name: kiali
+    type: rules
+    hosts: [%s]
+    upstream:
+      mode: kiali
+      token_file: %q
+    rules:
+      - methods: [GET, HEAD]
+        paths: [/kiali/healthz]
+        allow: anyone
+      - path_prefixes: [/kiali/api/]
+        groups: [kiali-users]
+`, pprof, issuer, dbURL, loadgen.HostMLflow, loadgen.CollectorPrincipal,
+		loadgen.HostPhoenix, loadgen.CollectorPrincipal, loadgen.HostKiali, kialiToken)
+}
+
+// seeded creates a database with MLflow's schemas and d's rows, and returns
+// its URL and how long the bulk insert took.
+func seeded(t testing.TB, d loadgen.Dataset) (string, time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	url := storetest.Postgres(t)
+	require.NoError(t, postgres.Migrate(ctx, url))
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	exec := func(ctx context.Context, sql string, args ...any) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	}
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, exec))
+	start := time.Now()
+	for _, s := range d.SeedSQL() {
+		require.NoError(t, exec(ctx, s), s)
+	}
+	return url, time.Since(start)
+}
+
+// fixture is what both tests share: a token issuer and a Kiali token file.
+type fixture struct {
+	iss        *devissuer.Issuer
+	kialiToken string
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	iss, err := devissuer.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = iss.Close() })
+	tok := filepath.Join(t.TempDir(), "kiali-token")
+	require.NoError(t, os.WriteFile(tok, []byte("kiali-sa-token"), 0o600))
+	return &fixture{iss: iss, kialiToken: tok}
+}
+
+// procStat reads a process's CPU time and resident memory from /proc.
+func procStat(pid int) (cpu time.Duration, rssKB int64, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields, in clock ticks (100 Hz on Linux).
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	cpu = time.Duration(ut+st) * 10 * time.Millisecond
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rssKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	return cpu, rssKB, nil
+}
+
+func authv3Client(c *grpc.ClientConn) authv3.AuthorizationClient {
+	return authv3.NewAuthorizationClient(c)
+}
