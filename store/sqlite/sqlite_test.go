@@ -46,7 +46,31 @@ func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {
 	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: tp, AuthPath: ap, PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch}
+	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: queryOn(t, ap)}
+}
+
+// queryOn opens its own handle on path, as an operator's sqlite3 would.
+func queryOn(t *testing.T, path string) storetest.QueryFunc {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return func(ctx context.Context, q string, args ...any) ([]string, error) {
+		rows, err := db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, rows.Err()
+	}
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
@@ -59,7 +83,7 @@ func TestConformanceOneFile(t *testing.T) {
 		st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p})
 		require.NoError(t, err)
 		t.Cleanup(st.Close)
-		return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch}
+		return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: queryOn(t, p)}
 	})
 }
 

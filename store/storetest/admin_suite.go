@@ -53,7 +53,7 @@ var (
 	team  = store.Grantee{Group: "team"}
 )
 
-func exp(id string) store.Resource { return store.Resource{Kind: store.Experiment, ID: id} }
+func exp(id string) store.Resource  { return store.Resource{Kind: store.Experiment, ID: id} }
 func rm(name string) store.Resource { return store.Resource{Kind: store.RegisteredModel, ID: name} }
 
 func testAdminUsers(t *testing.T, open Opener) {
