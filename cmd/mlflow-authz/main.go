@@ -44,7 +44,8 @@ func newRootCommand() *cobra.Command {
 		Version:       version,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newDemoCommand(), newCheckCommand())
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newDemoCommand(), newCheckCommand(),
+		newUsersCommand(), newGroupsCommand(), newGrantCommand(), newRevokeCommand(), newPermissionsCommand(), newExplainCommand())
 	return root
 }
 
