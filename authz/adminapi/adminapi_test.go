@@ -1,0 +1,294 @@
+package adminapi_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	_ "modernc.org/sqlite"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
+	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
+)
+
+// syncBuffer collects audit lines written by the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m))
+		out = append(out, m)
+	}
+	return out
+}
+
+type env struct {
+	client v1.AdminServiceClient
+	iss    *devissuer.Issuer
+	audit  *syncBuffer
+	st     *sqlite.Store
+}
+
+// start serves the admin API over real gRPC on a loopback port, with a real
+// SQLite store (MLflow's tables) and real JWT verification against a JWKS.
+func start(t *testing.T) *env {
+	t.Helper()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mlflow.db")
+	require.NoError(t, sqlite.Migrate(ctx, path))
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	defer db.Close()
+	exec := func(ctx context.Context, q string, args ...any) error { _, err := db.ExecContext(ctx, q, args...); return err }
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, exec))
+	for _, q := range []string{
+		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'fraud-detection', 'active')`,
+		`INSERT INTO users (id, username, is_admin) VALUES (1, 'carol', 1), (2, 'bob', 0)`,
+	} {
+		require.NoError(t, exec(ctx, q))
+	}
+	st, err := sqlite.Open(ctx, sqlite.Config{TrackingPath: path})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+
+	iss, err := devissuer.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = iss.Close() })
+	jwt, err := identity.NewJWT(ctx, []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"mlflow-admin"}}})
+	require.NoError(t, err)
+	t.Cleanup(jwt.Close)
+	pol, err := mlflow.New(st, mlflow.Config{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	cfg := authz.Config{Apps: []*authz.App{{Name: "mlflow", Hosts: []string{"mlflow.localhost"}, Policy: pol}},
+		Authenticators: []authz.Authenticator{jwt}}
+	eng, err := authz.NewEngine(cfg)
+	require.NoError(t, err)
+
+	audit := &syncBuffer{}
+	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, EngineConfig: func() authz.Config { return cfg },
+		Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
+	gs := grpc.NewServer()
+	v1.RegisterAdminServiceServer(gs, svc)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return &env{client: v1.NewAdminServiceClient(conn), iss: iss, audit: audit, st: st}
+}
+
+func (e *env) as(t *testing.T, u devissuer.User) context.Context {
+	t.Helper()
+	tok, err := e.iss.Token(u)
+	require.NoError(t, err)
+	return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tok)
+}
+
+func TestOnlyAdminsMayCall(t *testing.T) {
+	e := start(t)
+	grant := &v1.GrantRequest{
+		Target:     &v1.Target{Target: &v1.Target_ExperimentName{ExperimentName: "fraud-detection"}},
+		Grantee:    &v1.Grantee{Grantee: &v1.Grantee_User{User: "alice"}},
+		Permission: "READ",
+	}
+	tests := []struct {
+		name    string
+		ctx     func() context.Context
+		code    codes.Code
+		message string
+		actor   string
+		result  string
+	}{
+		{"admin by token group", func() context.Context {
+			return e.as(t, devissuer.User{Username: "dave", Groups: []string{"/mlflow-admin"}})
+		}, codes.OK, "", "dave", "ok"},
+		{"admin by users.is_admin", func() context.Context { return e.as(t, devissuer.User{Username: "carol"}) }, codes.OK, "", "carol", "ok"},
+		{"authenticated non-admin", func() context.Context { return e.as(t, devissuer.User{Username: "bob", Groups: []string{"/team-a"}}) },
+			codes.PermissionDenied, "bob is not an admin", "bob", "denied"},
+		{"no credential", func() context.Context { return t.Context() }, codes.Unauthenticated, "needs a Bearer token", "anonymous", "denied"},
+		{"tampered token", func() context.Context {
+			tok, err := e.iss.Token(devissuer.User{Username: "dave", Groups: []string{"/mlflow-admin"}})
+			require.NoError(t, err)
+			return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tok[:len(tok)-4]+"AAAA")
+		}, codes.Unauthenticated, "token_bad_signature", "", "denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(e.audit.lines(t))
+			_, err := e.client.Grant(tt.ctx(), grant)
+			assert.Equal(t, tt.code, status.Code(err), "%v", err)
+			if tt.message != "" {
+				assert.Contains(t, status.Convert(err).Message(), tt.message)
+			}
+			lines := e.audit.lines(t)
+			require.Len(t, lines, before+1, "exactly one audit line per call")
+			l := lines[len(lines)-1]
+			assert.Equal(t, "admin_audit", l["msg"])
+			assert.Equal(t, "grant", l["action"])
+			assert.Equal(t, "grpc", l["via"])
+			assert.Equal(t, tt.actor, l["actor"])
+			assert.Equal(t, tt.result, l["result"])
+			assert.Equal(t, `experiment name "fraud-detection" user alice`, l["target"])
+		})
+	}
+	// The denied calls wrote nothing.
+	rows, err := e.st.ListGrants(t.Context(), store.GrantFilter{User: "alice"})
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	assert.Equal(t, "READ", rows[0].Permission)
+}
+
+func TestGrantAuditsBeforeAndAfter(t *testing.T) {
+	e := start(t)
+	ctx := e.as(t, devissuer.User{Username: "carol"})
+	target := &v1.Target{Target: &v1.Target_ExperimentId{ExperimentId: "1"}}
+	who := &v1.Grantee{Grantee: &v1.Grantee_Group{Group: "/team-a"}}
+	steps := []struct {
+		perm            string
+		before, after   string
+		changed         bool
+		revoke          bool
+		wantCode        codes.Code
+		wantMsgContains string
+	}{
+		{perm: "READ", before: "", after: "READ", changed: true},
+		{perm: "read", before: "READ", after: "READ", changed: false},
+		{perm: "EDIT", before: "READ", after: "EDIT", changed: true},
+		{revoke: true, before: "EDIT", after: "", changed: true},
+		{revoke: true, before: "", after: "", changed: false},
+		{perm: "OWNER", wantCode: codes.InvalidArgument, wantMsgContains: `permission "OWNER" is not one of`},
+	}
+	for _, s := range steps {
+		var ch *v1.Change
+		var err error
+		if s.revoke {
+			var resp *v1.RevokeResponse
+			resp, err = e.client.Revoke(ctx, &v1.RevokeRequest{Target: target, Grantee: who})
+			ch = resp.GetChange()
+		} else {
+			var resp *v1.GrantResponse
+			resp, err = e.client.Grant(ctx, &v1.GrantRequest{Target: target, Grantee: who, Permission: s.perm})
+			ch = resp.GetChange()
+		}
+		l := e.audit.lines(t)
+		last := l[len(l)-1]
+		if s.wantCode != codes.OK {
+			assert.Equal(t, s.wantCode, status.Code(err))
+			assert.Contains(t, status.Convert(err).Message(), s.wantMsgContains)
+			assert.Equal(t, "error", last["result"])
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, s.before, ch.Before)
+		assert.Equal(t, s.after, ch.After)
+		assert.Equal(t, s.changed, ch.Changed)
+		assert.Equal(t, "team-a", ch.Grantee)
+		assert.Equal(t, s.before, last["before"])
+		assert.Equal(t, s.after, last["after"])
+		assert.Equal(t, s.changed, last["changed"])
+		assert.Equal(t, "carol", last["actor"])
+	}
+
+	// An experiment that does not exist is refused with advice.
+	_, err := e.client.Grant(ctx, &v1.GrantRequest{Target: &v1.Target{Target: &v1.Target_ExperimentName{ExperimentName: "foo"}},
+		Grantee: who, Permission: "READ"})
+	assert.Equal(t, codes.NotFound, status.Code(err))
+	assert.Equal(t, `experiment "foo" not found; list experiments with: mlflow experiments search`, status.Convert(err).Message())
+}
+
+func TestExplainAsUserAndAsToken(t *testing.T) {
+	e := start(t)
+	ctx := e.as(t, devissuer.User{Username: "carol"})
+	_, err := e.client.Grant(ctx, &v1.GrantRequest{Target: &v1.Target{Target: &v1.Target_ExperimentId{ExperimentId: "1"}},
+		Grantee: &v1.Grantee{Grantee: &v1.Grantee_Group{Group: "team-a"}}, Permission: "READ"})
+	require.NoError(t, err)
+	bobToken, err := e.iss.Token(devissuer.User{Username: "bob", Groups: []string{"/team-a"}})
+	require.NoError(t, err)
+
+	tests := []struct {
+		name    string
+		req     *v1.ExplainRequest
+		allowed bool
+		status  int32
+		reason  string
+		stage   string // a stage that must appear
+		detail  string // in some step's detail
+	}{
+		{"group row allows read as user", &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost",
+			Target: "/api/2.0/mlflow/experiments/get?experiment_id=1", User: "bob", Groups: []string{"/team-a"}},
+			true, 200, "allowed", "permission", `group "team-a" row on experiment 1: READ`},
+		{"same as token", &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost",
+			Target: "/api/2.0/mlflow/experiments/get?experiment_id=1", Token: bobToken},
+			true, 200, "allowed", "identity", `user "bob" via jwt`},
+		{"no group: default denies", &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost",
+			Target: "/api/2.0/mlflow/experiments/get?experiment_id=1", User: "bob"},
+			false, 403, "permission_denied", "permission", "default NO_PERMISSIONS"},
+		{"read is not edit", &v1.ExplainRequest{Method: "POST", Host: "mlflow.localhost",
+			Target: "/api/2.0/mlflow/experiments/update", Body: []byte(`{"experiment_id":"1","new_name":"x"}`), User: "bob", Groups: []string{"team-a"}},
+			false, 403, "permission_denied", "route", ""},
+		{"dot segments refused before routing", &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost",
+			Target: "/api/2.0/mlflow/../x", User: "bob"}, false, 400, "path_not_canonical", "request", "refused before routing"},
+		{"unknown host", &v1.ExplainRequest{Method: "GET", Host: "nope.example.com", Target: "/", User: "bob"},
+			false, 403, "unknown_host", "decision", "belongs to no application"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := e.client.Explain(ctx, tt.req)
+			require.NoError(t, err)
+			assert.Equal(t, tt.allowed, resp.Allowed)
+			assert.Equal(t, tt.status, resp.Status)
+			assert.Equal(t, tt.reason, resp.Reason)
+			found := false
+			for _, s := range resp.Steps {
+				if s.Stage == tt.stage && strings.Contains(s.Detail, tt.detail) {
+					found = true
+				}
+			}
+			assert.True(t, found, "no %s step containing %q in %v", tt.stage, tt.detail, resp.Steps)
+		})
+	}
+
+	// Explain too is admin-only.
+	_, err = e.client.Explain(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+bobToken),
+		&v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost", Target: "/", User: "carol"})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+}
