@@ -66,7 +66,7 @@ const (
 
 func coldRun(i int) string { return fmt.Sprintf("d%031d", i) }
 
-const coldRuns = 400
+const coldRuns = 3000
 
 // seed: alice (users.id 1) has MANAGE on experiment 1; frank (2) has
 // nothing until a test grants it.
@@ -175,9 +175,7 @@ func (ks *keyServer) token(t *testing.T, username, kid string) string {
 	k := ks.keys[kid]
 	ks.mu.Unlock()
 	if k == nil {
-		var err error
-		k, err = rsa.GenerateKey(rand.Reader, 1024)
-		require.NoError(t, err)
+		k = forger(t)
 	}
 	now := time.Now()
 	hdr, _ := json.Marshal(map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid})
@@ -188,6 +186,25 @@ func (ks *keyServer) token(t *testing.T, username, kid string) string {
 	sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, d[:])
 	require.NoError(t, err)
 	return input + "." + b64(sig)
+}
+
+var (
+	forgerOnce sync.Once
+	forgerKey  *rsa.PrivateKey
+)
+
+// forger is the attacker's key: one for all forged tokens, so a flood costs
+// no key generation.
+func forger(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	forgerOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		forgerKey = k
+	})
+	return forgerKey
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
