@@ -61,6 +61,23 @@ func allRoutesSeed() []string {
 	return s
 }
 
+// startLevels starts the service on backend b with the harness seed plus
+// allRoutesSeed, and tokens for the level users. Seeding happens before the
+// first check, so no cache holds a decision from before it.
+func startLevels(t *testing.T, b backend) *harness {
+	t.Helper()
+	h := startOn(t, b)
+	for _, s := range allRoutesSeed() {
+		require.NoError(t, h.exec(t.Context(), s), s)
+	}
+	for _, name := range levelUsers {
+		tok, err := h.iss.Token(devissuer.User{Username: name})
+		require.NoError(t, err)
+		h.tokens[name] = tok
+	}
+	return h
+}
+
 // mounts are the prefixes MLflow mounts routes at (the harness's MLflow has
 // no --static-prefix). Which of them a row lives under is read back from
 // the classifier, so a row gained or lost under a prefix is tested as is.
@@ -299,15 +316,7 @@ func TestAllMLflowRoutes(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
-			h := startOn(t, b)
-			for _, s := range allRoutesSeed() {
-				require.NoError(t, h.exec(t.Context(), s), s)
-			}
-			for _, name := range levelUsers {
-				tok, err := h.iss.Token(devissuer.User{Username: name})
-				require.NoError(t, err)
-				h.tokens[name] = tok
-			}
+			h := startLevels(t, b)
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
 					allow, deny := callers(c.access, c.perm)
@@ -326,6 +335,89 @@ func TestAllMLflowRoutes(t *testing.T) {
 							assertChallenge(t, res)
 						}
 					}
+				})
+			}
+		})
+	}
+}
+
+// TestMLflowRoutesEveryNeed covers the rows that need more than one
+// permission: a caller with MANAGE on the first id is still denied when
+// one more id of the same request is out of reach (experiment 3, or a
+// gateway object without a grant), and an admin is allowed. Without it a
+// row that checked only its first id would pass the sweep above.
+func TestMLflowRoutesEveryNeed(t *testing.T) {
+	manager := levelUsers[store.Manage]
+	tests := []struct {
+		name, method, target, body string
+	}{
+		{"LinkTracesToRun foreign trace", "POST", "/api/2.0/mlflow/traces/link-to-run",
+			`{"run_id":"` + runA + `","trace_ids":["` + trace1 + `","` + trace3 + `"]}`},
+		{"LinkTracesToRun foreign run", "POST", "/api/2.0/mlflow/traces/link-to-run",
+			`{"run_id":"` + runC + `","trace_ids":["` + trace1 + `"]}`},
+		{"CreateModelVersion foreign source run", "POST", "/api/2.0/mlflow/model-versions/create",
+			`{"name":"` + model1 + `","run_id":"` + runC + `"}`},
+		{"AddDatasetToExperiments foreign experiment", "POST", "/api/3.0/mlflow/datasets/" + dataset1 + "/add-experiments",
+			`{"experiment_ids":["1","3"]}`},
+		{"RemoveDatasetFromExperiments foreign experiment", "POST", "/ajax-api/3.0/mlflow/datasets/" + dataset1 + "/remove-experiments",
+			`{"experiment_ids":["3"]}`},
+		{"CreateGatewayEndpoint ungranted model definition", "POST", "/api/3.0/mlflow/gateway/endpoints/create",
+			`{"name":"e","model_configs":[{"model_definition_id":"` + modelDef1 + `"},{"model_definition_id":"md-other"}]}`},
+		{"UpdateGatewayEndpoint ungranted model definition", "POST", "/api/3.0/mlflow/gateway/endpoints/update",
+			`{"endpoint_id":"` + endpoint1 + `","model_configs":[{"model_definition_id":"md-other"}]}`},
+		{"UpdateGatewayModelDefinition ungranted secret", "POST", "/api/3.0/mlflow/gateway/model-definitions/update",
+			`{"model_definition_id":"` + modelDef1 + `","secret_id":"sec-other"}`},
+		{"SearchRuns foreign experiment", "POST", "/api/2.0/mlflow/runs/search", `{"experiment_ids":["1","3"]}`},
+		{"SearchTracesV3 foreign location", "POST", "/api/3.0/mlflow/traces/search",
+			`{"locations":[{"mlflow_experiment":{"experiment_id":"1"}},{"mlflow_experiment":{"experiment_id":"3"}}]}`},
+		{"BatchGetTraces foreign trace", "GET", "/api/3.0/mlflow/traces/batchGet?trace_ids=" + trace1 + "&trace_ids=" + trace3, ""},
+		{"GetMetricHistoryBulk foreign run", "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=" + runA + "&run_id=" + runC + "&metric_key=loss", ""},
+		{"GetMetricHistoryBulkInterval foreign run", "GET", "/api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids=" + runA + "&run_ids=" + runC, ""},
+		{"GraphQL two fields, one foreign", "POST", "/graphql",
+			`{"query":"query { a: mlflowGetRun(input: {runId: \"` + runA + `\"}) { run { info { runId } } } b: mlflowGetRun(input: {runId: \"` + runC + `\"}) { run { info { runId } } } }"}`},
+	}
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			h := startLevels(t, b)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					res := h.check(t, h.as(hostMLflow, manager, tt.method, tt.target, tt.body, nil))
+					requireDecision(t, res, false, http.StatusForbidden, string(authz.ReasonPermissionDenied))
+					res = h.check(t, h.as(hostMLflow, "carol", tt.method, tt.target, tt.body, nil))
+					requireDecision(t, res, true, 0, "")
+				})
+			}
+		})
+	}
+}
+
+// TestMLflowRoutesUnknownIDs sends an id of every lookup kind that resolves
+// to nothing: the request is denied before any grant could apply (A.1: an
+// id that cannot be resolved is never given the default permission), on
+// both backends, even to a caller with MANAGE everywhere it has a row.
+func TestMLflowRoutesUnknownIDs(t *testing.T) {
+	manager := levelUsers[store.Manage]
+	tests := []struct {
+		name, method, target, body string
+	}{
+		{"run", "GET", "/api/2.0/mlflow/runs/get?run_id=ffffffffffffffffffffffffffffffff", ""},
+		{"trace", "GET", "/api/3.0/mlflow/traces/tr-ffffffffffffffffffffffffffffffff", ""},
+		{"logged model", "GET", "/api/2.0/mlflow/logged-models/m-ffffffffffffffffffffffffffffffff", ""},
+		{"experiment id", "GET", "/api/2.0/mlflow/experiments/get?experiment_id=999", ""},
+		{"experiment name", "GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=no-such", ""},
+		{"job", "GET", "/api/3.0/mlflow/prompt-optimization/jobs/job-ffff", ""},
+		{"issue", "GET", "/api/3.0/mlflow/issues/iss-ffff", ""},
+		{"dataset", "GET", "/api/3.0/mlflow/datasets/d-ffff", ""},
+		{"gateway endpoint name", "POST", "/gateway/no-such-ep/mlflow/invocations", `{"messages":[]}`},
+		{"artifact of unknown experiment", "GET", "/api/2.0/mlflow-artifacts/artifacts/999/" + runA + "/artifacts/x", ""},
+	}
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			h := startLevels(t, b)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					res := h.check(t, h.as(hostMLflow, manager, tt.method, tt.target, tt.body, nil))
+					requireDecision(t, res, false, http.StatusNotFound, string(authz.ReasonResourceNotFound))
 				})
 			}
 		})
