@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -42,7 +43,36 @@ type Config struct {
 	CreateGroups []string `yaml:"create_groups"`
 	// StaticPrefix is MLflow's --static-prefix ("" or "/something").
 	StaticPrefix string `yaml:"static_prefix"`
+	// CreatorGrants gives the creator of an experiment or registered model
+	// MANAGE once MLflow's row exists, and makes registered-model permission
+	// rows follow renames and deletes (MLflow's after-request handlers).
+	// Default true; it needs a Recorder (the server wires one when the
+	// store can write).
+	CreatorGrants *bool `yaml:"creator_grants"`
+	// PendingTTL is how long an allowed create, rename or delete waits for
+	// MLflow's tables to show it before it expires without effect (default 2m).
+	PendingTTL time.Duration `yaml:"pending_ttl"`
+	// Recorder receives the allowed creates, renames and deletes. It is set
+	// by the code that builds the service, never by YAML; nil records nothing.
+	Recorder Recorder `yaml:"-"`
 }
+
+// Recorder hears about requests we allowed whose effect on permission rows
+// must follow once MLflow has carried them out. We see requests, never
+// responses, so it must check MLflow's tables before acting
+// (authz/ownership). Calls happen on the check's path and must be quick.
+type Recorder interface {
+	// RecordCreate: user was allowed to create an experiment or registered
+	// model named name.
+	RecordCreate(ctx context.Context, kind store.ResourceKind, name, user string, ttl time.Duration)
+	// RecordRename: a registered model may be renamed from → to.
+	RecordRename(ctx context.Context, kind store.ResourceKind, from, to string, ttl time.Duration)
+	// RecordDelete: a registered model may be deleted.
+	RecordDelete(ctx context.Context, kind store.ResourceKind, name string, ttl time.Duration)
+}
+
+// DefaultPendingTTL is PendingTTL's default.
+const DefaultPendingTTL = 2 * time.Minute
 
 // Policy decides MLflow requests. It implements authz.Policy.
 type Policy struct {
@@ -52,6 +82,8 @@ type Policy struct {
 	defaultPerm  store.Permission
 	integrity    string
 	createGroups []string
+	recorder     Recorder // nil when creator grants are off
+	pendingTTL   time.Duration
 }
 
 var _ authz.Policy = (*Policy)(nil)
@@ -90,6 +122,16 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 			return nil, errors.New("mlflow: create_groups holds an empty group name")
 		}
 		p.createGroups = append(p.createGroups, authz.NormalizeGroup(g))
+	}
+	if cfg.PendingTTL < 0 {
+		return nil, fmt.Errorf("mlflow: pending_ttl %s must not be negative", cfg.PendingTTL)
+	}
+	p.pendingTTL = cfg.PendingTTL
+	if p.pendingTTL == 0 {
+		p.pendingTTL = DefaultPendingTTL
+	}
+	if cfg.CreatorGrants == nil || *cfg.CreatorGrants {
+		p.recorder = cfg.Recorder
 	}
 	p.cls = NewClassifier(sp)
 	return p, nil
@@ -134,7 +176,63 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 			p.log.WarnContext(ctx, "mlflow request records another user", slog.String("request_id", req.ID), slog.String("route", op.Route.Name), slog.String("claimed_user", u), slog.String("caller", id.Username))
 		}
 	}
+	if d2.Allowed && p.recorder != nil {
+		p.record(ctx, req, op, id)
+	}
 	return d2
+}
+
+// record hands an allowed create, rename or delete to the recorder, which
+// acts only once MLflow's tables show that MLflow did it (B§5). A name we
+// cannot read the way MLflow does is not recorded: no grant is the safe side.
+func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, id *authz.Identity) {
+	switch op.Route.Name {
+	case "CreateExperiment", "CreateRegisteredModel":
+		kind := store.Experiment
+		if op.Route.Name == "CreateRegisteredModel" {
+			kind = store.RegisteredModel
+		}
+		name := p.bodyString(req, "name")
+		if name == "" || id.Username == "" {
+			return
+		}
+		if tr := authz.TraceFrom(ctx); tr != nil {
+			tr.Addf("ownership", "creator %q of %s %q gets MANAGE once MLflow's row exists", id.Username, kind, name)
+		}
+		p.recorder.RecordCreate(ctx, kind, name, id.Username, p.pendingTTL)
+	case "RenameRegisteredModel", "DeleteRegisteredModel":
+		name := ""
+		for _, n := range op.Needs {
+			if n.Lookup == "" && n.Resource.Kind == store.RegisteredModel {
+				name = n.Resource.ID
+				break
+			}
+		}
+		if name == "" {
+			return
+		}
+		if op.Route.Name == "DeleteRegisteredModel" {
+			p.recorder.RecordDelete(ctx, store.RegisteredModel, name, p.pendingTTL)
+			return
+		}
+		to := p.bodyString(req, "new_name")
+		if to == "" {
+			return
+		}
+		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
+	}
+}
+
+// bodyString reads a single string field of the JSON body exactly as the
+// route reader does (both spellings, duplicates refused); "" when absent or
+// unreadable.
+func (p *Policy) bodyString(req *authz.Request, field string) string {
+	rd := reader{req: req, vars: &pathVars{}}
+	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel})
+	if d != nil || len(vals) != 1 {
+		return ""
+	}
+	return vals[0]
 }
 
 func unauthenticated() authz.Decision {
