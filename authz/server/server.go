@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/ops"
+	"github.com/mlflow-authz/mlflow-authz/authz/ownership"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/cache"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
@@ -84,6 +86,10 @@ type Running struct {
 	be         backend
 	stopBg     context.CancelFunc
 	stopOnce   sync.Once
+
+	owners     *ownership.Reconciler // nil unless the store can write
+	ownersDone chan struct{}
+	tracking   *ownership.SQLTracking
 }
 
 // Start opens the store, builds and starts the engine from cfg, binds both
@@ -119,9 +125,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		// from the cache after it is announced.
 		go func() { _ = be.Watch(bgCtx, func(string) { c.Invalidate() }, c.Flush) }()
 		r.reader = c
+		if err := r.startOwnership(bgCtx, cfg.Store, be); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, r.stopOwnership)
 	}
 
-	rt, err := config.Build(ctx, cfg, r.reader, log)
+	rt, err := config.Build(ctx, r.withRecorder(cfg), r.reader, log)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -154,6 +164,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		MaxConnectionAge: cfg.Server.MaxConnectionAge,
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
 	})
+	r.registerAdmin()
 	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("server: server.grpc_addr: %w", err)
@@ -198,7 +209,7 @@ func (r *Running) Reload(ctx context.Context, next *config.Config) error {
 	}
 	// The new runtime's JWKS refresh must outlive ctx, which may be a
 	// request's; Build detaches its own background work from ctx.
-	nrt, err := config.Build(ctx, next, r.reader, r.log)
+	nrt, err := config.Build(ctx, r.withRecorder(next), r.reader, r.log)
 	if err != nil {
 		return err
 	}
@@ -235,6 +246,7 @@ func (r *Running) Stop() {
 			r.log.Warn("server: HTTP shutdown", "error", err)
 		}
 		r.stopBg()
+		r.stopOwnership()
 		r.mu.Lock()
 		r.rt.Close()
 		r.mu.Unlock()
@@ -243,3 +255,67 @@ func (r *Running) Stop() {
 		}
 	})
 }
+
+// startOwnership starts the creator-grant reconciler when the store can
+// write MLflow's permission tables (authz/ownership). It reads the tracking
+// tables on connections of its own and idles while nothing is pending.
+func (r *Running) startOwnership(ctx context.Context, cfg config.StoreConfig, be backend) error {
+	admin, ok := be.(store.Admin)
+	if !ok {
+		r.log.Warn("server: the store cannot write permission rows: creators get no MANAGE grant and registered-model renames and deletes leave their rows")
+		return nil
+	}
+	var err error
+	switch cfg.Driver {
+	case "postgres":
+		r.tracking, err = ownership.OpenPostgresTracking(cfg.Postgres.TrackingURL, cfg.Postgres.StatementTimeout)
+	case "sqlite":
+		r.tracking, err = ownership.OpenSQLiteTracking(cfg.SQLite.TrackingPath, cfg.SQLite.QueryTimeout)
+	default:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	r.owners = ownership.New(admin, r.tracking, ownership.Options{Logger: r.log})
+	r.ownersDone = make(chan struct{})
+	go func() {
+		defer close(r.ownersDone)
+		r.owners.Run(ctx)
+	}()
+	return nil
+}
+
+// stopOwnership waits for the reconciler (stopped by the background
+// context) before the store it writes to closes.
+func (r *Running) stopOwnership() {
+	if r.ownersDone != nil {
+		r.stopBg()
+		<-r.ownersDone
+		r.ownersDone = nil
+	}
+	if r.tracking != nil {
+		_ = r.tracking.Close()
+		r.tracking = nil
+	}
+}
+
+// withRecorder returns cfg with the reconciler as every MLflow app's
+// recorder. The caller's cfg is not modified.
+func (r *Running) withRecorder(cfg *config.Config) *config.Config {
+	if r.owners == nil {
+		return cfg
+	}
+	c := *cfg
+	c.Apps = slices.Clone(cfg.Apps)
+	for i := range c.Apps {
+		if c.Apps[i].Type == "mlflow" {
+			c.Apps[i].MLflow.Recorder = r.owners
+		}
+	}
+	return &c
+}
+
+// Ownership returns the creator-grant reconciler, nil when the store cannot
+// write permission rows.
+func (r *Running) Ownership() *ownership.Reconciler { return r.owners }
