@@ -1,0 +1,38 @@
+package server
+
+import (
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
+	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// registerAdmin serves the admin API (proto/mlflowauthz/v1) on the gRPC port
+// when the store can write MLflow's permission tables. Every call is
+// authenticated by the live engine's authenticators and allowed to admins
+// only; writes go to the database, and the store's change watch flushes the
+// cache as it does for any other writer.
+func (r *Running) registerAdmin() {
+	admin, ok := r.be.(store.Admin)
+	if !ok {
+		return
+	}
+	opts := adminapi.Options{
+		Store:  admin,
+		Engine: r.engine,
+		EngineConfig: func() authz.Config {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.rt.Engine
+		},
+		Remote: true,
+		Log:    r.log,
+	}
+	for _, a := range r.cfg.Apps {
+		if a.Type == "mlflow" && a.MLflow.DefaultPermission != "" {
+			opts.DefaultPermission, _ = store.ParsePermission(a.MLflow.DefaultPermission)
+			break
+		}
+	}
+	v1.RegisterAdminServiceServer(r.gs, adminapi.New(opts))
+}
