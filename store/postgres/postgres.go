@@ -1,4 +1,4 @@
-// Package postgres implements store.Reader on MLflow's PostgreSQL tables
+// Package postgres implements store.Reader and store.Admin on MLflow's PostgreSQL tables
 // with pgx. The auth tables (users, *_permissions, and mlflow-oidc-auth's
 // group tables) and the tracking tables (experiments, runs, …) may live in
 // different databases. Every Grants call is one round trip; the LISTEN

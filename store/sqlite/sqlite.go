@@ -1,4 +1,4 @@
-// Package sqlite implements store.Reader on MLflow's SQLite databases
+// Package sqlite implements store.Reader and store.Admin on MLflow's SQLite databases
 // (the embedded default) with the pure-Go modernc.org/sqlite driver. The
 // tracking and auth databases may be one file or two. Connections use WAL
 // and a busy timeout, so reads go on while MLflow writes from another

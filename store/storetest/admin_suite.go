@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func AdminRun(t *testing.T, open Opener) {
 	t.Run("RenameRegisteredModel", func(t *testing.T) { testAdminRename(t, open) })
 	t.Run("DeleteResourceGrants", func(t *testing.T) { testAdminDeleteResource(t, open) })
 	t.Run("WritesSeenThroughCache", func(t *testing.T) { testAdminInvalidation(t, open) })
+	t.Run("ConcurrentSetGrant", func(t *testing.T) { testAdminConcurrent(t, open) })
 }
 
 func openAdmin(t *testing.T, open Opener, s Setup) (Harness, store.Admin) {
@@ -666,4 +668,41 @@ func testAdminInvalidation(t *testing.T, open Opener) {
 	seen("admin", func(g store.Grants) bool { return g.UserAdmin })
 	require.NoError(t, a.DeleteUser(t.Context(), "alice"))
 	seen("user delete", func(g store.Grants) bool { return !g.UserExists })
+}
+
+// testAdminConcurrent races SetGrants that all find the user, group and
+// row missing: the backend serializes them, so exactly one creates each
+// row and none fails, even on registered_model_group_permissions, which
+// has no unique key to catch a duplicate.
+func testAdminConcurrent(t *testing.T, open Opener) {
+	h, a := openAdmin(t, open, Setup{})
+	const n = 8
+	for _, g := range []store.Grantee{{User: "racer"}, {Group: "racers"}} {
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			errs    []error
+			created int
+		)
+		for range n {
+			wg.Go(func() {
+				before, changed, err := a.SetGrant(t.Context(), g, rm("m"), store.Read)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if before == nil && changed {
+					created++
+				}
+			})
+		}
+		wg.Wait()
+		require.Empty(t, errs, "%v", g)
+		assert.Equal(t, 1, created, "%v: exactly one call creates the row", g)
+	}
+	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM users`))
+	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM groups`))
+	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM registered_model_permissions`))
+	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM registered_model_group_permissions`))
 }
