@@ -4,6 +4,8 @@ BIN       := bin/mlflow-authz
 PKG       := ./cmd/mlflow-authz
 FUZZTIME  ?= 30s
 BENCHTIME ?= 2s
+BENCH_SECONDS ?= 5
+BENCH_SCALES  ?= 1,0.1,10
 
 .DEFAULT_GOAL := help
 
@@ -36,8 +38,11 @@ fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
 
 .PHONY: bench
-bench: ## Micro-benchmarks of the hot path.
+bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op floor (results in bench-results/).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./authz/... ./store/cache
+	MLFLOW_AUTHZ_BENCH_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_BENCH_OUT=$(CURDIR)/bench-results \
+	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
+	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 30m ./integration/bench/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s).
