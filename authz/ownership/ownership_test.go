@@ -44,10 +44,10 @@ type opener struct {
 
 var backends = []opener{
 	{"postgres", openPostgres},
-	{"sqlite", openSQLite},
+	{"sqlite", func(t *testing.T) env { return openSQLite(t) }},
 }
 
-func asAdmin(t *testing.T, s any) store.Admin {
+func asAdmin(t testing.TB, s any) store.Admin {
 	t.Helper()
 	a, ok := s.(store.Admin)
 	require.True(t, ok, "%T does not implement store.Admin", s)
@@ -84,7 +84,7 @@ func pgExec(t *testing.T, url string) storetest.ExecFunc {
 	}
 }
 
-func openSQLite(t *testing.T) env {
+func openSQLite(t testing.TB) env {
 	t.Helper()
 	dir := t.TempDir()
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
@@ -101,7 +101,7 @@ func openSQLite(t *testing.T) env {
 	return e
 }
 
-func sqliteExec(t *testing.T, path string) storetest.ExecFunc {
+func sqliteExec(t testing.TB, path string) storetest.ExecFunc {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	require.NoError(t, err)
