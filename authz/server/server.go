@@ -165,7 +165,6 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
 	})
 	r.registerAdmin()
-	r.registerAdmin()
 	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("server: server.grpc_addr: %w", err)
