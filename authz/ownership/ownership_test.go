@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -541,4 +542,41 @@ func TestLookupWithoutTables(t *testing.T) {
 	}
 	_, err = tr.Lookup(t.Context(), store.Scorer, "x")
 	assert.Error(t, err)
+}
+
+// countingTracking counts the reads that reach the real tracking tables.
+type countingTracking struct {
+	ownership.Tracking
+	n atomic.Int64
+}
+
+func (c *countingTracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (ownership.Object, error) {
+	c.n.Add(1)
+	return c.Tracking.Lookup(ctx, kind, name)
+}
+
+// TestIdleReadsNothing: the tracking tables are read only while a record
+// waits, so a quiet service puts no load on MLflow's database.
+func TestIdleReadsNothing(t *testing.T) {
+	e := openSQLite(t)
+	ct := &countingTracking{Tracking: e.tracking}
+	rec := ownership.New(e.admin, ct, ownership.Options{PollInterval: 10 * time.Millisecond, FirstDelay: time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	time.Sleep(100 * time.Millisecond)
+	assert.Zero(t, ct.n.Load(), "reads while nothing is pending")
+
+	rec.RecordCreate(t.Context(), store.RegisteredModel, "quiet", "alice", time.Minute)
+	require.Equal(t, 1, rec.Pending())
+	time.Sleep(50 * time.Millisecond)
+	assert.Greater(t, ct.n.Load(), int64(2), "polls while the record waits")
+	must(t, e.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('quiet', %d, 0)`, time.Now().UnixMilli()))
+	require.Eventually(t, func() bool { return rec.Pending() == 0 }, 2*time.Second, time.Millisecond)
+	n := ct.n.Load()
+	time.Sleep(100 * time.Millisecond)
+	assert.Equal(t, n, ct.n.Load(), "reads after the last record was applied")
+	assert.Equal(t, ownership.Stats{Granted: 1}, rec.Stats())
 }
