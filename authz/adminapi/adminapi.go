@@ -509,6 +509,19 @@ func (s *Service) ListPermissions(ctx context.Context, req *v1.ListPermissionsRe
 	if err != nil {
 		return nil, a.done(storeErr(err, ""))
 	}
+	// A user's view includes the rows of the groups it is said to belong
+	// to: they are sources of its effective permission too.
+	if f.User != "" && f.Group == "" {
+		for _, g := range req.GetGroups() {
+			gf := f
+			gf.User, gf.Group = "", authz.NormalizeGroup(g)
+			more, err := s.opts.Store.ListGrants(ctx, gf)
+			if err != nil {
+				return nil, a.done(storeErr(err, ""))
+			}
+			rows = append(rows, more...)
+		}
+	}
 	out := &v1.ListPermissionsResponse{}
 	for _, r := range rows {
 		pr := &v1.PermissionRow{ResourceKind: string(r.Resource.Kind), ResourceId: r.Resource.ID, Permission: r.Permission}
@@ -574,6 +587,11 @@ func (s *Service) effective(ctx context.Context, user string, groups []string, r
 		} else {
 			eff.Sources = append(eff.Sources, "user row is NULL or unknown → deny")
 		}
+		for _, name := range eff.Groups {
+			if gr, ok := g.Groups[name]; ok {
+				eff.Sources = append(eff.Sources, fmt.Sprintf("group %q row: %s (outranked by the user row)", name, grantString(gr)))
+			}
+		}
 		eff.Permission = p.String()
 		return eff, nil
 	}
@@ -603,4 +621,11 @@ func (s *Service) effective(ctx context.Context, user string, groups []string, r
 	eff.Permission = s.opts.DefaultPermission.String()
 	eff.Sources = append(eff.Sources, "default_permission: "+eff.Permission)
 	return eff, nil
+}
+
+func grantString(g store.Grant) string {
+	if !g.Valid {
+		return "NULL or unknown"
+	}
+	return g.Permission.String()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // binary is the mlflow-authz binary built once for these tests: the
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	storetest.StopPostgres()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
