@@ -29,8 +29,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/store"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
+	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
 // Options configures a Service.

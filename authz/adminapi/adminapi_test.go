@@ -76,7 +76,10 @@ func start(t *testing.T) *env {
 	db, err := sql.Open("sqlite", path)
 	require.NoError(t, err)
 	defer db.Close()
-	exec := func(ctx context.Context, q string, args ...any) error { _, err := db.ExecContext(ctx, q, args...); return err }
+	exec := func(ctx context.Context, q string, args ...any) error {
+		_, err := db.ExecContext(ctx, q, args...)
+		return err
+	}
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, exec))
 	for _, q := range []string{
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'fraud-detection', 'active')`,

@@ -73,7 +73,10 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 		db, err := sql.Open("sqlite", path)
 		require.NoError(t, err)
 		defer db.Close()
-		run := func(ctx context.Context, q string, args ...any) error { _, err := db.ExecContext(ctx, q, args...); return err }
+		run := func(ctx context.Context, q string, args ...any) error {
+			_, err := db.ExecContext(ctx, q, args...)
+			return err
+		}
 		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, run))
 		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--sqlite", path}
@@ -85,7 +88,10 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 		conn, err := pgx.Connect(ctx, url)
 		require.NoError(t, err)
 		defer conn.Close(ctx)
-		run := func(ctx context.Context, q string, args ...any) error { _, err := conn.Exec(ctx, q, args...); return err }
+		run := func(ctx context.Context, q string, args ...any) error {
+			_, err := conn.Exec(ctx, q, args...)
+			return err
+		}
 		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, run))
 		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--database-url", url}
