@@ -211,13 +211,20 @@ func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, i
 		if name == "" {
 			return
 		}
+		tr := authz.TraceFrom(ctx)
 		if op.Route.Name == "DeleteRegisteredModel" {
+			if tr != nil {
+				tr.Addf("ownership", "permission rows of registered model %q go once MLflow's row is gone", name)
+			}
 			p.recorder.RecordDelete(ctx, store.RegisteredModel, name, p.pendingTTL)
 			return
 		}
 		to := p.bodyString(req, "new_name")
 		if to == "" {
 			return
+		}
+		if tr != nil {
+			tr.Addf("ownership", "permission rows of registered model %q move to %q once MLflow shows the rename", name, to)
 		}
 		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
 	}
