@@ -418,7 +418,7 @@ func targetString(t *v1.Target, g *v1.Grantee) string {
 	case *v1.Grantee_User:
 		b.WriteString(" user " + x.User)
 	case *v1.Grantee_Group:
-		b.WriteString(" group " + x.Group)
+		b.WriteString(" group " + authz.NormalizeGroup(x.Group))
 	}
 	return b.String()
 }
