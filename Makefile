@@ -4,6 +4,8 @@ BIN       := bin/mlflow-authz
 PKG       := ./cmd/mlflow-authz
 FUZZTIME  ?= 30s
 BENCHTIME ?= 2s
+SOAK_DURATION ?= 5m
+SOAK_RATE     ?= 1000
 BENCH_SECONDS ?= 5
 BENCH_SCALES  ?= 1,0.1,10
 
@@ -43,6 +45,11 @@ bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op fl
 	MLFLOW_AUTHZ_BENCH_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_BENCH_OUT=$(CURDIR)/bench-results \
 	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
 	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 30m ./integration/bench/
+
+.PHONY: soak
+soak: build ## Soak the built binary: SOAK_DURATION (5m) at SOAK_RATE (1000) rps; not part of test.
+	MLFLOW_AUTHZ_SOAK_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_SOAK_DURATION=$(SOAK_DURATION) MLFLOW_AUTHZ_SOAK_RATE=$(SOAK_RATE) \
+	  $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 60m ./integration/soak
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s).
