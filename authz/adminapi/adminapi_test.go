@@ -64,11 +64,13 @@ type env struct {
 	iss    *devissuer.Issuer
 	audit  *syncBuffer
 	st     *sqlite.Store
+	engine *authz.Engine
+	cfg    authz.Config
 }
 
 // start serves the admin API over real gRPC on a loopback port, with a real
 // SQLite store (MLflow's tables) and real JWT verification against a JWKS.
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "mlflow.db")
@@ -116,7 +118,7 @@ func start(t *testing.T) *env {
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	return &env{client: v1.NewAdminServiceClient(conn), iss: iss, audit: audit, st: st}
+	return &env{client: v1.NewAdminServiceClient(conn), iss: iss, audit: audit, st: st, engine: eng, cfg: cfg}
 }
 
 func (e *env) as(t *testing.T, u devissuer.User) context.Context {
@@ -294,4 +296,46 @@ func TestExplainAsUserAndAsToken(t *testing.T) {
 	_, err = e.client.Explain(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+bobToken),
 		&v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost", Target: "/", User: "carol"})
 	assert.Equal(t, codes.PermissionDenied, status.Code(err))
+}
+
+// FuzzExplainMatchesCheck: for any request, explain (run in process, as a
+// token bearer) reaches exactly the decision the engine's Check reaches, a
+// deny always carries a status and a reason, and there is always a trace.
+func FuzzExplainMatchesCheck(f *testing.F) {
+	e := start(f)
+	tok, err := e.iss.Token(devissuer.User{Username: "bob", Groups: []string{"/team-a"}})
+	require.NoError(f, err)
+	svc := adminapi.New(adminapi.Options{Store: e.st, Engine: e.engine, EngineConfig: func() authz.Config { return e.cfg }})
+	f.Add("GET", "/api/2.0/mlflow/experiments/get?experiment_id=1", "mlflow.localhost", []byte(nil), true)
+	f.Add("POST", "/api/2.0/mlflow/experiments/update", "mlflow.localhost", []byte(`{"experiment_id":"1"}`), true)
+	f.Add("GET", "/api/2.0/mlflow/%2e%2e/x", "mlflow.localhost:443", []byte(nil), false)
+	f.Add("PUT", "//a//b?x=%zz", "other", []byte("{"), true)
+	f.Fuzz(func(t *testing.T, method, target, host string, body []byte, withToken bool) {
+		req := &v1.ExplainRequest{Method: method, Target: target, Host: host, Body: body}
+		headers := map[string]string{}
+		if withToken {
+			req.Token = tok
+			headers["authorization"] = "Bearer " + tok
+		}
+		if len(body) > 0 {
+			headers["content-type"] = "application/json"
+		}
+		resp, err := svc.Explain(t.Context(), req)
+		require.NoError(t, err)
+		var want authz.Decision
+		r, deny := authz.NewRequest(authz.RequestInput{ID: "explain", Method: method, Host: host, Target: target, Headers: headers, Body: body})
+		if deny != nil {
+			want = *deny
+		} else {
+			want = e.engine.Check(t.Context(), r)
+		}
+		assert.Equal(t, want.Allowed, resp.Allowed)
+		assert.Equal(t, int32(want.Status), resp.Status)
+		assert.Equal(t, string(want.Reason), resp.Reason)
+		assert.NotEmpty(t, resp.Steps)
+		if !resp.Allowed {
+			assert.GreaterOrEqual(t, resp.Status, int32(400))
+			assert.NotEmpty(t, resp.Reason)
+		}
+	})
 }
