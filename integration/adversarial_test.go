@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -198,7 +199,7 @@ type hostile struct {
 	reason    string
 }
 
-func (h *harness) sendHostile(t *testing.T, tt hostile) result {
+func (h *harness) sendHostile(t *testing.T, requestID string, tt hostile) result {
 	t.Helper()
 	host, who, method := tt.host, tt.who, tt.method
 	if host == "" {
@@ -218,6 +219,7 @@ func (h *harness) sendHostile(t *testing.T, tt hostile) result {
 		c.Principal = tt.principal
 	}
 	c.PartialBody = tt.partial
+	c.RequestID = requestID
 	return h.check(t, c)
 }
 
@@ -690,9 +692,9 @@ func TestAdversarial(t *testing.T) {
 
 	require.GreaterOrEqual(t, len(tests), 150, "the issue asks for at least 150 hostile requests")
 	byReason := map[string]int{}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := h.sendHostile(t, tt)
+			res := h.sendHostile(t, fmt.Sprintf("adv-%04d", i), tt)
 			byReason[res.Reason]++
 			requireDecision(t, res, false, tt.status, tt.reason)
 			if res.Status == http.StatusUnauthorized {
@@ -703,6 +705,38 @@ func TestAdversarial(t *testing.T) {
 	assert.Zero(t, attackerHits.Load(), "jku/x5u made us fetch from the attacker")
 	t.Logf("%d hostile requests, denies by reason: %v", len(tests), byReason)
 	assert.NotContains(t, h.logs.String(), goodTok, "a bearer token reached the log")
+
+	// Audit: every deny is one structured decision line a SIEM can ship,
+	// with the fields README's "Audit log" documents.
+	lines := map[string][]map[string]any{}
+	for _, l := range strings.Split(h.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["msg"] != "decision" {
+			continue
+		}
+		if id, _ := m["request_id"].(string); strings.HasPrefix(id, "adv-") {
+			lines[id] = append(lines[id], m)
+		}
+	}
+	for i, tt := range tests {
+		id := fmt.Sprintf("adv-%04d", i)
+		got := lines[id]
+		if !assert.Len(t, got, 1, "decision lines for %s (%s)", id, tt.name) {
+			continue
+		}
+		m := got[0]
+		for _, k := range []string{"time", "level", "request_id", "app", "host", "method", "path", "identity", "decision", "status", "reason", "latency_us"} {
+			assert.Contains(t, m, k, "%s: field %s", tt.name, k)
+		}
+		assert.Equal(t, "deny", m["decision"], tt.name)
+		assert.Equal(t, tt.reason, m["reason"], tt.name)
+		assert.Equal(t, float64(tt.status), m["status"], tt.name)
+		wantLevel := "INFO"
+		if tt.status >= 500 {
+			wantLevel = "WARN"
+		}
+		assert.Equal(t, wantLevel, m["level"], tt.name)
+	}
 }
 
 // TestAdversarialHeaderMutations covers the spoofed headers that do not make
