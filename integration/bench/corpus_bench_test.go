@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"log/slog"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/config"
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/server"
+	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+)
+
+// BenchmarkCorpusInProcess is the service's own cost per kind of call in
+// the benchmark corpus, warm caches, without the network: the engine behind
+// extauthz.Server with its metrics and the decision log (JSON, discarded).
+// It needs PostgreSQL, like the smoke test.
+func BenchmarkCorpusInProcess(b *testing.B) {
+	fx := newFixture(b)
+	url, _ := seeded(b, smokeDataset)
+	cfg, err := config.Parse([]byte(serviceConfig(fx.iss.URL, url, fx.kialiToken, false)), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	run, err := server.Start(b.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(run.Stop)
+	m, err := extauthz.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := extauthz.NewServer(run.Engine(), slog.New(slog.NewJSONHandler(discard{}, nil)), m)
+	items, err := smokeDataset.Corpus(2000, 1, 40, fx.iss.Token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	byKind := map[string][]*authv3.CheckRequest{}
+	var kinds []string
+	for _, it := range items {
+		if it.Allow {
+			if _, ok := byKind[it.Kind]; !ok {
+				kinds = append(kinds, it.Kind)
+			}
+			byKind[it.Kind] = append(byKind[it.Kind], it.Call.CheckRequest())
+		}
+	}
+	all := loadgen.Requests(loadgen.Calls(items))
+	bench := func(name string, reqs []*authv3.CheckRequest) {
+		for _, r := range reqs { // warm every cache
+			if _, err := srv.Check(b.Context(), r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := srv.Check(b.Context(), reqs[i%len(reqs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+	bench("mix", all)
+	for _, k := range kinds {
+		bench(k, byKind[k])
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
