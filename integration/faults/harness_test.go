@@ -34,22 +34,41 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
-// binary is mlflow-authz built once for this test binary: the faults are
-// injected under the process operators run, not under an in-process copy.
-var binary string
+// binary is mlflow-authz built once for this test binary, on first use (so
+// `go test -list` builds nothing): the faults are injected under the process
+// operators run, not under an in-process copy.
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+	binDir    string
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mlflow-authz-faults-")
-	if err != nil {
-		panic(err)
+	code := m.Run()
+	storetest.StopPostgres()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	binary = filepath.Join(dir, "mlflow-authz")
-	if out, err := exec.Command("go", "build", "-o", binary, "github.com/mlflow-authz/mlflow-authz/cmd/mlflow-authz").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	defer os.RemoveAll(dir)
-	storetest.Main(m)
+	os.Exit(code)
+}
+
+// buildBinary builds cmd/mlflow-authz into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "mlflow-authz-faults-")
+		if buildErr != nil {
+			return
+		}
+		binary = filepath.Join(binDir, "mlflow-authz")
+		out, err := exec.Command("go", "build", "-o", binary, "github.com/mlflow-authz/mlflow-authz/cmd/mlflow-authz").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binary
 }
 
 // long reports whether the long variants were asked for.
@@ -271,7 +290,7 @@ func startService(t *testing.T, dbURL string, ks *keyServer, o options) *service
 	doc := fmt.Sprintf(configTemplate, o.checkTimeout, ks.url, o.minRefresh, dbURL, o.statementTimeout)
 	require.NoError(t, os.WriteFile(cfg, []byte(doc), 0o600))
 
-	s := &service{cmd: exec.Command(binary, "serve", "--config", cfg)}
+	s := &service{cmd: exec.Command(buildBinary(t), "serve", "--config", cfg)}
 	stderr, err := s.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, s.cmd.Start())
