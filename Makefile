@@ -6,7 +6,8 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 2s
 SOAK_DURATION ?= 5m
 SOAK_RATE     ?= 1000
-BENCH_SECONDS ?= 5
+BENCH_SECONDS ?= 3
+BENCH_PAIRS   ?= 5
 BENCH_SCALES  ?= 1,0.1,10
 
 .DEFAULT_GOAL := help
@@ -43,7 +44,7 @@ fmt: ## Format the code.
 bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op floor (results in bench-results/).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./authz/... ./store/cache
 	MLFLOW_AUTHZ_BENCH_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_BENCH_OUT=$(CURDIR)/bench-results \
-	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
+	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_PAIRS=$(BENCH_PAIRS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
 	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 30m ./integration/bench/
 
 .PHONY: soak
@@ -54,7 +55,8 @@ soak: build ## Soak the built binary: SOAK_DURATION (5m) at SOAK_RATE (1000) rps
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s).
 	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	  fs=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "fuzz: cannot list the targets of $$pkg"; exit 1; }; \
+	  for f in $$(echo "$$fs" | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done

@@ -11,12 +11,13 @@
 // when MLFLOW_AUTHZ_BENCH_BINARY names a built mlflow-authz binary: it
 // seeds PostgreSQL in bulk at three scales, starts `mlflow-authz serve` and
 // a no-op floor as separate processes behind the same grpc-go settings,
-// alternates service and floor runs (A/B/A/B), and writes one JSON report
+// alternates short service and floor runs (A/B/A/B, summarised by medians), and writes one JSON report
 // to MLFLOW_AUTHZ_BENCH_OUT (default bench-results/) and a summary to
 // stdout. Environment:
 //
 //	MLFLOW_AUTHZ_BENCH_BINARY   path of the binary (required)
 //	MLFLOW_AUTHZ_BENCH_OUT      directory for the JSON report and profiles
-//	MLFLOW_AUTHZ_BENCH_SECONDS  length of each measured run (default 5)
+//	MLFLOW_AUTHZ_BENCH_SECONDS  length of each measured run (default 3)
+//	MLFLOW_AUTHZ_BENCH_PAIRS    service/floor pairs per mode (default 5)
 //	MLFLOW_AUTHZ_BENCH_SCALES   comma-separated dataset scales (default 1,0.1,10)
 package bench

@@ -32,6 +32,10 @@ type Options struct {
 	// Warmup runs the same load before recording, so that connections,
 	// caches and the Go runtime are warm (default none).
 	Warmup time.Duration
+	// Count, in closed loop, ends the run once this many requests have been
+	// sent, even before Duration: Count = len(reqs) sends the corpus once,
+	// which warms every cache the corpus can reach.
+	Count int
 }
 
 func (o Options) withDefaults() Options {
@@ -176,6 +180,10 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 
 	var next atomic.Uint64 // index of the next request in the corpus
 	pick := func() *authv3.CheckRequest { return reqs[(next.Add(1)-1)%uint64(len(reqs))] }
+	limit := uint64(1<<63 - 1)
+	if opts.Count > 0 && opts.Rate <= 0 {
+		limit = uint64(opts.Count)
+	}
 
 	begin := time.Now()
 	measureFrom := begin.Add(opts.Warmup)
@@ -191,7 +199,11 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 					if !from.Before(end) {
 						return
 					}
-					c.send(ctx, client, pick(), from, !from.Before(measureFrom))
+					k := next.Add(1) - 1
+					if k >= limit {
+						return
+					}
+					c.send(ctx, client, reqs[k%uint64(len(reqs))], from, !from.Before(measureFrom))
 				}
 			})
 		}
@@ -229,11 +241,11 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 		close(due)
 	}
 	wg.Wait()
-	elapsed := time.Since(measureFrom)
-	if mode == "open" || elapsed > opts.Duration {
-		// Throughput is over the measured window; calls that finished after
-		// it were still sent within it.
-		elapsed = opts.Duration
+	// Throughput is over the measured window; calls that finished after it
+	// were still sent within it. A run ended by Count is shorter.
+	elapsed := opts.Duration
+	if took := time.Since(measureFrom); took < elapsed {
+		elapsed = took
 	}
 
 	res := Result{Label: opts.Label, Mode: mode, Conns: len(conns), Concurrency: opts.Concurrency,

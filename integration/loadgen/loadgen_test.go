@@ -73,6 +73,19 @@ func TestRunAgainstNoop(t *testing.T) {
 	}
 }
 
+func TestRunCountSendsTheCorpusOnce(t *testing.T) {
+	conns, err := loadgen.Dial(startNoop(t), 2)
+	require.NoError(t, err)
+	t.Cleanup(func() { loadgen.Close(conns) })
+	items, err := loadgen.Scaled(0.1).Corpus(300, 1, 50, fakeToken)
+	require.NoError(t, err)
+	res, err := loadgen.Run(t.Context(), conns, loadgen.Requests(loadgen.Calls(items)),
+		loadgen.Options{Concurrency: 16, Count: len(items), Duration: time.Minute})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(len(items)), res.Requests)
+	assert.Less(t, res.Seconds, 30.0, "the run ends with the count, not the duration")
+}
+
 func TestRunCountsErrors(t *testing.T) {
 	// Nothing listens on a closed port: every call is an error, never an
 	// allow or a deny.
