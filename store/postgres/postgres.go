@@ -74,6 +74,9 @@ const NotifyChannel = "mlflow_authz"
 // Store reads grants and ownership from PostgreSQL. It is safe for
 // concurrent use.
 type Store struct {
+	// Writer implements the write half of store.Admin through s.admin.
+	mlflowdb.Writer
+
 	cfg      Config
 	auth     *pgxpool.Pool
 	tracking *pgxpool.Pool // == auth when both URLs are the same
@@ -93,6 +96,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("postgres: tracking_url is required")
 	}
 	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	s.Writer = mlflowdb.Writer{Run: s.admin}
 	var err error
 	if s.auth, err = s.pool(ctx, cfg.AuthURL); err != nil {
 		return nil, err

@@ -84,6 +84,9 @@ func dsn(pathOrDSN string, busyMS int64) string {
 
 // Store reads grants and ownership from SQLite. It is safe for concurrent use.
 type Store struct {
+	// Writer implements the write half of store.Admin through s.admin.
+	mlflowdb.Writer
+
 	cfg      Config
 	auth     *sql.DB
 	tracking *sql.DB
@@ -101,6 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("sqlite: tracking_path is required")
 	}
 	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	s.Writer = mlflowdb.Writer{Run: s.admin}
 	var err error
 	if s.auth, err = sql.Open(driverName, dsn(cfg.AuthPath, cfg.BusyTimeout.Milliseconds())); err != nil {
 		return nil, fmt.Errorf("sqlite: open auth: %w", err)

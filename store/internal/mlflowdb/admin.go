@@ -636,3 +636,119 @@ func DeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) error {
 	_, err = tx.Exec(ctx, `DELETE FROM `+spec.groupTable+` WHERE `+cond, args...)
 	return err
 }
+
+// Writer implements the write half of store.Admin once for every backend,
+// on top of the backend's transaction runner: Run executes fn in one
+// transaction (serialized with other writes when write is true) and maps
+// the backend's errors, naming op.
+type Writer struct {
+	Run func(ctx context.Context, op string, write bool, fn func(Tx) error) error
+}
+
+// CreateUser implements store.Admin.
+func (w Writer) CreateUser(ctx context.Context, username string, admin bool) (created bool, err error) {
+	err = w.Run(ctx, "create user", true, func(tx Tx) error {
+		created, err = CreateUser(ctx, tx, username, admin)
+		return err
+	})
+	return created && err == nil, err
+}
+
+// DeleteUser implements store.Admin.
+func (w Writer) DeleteUser(ctx context.Context, username string) error {
+	return w.Run(ctx, "delete user", true, func(tx Tx) error { return DeleteUser(ctx, tx, username) })
+}
+
+// SetAdmin implements store.Admin.
+func (w Writer) SetAdmin(ctx context.Context, username string, admin bool) (changed bool, err error) {
+	err = w.Run(ctx, "set admin", true, func(tx Tx) error {
+		changed, err = SetAdmin(ctx, tx, username, admin)
+		return err
+	})
+	return changed && err == nil, err
+}
+
+// ListUsers implements store.Admin.
+func (w Writer) ListUsers(ctx context.Context) (users []store.UserRow, err error) {
+	err = w.Run(ctx, "list users", false, func(tx Tx) error {
+		users, err = ListUsers(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return users, nil
+}
+
+// CreateGroup implements store.Admin.
+func (w Writer) CreateGroup(ctx context.Context, name string) (created bool, err error) {
+	err = w.Run(ctx, "create group", true, func(tx Tx) error {
+		created, err = CreateGroup(ctx, tx, name)
+		return err
+	})
+	return created && err == nil, err
+}
+
+// DeleteGroup implements store.Admin.
+func (w Writer) DeleteGroup(ctx context.Context, name string) error {
+	return w.Run(ctx, "delete group", true, func(tx Tx) error { return DeleteGroup(ctx, tx, name) })
+}
+
+// ListGroups implements store.Admin.
+func (w Writer) ListGroups(ctx context.Context) (groups []string, err error) {
+	err = w.Run(ctx, "list groups", false, func(tx Tx) error {
+		groups, err = ListGroups(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return groups, nil
+}
+
+// SetGrant implements store.Admin.
+func (w Writer) SetGrant(ctx context.Context, g store.Grantee, r store.Resource, p store.Permission) (before *store.GrantRow, changed bool, err error) {
+	err = w.Run(ctx, "set grant", true, func(tx Tx) error {
+		before, changed, err = SetGrant(ctx, tx, g, r, p)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return before, changed, nil
+}
+
+// DeleteGrant implements store.Admin.
+func (w Writer) DeleteGrant(ctx context.Context, g store.Grantee, r store.Resource) (before *store.GrantRow, changed bool, err error) {
+	err = w.Run(ctx, "delete grant", true, func(tx Tx) error {
+		before, changed, err = DeleteGrant(ctx, tx, g, r)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return before, changed, nil
+}
+
+// ListGrants implements store.Admin.
+func (w Writer) ListGrants(ctx context.Context, f store.GrantFilter) (rows []store.GrantRow, err error) {
+	err = w.Run(ctx, "list grants", false, func(tx Tx) error {
+		rows, err = ListGrants(ctx, tx, f)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// RenameRegisteredModel implements store.Admin; see the package function
+// for rows already under the new name.
+func (w Writer) RenameRegisteredModel(ctx context.Context, from, to string) error {
+	return w.Run(ctx, "rename registered model", true, func(tx Tx) error { return RenameRegisteredModel(ctx, tx, from, to) })
+}
+
+// DeleteResourceGrants implements store.Admin.
+func (w Writer) DeleteResourceGrants(ctx context.Context, r store.Resource) error {
+	return w.Run(ctx, "delete resource grants", true, func(tx Tx) error { return DeleteResourceGrants(ctx, tx, r) })
+}
