@@ -159,7 +159,7 @@ func TestBench(t *testing.T) {
 		require.NoError(t, err)
 		reqs := loadgen.Requests(loadgen.Calls(items))
 
-		svc := startService(t, bin, serviceConfig(fx.iss.URL, url, fx.kialiToken, true))
+		svc := startService(t, bin, loadgen.ServiceConfig(fx.iss.URL, url, fx.kialiToken, true))
 		sr.StartupMS = float64(svc.startup.Microseconds()) / 1e3
 		conns, err := loadgen.Dial(svc.grpcAddr, benchConns)
 		require.NoError(t, err)

@@ -20,7 +20,7 @@ import (
 func BenchmarkCorpusInProcess(b *testing.B) {
 	fx := newFixture(b)
 	url, _ := seeded(b, smokeDataset)
-	cfg, err := config.Parse([]byte(serviceConfig(fx.iss.URL, url, fx.kialiToken, false)), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte(loadgen.ServiceConfig(fx.iss.URL, url, fx.kialiToken, false)), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,7 +26,7 @@ var smokeDataset = loadgen.Dataset{Users: 40, Experiments: 400, Runs: 800, Grant
 func TestSmoke(t *testing.T) {
 	fx := newFixture(t)
 	url, _ := seeded(t, smokeDataset)
-	cfg, err := config.Parse([]byte(serviceConfig(fx.iss.URL, url, fx.kialiToken, false)), func(string) (string, bool) { return "", false })
+	cfg, err := config.Parse([]byte(loadgen.ServiceConfig(fx.iss.URL, url, fx.kialiToken, false)), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	run, err := server.Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -103,7 +103,7 @@ func TestSoak(t *testing.T) {
 	kialiToken := filepath.Join(t.TempDir(), "kiali-token")
 	require.NoError(t, os.WriteFile(kialiToken, []byte("kiali-sa-token"), 0o600))
 	dbURL := seeded(t, ds)
-	svc := startService(t, bin, serviceConfig(iss.URL, dbURL, kialiToken))
+	svc := startService(t, bin, loadgen.ServiceConfig(iss.URL, dbURL, kialiToken, false))
 
 	mismatches := func() int {
 		n := 0
@@ -216,70 +216,6 @@ func seeded(t *testing.T, d loadgen.Dataset) string {
 		require.NoError(t, exec(ctx, s), s)
 	}
 	return url
-}
-
-// serviceConfig routes the corpus's hosts as the load generator expects:
-// an MLflow app with the collector as trace writer and the Phoenix and Kiali
-// examples' rules reduced to what the corpus reaches.
-func serviceConfig(issuer, dbURL, kialiToken string) string {
-	return fmt.Sprintf(`
-server:
-  grpc_addr: 127.0.0.1:0
-  http_addr: 127.0.0.1:0
-  check_timeout: 2s
-  shutdown_grace: 1s
-log:
-  level: info
-issuers:
-  - name: dev
-    issuer: %q
-    audiences: [mlflow]
-spiffe:
-  trust_domain: cluster.local
-store:
-  driver: postgres
-  postgres:
-    tracking_url: %q
-    max_conns: 8
-apps:
-  - name: mlflow
-    type: mlflow
-    hosts: [%s]
-    trace_writers: [%s]
-    mlflow:
-      default_permission: NO_PERMISSIONS
-  - name: phoenix
-    type: rules
-    hosts: [%s]
-    trace_writers: [%s]
-    upstream:
-      mode: phoenix
-    rules:
-      - methods: [GET, HEAD]
-        paths: [/healthz, /readyz]
-        allow: anyone
-      - methods: [POST, PUT, PATCH, DELETE]
-        path_prefixes: [/v1/]
-        groups: [phoenix-writers]
-      - path_prefixes: [/graphql, /v1/]
-        groups: [phoenix-users, phoenix-writers]
-      - methods: [GET, HEAD]
-        path_prefixes: [/]
-        allow: anyone
-  - name: kiali
-    type: rules
-    hosts: [%s]
-    upstream:
-      mode: kiali
-      token_file: %q
-    rules:
-      - methods: [GET, HEAD]
-        paths: [/kiali/healthz]
-        allow: anyone
-      - path_prefixes: [/kiali/api/]
-        groups: [kiali-users]
-`, issuer, dbURL, loadgen.HostMLflow, loadgen.CollectorPrincipal,
-		loadgen.HostPhoenix, loadgen.CollectorPrincipal, loadgen.HostKiali, kialiToken)
 }
 
 // service is a running `mlflow-authz serve`.
