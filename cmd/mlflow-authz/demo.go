@@ -274,6 +274,7 @@ func runDemoChecks(ctx context.Context, out io.Writer, iss *devissuer.Issuer, gr
 
 func printDemoHelp(out io.Writer, iss *devissuer.Issuer, grpcAddr, httpAddr, cfgPath, logPath string) {
 	token, _ := iss.Token(devissuer.User{Username: "alice", TTL: 8 * time.Hour})
+	admin, _ := iss.Token(devissuer.User{Username: "dave", Groups: []string{"/mlflow-admin"}, TTL: 8 * time.Hour})
 	fmt.Fprintf(out, `
 All checks answered as expected. The service keeps running; try it yourself:
 
@@ -283,10 +284,20 @@ All checks answered as expected. The service keeps running; try it yourself:
   ./bin/mlflow-authz check --server %s --principal %s \
       --header 'x-mlflow-experiment-id: 1' --body 'x' POST /v1/traces
 
+Why was alice denied on experiment 3? Every step of the decision:
+
+  ./bin/mlflow-authz explain --config %s --user alice GET '/api/2.0/mlflow/experiments/get?experiment_id=3'
+
+Grant it as an admin (dave is in /mlflow-admin) through the admin API, then check again:
+
+  MLFLOW_AUTHZ_TOKEN=%s \
+    ./bin/mlflow-authz grant --server %s --experiment 3 --user alice --permission READ
+  ./bin/mlflow-authz check --server %s GET '/api/2.0/mlflow/experiments/get?experiment_id=3'
+
   Readiness and metrics:   curl -s http://%s/readyz ; curl -s http://%s/metrics | grep mlflow_authz
   Configuration:           %s
   Decision log (JSON):     %s
 
 Press Ctrl-C to stop.
-`, token, grpcAddr, grpcAddr, grpcAddr, demoCollector, httpAddr, httpAddr, cfgPath, logPath)
+`, token, grpcAddr, grpcAddr, grpcAddr, demoCollector, cfgPath, admin, grpcAddr, grpcAddr, httpAddr, httpAddr, cfgPath, logPath)
 }
