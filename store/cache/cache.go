@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -169,8 +170,17 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 	if err != nil {
 		return store.Grants{}, err
 	}
-	c.grants.put(k, v, gen, c.gen.Load, now+int64(c.opts.GrantTTL))
+	c.grants.put(k, v, gen, c.gen.Load, c.grantExpiry(now))
 	return v.g, nil
+}
+
+// grantExpiry spreads grant expiries over the last tenth of GrantTTL, so
+// entries cached in one burst (a replica's first minute) do not all expire,
+// and miss, in the same instant. It only ever shortens the TTL, which stays
+// the upper bound on staleness should an invalidation be lost.
+func (c *Cache) grantExpiry(now int64) int64 {
+	ttl := int64(c.opts.GrantTTL)
+	return now + ttl - rand.Int64N(ttl/10+1)
 }
 
 // User implements store.Reader.
@@ -189,7 +199,7 @@ func (c *Cache) User(ctx context.Context, username string) (exists, admin bool, 
 	if err != nil {
 		return false, false, err
 	}
-	c.users.put(username, v, gen, c.gen.Load, now+int64(c.opts.GrantTTL))
+	c.users.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
 	return v.exists, v.admin, nil
 }
 
