@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
@@ -579,47 +580,37 @@ func (s *Service) effective(ctx context.Context, user string, groups []string, r
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	if g.User != nil {
-		p := store.NoPermissions
-		if g.User.Valid {
-			p = g.User.Permission
-			eff.Sources = append(eff.Sources, "user row: "+p.String())
-		} else {
-			eff.Sources = append(eff.Sources, "user row is NULL or unknown → deny")
-		}
-		for _, name := range eff.Groups {
-			if gr, ok := g.Groups[name]; ok {
-				eff.Sources = append(eff.Sources, fmt.Sprintf("group %q row: %s (outranked by the user row)", name, grantString(gr)))
-			}
-		}
-		eff.Permission = p.String()
-		return eff, nil
+	if g.User == nil {
+		eff.Sources = append(eff.Sources, "no user row")
 	}
-	eff.Sources = append(eff.Sources, "no user row")
-	best, found := store.NoPermissions, false
-	for _, name := range eff.Groups {
-		gr, ok := g.Groups[name]
-		if !ok {
-			eff.Sources = append(eff.Sources, fmt.Sprintf("group %q: no row", name))
-			continue
+	var best store.Permission
+	var foundGroup, invalidGroup bool
+	p := mlflow.EffectivePermission(g, eff.Groups, s.opts.DefaultPermission, func(src mlflow.Source) {
+		var line string
+		switch {
+		case src.Kind == "default":
+			line = "default_permission: " + src.Grant.Permission.String()
+		case src.Kind == "user" && !src.Grant.Valid:
+			line = "user row is NULL or unknown → deny"
+		case src.Kind == "user":
+			line = "user row: " + src.Grant.Permission.String()
+		case src.Outranked:
+			line = fmt.Sprintf("group %q row: %s (outranked by the user row)", src.Group, grantString(src.Grant))
+		case !src.Found:
+			line = fmt.Sprintf("group %q: no row", src.Group)
+		case !src.Grant.Valid:
+			line = fmt.Sprintf("group %q row is NULL or unknown → deny", src.Group)
+			invalidGroup = true
+		default:
+			line = fmt.Sprintf("group %q row: %s", src.Group, src.Grant.Permission)
+			best, foundGroup = max(best, src.Grant.Permission), true
 		}
-		if !gr.Valid {
-			eff.Sources = append(eff.Sources, fmt.Sprintf("group %q row is NULL or unknown → deny", name))
-			eff.Permission = store.NoPermissions.String()
-			return eff, nil
-		}
-		eff.Sources = append(eff.Sources, fmt.Sprintf("group %q row: %s", name, gr.Permission))
-		if !found || gr.Permission > best {
-			best, found = gr.Permission, true
-		}
-	}
-	if found {
-		eff.Permission = best.String()
+		eff.Sources = append(eff.Sources, line)
+	})
+	if g.User == nil && foundGroup && !invalidGroup {
 		eff.Sources = append(eff.Sources, "best group row: "+best.String())
-		return eff, nil
 	}
-	eff.Permission = s.opts.DefaultPermission.String()
-	eff.Sources = append(eff.Sources, "default_permission: "+eff.Permission)
+	eff.Permission = p.String()
 	return eff, nil
 }
 

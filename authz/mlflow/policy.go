@@ -467,49 +467,26 @@ func describe(r store.Resource) string {
 	return string(r.Kind) + " " + r.ID
 }
 
-// effective is A.5: the user's own row (NO_PERMISSIONS or an unreadable row
-// is an explicit deny), else the best of the caller's groups' rows, else the
-// configured default.
+// effective is A.5 (EffectivePermission), recording each source considered
+// in the explain trace when there is one.
 func (p *Policy) effective(ctx context.Context, id *authz.Identity, res store.Resource, g store.Grants) store.Permission {
 	tr := authz.TraceFrom(ctx)
-	if g.User != nil {
-		if !g.User.Valid {
-			if tr != nil {
-				tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
-			}
-			return store.NoPermissions
-		}
-		if tr != nil {
-			tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), g.User.Permission)
-		}
-		return g.User.Permission
+	if tr == nil {
+		return EffectivePermission(g, id.Groups, p.defaultPerm, nil)
 	}
-	best, found := store.NoPermissions, false
-	for _, name := range id.Groups {
-		gr, ok := g.Groups[authz.NormalizeGroup(name)]
-		if !ok {
-			continue
+	return EffectivePermission(g, id.Groups, p.defaultPerm, func(src Source) {
+		switch {
+		case src.Kind == "default":
+			tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), p.defaultPerm)
+		case !src.Found || src.Outranked:
+		case !src.Grant.Valid && src.Kind == "user":
+			tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
+		case !src.Grant.Valid:
+			tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", src.Group, describe(res))
+		case src.Kind == "user":
+			tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), src.Grant.Permission)
+		default:
+			tr.Addf("permission", "group %q row on %s: %s", src.Group, describe(res), src.Grant.Permission)
 		}
-		if !gr.Valid {
-			// An unreadable row is a deny, never a guess: it ends the
-			// group search.
-			if tr != nil {
-				tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", name, describe(res))
-			}
-			return store.NoPermissions
-		}
-		if tr != nil {
-			tr.Addf("permission", "group %q row on %s: %s", name, describe(res), gr.Permission)
-		}
-		if !found || gr.Permission > best {
-			best, found = gr.Permission, true
-		}
-	}
-	if found {
-		return best
-	}
-	if tr != nil {
-		tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), p.defaultPerm)
-	}
-	return p.defaultPerm
+	})
 }
