@@ -200,7 +200,7 @@ func TestTTLs(t *testing.T) {
 	_, err := c.Grants(t.Context(), "alice", exp1)
 	require.NoError(t, err)
 	f.exec(`DELETE FROM experiment_permissions`) // no notification: only the TTL saves us
-	clk.add(53 * time.Second) // expiries are spread over the TTL's last tenth
+	clk.add(53 * time.Second)                    // expiries are spread over the TTL's last tenth
 	g, _ := c.Grants(t.Context(), "alice", exp1)
 	assert.NotNil(t, readGrant(g))
 	clk.add(7 * time.Second)
