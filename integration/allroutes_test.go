@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )

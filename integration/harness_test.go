@@ -20,9 +20,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"

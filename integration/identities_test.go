@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 )
 
 // TestIdentities checks who the caller is and where its permission comes

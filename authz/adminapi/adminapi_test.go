@@ -23,8 +23,8 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -96,7 +96,7 @@ func start(t testing.TB) *env {
 	iss, err := devissuer.Start("127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = iss.Close() })
-	jwt, err := identity.NewJWT(ctx, []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"mlflow-admin"}}})
+	jwt, err := authn.NewJWT(ctx, []authn.IssuerConfig{{Name: "dev", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"mlflow-admin"}}})
 	require.NoError(t, err)
 	t.Cleanup(jwt.Close)
 	pol, err := mlflow.New(st, mlflow.Config{}, slog.New(slog.DiscardHandler))

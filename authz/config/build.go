@@ -7,9 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/rules"
+	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
@@ -18,7 +19,7 @@ import (
 type Runtime struct {
 	Engine authz.Config
 	// JWT is nil when no issuer is configured.
-	JWT *identity.JWT
+	JWT *authn.JWT
 }
 
 // Ready reports whether every issuer's JWKS has been fetched at least once.
@@ -42,9 +43,9 @@ func (rt *Runtime) Close() {
 func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logger) (*Runtime, error) {
 	rt := &Runtime{}
 	if len(cfg.Issuers) > 0 {
-		jwt, err := identity.NewJWT(ctx, cfg.Issuers,
-			identity.WithTokenCache(cfg.TokenCache.Size, cfg.TokenCache.TTL),
-			identity.WithJWTLogger(log))
+		jwt, err := authn.NewJWT(ctx, cfg.Issuers,
+			authn.WithTokenCache(cfg.TokenCache.Size, cfg.TokenCache.TTL),
+			authn.WithJWTLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("config: issuers: %w", err)
 		}
@@ -53,7 +54,7 @@ func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logg
 	}
 	// SPIFFE comes last: at a sidecar every browser request carries the
 	// ingress gateway's principal, which must not outrank the user's token.
-	spiffe, err := identity.NewSPIFFE(cfg.SPIFFE)
+	spiffe, err := authn.NewSPIFFE(cfg.SPIFFE)
 	if err != nil {
 		rt.Close()
 		return nil, fmt.Errorf("config: spiffe: %w", err)
@@ -80,11 +81,11 @@ func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, e
 	}
 	switch a.Type {
 	case "rules":
-		p, up, err := policy.Compile(a.AppConfig)
+		p, err := rules.New(a.Rules)
 		if err != nil {
 			return nil, err
 		}
-		app.Policy, app.Upstream = p, up
+		app.Policy = p
 	case "mlflow":
 		if reader == nil {
 			return nil, errors.New("an mlflow application needs a store")
@@ -94,18 +95,22 @@ func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, e
 			return nil, err
 		}
 		app.Policy = p
-		if len(a.TraceWriters) > 0 {
-			if app.Policy, err = policy.NewTraceWriters(a.TraceWriters, p); err != nil {
-				return nil, err
-			}
-		}
-		up, err := policy.NewUpstream(a.Upstream)
-		if err != nil {
-			return nil, err
-		}
-		app.Upstream = mlflow.Upstream(up)
 	default:
 		return nil, fmt.Errorf("unknown type %q", a.Type)
+	}
+	// The trace-writer exception sits in front of either kind of policy.
+	p, err := rules.NewTraceWriters(a.TraceWriters, app.Policy)
+	if err != nil {
+		return nil, err
+	}
+	app.Policy = p
+	up, err := upstream.New(a.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	app.Upstream = up
+	if a.Type == "mlflow" {
+		app.Upstream = mlflow.Upstream(up)
 	}
 	return app, nil
 }

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/rules"
+	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
 	"github.com/mlflow-authz/mlflow-authz/store/cache"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
@@ -17,13 +18,13 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Server     ServerConfig            `yaml:"server"`
-	Log        LogConfig               `yaml:"log"`
-	Issuers    []identity.IssuerConfig `yaml:"issuers"`
-	TokenCache TokenCacheConfig        `yaml:"token_cache"`
-	SPIFFE     identity.SPIFFEConfig   `yaml:"spiffe"`
-	Store      StoreConfig             `yaml:"store"`
-	Apps       []AppConfig             `yaml:"apps"`
+	Server     ServerConfig         `yaml:"server"`
+	Log        LogConfig            `yaml:"log"`
+	Issuers    []authn.IssuerConfig `yaml:"issuers"`
+	TokenCache TokenCacheConfig     `yaml:"token_cache"`
+	SPIFFE     authn.SPIFFEConfig   `yaml:"spiffe"`
+	Store      StoreConfig          `yaml:"store"`
+	Apps       []AppConfig          `yaml:"apps"`
 }
 
 // ServerConfig holds the listeners and gRPC connection management.
@@ -81,8 +82,13 @@ type AppConfig struct {
 	// PassForeignCredentials lets bearer tokens we did not issue (Phoenix
 	// API keys) through untouched, with the caller treated as anonymous.
 	PassForeignCredentials bool `yaml:"pass_foreign_credentials"`
-	// Rules, TraceWriters and Upstream: see policy.AppConfig.
-	policy.AppConfig `yaml:",inline"`
+	// Rules decide an application of type rules, first match wins.
+	Rules []rules.Config `yaml:"rules"`
+	// TraceWriters are the mTLS peers (full SPIFFE IDs) allowed to
+	// POST /v1/traces without a token.
+	TraceWriters []string `yaml:"trace_writers"`
+	// Upstream says how the application learns the caller's identity.
+	Upstream upstream.Config `yaml:"upstream"`
 	// MLflow configures an application of type mlflow.
 	MLflow mlflow.Config `yaml:"mlflow"`
 }
@@ -167,7 +173,7 @@ func (c *Config) Validate() error {
 		}
 		names[name] = true
 	}
-	if _, err := identity.NewSPIFFE(c.SPIFFE); err != nil {
+	if _, err := authn.NewSPIFFE(c.SPIFFE); err != nil {
 		add("spiffe", "%v", err)
 	}
 	switch c.Store.Driver {

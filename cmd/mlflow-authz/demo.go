@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	_ "modernc.org/sqlite" // the demo seeds its SQLite store directly, as an admin would with SQL
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )

@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"

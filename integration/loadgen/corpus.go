@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 )
 
 // Hosts and peers the corpus addresses; the benchmark configuration must

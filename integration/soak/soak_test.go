@@ -30,8 +30,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"

@@ -1,4 +1,4 @@
-// Package identity holds the authenticators that turn a request's
+// Package authn holds the authenticators that turn a request's
 // credentials into an authz.Identity: Keycloak bearer JWTs (JWT) and the
 // mTLS peer's SPIFFE ID.
 //
@@ -12,7 +12,7 @@
 // jwk), and requires exp, aud and Keycloak's typ "Bearer". Verified tokens
 // are cached by SHA-256 until the earlier of exp and the cache TTL.
 //
-//	jwt, err := identity.NewJWT(ctx, []identity.IssuerConfig{{
+//	jwt, err := authn.NewJWT(ctx, []authn.IssuerConfig{{
 //		Issuer:    "https://sso.example.com/realms/ml",
 //		Audiences: []string{"mlflow"},
 //	}})
@@ -21,4 +21,4 @@
 //	}
 //	defer jwt.Close()
 //	id, err := jwt.Authenticate(ctx, req)
-package identity
+package authn

@@ -1,4 +1,4 @@
-package policy_test
+package rules_test
 
 import (
 	"net/http"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 )
 
 const (
@@ -34,41 +34,41 @@ func req(t testing.TB, method, target, principal string, headers map[string]stri
 func TestNewRulesErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		rules   []policy.RuleConfig
+		rules   []rules.Config
 		wantErr string
 	}{
-		{name: "no rules", rules: nil, wantErr: "policy: rules: at least one rule"},
-		{name: "empty rule", rules: []policy.RuleConfig{{}}, wantErr: "policy: rules[0].paths: a rule needs paths or path_prefixes"},
-		{name: "no decision", rules: []policy.RuleConfig{{Paths: []string{"/"}}}, wantErr: "rules[0].allow: a rule needs exactly one of"},
-		{name: "two decisions", rules: []policy.RuleConfig{{Paths: []string{"/"}, Allow: "anyone", Groups: []string{"a"}}}, wantErr: "rules[0].allow: a rule needs exactly one of allow, groups, roles or principals (found 2)"},
-		{name: "unknown allow", rules: []policy.RuleConfig{{Paths: []string{"/"}, Allow: "everyone"}}, wantErr: `rules[0].allow: "everyone" is not one of`},
-		{name: "bad method", rules: []policy.RuleConfig{{Methods: []string{"GETT"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[0]: "GETT"`},
-		{name: "lower-case method", rules: []policy.RuleConfig{{Methods: []string{"get"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[0]: "get"`},
-		{name: "duplicate method", rules: []policy.RuleConfig{{Methods: []string{"GET", "GET"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[1]: "GET" is listed twice`},
-		{name: "relative path", rules: []policy.RuleConfig{{Paths: []string{"healthz"}, Allow: "anyone"}}, wantErr: `rules[0].paths[0]: "healthz" does not start with "/"`},
-		{name: "empty path", rules: []policy.RuleConfig{{Paths: []string{""}, Allow: "anyone"}}, wantErr: `rules[0].paths[0]`},
-		{name: "relative prefix in second rule", rules: []policy.RuleConfig{{Paths: []string{"/"}, Allow: "anyone"}, {PathPrefixes: []string{"kiali/"}, Allow: "anyone"}}, wantErr: `rules[1].path_prefixes[0]: "kiali/" does not start`},
-		{name: "encoded path", rules: []policy.RuleConfig{{Paths: []string{"/a%20b"}, Allow: "anyone"}}, wantErr: "rules[0].paths[0]: \"/a%20b\": write paths decoded"},
-		{name: "dot segment", rules: []policy.RuleConfig{{PathPrefixes: []string{"/a/../b"}, Allow: "anyone"}}, wantErr: "rules[0].path_prefixes[0]: \"/a/../b\": dot segment"},
-		{name: "double slash", rules: []policy.RuleConfig{{PathPrefixes: []string{"//a"}, Allow: "anyone"}}, wantErr: "rules[0].path_prefixes[0]"},
-		{name: "query in path", rules: []policy.RuleConfig{{Paths: []string{"/a?b=c"}, Allow: "anyone"}}, wantErr: "rules[0].paths[0]: \"/a?b=c\": a path cannot carry a query"},
-		{name: "empty group", rules: []policy.RuleConfig{{Paths: []string{"/"}, Groups: []string{"/"}}}, wantErr: "rules[0].groups[0]: empty group name"},
-		{name: "empty role", rules: []policy.RuleConfig{{Paths: []string{"/"}, Roles: []string{""}}}, wantErr: "rules[0].roles[0]: empty role name"},
-		{name: "istio-style principal", rules: []policy.RuleConfig{{Paths: []string{"/"}, Principals: []string{"cluster.local/ns/a/sa/b"}}}, wantErr: "rules[0].principals[0]: \"cluster.local/ns/a/sa/b\" is not a full SPIFFE ID"},
+		{name: "no rules", rules: nil, wantErr: "rules: rules: at least one rule"},
+		{name: "empty rule", rules: []rules.Config{{}}, wantErr: "rules: rules[0].paths: a rule needs paths or path_prefixes"},
+		{name: "no decision", rules: []rules.Config{{Paths: []string{"/"}}}, wantErr: "rules[0].allow: a rule needs exactly one of"},
+		{name: "two decisions", rules: []rules.Config{{Paths: []string{"/"}, Allow: "anyone", Groups: []string{"a"}}}, wantErr: "rules[0].allow: a rule needs exactly one of allow, groups, roles or principals (found 2)"},
+		{name: "unknown allow", rules: []rules.Config{{Paths: []string{"/"}, Allow: "everyone"}}, wantErr: `rules[0].allow: "everyone" is not one of`},
+		{name: "bad method", rules: []rules.Config{{Methods: []string{"GETT"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[0]: "GETT"`},
+		{name: "lower-case method", rules: []rules.Config{{Methods: []string{"get"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[0]: "get"`},
+		{name: "duplicate method", rules: []rules.Config{{Methods: []string{"GET", "GET"}, Paths: []string{"/"}, Allow: "anyone"}}, wantErr: `rules[0].methods[1]: "GET" is listed twice`},
+		{name: "relative path", rules: []rules.Config{{Paths: []string{"healthz"}, Allow: "anyone"}}, wantErr: `rules[0].paths[0]: "healthz" does not start with "/"`},
+		{name: "empty path", rules: []rules.Config{{Paths: []string{""}, Allow: "anyone"}}, wantErr: `rules[0].paths[0]`},
+		{name: "relative prefix in second rule", rules: []rules.Config{{Paths: []string{"/"}, Allow: "anyone"}, {PathPrefixes: []string{"kiali/"}, Allow: "anyone"}}, wantErr: `rules[1].path_prefixes[0]: "kiali/" does not start`},
+		{name: "encoded path", rules: []rules.Config{{Paths: []string{"/a%20b"}, Allow: "anyone"}}, wantErr: "rules[0].paths[0]: \"/a%20b\": write paths decoded"},
+		{name: "dot segment", rules: []rules.Config{{PathPrefixes: []string{"/a/../b"}, Allow: "anyone"}}, wantErr: "rules[0].path_prefixes[0]: \"/a/../b\": dot segment"},
+		{name: "double slash", rules: []rules.Config{{PathPrefixes: []string{"//a"}, Allow: "anyone"}}, wantErr: "rules[0].path_prefixes[0]"},
+		{name: "query in path", rules: []rules.Config{{Paths: []string{"/a?b=c"}, Allow: "anyone"}}, wantErr: "rules[0].paths[0]: \"/a?b=c\": a path cannot carry a query"},
+		{name: "empty group", rules: []rules.Config{{Paths: []string{"/"}, Groups: []string{"/"}}}, wantErr: "rules[0].groups[0]: empty group name"},
+		{name: "empty role", rules: []rules.Config{{Paths: []string{"/"}, Roles: []string{""}}}, wantErr: "rules[0].roles[0]: empty role name"},
+		{name: "istio-style principal", rules: []rules.Config{{Paths: []string{"/"}, Principals: []string{"cluster.local/ns/a/sa/b"}}}, wantErr: "rules[0].principals[0]: \"cluster.local/ns/a/sa/b\" is not a full SPIFFE ID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := policy.NewRules(tt.rules)
+			_, err := rules.New(tt.rules)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
-			assert.True(t, strings.HasPrefix(err.Error(), "policy: rules"), err.Error())
+			assert.True(t, strings.HasPrefix(err.Error(), "rules: rules"), err.Error())
 		})
 	}
 }
 
-func testRules(t testing.TB) *policy.Rules {
+func testRules(t testing.TB) *rules.Rules {
 	t.Helper()
-	rs, err := policy.NewRules([]policy.RuleConfig{
+	rs, err := rules.New([]rules.Config{
 		{Methods: []string{"GET", "HEAD"}, Paths: []string{"/healthz"}, Allow: "anyone"},         // 0
 		{PathPrefixes: []string{"/admin"}, Roles: []string{"phoenix-admin"}},                     // 1
 		{PathPrefixes: []string{"/closed/"}, Allow: "deny"},                                      // 2
@@ -200,7 +200,7 @@ func TestMatchPrefix(t *testing.T) {
 		{"", "0", false},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, policy.MatchPrefix(tt.prefix, tt.path), "MatchPrefix(%q, %q)", tt.prefix, tt.path)
+		assert.Equal(t, tt.want, rules.MatchPrefix(tt.prefix, tt.path), "MatchPrefix(%q, %q)", tt.prefix, tt.path)
 	}
 }
 
@@ -216,11 +216,11 @@ func FuzzMatchPrefix(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, prefix, path string) {
-		match := policy.MatchPrefix(prefix, path)
+		match := rules.MatchPrefix(prefix, path)
 
 		// A compiled rule must agree with MatchPrefix, both ways, for every
 		// prefix and path that the configuration and NewRequest accept.
-		if rs, err := policy.NewRules([]policy.RuleConfig{{PathPrefixes: []string{prefix}, Allow: "anyone"}}); err == nil {
+		if rs, err := rules.New([]rules.Config{{PathPrefixes: []string{prefix}, Allow: "anyone"}}); err == nil {
 			if r, deny := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "h", Target: path}); deny == nil && r.Path == path {
 				if d := rs.Decide(t.Context(), r, authz.Anonymous); d.Allowed != match {
 					t.Fatalf("rule with prefix %q on %q: allowed=%v, MatchPrefix=%v", prefix, path, d.Allowed, match)

@@ -1,4 +1,4 @@
-package identity_test
+package authn_test
 
 import (
 	"crypto/x509"
@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 )
 
 func TestJWTUserToken(t *testing.T) {
@@ -86,17 +86,17 @@ func TestJWTAlgorithms(t *testing.T) {
 	t.Run("RS256 signature under the PS256 key's kid", func(t *testing.T) {
 		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "ps-1"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
 	t.Run("ES256 header naming an RSA key", func(t *testing.T) {
 		tok := jwtSign(t, map[string]any{"alg": "ES256", "kid": "rsa-1"}, jwtUserClaims(ti.url), "ES256", jwtEC1)
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
 	t.Run("encryption key is never used to verify", func(t *testing.T) {
 		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "enc-1"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil)
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-		requireJWTDeny(t, id, err, identity.ReasonTokenUnknownKey, false, tok)
+		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
 	})
 	t.Run("allowlist narrower than the JWKS", func(t *testing.T) {
 		cfg := jwtTestConfig(ti.url)
@@ -104,7 +104,7 @@ func TestJWTAlgorithms(t *testing.T) {
 		j2 := newTestJWT(t, newJWTClock(), cfg)
 		tok := jwtToken(t, rsa, jwtUserClaims(ti.url))
 		id, err := j2.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-		requireJWTDeny(t, id, err, identity.ReasonTokenAlgNotAllowed, false, tok)
+		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
 }
 
@@ -143,12 +143,12 @@ func TestJWTServiceAccounts(t *testing.T) {
 			c := jwtServiceClaims(ti.url, "training-pipeline")
 			c["preferred_username"] = "service-account-admin-bot"
 			return c
-		}(), wantReason: identity.ReasonTokenBadServiceAcct},
+		}(), wantReason: authn.ReasonTokenBadServiceAcct},
 		{name: "human named service-account-* logging in through a UI", claims: func() map[string]any {
 			c := jwtUserClaims(ti.url)
 			c["preferred_username"] = "service-account-mlflow-ui"
 			return c
-		}(), wantReason: identity.ReasonTokenBadServiceAcct},
+		}(), wantReason: authn.ReasonTokenBadServiceAcct},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,44 +200,44 @@ func TestJWTDenies(t *testing.T) {
 		foreign bool
 		ok      bool
 	}{
-		{name: "expired", token: sign(with(func(c map[string]any) { c["exp"] = jwtTestNow.Add(-31 * time.Second).Unix() })), reason: identity.ReasonTokenExpired},
+		{name: "expired", token: sign(with(func(c map[string]any) { c["exp"] = jwtTestNow.Add(-31 * time.Second).Unix() })), reason: authn.ReasonTokenExpired},
 		{name: "expired within skew", token: sign(with(func(c map[string]any) { c["exp"] = jwtTestNow.Add(-29 * time.Second).Unix() })), ok: true},
-		{name: "not yet valid", token: sign(with(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(31 * time.Second).Unix() })), reason: identity.ReasonTokenNotYetValid},
+		{name: "not yet valid", token: sign(with(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(31 * time.Second).Unix() })), reason: authn.ReasonTokenNotYetValid},
 		{name: "nbf within skew", token: sign(with(func(c map[string]any) { c["nbf"] = jwtTestNow.Add(29 * time.Second).Unix() })), ok: true},
-		{name: "issued in the future", token: sign(with(func(c map[string]any) { c["iat"] = jwtTestNow.Add(time.Minute).Unix() })), reason: identity.ReasonTokenNotYetValid},
-		{name: "missing exp", token: sign(with(func(c map[string]any) { delete(c, "exp") })), reason: identity.ReasonTokenMissingExp},
-		{name: "exp not a number", token: sign(with(func(c map[string]any) { c["exp"] = "soon" })), reason: identity.ReasonTokenMalformed},
-		{name: "wrong audience", token: sign(with(func(c map[string]any) { c["aud"] = []any{"account", "kiali"} })), reason: identity.ReasonTokenWrongAudience},
-		{name: "missing audience", token: sign(with(func(c map[string]any) { delete(c, "aud") })), reason: identity.ReasonTokenWrongAudience},
+		{name: "issued in the future", token: sign(with(func(c map[string]any) { c["iat"] = jwtTestNow.Add(time.Minute).Unix() })), reason: authn.ReasonTokenNotYetValid},
+		{name: "missing exp", token: sign(with(func(c map[string]any) { delete(c, "exp") })), reason: authn.ReasonTokenMissingExp},
+		{name: "exp not a number", token: sign(with(func(c map[string]any) { c["exp"] = "soon" })), reason: authn.ReasonTokenMalformed},
+		{name: "wrong audience", token: sign(with(func(c map[string]any) { c["aud"] = []any{"account", "kiali"} })), reason: authn.ReasonTokenWrongAudience},
+		{name: "missing audience", token: sign(with(func(c map[string]any) { delete(c, "aud") })), reason: authn.ReasonTokenWrongAudience},
 		{name: "audience as string", token: sign(with(func(c map[string]any) { c["aud"] = "mlflow" })), ok: true},
 		{name: "audience as array", token: sign(with(func(c map[string]any) { c["aud"] = []any{"account", "mlflow"} })), ok: true},
-		{name: "ID token", token: sign(with(func(c map[string]any) { c["typ"] = "ID" })), reason: identity.ReasonTokenWrongType},
-		{name: "refresh token", token: sign(with(func(c map[string]any) { c["typ"] = "Refresh" })), reason: identity.ReasonTokenWrongType},
-		{name: "no typ", token: sign(with(func(c map[string]any) { delete(c, "typ") })), reason: identity.ReasonTokenWrongType},
+		{name: "ID token", token: sign(with(func(c map[string]any) { c["typ"] = "ID" })), reason: authn.ReasonTokenWrongType},
+		{name: "refresh token", token: sign(with(func(c map[string]any) { c["typ"] = "Refresh" })), reason: authn.ReasonTokenWrongType},
+		{name: "no typ", token: sign(with(func(c map[string]any) { delete(c, "typ") })), reason: authn.ReasonTokenWrongType},
 		{name: "at+jwt header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "at+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), ok: true},
-		{name: "logout token header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "logout+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenWrongType},
-		{name: "alg none", token: jwtSign(t, map[string]any{"alg": "none", "kid": k.kid}, jwtUserClaims(ti.url), "none", nil), reason: identity.ReasonTokenAlgNotAllowed},
-		{name: "HS256 with the public key PEM as secret", token: jwtSign(t, map[string]any{"alg": "HS256", "kid": k.kid}, jwtUserClaims(ti.url), "HS256", pubPEM), reason: identity.ReasonTokenAlgNotAllowed},
+		{name: "logout token header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "logout+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenWrongType},
+		{name: "alg none", token: jwtSign(t, map[string]any{"alg": "none", "kid": k.kid}, jwtUserClaims(ti.url), "none", nil), reason: authn.ReasonTokenAlgNotAllowed},
+		{name: "HS256 with the public key PEM as secret", token: jwtSign(t, map[string]any{"alg": "HS256", "kid": k.kid}, jwtUserClaims(ti.url), "HS256", pubPEM), reason: authn.ReasonTokenAlgNotAllowed},
 		{name: "lightweight token", token: sign(map[string]any{
 			"exp": jwtTestNow.Add(time.Minute).Unix(), "iat": jwtTestNow.Unix(), "jti": "onrtac:55eed8d2", "iss": ti.url,
 			"typ": "Bearer", "azp": "ui-client", "sid": "PsDjWKPMmchxBYS19si5j2F5", "scope": "openid", "aud": "mlflow",
-		}), reason: identity.ReasonTokenMissingUsername},
-		{name: "another realm", token: jwtToken(t, k, jwtUserClaims(other.url)), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
-		{name: "no iss", token: sign(with(func(c map[string]any) { delete(c, "iss") })), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
-		{name: "iss with trailing slash", token: sign(with(func(c map[string]any) { c["iss"] = ti.url + "/" })), reason: identity.ReasonTokenUnknownIssuer, foreign: true},
-		{name: "opaque token", token: "phx_4f1b2c3d4e5f60718293a4b5c6d7e8f9", reason: identity.ReasonTokenNotJWT, foreign: true},
-		{name: "JWE-shaped token", token: "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", reason: identity.ReasonTokenNotJWT, foreign: true},
-		{name: "tampered payload", token: parts[0] + "." + b64([]byte(strings.Replace(string(mustB64Decode(t, parts[1])), "alice", "admin", 1))) + "." + parts[2], reason: identity.ReasonTokenBadSignature},
-		{name: "stripped signature", token: parts[0] + "." + parts[1] + ".", reason: identity.ReasonTokenBadSignature},
-		{name: "signature from another key", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
-		{name: "jku to attacker JWKS", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenUnknownKey},
-		{name: "x5u to attacker", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil2", "x5u": attacker.URL + "/cert"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenUnknownKey},
-		{name: "jku with our kid", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
-		{name: "embedded jwk", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jwk": jwtPublicJWK(t, jwtRSAEvil.Public(), k.kid, "RS256", "sig")}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: identity.ReasonTokenBadSignature},
-		{name: "no kid", token: jwtSign(t, map[string]any{"alg": "RS256"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenUnknownKey},
-		{name: "crit header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "crit": []any{"exp"}, "exp": 1}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: identity.ReasonTokenBadSignature},
-		{name: "groups not a list", token: sign(with(func(c map[string]any) { c["groups"] = "/team-a" })), reason: identity.ReasonTokenMalformed},
-		{name: "roles not a list", token: sign(with(func(c map[string]any) { c["realm_access"] = map[string]any{"roles": "admin"} })), reason: identity.ReasonTokenMalformed},
+		}), reason: authn.ReasonTokenMissingUsername},
+		{name: "another realm", token: jwtToken(t, k, jwtUserClaims(other.url)), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "no iss", token: sign(with(func(c map[string]any) { delete(c, "iss") })), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "iss with trailing slash", token: sign(with(func(c map[string]any) { c["iss"] = ti.url + "/" })), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "opaque token", token: "phx_4f1b2c3d4e5f60718293a4b5c6d7e8f9", reason: authn.ReasonTokenNotJWT, foreign: true},
+		{name: "JWE-shaped token", token: "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", reason: authn.ReasonTokenNotJWT, foreign: true},
+		{name: "tampered payload", token: parts[0] + "." + b64([]byte(strings.Replace(string(mustB64Decode(t, parts[1])), "alice", "admin", 1))) + "." + parts[2], reason: authn.ReasonTokenBadSignature},
+		{name: "stripped signature", token: parts[0] + "." + parts[1] + ".", reason: authn.ReasonTokenBadSignature},
+		{name: "signature from another key", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
+		{name: "jku to attacker JWKS", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenUnknownKey},
+		{name: "x5u to attacker", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil2", "x5u": attacker.URL + "/cert"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenUnknownKey},
+		{name: "jku with our kid", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
+		{name: "embedded jwk", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jwk": jwtPublicJWK(t, jwtRSAEvil.Public(), k.kid, "RS256", "sig")}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
+		{name: "no kid", token: jwtSign(t, map[string]any{"alg": "RS256"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenUnknownKey},
+		{name: "crit header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "crit": []any{"exp"}, "exp": 1}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenBadSignature},
+		{name: "groups not a list", token: sign(with(func(c map[string]any) { c["groups"] = "/team-a" })), reason: authn.ReasonTokenMalformed},
+		{name: "roles not a list", token: sign(with(func(c map[string]any) { c["realm_access"] = map[string]any{"roles": "admin"} })), reason: authn.ReasonTokenMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,14 +279,14 @@ func TestJWTHeaders(t *testing.T) {
 		{name: "scheme without space is not Bearer", header: "Bearerx " + valid},
 		{name: "lower-case scheme", header: "bearer " + valid, ok: true},
 		{name: "extra spaces", header: "Bearer   " + valid + "  ", ok: true},
-		{name: "duplicate headers merged by Envoy", header: "Bearer a,Bearer b", reason: identity.ReasonTokenMalformed},
-		{name: "duplicate valid tokens", header: "Bearer " + valid + ", Bearer " + valid, reason: identity.ReasonTokenMalformed},
-		{name: "Basic then Bearer", header: "Basic YWxpY2U6c2VjcmV0,Bearer " + valid, reason: identity.ReasonTokenMalformed},
-		{name: "empty bearer", header: "Bearer", reason: identity.ReasonTokenMalformed},
-		{name: "empty bearer with space", header: "Bearer    ", reason: identity.ReasonTokenMalformed},
-		{name: "token with inner space", header: "Bearer " + valid + " x", reason: identity.ReasonTokenMalformed},
-		{name: "oversized", header: "Bearer " + strings.Repeat("a", identity.JWTMaxTokenSize+1), reason: identity.ReasonTokenTooLarge},
-		{name: "oversized with valid prefix", header: "Bearer " + valid + strings.Repeat(".", identity.JWTMaxTokenSize), reason: identity.ReasonTokenTooLarge},
+		{name: "duplicate headers merged by Envoy", header: "Bearer a,Bearer b", reason: authn.ReasonTokenMalformed},
+		{name: "duplicate valid tokens", header: "Bearer " + valid + ", Bearer " + valid, reason: authn.ReasonTokenMalformed},
+		{name: "Basic then Bearer", header: "Basic YWxpY2U6c2VjcmV0,Bearer " + valid, reason: authn.ReasonTokenMalformed},
+		{name: "empty bearer", header: "Bearer", reason: authn.ReasonTokenMalformed},
+		{name: "empty bearer with space", header: "Bearer    ", reason: authn.ReasonTokenMalformed},
+		{name: "token with inner space", header: "Bearer " + valid + " x", reason: authn.ReasonTokenMalformed},
+		{name: "oversized", header: "Bearer " + strings.Repeat("a", authn.JWTMaxTokenSize+1), reason: authn.ReasonTokenTooLarge},
+		{name: "oversized with valid prefix", header: "Bearer " + valid + strings.Repeat(".", authn.JWTMaxTokenSize), reason: authn.ReasonTokenTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,7 +358,7 @@ func TestJWTUnknownKidFlood(t *testing.T) {
 		ce, ok := authz.AsCredentialError(err)
 		require.True(t, ok, "error: %v", err)
 		require.Equal(t, http.StatusUnauthorized, jwtStatus(err))
-		require.Equal(t, identity.ReasonTokenUnknownKey, ce.Reason)
+		require.Equal(t, authn.ReasonTokenUnknownKey, ce.Reason)
 	}
 	assert.Equal(t, int32(2), ti.fetches.Load(), "100 forged kids cost one JWKS fetch")
 
@@ -386,7 +386,7 @@ func TestJWTIssuerOutages(t *testing.T) {
 
 		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "rotated"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
 		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-		requireJWTDeny(t, id, err, identity.ReasonTokenUnknownKey, false, tok)
+		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
 	})
 
 	t.Run("JWKS down from the start", func(t *testing.T) {
@@ -466,7 +466,7 @@ func TestJWTMultipleIssuers(t *testing.T) {
 	// kid) is refused: keys are per issuer.
 	tok := jwtToken(t, k2, jwtUserClaims(ml.url))
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-	requireJWTDeny(t, id, err, identity.ReasonTokenBadSignature, false, tok)
+	requireJWTDeny(t, id, err, authn.ReasonTokenBadSignature, false, tok)
 }
 
 func TestJWTCache(t *testing.T) {
@@ -490,30 +490,30 @@ func TestJWTCache(t *testing.T) {
 	// then rejects the token.
 	clock.advance(2*time.Minute + 31*time.Second)
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-	requireJWTDeny(t, id, err, identity.ReasonTokenExpired, false, tok)
+	requireJWTDeny(t, id, err, authn.ReasonTokenExpired, false, tok)
 }
 
 func TestNewJWTConfigErrors(t *testing.T) {
-	base := func() identity.IssuerConfig {
-		return identity.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, HTTPTimeout: 50 * time.Millisecond}
+	base := func() authn.IssuerConfig {
+		return authn.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, HTTPTimeout: 50 * time.Millisecond}
 	}
 	tests := []struct {
 		name    string
-		edit    func(*identity.IssuerConfig)
+		edit    func(*authn.IssuerConfig)
 		second  bool
 		wantErr string
 	}{
-		{name: "missing issuer", edit: func(c *identity.IssuerConfig) { c.Issuer = "" }, wantErr: "issuers[0].issuer"},
-		{name: "no audiences", edit: func(c *identity.IssuerConfig) { c.Audiences = nil }, wantErr: "issuers[0].audiences"},
-		{name: "empty audience", edit: func(c *identity.IssuerConfig) { c.Audiences = []string{""} }, wantErr: "issuers[0].audiences"},
-		{name: "alg none", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"RS256", "none"} }, wantErr: "issuers[0].algorithms"},
-		{name: "HS256", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"HS256"} }, wantErr: "issuers[0].algorithms"},
-		{name: "HS512", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"HS512"} }, wantErr: "issuers[0].algorithms"},
-		{name: "lower-case alg", edit: func(c *identity.IssuerConfig) { c.Algorithms = []string{"rs256"} }, wantErr: "issuers[0].algorithms"},
-		{name: "relative jwks_url", edit: func(c *identity.IssuerConfig) { c.JWKSURL = "/certs" }, wantErr: "issuers[0].jwks_url"},
-		{name: "file discovery_url", edit: func(c *identity.IssuerConfig) { c.DiscoveryURL = "file:///etc/passwd" }, wantErr: "issuers[0].discovery_url"},
-		{name: "negative timeout", edit: func(c *identity.IssuerConfig) { c.HTTPTimeout = -1 }, wantErr: "issuers[0].http_timeout"},
-		{name: "empty service account username", edit: func(c *identity.IssuerConfig) { c.ServiceAccounts = map[string]string{"x": ""} }, wantErr: "issuers[0].service_accounts"},
+		{name: "missing issuer", edit: func(c *authn.IssuerConfig) { c.Issuer = "" }, wantErr: "issuers[0].issuer"},
+		{name: "no audiences", edit: func(c *authn.IssuerConfig) { c.Audiences = nil }, wantErr: "issuers[0].audiences"},
+		{name: "empty audience", edit: func(c *authn.IssuerConfig) { c.Audiences = []string{""} }, wantErr: "issuers[0].audiences"},
+		{name: "alg none", edit: func(c *authn.IssuerConfig) { c.Algorithms = []string{"RS256", "none"} }, wantErr: "issuers[0].algorithms"},
+		{name: "HS256", edit: func(c *authn.IssuerConfig) { c.Algorithms = []string{"HS256"} }, wantErr: "issuers[0].algorithms"},
+		{name: "HS512", edit: func(c *authn.IssuerConfig) { c.Algorithms = []string{"HS512"} }, wantErr: "issuers[0].algorithms"},
+		{name: "lower-case alg", edit: func(c *authn.IssuerConfig) { c.Algorithms = []string{"rs256"} }, wantErr: "issuers[0].algorithms"},
+		{name: "relative jwks_url", edit: func(c *authn.IssuerConfig) { c.JWKSURL = "/certs" }, wantErr: "issuers[0].jwks_url"},
+		{name: "file discovery_url", edit: func(c *authn.IssuerConfig) { c.DiscoveryURL = "file:///etc/passwd" }, wantErr: "issuers[0].discovery_url"},
+		{name: "negative timeout", edit: func(c *authn.IssuerConfig) { c.HTTPTimeout = -1 }, wantErr: "issuers[0].http_timeout"},
+		{name: "empty service account username", edit: func(c *authn.IssuerConfig) { c.ServiceAccounts = map[string]string{"x": ""} }, wantErr: "issuers[0].service_accounts"},
 		{name: "duplicate issuer", second: true, wantErr: "issuers[1].issuer"},
 	}
 	for _, tt := range tests {
@@ -522,16 +522,16 @@ func TestNewJWTConfigErrors(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(&c)
 			}
-			cfgs := []identity.IssuerConfig{c}
+			cfgs := []authn.IssuerConfig{c}
 			if tt.second {
 				cfgs = append(cfgs, base())
 			}
-			j, err := identity.NewJWT(t.Context(), cfgs)
+			j, err := authn.NewJWT(t.Context(), cfgs)
 			require.Nil(t, j)
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
-	_, err := identity.NewJWT(t.Context(), nil)
+	_, err := authn.NewJWT(t.Context(), nil)
 	require.ErrorContains(t, err, "issuers")
 }
 
@@ -552,12 +552,12 @@ jwks_refresh_interval: 10m
 jwks_min_refresh_interval: 1m
 http_timeout: 2s
 `
-	var c identity.IssuerConfig
+	var c authn.IssuerConfig
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
 	require.NoError(t, dec.Decode(&c))
 	require.NoError(t, c.Validate())
-	assert.Equal(t, identity.IssuerConfig{
+	assert.Equal(t, authn.IssuerConfig{
 		Name:                   "ml",
 		Issuer:                 "https://sso.example.com/realms/ml",
 		DiscoveryURL:           "https://keycloak.sso.svc:8443/realms/ml/.well-known/openid-configuration",
@@ -573,7 +573,7 @@ http_timeout: 2s
 		HTTPTimeout:            2 * time.Second,
 	}, c)
 
-	bad := identity.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, Algorithms: []string{"HS256"}}
+	bad := authn.IssuerConfig{Issuer: "https://sso.example.com/realms/ml", Audiences: []string{"mlflow"}, Algorithms: []string{"HS256"}}
 	require.ErrorContains(t, bad.Validate(), "algorithms:")
 }
 
@@ -597,7 +597,7 @@ func TestJWTCustomClaims(t *testing.T) {
 	delete(c, "email")
 	tok := jwtToken(t, k, c)
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
-	requireJWTDeny(t, id, err, identity.ReasonTokenMissingUsername, false, tok)
+	requireJWTDeny(t, id, err, authn.ReasonTokenMissingUsername, false, tok)
 	ce, _ := authz.AsCredentialError(err)
 	assert.Contains(t, ce.Message, "Add to lightweight access token")
 	assert.Contains(t, ce.Message, `"email"`)
@@ -607,7 +607,7 @@ func TestJWTCloseStopsRetries(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
 	ti.down.Store(true)
-	j, err := identity.NewJWT(t.Context(), []identity.IssuerConfig{jwtTestConfig(ti.url)}, identity.WithJWTClock(newJWTClock().now))
+	j, err := authn.NewJWT(t.Context(), []authn.IssuerConfig{jwtTestConfig(ti.url)}, authn.WithJWTClock(newJWTClock().now))
 	require.NoError(t, err)
 	j.Close()
 	j.Close() // idempotent

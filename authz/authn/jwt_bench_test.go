@@ -1,10 +1,10 @@
-package identity_test
+package authn_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 )
 
 // BenchmarkJWTCached is the hot path: a token already verified, as with the
@@ -31,8 +31,8 @@ func BenchmarkJWTUncached(b *testing.B) {
 	k := jwtRSAKey(b)
 	ti := newJWTTestIssuer(b, "ml", k)
 	clock := newJWTClock()
-	j, err := identity.NewJWT(b.Context(), []identity.IssuerConfig{jwtTestConfig(ti.url)},
-		identity.WithJWTClock(clock.now), identity.WithTokenCache(1, time.Minute))
+	j, err := authn.NewJWT(b.Context(), []authn.IssuerConfig{jwtTestConfig(ti.url)},
+		authn.WithJWTClock(clock.now), authn.WithTokenCache(1, time.Minute))
 	if err != nil {
 		b.Fatal(err)
 	}

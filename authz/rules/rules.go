@@ -1,4 +1,4 @@
-package policy
+package rules
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 )
 
-// RuleConfig is one rule of a rule-based application, as written in YAML.
+// Config is one rule of a rule-based application, as written in YAML.
 // A rule matches when the method and the path match; it then needs exactly
 // one of Allow, Groups, Roles or Principals.
-type RuleConfig struct {
+type Config struct {
 	// Methods the rule applies to (upper case); empty means any method.
 	Methods []string `yaml:"methods"`
 	// Paths are exact, decoded request paths.
@@ -33,7 +33,7 @@ type RuleConfig struct {
 	Principals []string `yaml:"principals"`
 }
 
-// Allow values of RuleConfig.
+// Allow values of Config.
 const (
 	AllowAnyone        = "anyone"
 	AllowAuthenticated = "authenticated"
@@ -98,24 +98,24 @@ type Rules struct {
 // append by a caller copies instead of writing into it.
 var bearerChallenge = []authz.Header{{Name: "www-authenticate", Value: "Bearer"}}[:1:1]
 
-// NewRules validates and compiles cfg. Errors name the rule's index and the
+// New validates and compiles cfg. Errors name the rule's index and the
 // offending key.
-func NewRules(cfg []RuleConfig) (*Rules, error) {
+func New(cfg []Config) (*Rules, error) {
 	if len(cfg) == 0 {
-		return nil, fmt.Errorf("policy: rules: at least one rule is required (a policy with none denies everything)")
+		return nil, fmt.Errorf("rules: rules: at least one rule is required (a policy with none denies everything)")
 	}
 	rs := &Rules{rules: make([]rule, 0, len(cfg))}
 	for i, c := range cfg {
 		ru, err := compileRule(i, c)
 		if err != nil {
-			return nil, fmt.Errorf("policy: rules[%d].%w", i, err)
+			return nil, fmt.Errorf("rules: rules[%d].%w", i, err)
 		}
 		rs.rules = append(rs.rules, ru)
 	}
 	return rs, nil
 }
 
-func compileRule(i int, c RuleConfig) (rule, error) {
+func compileRule(i int, c Config) (rule, error) {
 	ru := rule{index: i}
 	for j, m := range c.Methods {
 		b := methodBit(m)

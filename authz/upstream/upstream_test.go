@@ -1,4 +1,4 @@
-package policy_test
+package upstream_test
 
 import (
 	"os"
@@ -12,34 +12,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
+	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
 )
 
-// upstreamView applies set and remove the way Envoy does (set, then
-// remove) and returns the headers the upstream receives. It fails the test
-// when a name is both set and removed, since Envoy would drop our value.
-func upstreamView(t *testing.T, r *authz.Request, set []authz.Header, remove []string) map[string]string {
+var (
+	alice   = &authz.Identity{Kind: authz.KindUser, Username: "alice", Groups: []string{"team-a"}, Roles: []string{"viewer"}, Method: "jwt"}
+	nobody  = authz.Anonymous
+	trainer = &authz.Identity{Kind: authz.KindWorkload, Username: "svc-trainer", SPIFFEID: "spiffe://cluster.local/ns/ml/sa/trainer", Method: "spiffe"}
+)
+
+func req(t testing.TB, method, target, principal string, headers map[string]string) *authz.Request {
 	t.Helper()
-	out := map[string]string{}
-	for k, v := range r.Headers {
-		out[k] = v
-	}
-	seen := map[string]bool{}
-	for _, h := range set {
-		assert.False(t, seen[h.Name], "header %q set twice", h.Name)
-		seen[h.Name] = true
-		assert.Equal(t, strings.ToLower(h.Name), h.Name)
-		out[h.Name] = h.Value
-	}
-	for _, name := range remove {
-		assert.False(t, seen[name], "header %q is both set and removed", name)
-		delete(out, name)
-	}
-	return out
+	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "app.example.com", Target: target, Principal: principal, Headers: headers})
+	require.Nil(t, d, "request %s %s refused", method, target)
+	return r
 }
 
 func TestHeadersUpstream(t *testing.T) {
-	up, err := policy.NewUpstream(policy.UpstreamConfig{})
+	up, err := upstream.New(upstream.Config{})
 	require.NoError(t, err)
 	spoof := map[string]string{
 		"x-authz-user":         "admin",
@@ -65,7 +56,7 @@ func TestHeadersUpstream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := req(t, "GET", "/", "", spoof)
 			set, remove := up.Headers(r, tt.id)
-			got := upstreamView(t, r, set, remove)
+			got := authztest.UpstreamView(t, r, set, remove)
 			for _, h := range []string{"x-authz-user", "x-authz-groups", "x-authz-subject-kind"} {
 				want, ok := tt.want[h]
 				if ok {
@@ -81,11 +72,11 @@ func TestHeadersUpstream(t *testing.T) {
 }
 
 func TestHeadersUpstreamCustomNames(t *testing.T) {
-	up, err := policy.NewUpstream(policy.UpstreamConfig{Mode: "headers", UserHeader: "x-user", GroupsHeader: "x-groups", KindHeader: "x-kind"})
+	up, err := upstream.New(upstream.Config{Mode: "headers", UserHeader: "x-user", GroupsHeader: "x-groups", KindHeader: "x-kind"})
 	require.NoError(t, err)
 	r := req(t, "GET", "/", "", map[string]string{"x-authz-user": "spoofed", "x-user": "spoofed"})
 	set, remove := up.Headers(r, alice)
-	got := upstreamView(t, r, set, remove)
+	got := authztest.UpstreamView(t, r, set, remove)
 	assert.Equal(t, "alice", got["x-user"])
 	assert.Equal(t, "team-a", got["x-groups"])
 	assert.Equal(t, "user", got["x-kind"])
@@ -93,7 +84,7 @@ func TestHeadersUpstreamCustomNames(t *testing.T) {
 }
 
 func TestPhoenixUpstream(t *testing.T) {
-	up, err := policy.NewUpstream(policy.UpstreamConfig{Mode: "phoenix"})
+	up, err := upstream.New(upstream.Config{Mode: "phoenix"})
 	require.NoError(t, err)
 	session := &authz.Identity{Kind: authz.KindUser, Username: "alice", Method: "session"}
 	tests := []struct {
@@ -118,7 +109,7 @@ func TestPhoenixUpstream(t *testing.T) {
 			}
 			r := req(t, "GET", "/graphql", "", h)
 			set, remove := up.Headers(r, tt.id)
-			got := upstreamView(t, r, set, remove)
+			got := authztest.UpstreamView(t, r, set, remove)
 			if tt.wantAuth {
 				assert.Equal(t, tt.auth, got["authorization"])
 			} else {
@@ -162,7 +153,7 @@ func TestKialiUpstream(t *testing.T) {
 	tokenPath := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenPath, "sa-token-1\n")
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	up, err := policy.NewUpstream(policy.UpstreamConfig{Mode: "kiali", TokenFile: tokenPath}, policy.WithClock(clock.Now))
+	up, err := upstream.New(upstream.Config{Mode: "kiali", TokenFile: tokenPath}, upstream.WithClock(clock.Now))
 	require.NoError(t, err)
 
 	spoof := map[string]string{
@@ -189,7 +180,7 @@ func TestKialiUpstream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := req(t, "GET", "/kiali/api/namespaces", "", spoof)
 			set, remove := up.Headers(r, tt.id)
-			got := upstreamView(t, r, set, remove)
+			got := authztest.UpstreamView(t, r, set, remove)
 			for name, v := range got {
 				if name == "authorization" || strings.HasPrefix(name, "impersonate-") {
 					want, ok := tt.want[name]
@@ -217,21 +208,21 @@ func TestKialiUpstream(t *testing.T) {
 		}
 		writeToken(t, tokenPath, "sa-token-2")
 		assert.Equal(t, "Bearer sa-token-1", bearer(), "re-read at most every 30 s")
-		clock.Advance(policy.TokenRefreshInterval - time.Second)
+		clock.Advance(upstream.TokenRefreshInterval - time.Second)
 		assert.Equal(t, "Bearer sa-token-1", bearer())
 		clock.Advance(time.Second)
 		assert.Equal(t, "Bearer sa-token-2", bearer())
 
 		// A broken or missing file keeps the last good token.
 		writeToken(t, tokenPath, "   \n")
-		clock.Advance(policy.TokenRefreshInterval)
+		clock.Advance(upstream.TokenRefreshInterval)
 		assert.Equal(t, "Bearer sa-token-2", bearer())
 		require.NoError(t, os.Remove(tokenPath))
-		clock.Advance(policy.TokenRefreshInterval)
+		clock.Advance(upstream.TokenRefreshInterval)
 		assert.Equal(t, "Bearer sa-token-2", bearer())
 
 		writeToken(t, tokenPath, "sa-token-3")
-		clock.Advance(policy.TokenRefreshInterval)
+		clock.Advance(upstream.TokenRefreshInterval)
 		assert.Equal(t, "Bearer sa-token-3", bearer())
 	})
 }
@@ -240,7 +231,7 @@ func TestKialiUpstreamConcurrent(t *testing.T) {
 	tokenPath := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenPath, "sa-token-1")
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	up, err := policy.NewUpstream(policy.UpstreamConfig{Mode: "kiali", TokenFile: tokenPath}, policy.WithClock(clock.Now))
+	up, err := upstream.New(upstream.Config{Mode: "kiali", TokenFile: tokenPath}, upstream.WithClock(clock.Now))
 	require.NoError(t, err)
 	r := req(t, "GET", "/kiali/api/namespaces", "", nil)
 
@@ -258,7 +249,7 @@ func TestKialiUpstreamConcurrent(t *testing.T) {
 		})
 	}
 	for range 5 {
-		clock.Advance(policy.TokenRefreshInterval)
+		clock.Advance(upstream.TokenRefreshInterval)
 		writeToken(t, tokenPath, "sa-token-2")
 	}
 	wg.Wait()
@@ -276,24 +267,24 @@ func TestNewUpstreamErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(spaced, []byte("a b"), 0o600))
 	tests := []struct {
 		name    string
-		cfg     policy.UpstreamConfig
+		cfg     upstream.Config
 		wantErr string
 	}{
-		{name: "unknown mode", cfg: policy.UpstreamConfig{Mode: "oauth"}, wantErr: `policy: upstream.mode: "oauth"`},
-		{name: "kiali without token file", cfg: policy.UpstreamConfig{Mode: "kiali"}, wantErr: "policy: upstream.token_file: required"},
-		{name: "kiali missing token file", cfg: policy.UpstreamConfig{Mode: "kiali", TokenFile: filepath.Join(dir, "nope")}, wantErr: "policy: upstream.token_file: "},
-		{name: "kiali empty token file", cfg: policy.UpstreamConfig{Mode: "kiali", TokenFile: empty}, wantErr: "is empty"},
-		{name: "kiali token with spaces", cfg: policy.UpstreamConfig{Mode: "kiali", TokenFile: spaced}, wantErr: "whitespace"},
-		{name: "kiali with header names", cfg: policy.UpstreamConfig{Mode: "kiali", TokenFile: empty, UserHeader: "x-u"}, wantErr: "not used in kiali mode"},
-		{name: "token file in headers mode", cfg: policy.UpstreamConfig{TokenFile: empty}, wantErr: "policy: upstream.token_file: only used in kiali mode"},
-		{name: "upper-case header", cfg: policy.UpstreamConfig{UserHeader: "X-User"}, wantErr: "policy: upstream.user_header: "},
-		{name: "authorization as identity header", cfg: policy.UpstreamConfig{Mode: "phoenix", GroupsHeader: "authorization"}, wantErr: `policy: upstream.groups_header: "authorization" is reserved`},
-		{name: "impersonation header", cfg: policy.UpstreamConfig{KindHeader: "impersonate-user"}, wantErr: "policy: upstream.kind_header: "},
-		{name: "same header twice", cfg: policy.UpstreamConfig{UserHeader: "x-authz-groups"}, wantErr: "must differ"},
+		{name: "unknown mode", cfg: upstream.Config{Mode: "oauth"}, wantErr: `upstream: upstream.mode: "oauth"`},
+		{name: "kiali without token file", cfg: upstream.Config{Mode: "kiali"}, wantErr: "upstream: upstream.token_file: required"},
+		{name: "kiali missing token file", cfg: upstream.Config{Mode: "kiali", TokenFile: filepath.Join(dir, "nope")}, wantErr: "upstream: upstream.token_file: "},
+		{name: "kiali empty token file", cfg: upstream.Config{Mode: "kiali", TokenFile: empty}, wantErr: "is empty"},
+		{name: "kiali token with spaces", cfg: upstream.Config{Mode: "kiali", TokenFile: spaced}, wantErr: "whitespace"},
+		{name: "kiali with header names", cfg: upstream.Config{Mode: "kiali", TokenFile: empty, UserHeader: "x-u"}, wantErr: "not used in kiali mode"},
+		{name: "token file in headers mode", cfg: upstream.Config{TokenFile: empty}, wantErr: "upstream: upstream.token_file: only used in kiali mode"},
+		{name: "upper-case header", cfg: upstream.Config{UserHeader: "X-User"}, wantErr: "upstream: upstream.user_header: "},
+		{name: "authorization as identity header", cfg: upstream.Config{Mode: "phoenix", GroupsHeader: "authorization"}, wantErr: `upstream: upstream.groups_header: "authorization" is reserved`},
+		{name: "impersonation header", cfg: upstream.Config{KindHeader: "impersonate-user"}, wantErr: "upstream: upstream.kind_header: "},
+		{name: "same header twice", cfg: upstream.Config{UserHeader: "x-authz-groups"}, wantErr: "must differ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := policy.NewUpstream(tt.cfg)
+			_, err := upstream.New(tt.cfg)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
@@ -301,7 +292,7 @@ func TestNewUpstreamErrors(t *testing.T) {
 }
 
 func BenchmarkHeadersUpstream(b *testing.B) {
-	up, err := policy.NewUpstream(policy.UpstreamConfig{})
+	up, err := upstream.New(upstream.Config{})
 	require.NoError(b, err)
 	r := req(b, "GET", "/", "", nil)
 	b.ReportAllocs()

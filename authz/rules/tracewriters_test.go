@@ -1,4 +1,4 @@
-package policy_test
+package rules_test
 
 import (
 	"context"
@@ -9,15 +9,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 )
 
 func TestTraceWriters(t *testing.T) {
-	rules, err := policy.NewRules([]policy.RuleConfig{
+	rs, err := rules.New([]rules.Config{
 		{PathPrefixes: []string{"/v1/"}, Allow: "authenticated"},
 	})
 	require.NoError(t, err)
-	tw, err := policy.NewTraceWriters([]string{collector}, rules)
+	tw, err := rules.NewTraceWriters([]string{collector}, rs)
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -57,14 +57,14 @@ func TestNewTraceWriters(t *testing.T) {
 	next := authz.PolicyFunc(func(context.Context, *authz.Request, *authz.Identity) authz.Decision {
 		return authz.Deny(http.StatusForbidden, authz.ReasonNoRuleMatched, "x")
 	})
-	p, err := policy.NewTraceWriters(nil, next)
+	p, err := rules.NewTraceWriters(nil, next)
 	require.NoError(t, err)
 	d := p.Decide(t.Context(), req(t, "POST", "/v1/traces", collector, nil), nobody)
 	assert.Equal(t, http.StatusForbidden, d.Status)
 	assert.Equal(t, authz.ReasonNoRuleMatched, d.Reason)
 
-	_, err = policy.NewTraceWriters([]string{"cluster.local/ns/observability/sa/otel-collector"}, next)
-	require.ErrorContains(t, err, "policy: trace_writers[0]: ")
-	_, err = policy.NewTraceWriters([]string{collector}, nil)
-	require.ErrorContains(t, err, "policy: trace_writers: no policy")
+	_, err = rules.NewTraceWriters([]string{"cluster.local/ns/observability/sa/otel-collector"}, next)
+	require.ErrorContains(t, err, "rules: trace_writers[0]: ")
+	_, err = rules.NewTraceWriters([]string{collector}, nil)
+	require.ErrorContains(t, err, "rules: trace_writers: no policy")
 }

@@ -1,4 +1,12 @@
-package policy
+// Package upstream shapes what a protected application receives on an
+// allow: the identity headers it trusts (headers mode, Phoenix's
+// X-Phoenix-* headers, Kiali's impersonation with a projected token), set
+// to overwrite anything the client sent, and the client-sent identity
+// headers removed.
+//
+//	up, err := upstream.New(upstream.Config{Mode: upstream.ModeHeaders})
+//	set, remove := up.Headers(req, id)
+package upstream
 
 import (
 	"fmt"
@@ -11,7 +19,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 )
 
-// Upstream modes of UpstreamConfig.Mode.
+// Upstream modes of Config.Mode.
 const (
 	ModeHeaders = "headers"
 	ModePhoenix = "phoenix"
@@ -30,9 +38,9 @@ const (
 // expire (at 80% of their lifetime, an hour at the least), so 30 s is ample.
 const TokenRefreshInterval = 30 * time.Second
 
-// UpstreamConfig says how an application learns who the caller is, as the
+// Config says how an application learns who the caller is, as the
 // `upstream:` block of an application.
-type UpstreamConfig struct {
+type Config struct {
 	// Mode is "headers" (the default), "phoenix" or "kiali".
 	Mode string `yaml:"mode"`
 	// UserHeader, GroupsHeader and KindHeader name the identity headers of
@@ -46,30 +54,30 @@ type UpstreamConfig struct {
 	TokenFile string `yaml:"token_file"`
 }
 
-// UpstreamOption adjusts NewUpstream.
-type UpstreamOption func(*upstreamOptions)
+// Option adjusts New.
+type Option func(*options)
 
-type upstreamOptions struct {
+type options struct {
 	now func() time.Time
 }
 
 // WithClock replaces time.Now, so tests can step over the token refresh
 // interval.
-func WithClock(now func() time.Time) UpstreamOption {
-	return func(o *upstreamOptions) { o.now = now }
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
 }
 
-// NewUpstream validates cfg and returns the upstream it describes. In kiali
+// New validates cfg and returns the upstream it describes. In kiali
 // mode it reads the token file now and fails if it is missing or empty.
-func NewUpstream(cfg UpstreamConfig, opts ...UpstreamOption) (authz.Upstream, error) {
-	o := upstreamOptions{now: time.Now}
+func New(cfg Config, opts ...Option) (authz.Upstream, error) {
+	o := options{now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	switch cfg.Mode {
 	case "", ModeHeaders, ModePhoenix:
 		if cfg.TokenFile != "" {
-			return nil, fmt.Errorf("policy: upstream.token_file: only used in kiali mode")
+			return nil, fmt.Errorf("upstream: upstream.token_file: only used in kiali mode")
 		}
 		u := &headerUpstream{
 			user:        orDefault(cfg.UserHeader, DefaultUserHeader),
@@ -79,29 +87,29 @@ func NewUpstream(cfg UpstreamConfig, opts ...UpstreamOption) (authz.Upstream, er
 		}
 		for _, h := range []struct{ key, name string }{{"user_header", u.user}, {"groups_header", u.groups}, {"kind_header", u.kind}} {
 			if err := checkHeaderName(h.name); err != nil {
-				return nil, fmt.Errorf("policy: upstream.%s: %w", h.key, err)
+				return nil, fmt.Errorf("upstream: upstream.%s: %w", h.key, err)
 			}
 		}
 		if u.user == u.groups || u.user == u.kind || u.groups == u.kind {
-			return nil, fmt.Errorf("policy: upstream: user_header, groups_header and kind_header must differ")
+			return nil, fmt.Errorf("upstream: upstream: user_header, groups_header and kind_header must differ")
 		}
 		u.removeAll = []string{u.user, u.groups, u.kind}[:3:3]
 		return u, nil
 	case ModeKiali:
 		if cfg.UserHeader != "" || cfg.GroupsHeader != "" || cfg.KindHeader != "" {
-			return nil, fmt.Errorf("policy: upstream: user_header, groups_header and kind_header are not used in kiali mode (it impersonates)")
+			return nil, fmt.Errorf("upstream: upstream: user_header, groups_header and kind_header are not used in kiali mode (it impersonates)")
 		}
 		if cfg.TokenFile == "" {
-			return nil, fmt.Errorf("policy: upstream.token_file: required in kiali mode")
+			return nil, fmt.Errorf("upstream: upstream.token_file: required in kiali mode")
 		}
 		tf := &tokenFile{path: cfg.TokenFile, now: o.now}
 		if err := tf.load(); err != nil {
-			return nil, fmt.Errorf("policy: upstream.token_file: %w", err)
+			return nil, fmt.Errorf("upstream: upstream.token_file: %w", err)
 		}
 		tf.next.Store(o.now().Add(TokenRefreshInterval).UnixNano())
 		return &kialiUpstream{token: tf}, nil
 	default:
-		return nil, fmt.Errorf("policy: upstream.mode: %q is not one of headers, phoenix, kiali", cfg.Mode)
+		return nil, fmt.Errorf("upstream: upstream.mode: %q is not one of headers, phoenix, kiali", cfg.Mode)
 	}
 }
 

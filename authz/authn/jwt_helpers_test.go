@@ -1,4 +1,4 @@
-package identity_test
+package authn_test
 
 import (
 	"crypto"
@@ -24,7 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 )
 
 // jwtTestNow is the fixed "now" of the JWT tests (2026-01-01T00:00:00Z).
@@ -235,8 +235,8 @@ func newJWTClock() *jwtClock {
 func (c *jwtClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *jwtClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func jwtTestConfig(iss string) identity.IssuerConfig {
-	return identity.IssuerConfig{
+func jwtTestConfig(iss string) authn.IssuerConfig {
+	return authn.IssuerConfig{
 		Name:            "ml",
 		Issuer:          iss,
 		Audiences:       []string{"mlflow"},
@@ -246,11 +246,11 @@ func jwtTestConfig(iss string) identity.IssuerConfig {
 	}
 }
 
-func newTestJWT(t testing.TB, clock *jwtClock, cfgs ...identity.IssuerConfig) *identity.JWT {
+func newTestJWT(t testing.TB, clock *jwtClock, cfgs ...authn.IssuerConfig) *authn.JWT {
 	t.Helper()
-	j, err := identity.NewJWT(t.Context(), cfgs,
-		identity.WithJWTClock(clock.now),
-		identity.WithJWTLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	j, err := authn.NewJWT(t.Context(), cfgs,
+		authn.WithJWTClock(clock.now),
+		authn.WithJWTLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	t.Cleanup(j.Close)
 	return j

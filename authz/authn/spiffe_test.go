@@ -1,4 +1,4 @@
-package identity_test
+package authn_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 )
 
 func TestParseSPIFFEID(t *testing.T) {
@@ -46,10 +46,10 @@ func TestParseSPIFFEID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			td, path, err := identity.ParseSPIFFEID(tt.in)
+			td, path, err := authn.ParseSPIFFEID(tt.in)
 			if tt.wantErr != "" {
 				require.Error(t, err)
-				assert.ErrorIs(t, err, identity.ErrInvalidSPIFFEID)
+				assert.ErrorIs(t, err, authn.ErrInvalidSPIFFEID)
 				assert.Contains(t, err.Error(), tt.wantErr)
 				assert.True(t, strings.HasPrefix(err.Error(), "identity: "), err.Error())
 				return
@@ -75,7 +75,7 @@ func FuzzParseSPIFFEID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		td, path, err := identity.ParseSPIFFEID(s)
+		td, path, err := authn.ParseSPIFFEID(s)
 		if err != nil {
 			return
 		}
@@ -101,11 +101,11 @@ func FuzzParseSPIFFEID(f *testing.F) {
 	})
 }
 
-func testSPIFFEConfig() identity.SPIFFEConfig {
-	return identity.SPIFFEConfig{
+func testSPIFFEConfig() authn.SPIFFEConfig {
+	return authn.SPIFFEConfig{
 		TrustDomain:        "cluster.local",
 		TrustDomainAliases: []string{"old.example.org"},
-		Workloads: []identity.SPIFFEWorkloadConfig{
+		Workloads: []authn.SPIFFEWorkloadConfig{
 			{ID: "ns/ml/sa/trainer", Username: "svc-trainer", Groups: []string{"/ml-team", "batch"}},
 			{ID: "spiffe://cluster.local/ns/ci/sa/runner", Username: "svc-ci"},
 		},
@@ -115,38 +115,38 @@ func testSPIFFEConfig() identity.SPIFFEConfig {
 func TestNewSPIFFEConfigErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		edit    func(*identity.SPIFFEConfig)
+		edit    func(*authn.SPIFFEConfig)
 		wantErr string
 	}{
-		{name: "missing trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain = "" }, wantErr: "trust_domain: "},
-		{name: "aliases without trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain, c.Workloads = "", nil }, wantErr: "trust_domain: "},
-		{name: "upper-case trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomain = "Cluster.Local" }, wantErr: "trust_domain: "},
-		{name: "bad alias", edit: func(c *identity.SPIFFEConfig) { c.TrustDomainAliases = []string{"a/b"} }, wantErr: "trust_domain_aliases[0]"},
-		{name: "alias equals trust domain", edit: func(c *identity.SPIFFEConfig) { c.TrustDomainAliases = []string{"cluster.local"} }, wantErr: "listed twice"},
-		{name: "duplicate id", edit: func(c *identity.SPIFFEConfig) {
-			c.Workloads = append(c.Workloads, identity.SPIFFEWorkloadConfig{ID: "ns/ml/sa/trainer", Username: "x"})
+		{name: "missing trust domain", edit: func(c *authn.SPIFFEConfig) { c.TrustDomain = "" }, wantErr: "trust_domain: "},
+		{name: "aliases without trust domain", edit: func(c *authn.SPIFFEConfig) { c.TrustDomain, c.Workloads = "", nil }, wantErr: "trust_domain: "},
+		{name: "upper-case trust domain", edit: func(c *authn.SPIFFEConfig) { c.TrustDomain = "Cluster.Local" }, wantErr: "trust_domain: "},
+		{name: "bad alias", edit: func(c *authn.SPIFFEConfig) { c.TrustDomainAliases = []string{"a/b"} }, wantErr: "trust_domain_aliases[0]"},
+		{name: "alias equals trust domain", edit: func(c *authn.SPIFFEConfig) { c.TrustDomainAliases = []string{"cluster.local"} }, wantErr: "listed twice"},
+		{name: "duplicate id", edit: func(c *authn.SPIFFEConfig) {
+			c.Workloads = append(c.Workloads, authn.SPIFFEWorkloadConfig{ID: "ns/ml/sa/trainer", Username: "x"})
 		}, wantErr: "workloads[2].id: \"ns/ml/sa/trainer\" names the same workload as workloads[0]"},
-		{name: "duplicate id across relative and full alias form", edit: func(c *identity.SPIFFEConfig) {
-			c.Workloads = append(c.Workloads, identity.SPIFFEWorkloadConfig{ID: "spiffe://old.example.org/ns/ml/sa/trainer", Username: "x"})
+		{name: "duplicate id across relative and full alias form", edit: func(c *authn.SPIFFEConfig) {
+			c.Workloads = append(c.Workloads, authn.SPIFFEWorkloadConfig{ID: "spiffe://old.example.org/ns/ml/sa/trainer", Username: "x"})
 		}, wantErr: "names the same workload as workloads[0]"},
-		{name: "foreign trust domain", edit: func(c *identity.SPIFFEConfig) {
+		{name: "foreign trust domain", edit: func(c *authn.SPIFFEConfig) {
 			c.Workloads[1].ID = "spiffe://evil.example/ns/ci/sa/runner"
 		}, wantErr: "workloads[1].id: \"spiffe://evil.example/ns/ci/sa/runner\" is outside trust domain"},
-		{name: "trust domain id as workload", edit: func(c *identity.SPIFFEConfig) { c.Workloads[1].ID = "spiffe://cluster.local" }, wantErr: "not a workload"},
-		{name: "relative id of wrong shape", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].ID = "ns/ml/trainer" }, wantErr: "workloads[0].id: "},
-		{name: "relative id with leading slash", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].ID = "/ns/ml/sa/trainer" }, wantErr: "workloads[0].id: "},
-		{name: "relative id with istio trust domain prefix", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].ID = "cluster.local/ns/ml/sa/trainer" }, wantErr: "workloads[0].id: "},
-		{name: "relative id with bad characters", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].ID = "ns/ml/sa/tr%41iner" }, wantErr: "not allowed in path"},
-		{name: "relative id with dot segment", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].ID = "ns/../sa/x" }, wantErr: "dot segment"},
-		{name: "missing username", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].Username = "" }, wantErr: "workloads[0].username: required"},
-		{name: "username with newline", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].Username = "a\nb" }, wantErr: "workloads[0].username"},
-		{name: "empty group", edit: func(c *identity.SPIFFEConfig) { c.Workloads[0].Groups = []string{"/"} }, wantErr: "workloads[0].groups[0]"},
+		{name: "trust domain id as workload", edit: func(c *authn.SPIFFEConfig) { c.Workloads[1].ID = "spiffe://cluster.local" }, wantErr: "not a workload"},
+		{name: "relative id of wrong shape", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].ID = "ns/ml/trainer" }, wantErr: "workloads[0].id: "},
+		{name: "relative id with leading slash", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].ID = "/ns/ml/sa/trainer" }, wantErr: "workloads[0].id: "},
+		{name: "relative id with istio trust domain prefix", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].ID = "cluster.local/ns/ml/sa/trainer" }, wantErr: "workloads[0].id: "},
+		{name: "relative id with bad characters", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].ID = "ns/ml/sa/tr%41iner" }, wantErr: "not allowed in path"},
+		{name: "relative id with dot segment", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].ID = "ns/../sa/x" }, wantErr: "dot segment"},
+		{name: "missing username", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].Username = "" }, wantErr: "workloads[0].username: required"},
+		{name: "username with newline", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].Username = "a\nb" }, wantErr: "workloads[0].username"},
+		{name: "empty group", edit: func(c *authn.SPIFFEConfig) { c.Workloads[0].Groups = []string{"/"} }, wantErr: "workloads[0].groups[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testSPIFFEConfig()
 			tt.edit(&cfg)
-			_, err := identity.NewSPIFFE(cfg)
+			_, err := authn.NewSPIFFE(cfg)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 			assert.True(t, strings.HasPrefix(err.Error(), "identity: spiffe: "), err.Error())
@@ -155,7 +155,7 @@ func TestNewSPIFFEConfigErrors(t *testing.T) {
 }
 
 func TestSPIFFEEmptyConfig(t *testing.T) {
-	s, err := identity.NewSPIFFE(identity.SPIFFEConfig{})
+	s, err := authn.NewSPIFFE(authn.SPIFFEConfig{})
 	require.NoError(t, err)
 	id, err := s.Authenticate(t.Context(), newRequest(t, "spiffe://cluster.local/ns/ml/sa/trainer", nil))
 	require.NoError(t, err)
@@ -170,7 +170,7 @@ func newRequest(t *testing.T, principal string, headers map[string]string) *auth
 }
 
 func TestSPIFFEAuthenticate(t *testing.T) {
-	s, err := identity.NewSPIFFE(testSPIFFEConfig())
+	s, err := authn.NewSPIFFE(testSPIFFEConfig())
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -227,7 +227,7 @@ func TestSPIFFEAuthenticate(t *testing.T) {
 // TestSPIFFEInEngine runs the authenticator through the real engine: an
 // unmapped peer stays anonymous, so a policy needing a user denies it.
 func TestSPIFFEInEngine(t *testing.T) {
-	s, err := identity.NewSPIFFE(testSPIFFEConfig())
+	s, err := authn.NewSPIFFE(testSPIFFEConfig())
 	require.NoError(t, err)
 	needUser := authz.PolicyFunc(func(_ context.Context, _ *authz.Request, id *authz.Identity) authz.Decision {
 		if !id.Authenticated() {
@@ -256,7 +256,7 @@ func TestSPIFFEInEngine(t *testing.T) {
 }
 
 func BenchmarkSPIFFEAuthenticate(b *testing.B) {
-	s, err := identity.NewSPIFFE(testSPIFFEConfig())
+	s, err := authn.NewSPIFFE(testSPIFFEConfig())
 	require.NoError(b, err)
 	r, _ := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "h", Target: "/", Principal: "spiffe://cluster.local/ns/ml/sa/trainer"})
 	ctx := b.Context()

@@ -1,4 +1,4 @@
-package policy_test
+package rules_test
 
 import (
 	"bytes"
@@ -13,23 +13,41 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
-	"github.com/mlflow-authz/mlflow-authz/authz/policy"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
+	"github.com/mlflow-authz/mlflow-authz/authz/rules"
+	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
 )
 
 // exampleFile mirrors the keys the examples use. Decoding with KnownFields
 // catches a misspelt key in an example.
 type exampleFile struct {
-	SPIFFE *identity.SPIFFEConfig `yaml:"spiffe"`
+	SPIFFE *authn.SPIFFEConfig `yaml:"spiffe"`
 	Apps   []struct {
-		Name                   string    `yaml:"name"`
-		Hosts                  []string  `yaml:"hosts"`
-		Type                   string    `yaml:"type"`
-		DryRun                 bool      `yaml:"dry_run"`
-		PassForeignCredentials bool      `yaml:"pass_foreign_credentials"`
-		MLflow                 yaml.Node `yaml:"mlflow"`
-		policy.AppConfig       `yaml:",inline"`
+		Name                   string          `yaml:"name"`
+		Hosts                  []string        `yaml:"hosts"`
+		Type                   string          `yaml:"type"`
+		DryRun                 bool            `yaml:"dry_run"`
+		PassForeignCredentials bool            `yaml:"pass_foreign_credentials"`
+		MLflow                 yaml.Node       `yaml:"mlflow"`
+		Rules                  []rules.Config  `yaml:"rules"`
+		TraceWriters           []string        `yaml:"trace_writers"`
+		Upstream               upstream.Config `yaml:"upstream"`
 	} `yaml:"apps"`
+}
+
+// compile builds a rule-based application as the configuration does.
+func compile(rs []rules.Config, traceWriters []string, up upstream.Config) (authz.Policy, authz.Upstream, error) {
+	r, err := rules.New(rs)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol, err := rules.NewTraceWriters(traceWriters, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := upstream.New(up)
+	return pol, u, err
 }
 
 func loadExample(t *testing.T, name string) exampleFile {
@@ -69,7 +87,7 @@ func TestExamplePhoenix(t *testing.T) {
 	f := loadExample(t, "phoenix.yaml")
 	app := f.Apps[0]
 	assert.Equal(t, "rules", app.Type)
-	pol, up, err := policy.Compile(app.AppConfig)
+	pol, up, err := compile(app.Rules, app.TraceWriters, app.Upstream)
 	require.NoError(t, err)
 
 	writer := &authz.Identity{Kind: authz.KindUser, Username: "wendy", Groups: []string{"phoenix-writers"}, Method: "jwt"}
@@ -112,7 +130,7 @@ func TestExamplePhoenix(t *testing.T) {
 	// Phoenix mode drops our verified bearer and sets identity headers.
 	r := req(t, "POST", "/graphql", gateway, map[string]string{"authorization": "Bearer eyJ.x.y", "x-authz-user": "admin"})
 	set, remove := up.Headers(r, reader)
-	got := upstreamView(t, r, set, remove)
+	got := authztest.UpstreamView(t, r, set, remove)
 	assert.NotContains(t, got, "authorization")
 	assert.Equal(t, "rita", got["x-authz-user"])
 }
@@ -122,8 +140,8 @@ func TestExampleKiali(t *testing.T) {
 	app := f.Apps[0]
 	assert.Equal(t, "/var/run/secrets/tokens/kiali-token", app.Upstream.TokenFile)
 	app.Upstream.TokenFile = filepath.Join(t.TempDir(), "kiali-token")
-	writeToken(t, app.Upstream.TokenFile, "kiali-sa-token")
-	pol, up, err := policy.Compile(app.AppConfig)
+	require.NoError(t, os.WriteFile(app.Upstream.TokenFile, []byte("kiali-sa-token"), 0o600))
+	pol, up, err := compile(app.Rules, app.TraceWriters, app.Upstream)
 	require.NoError(t, err)
 
 	kialiUser := &authz.Identity{Kind: authz.KindUser, Username: "kim", Groups: []string{"kiali-users"}, Method: "session"}
@@ -150,7 +168,7 @@ func TestExampleKiali(t *testing.T) {
 
 	r := req(t, "GET", "/kiali/api/namespaces", "", map[string]string{"impersonate-user": "system:admin", "authorization": "Bearer x"})
 	set, remove := up.Headers(r, kialiUser)
-	got := upstreamView(t, r, set, remove)
+	got := authztest.UpstreamView(t, r, set, remove)
 	assert.Equal(t, "Bearer kiali-sa-token", got["authorization"])
 	assert.Equal(t, "kim", got["impersonate-user"])
 	assert.Equal(t, "kiali-users", got["impersonate-group"])
@@ -167,9 +185,9 @@ func TestExampleMLflow(t *testing.T) {
 	mlflowPolicy := authz.PolicyFunc(func(context.Context, *authz.Request, *authz.Identity) authz.Decision {
 		return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, "stand-in")
 	})
-	pol, err := policy.NewTraceWriters(app.TraceWriters, mlflowPolicy)
+	pol, err := rules.NewTraceWriters(app.TraceWriters, mlflowPolicy)
 	require.NoError(t, err)
-	up, err := policy.NewUpstream(app.Upstream)
+	up, err := upstream.New(app.Upstream)
 	require.NoError(t, err)
 	checkDecisions(t, pol, []decisionCase{
 		{"POST", "/v1/traces", collector, nobody, 200, authz.ReasonTraceWriter},
@@ -178,7 +196,7 @@ func TestExampleMLflow(t *testing.T) {
 	})
 
 	require.NotNil(t, f.SPIFFE)
-	spiffe, err := identity.NewSPIFFE(*f.SPIFFE)
+	spiffe, err := authn.NewSPIFFE(*f.SPIFFE)
 	require.NoError(t, err)
 	for principal, user := range map[string]string{
 		"spiffe://cluster.local/ns/ml-training/sa/trainer":     "svc-trainer",
@@ -198,6 +216,6 @@ func TestExampleMLflow(t *testing.T) {
 
 		r := req(t, "GET", "/", principal, map[string]string{"x-authz-user": "admin"})
 		set, remove := up.Headers(r, id)
-		assert.Equal(t, user, upstreamView(t, r, set, remove)["x-authz-user"])
+		assert.Equal(t, user, authztest.UpstreamView(t, r, set, remove)["x-authz-user"])
 	}
 }

@@ -1,4 +1,4 @@
-package identity_test
+package authn_test
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/identity"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 )
 
 func TestTokenCache(t *testing.T) {
@@ -32,7 +32,7 @@ func TestTokenCache(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := identity.NewTokenCache(10, tt.ttl)
+			c := authn.NewTokenCache(10, tt.ttl)
 			c.Put("tok", alice, tt.exp, t0)
 			id, ok := c.Get("tok", t0.Add(tt.at))
 			require.Equal(t, tt.wantOK, ok)
@@ -46,7 +46,7 @@ func TestTokenCache(t *testing.T) {
 }
 
 func TestTokenCacheBounded(t *testing.T) {
-	c := identity.NewTokenCache(3, time.Hour)
+	c := authn.NewTokenCache(3, time.Hour)
 	exp := jwtTestNow.Add(time.Hour)
 	for i := range 10 {
 		c.Put(fmt.Sprint("tok", i), &authz.Identity{Username: fmt.Sprint("u", i)}, exp, jwtTestNow)
@@ -80,11 +80,11 @@ func TestTokenCacheBounded(t *testing.T) {
 }
 
 func TestTokenCacheDefaults(t *testing.T) {
-	c := identity.NewTokenCache(0, 0)
+	c := authn.NewTokenCache(0, 0)
 	exp := jwtTestNow.Add(time.Hour)
 	c.Put("tok", &authz.Identity{}, exp, jwtTestNow)
-	_, ok := c.Get("tok", jwtTestNow.Add(identity.TokenCacheDefaultTTL-time.Second))
+	_, ok := c.Get("tok", jwtTestNow.Add(authn.TokenCacheDefaultTTL-time.Second))
 	assert.True(t, ok)
-	_, ok = c.Get("tok", jwtTestNow.Add(identity.TokenCacheDefaultTTL))
+	_, ok = c.Get("tok", jwtTestNow.Add(authn.TokenCacheDefaultTTL))
 	assert.False(t, ok)
 }

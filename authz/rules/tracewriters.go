@@ -1,4 +1,4 @@
-package policy
+package rules
 
 import (
 	"context"
@@ -29,7 +29,7 @@ type TraceWriters struct {
 // With no principals it returns next unchanged.
 func NewTraceWriters(principals []string, next authz.Policy) (authz.Policy, error) {
 	if next == nil {
-		return nil, fmt.Errorf("policy: trace_writers: no policy to wrap")
+		return nil, fmt.Errorf("rules: trace_writers: no policy to wrap")
 	}
 	if len(principals) == 0 {
 		return next, nil
@@ -37,7 +37,7 @@ func NewTraceWriters(principals []string, next authz.Policy) (authz.Policy, erro
 	tw := &TraceWriters{next: next}
 	for i, p := range principals {
 		if !strings.HasPrefix(p, "spiffe://") || len(p) == len("spiffe://") || strings.ContainsAny(p, " \t\r\n") {
-			return nil, fmt.Errorf("policy: trace_writers[%d]: %q is not a full SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>)", i, p)
+			return nil, fmt.Errorf("rules: trace_writers[%d]: %q is not a full SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>)", i, p)
 		}
 		tw.principals = append(tw.principals, p)
 	}
