@@ -132,7 +132,7 @@ class Run:
                     "method": m,
                     "path": r["path"],
                     "view": short(view) if isinstance(view, Func) and view.name != "<lambda>" else _lambda_view(view),
-                    "registered_by": origin,
+                    "registered_by": r.get("implicit", origin),
                 }
                 if default:
                     row["methods_default"] = True
@@ -419,6 +419,8 @@ def _name_of(n: ast.AST) -> str:
 def _lambda_view(view) -> str:
     if isinstance(view, Func) and view.name == "<lambda>":
         return "lambda: " + ast.unparse(view.node.body)
+    if view is None:
+        return "flask.send_static_file"
     return short(view)
 
 

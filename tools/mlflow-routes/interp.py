@@ -871,7 +871,18 @@ class Interp:
         if q == "re.escape":
             return re.escape(args[0])
         if q in ("flask.Flask",):
-            rec = Recorder("flask", "flask.Flask")
+            rec = Recorder("flask", "flask.Flask", kwargs)
+            folder = kwargs.get("static_folder", "static")
+            url = kwargs.get("static_url_path")
+            if isinstance(folder, str) and url is None:
+                # Flask (sansio/scaffold.py static_url_path) serves the static folder at
+                # "/" + basename(static_folder) unless static_url_path is given.
+                url = "/" + folder.rstrip("/").rsplit("/", 1)[-1]
+            if isinstance(url, str):
+                rec.routes.append(
+                    {"path": f"{url}/<path:filename>", "methods": None, "view": None,
+                     "kwargs": {}, "implicit": "Flask static_folder"}
+                )
             self.recorders.append(rec)
             return rec
         if q in ("fastapi.FastAPI",):
