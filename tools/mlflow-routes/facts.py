@@ -84,6 +84,8 @@ def direct_facts(fn: Func, ip: Interp) -> dict:
     """direct_facts lists what fn's own body reads and checks."""
     node = fn.node
     perms: set[str] = set()
+    requirements: set[str] = set()
+    call_args: set[str] = set()
     params: set[tuple] = set()
     reads: set[str] = set()
     lookups: set[str] = set()
@@ -133,6 +135,13 @@ def direct_facts(fn: Func, ip: Interp) -> dict:
             reads.add(p)
         if isinstance(f, ast.Name):
             name = f.id
+            if name == "Requirement" and len(n.args) >= 3:
+                # Later MLflow (role model): Requirement(resource_type, id, action, ...).
+                rtype = ast.unparse(n.args[0]).removeprefix("RESOURCE_TYPE_").lower()
+                action = _const_str(n.args[2]) or ast.unparse(n.args[2])
+                requirements.add(f"{rtype}:{action}")
+            if name == "_get_request_message" and n.args and isinstance(n.args[0], ast.Call):
+                params.add(("request_message", ast.unparse(n.args[0].func)))
             if name in PARAM_ACCESSORS and n.args and (k := _const_str(n.args[0])):
                 params.add((PARAM_ACCESSORS[name], k))
             if name == "getattr" and len(n.args) >= 2 and (k := _const_str(n.args[1])):
@@ -140,6 +149,10 @@ def direct_facts(fn: Func, ip: Interp) -> dict:
             target = _resolve(fn, name, ip)
             if target is not None:
                 calls.add(name)
+                consts = [a.value for a in n.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                if consts:
+                    # _authorize_run("update"): the action a shared helper is asked for.
+                    call_args.add(f"{name}({', '.join(repr(c) for c in consts)})")
             if name == "get_job":
                 lookups.add("get_job")
         elif isinstance(f, ast.Attribute):
@@ -171,6 +184,7 @@ def direct_facts(fn: Func, ip: Interp) -> dict:
         admin = True
     return {
         "admin_check": admin,
+        "call_args": sorted(call_args),
         "calls": sorted(calls),
         "const_returns": sorted(const_returns),
         "env_switches": sorted(env_switches),
@@ -178,6 +192,7 @@ def direct_facts(fn: Func, ip: Interp) -> dict:
         "params": [{"source": s, "key": k} for s, k in sorted(params)],
         "permissions": sorted(perms, key=PERM_ATTRS.index),
         "reads": sorted(reads),
+        "requirements": sorted(requirements),
         "sender_check": sender_check,
     }
 
@@ -224,6 +239,7 @@ def flatten(fn: Func, ip: Interp, cache: dict[str, dict]) -> tuple[dict, list[Fu
         "params": set(),
         "permissions": set(),
         "reads": set(),
+        "requirements": set(),
         "sender_check": False,
         "via": [],
     }
@@ -233,21 +249,24 @@ def flatten(fn: Func, ip: Interp, cache: dict[str, dict]) -> tuple[dict, list[Fu
             continue
         total["admin_check"] |= d["admin_check"]
         total["sender_check"] |= d["sender_check"]
-        for k in ("env_switches", "lookups", "permissions", "reads"):
+        for k in ("env_switches", "lookups", "permissions", "reads", "requirements"):
             total[k] |= set(d[k])
         total["params"] |= {(p["source"], p["key"]) for p in d["params"]}
         if f is fn:
             total["const_returns"] |= set(d["const_returns"])
+            total["call_args"] = d["call_args"]
         else:
             total["via"].append(f.name)
     out = {
         "admin_check": total["admin_check"],
+        "call_args": total.get("call_args", []),
         "const_returns": sorted(total["const_returns"]),
         "env_switches": sorted(total["env_switches"]),
         "lookups": sorted(total["lookups"]),
         "params": [{"source": s, "key": k} for s, k in sorted(total["params"])],
         "permissions": sorted(total["permissions"], key=PERM_ATTRS.index),
         "reads": sorted(total["reads"]),
+        "requirements": sorted(total["requirements"]),
         "sender_check": total["sender_check"],
         "via": sorted(total["via"]),
     }
@@ -261,14 +280,14 @@ def after_verdict(f: dict) -> str:
         return "grant_creator"
     if any(re.match(r"^store\.(delete|rename)_", x) for x in f["lookups"]):
         return "update_permission_rows"
-    if f["permissions"]:
+    if f["permissions"] or f["requirements"]:
         return "filter_response"
     return "unparsed"
 
 
 def verdict(f: dict) -> str:
     """verdict names the kind of check, or "unparsed" when the facts do not say."""
-    if f["permissions"]:
+    if f["permissions"] or f["requirements"]:
         return "permission"
     if f["sender_check"]:
         return "self_or_admin"
