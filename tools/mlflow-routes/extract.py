@@ -87,6 +87,11 @@ class Run:
             v = v.resolve()
         return v
 
+    def auth_func(self, name: str) -> Func | None:
+        """The function the auth module defines under name, or None in versions without it."""
+        fn = self.env(self.auth, name)
+        return fn if isinstance(fn, Func) else None
+
     # ---- routes
 
     def proto_annotations(self) -> dict:
@@ -245,8 +250,8 @@ class Run:
 
     def prefixes_of(self, fname: str) -> list[str] | None:
         """The constant prefixes a predicate passes to str.startswith."""
-        fn = self.env(self.auth, fname)
-        if not isinstance(fn, Func):
+        fn = self.auth_func(fname)
+        if fn is None:
             return None
         env = {p.arg: Opaque(p.arg) for p in fn.node.args.args}
         for st in fn.node.body:
@@ -274,8 +279,8 @@ class Run:
         return out
 
     def proxy_artifact_validator(self) -> list[dict] | None:
-        fn = self.env(self.auth, "_get_proxy_artifact_validator")
-        if not isinstance(fn, Func):
+        fn = self.auth_func("_get_proxy_artifact_validator")
+        if fn is None:
             return None
         out = []
         for st in ast.walk(fn.node):
@@ -291,8 +296,8 @@ class Run:
 
     def dispatch(self, fname: str) -> list[dict] | None:
         """The order of checks in a dispatcher such as _find_validator or _before_request."""
-        fn = self.env(self.auth, fname)
-        if not isinstance(fn, Func):
+        fn = self.auth_func(fname)
+        if fn is None:
             return None
         out = []
         for st in fn.node.body:
@@ -315,8 +320,8 @@ class Run:
         return out
 
     def fastapi_rules(self) -> list[dict] | None:
-        fn = self.env(self.auth, "_find_fastapi_validator")
-        if not isinstance(fn, Func):
+        fn = self.auth_func("_find_fastapi_validator")
+        if fn is None:
             return None
         out = []
         env = {p.arg: Opaque(p.arg) for p in fn.node.args.args}

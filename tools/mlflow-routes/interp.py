@@ -22,6 +22,7 @@ Python 3.11 standard library only.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import pathlib
 import re
 from typing import Any
@@ -132,39 +133,21 @@ class Instance:
         self.cls = cls
 
 
+@dataclasses.dataclass(frozen=True)
 class Pattern:
     """Pattern is a compiled regular expression (``re.compile``), kept as its source."""
 
-    def __init__(self, pattern: str):
-        self.pattern = pattern
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pattern) and other.pattern == self.pattern
-
-    def __hash__(self) -> int:
-        return hash(("re", self.pattern))
-
-    def __repr__(self) -> str:
-        return f"re.compile({self.pattern!r})"
+    pattern: str
 
 
 # --- protobuf model -------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
 class ProtoMsg:
     """ProtoMsg is a generated message class, identified by its full proto name."""
 
-    def __init__(self, full: str):
-        self.full = full
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ProtoMsg) and other.full == self.full
-
-    def __hash__(self) -> int:
-        return hash(("msg", self.full))
-
-    def __repr__(self) -> str:
-        return f"<proto {self.full}>"
+    full: str
 
 
 class _Obj:
@@ -262,7 +245,6 @@ class ContinueSignal(Exception):
     pass
 
 
-_FLASK_METHODS = {"route": None}
 _ROUTER_METHODS = {
     "get": ["GET"],
     "post": ["POST"],
@@ -451,7 +433,6 @@ class Interp:
                     cls.bases.append(Opaque("base"))
             is_enum = any(
                 isinstance(b, External) and b.qualname.split(".")[-1] in ("Enum", "StrEnum", "IntEnum")
-                or isinstance(b, (External,)) and b.qualname in ("str",)
                 for b in cls.bases
             )
             cenv = dict(env)
@@ -477,7 +458,7 @@ class Interp:
             if st.value is not None:
                 self.assign(st.target, self.eval(st.value, mod, env), mod, env)
         elif isinstance(st, ast.AugAssign):
-            cur = self.eval(_load(st.target), mod, env)
+            cur = self.eval(st.target, mod, env)
             v = self.binop(st.op, cur, self.eval(st.value, mod, env))
             self.assign(st.target, v, mod, env)
         elif isinstance(st, ast.Expr):
@@ -629,14 +610,18 @@ class Interp:
                 out.append(format(x, spec))
         return "".join(out)
 
-    def ev_List(self, n, mod, env):
+    def eval_items(self, elts: list[ast.expr], mod: Module, env: dict) -> list:
+        """Evaluates list elements or positional arguments, expanding *starred ones."""
         out = []
-        for e in n.elts:
+        for e in elts:
             if isinstance(e, ast.Starred):
                 out.extend(self.eval(e.value, mod, env))
             else:
                 out.append(self.eval(e, mod, env))
         return out
+
+    def ev_List(self, n, mod, env):
+        return self.eval_items(n.elts, mod, env)
 
     def ev_Tuple(self, n, mod, env):
         return tuple(self.ev_List(n, mod, env))
@@ -812,12 +797,7 @@ class Interp:
 
     def ev_Call(self, n, mod, env):
         fn = self.eval(n.func, mod, env)
-        args = []
-        for a in n.args:
-            if isinstance(a, ast.Starred):
-                args.extend(self.eval(a.value, mod, env))
-            else:
-                args.append(self.eval(a, mod, env))
+        args = self.eval_items(n.args, mod, env)
         kwargs = {}
         for k in n.keywords:
             if k.arg is None:
@@ -1043,11 +1023,6 @@ class _LazyImport:
         if self.module == "mlflow" or self.module.startswith("mlflow."):
             return self.ip.module_attr(self.module, self.name)
         return External(f"{self.module}.{self.name}")
-
-
-def _load(target: ast.expr) -> ast.expr:
-    t = ast.fix_missing_locations(ast.copy_location(target, target))
-    return t
 
 
 def _targets(st: ast.stmt) -> list[str]:
