@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,35 @@ const jwtMinRSABits = 2048
 // jwksKeySet is one fetched JWKS, immutable once published.
 type jwksKeySet struct {
 	keys map[string]jwtKey // by kid
+}
+
+// jwtKey is one usable public key from a JWKS.
+type jwtKey struct {
+	alg string // the JWK's alg, "" if it has none
+	raw any    // *rsa.PublicKey or *ecdsa.PublicKey
+}
+
+// fits reports whether alg may be verified with k: the JWK's own alg, when
+// present, must match (so a key published for RS256 is never used for PS256),
+// and the key type and curve must suit the algorithm.
+func (k jwtKey) fits(alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch pk := k.raw.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return pk.Curve == elliptic.P256()
+		case "ES384":
+			return pk.Curve == elliptic.P384()
+		case "ES512":
+			return pk.Curve == elliptic.P521()
+		}
+	}
+	return false
 }
 
 // jwksSource keeps one issuer's signing keys fresh.
