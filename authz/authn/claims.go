@@ -11,40 +11,44 @@ import (
 )
 
 const (
-	jwtServiceAccountPrefix = "service-account-"
-	jwtMethod               = "jwt"
+	// serviceAccountPrefix starts the username Keycloak gives a client's
+	// service-account user.
+	serviceAccountPrefix = "service-account-"
+	// jwtMethod is the Identity.Method of identities proven by a bearer
+	// JWT. Each authenticator has its own (SPIFFEMethod for mTLS peers).
+	jwtMethod = "jwt"
 )
 
 // identity validates verified claims and maps them to an Identity.
-func (iss *jwtIssuer) identity(claims map[string]any, now time.Time) (*authz.Identity, error) {
+func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identity, error) {
 	if s, _ := claims["iss"].(string); s != iss.cfg.Issuer {
-		return nil, jwtForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
+		return nil, denyForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
 	}
-	exp, ok, bad := jwtNumericDate(claims, "exp")
+	exp, ok, bad := numericDate(claims, "exp")
 	switch {
 	case bad:
-		return nil, jwtDeny(ReasonTokenMalformed, "token exp is not a number")
+		return nil, deny(ReasonTokenMalformed, "token exp is not a number")
 	case !ok:
-		return nil, jwtDeny(ReasonTokenMissingExp, "token has no expiry (exp)")
+		return nil, deny(ReasonTokenMissingExp, "token has no expiry (exp)")
 	case !now.Before(exp.Add(JWTClockSkew)):
-		return nil, jwtDeny(ReasonTokenExpired, "token has expired")
+		return nil, deny(ReasonTokenExpired, "token has expired")
 	}
 	for _, name := range []string{"nbf", "iat"} {
-		t, ok, bad := jwtNumericDate(claims, name)
+		t, ok, bad := numericDate(claims, name)
 		if bad {
-			return nil, jwtDeny(ReasonTokenMalformed, "token "+name+" is not a number")
+			return nil, deny(ReasonTokenMalformed, "token "+name+" is not a number")
 		}
 		if ok && now.Add(JWTClockSkew).Before(t) {
-			return nil, jwtDeny(ReasonTokenNotYetValid, "token is not valid yet")
+			return nil, deny(ReasonTokenNotYetValid, "token is not valid yet")
 		}
 	}
 	if !iss.audienceOK(claims["aud"]) {
-		return nil, jwtDeny(ReasonTokenWrongAudience, "token is not meant for this service (aud)")
+		return nil, deny(ReasonTokenWrongAudience, "token is not meant for this service (aud)")
 	}
 	// Keycloak marks access tokens "Bearer"; ID and refresh tokens say "ID"
 	// and "Refresh" and must never pass as access tokens.
 	if typ, _ := claims["typ"].(string); typ != "Bearer" {
-		return nil, jwtDeny(ReasonTokenWrongType, "token is not an access token (typ)")
+		return nil, deny(ReasonTokenWrongType, "token is not an access token (typ)")
 	}
 
 	id := &authz.Identity{
@@ -52,34 +56,34 @@ func (iss *jwtIssuer) identity(claims map[string]any, now time.Time) (*authz.Ide
 		Issuer:  iss.cfg.Issuer,
 		Expiry:  exp,
 		Method:  jwtMethod,
-		Subject: jwtString(claims, "sub"),
+		Subject: claimString(claims, "sub"),
 	}
-	azp := jwtString(claims, "azp")
+	azp := claimString(claims, "azp")
 	id.ClientID = azp
 
-	preferred := jwtString(claims, "preferred_username")
-	if strings.HasPrefix(preferred, jwtServiceAccountPrefix) {
+	preferred := claimString(claims, "preferred_username")
+	if strings.HasPrefix(preferred, serviceAccountPrefix) {
 		if err := iss.serviceAccount(id, claims, preferred); err != nil {
 			return nil, err
 		}
 	} else {
-		id.Username = jwtString(claims, iss.cfg.UsernameClaim)
+		id.Username = claimString(claims, iss.cfg.UsernameClaim)
 		if id.Username == "" {
-			return nil, jwtDeny(ReasonTokenMissingUsername, fmt.Sprintf(
+			return nil, deny(ReasonTokenMissingUsername, fmt.Sprintf(
 				"token has no %q claim; if the client uses lightweight access tokens, enable \"Add to lightweight access token\" on that claim's mapper",
 				iss.cfg.UsernameClaim))
 		}
 	}
 
-	groups, ok := jwtStrings(claims[iss.cfg.GroupsClaim])
+	groups, ok := stringArray(claims[iss.cfg.GroupsClaim])
 	if !ok {
-		return nil, jwtDeny(ReasonTokenMalformed, "token groups claim is not a list of strings")
+		return nil, deny(ReasonTokenMalformed, "token groups claim is not a list of strings")
 	}
 	for k, g := range groups {
 		groups[k] = authz.NormalizeGroup(g)
 	}
 	id.Groups = groups
-	roles, err := jwtRoles(claims)
+	roles, err := keycloakRoles(claims)
 	if err != nil {
 		return nil, err
 	}
@@ -95,28 +99,30 @@ func (iss *jwtIssuer) identity(claims map[string]any, now time.Time) (*authz.Ide
 // insist the two agree and that there is no user session (sid), so a human
 // who registered a username starting with "service-account-" cannot pose as
 // a client's service account.
-func (iss *jwtIssuer) serviceAccount(id *authz.Identity, claims map[string]any, preferred string) error {
-	client := jwtString(claims, "client_id")
+func (iss *issuer) serviceAccount(id *authz.Identity, claims map[string]any, preferred string) error {
+	client := claimString(claims, "client_id")
 	if client == "" {
-		client = jwtString(claims, "clientId")
+		client = claimString(claims, "clientId")
 	}
 	if client == "" {
-		client = jwtString(claims, "azp")
+		client = claimString(claims, "azp")
 	}
-	if client == "" || !strings.EqualFold(preferred, jwtServiceAccountPrefix+client) || jwtString(claims, "sid") != "" {
-		return jwtDeny(ReasonTokenBadServiceAcct, "service-account token does not match its client")
+	if client == "" || !strings.EqualFold(preferred, serviceAccountPrefix+client) || claimString(claims, "sid") != "" {
+		return deny(ReasonTokenBadServiceAcct, "service-account token does not match its client")
 	}
 	id.Kind = authz.KindServiceAccount
 	id.ClientID = client
 	if u, ok := iss.cfg.ServiceAccounts[client]; ok {
 		id.Username = u
 	} else {
-		id.Username = jwtServiceAccountPrefix + client
+		id.Username = serviceAccountPrefix + client
 	}
 	return nil
 }
 
-func (iss *jwtIssuer) audienceOK(aud any) bool {
+// audienceOK reports whether aud, one string or an array of them (RFC 7519
+// section 4.1.3), names one of the issuer's audiences.
+func (iss *issuer) audienceOK(aud any) bool {
 	switch a := aud.(type) {
 	case string:
 		return slices.Contains(iss.audiences, a)
@@ -130,16 +136,18 @@ func (iss *jwtIssuer) audienceOK(aud any) bool {
 	return false
 }
 
-// jwtRoles collects realm roles and "<client>/<role>" client roles.
-func jwtRoles(claims map[string]any) ([]string, error) {
-	bad := jwtDeny(ReasonTokenMalformed, "token role claims are malformed")
+// keycloakRoles collects the realm roles (realm_access.roles) and the client
+// roles (resource_access.<client>.roles, as "<client>/<role>") that
+// Keycloak's role mappers write into access tokens.
+func keycloakRoles(claims map[string]any) ([]string, error) {
+	bad := deny(ReasonTokenMalformed, "token role claims are malformed")
 	var roles []string
 	if ra, ok := claims["realm_access"]; ok {
 		m, ok := ra.(map[string]any)
 		if !ok {
 			return nil, bad
 		}
-		r, ok := jwtStrings(m["roles"])
+		r, ok := stringArray(m["roles"])
 		if !ok {
 			return nil, bad
 		}
@@ -160,7 +168,7 @@ func jwtRoles(claims map[string]any) ([]string, error) {
 			if !ok {
 				return nil, bad
 			}
-			r, ok := jwtStrings(cm["roles"])
+			r, ok := stringArray(cm["roles"])
 			if !ok {
 				return nil, bad
 			}
@@ -172,9 +180,9 @@ func jwtRoles(claims map[string]any) ([]string, error) {
 	return roles, nil
 }
 
-// jwtStrings converts a JSON array of strings; a missing value is an empty
+// stringArray converts a JSON array of strings; a missing value is an empty
 // list, anything else is not ok.
-func jwtStrings(v any) ([]string, bool) {
+func stringArray(v any) ([]string, bool) {
 	if v == nil {
 		return nil, true
 	}
@@ -193,14 +201,15 @@ func jwtStrings(v any) ([]string, bool) {
 	return out, true
 }
 
-func jwtString(claims map[string]any, name string) string {
+// claimString returns the claim if it is a string, else "".
+func claimString(claims map[string]any, name string) string {
 	s, _ := claims[name].(string)
 	return s
 }
 
-// jwtNumericDate reads an RFC 7519 NumericDate. ok is false when absent;
+// numericDate reads an RFC 7519 NumericDate. ok is false when absent;
 // bad is true when present but not a finite number.
-func jwtNumericDate(claims map[string]any, name string) (t time.Time, ok, bad bool) {
+func numericDate(claims map[string]any, name string) (t time.Time, ok, bad bool) {
 	v, present := claims[name]
 	if !present {
 		return time.Time{}, false, false

@@ -23,16 +23,16 @@ import (
 // JWKSMaxBodySize bounds discovery and JWKS responses.
 const JWKSMaxBodySize = 1 << 20
 
-// jwtMinRSABits refuses toy RSA keys even if an issuer publishes them.
-const jwtMinRSABits = 2048
+// minRSABits refuses toy RSA keys even if an issuer publishes them.
+const minRSABits = 2048
 
-// jwksKeySet is one fetched JWKS, immutable once published.
-type jwksKeySet struct {
-	keys map[string]jwtKey // by kid
+// keySet is one fetched JWKS, immutable once published.
+type keySet struct {
+	keys map[string]publicKey // by kid
 }
 
-// jwtKey is one usable public key from a JWKS.
-type jwtKey struct {
+// publicKey is one usable public key from a JWKS.
+type publicKey struct {
 	alg string // the JWK's alg, "" if it has none
 	raw any    // *rsa.PublicKey or *ecdsa.PublicKey
 }
@@ -40,7 +40,7 @@ type jwtKey struct {
 // fits reports whether alg may be verified with k: the JWK's own alg, when
 // present, must match (so a key published for RS256 is never used for PS256),
 // and the key type and curve must suit the algorithm.
-func (k jwtKey) fits(alg string) bool {
+func (k publicKey) fits(alg string) bool {
 	if k.alg != "" && k.alg != alg {
 		return false
 	}
@@ -60,14 +60,14 @@ func (k jwtKey) fits(alg string) bool {
 	return false
 }
 
-// jwksSource keeps one issuer's signing keys fresh.
+// keySource keeps one issuer's signing keys fresh.
 //
 // We fetch and parse the JWKS ourselves (jwk.ParseKey per entry) rather than
 // use jwx v3's jwk.Cache: its httprc scheduler runs on the wall clock, it
 // does not refresh on an unknown kid, and a single bad entry in a set fails
 // the whole parse. Here a refresh on kid-miss is rate-limited by the
 // injected clock and single-flight, and unusable entries are just skipped.
-type jwksSource struct {
+type keySource struct {
 	name         string
 	issuer       string
 	discoveryURL string
@@ -79,7 +79,7 @@ type jwksSource struct {
 	clock        func() time.Time
 	logger       *slog.Logger
 
-	set      atomic.Pointer[jwksKeySet]
+	set      atomic.Pointer[keySet]
 	resolved atomic.Pointer[string] // the JWKS URL once known
 
 	sf         singleflight.Group
@@ -88,14 +88,14 @@ type jwksSource struct {
 }
 
 // current returns the last fetched key set, or nil before the first fetch.
-func (s *jwksSource) current() *jwksKeySet {
+func (s *keySource) current() *keySet {
 	return s.set.Load()
 }
 
 // run fetches the keys until ctx ends: once right away (then calls
 // firstDone, so NewJWT can return without waiting on a dead Keycloak), then
 // every refresh interval, retrying failures with a capped backoff.
-func (s *jwksSource) run(ctx context.Context, firstDone func()) {
+func (s *keySource) run(ctx context.Context, firstDone func()) {
 	err := s.load(ctx)
 	firstDone()
 	backoff := time.Second
@@ -121,7 +121,7 @@ func (s *jwksSource) run(ctx context.Context, firstDone func()) {
 }
 
 // load resolves the JWKS URL (once) and fetches the keys.
-func (s *jwksSource) load(ctx context.Context) error {
+func (s *keySource) load(ctx context.Context) error {
 	u, err := s.url(ctx)
 	if err != nil {
 		return err
@@ -132,7 +132,7 @@ func (s *jwksSource) load(ctx context.Context) error {
 // url returns the JWKS URL, reading the discovery document if needed. The
 // document's issuer must be exactly ours: a mismatch means a misrouted
 // discovery URL or hostname config, and its keys are not our issuer's.
-func (s *jwksSource) url(ctx context.Context) (string, error) {
+func (s *keySource) url(ctx context.Context) (string, error) {
 	if s.jwksURL != "" {
 		return s.jwksURL, nil
 	}
@@ -153,7 +153,7 @@ func (s *jwksSource) url(ctx context.Context) (string, error) {
 	if doc.Issuer != s.issuer {
 		return "", fmt.Errorf("identity: jwt: issuer %q: discovery names issuer %q", s.name, doc.Issuer)
 	}
-	if err := jwtCheckURL(doc.JWKSURI); err != nil {
+	if err := checkHTTPURL(doc.JWKSURI); err != nil {
 		return "", fmt.Errorf("identity: jwt: issuer %q: discovery jwks_uri: %w", s.name, err)
 	}
 	s.resolved.Store(&doc.JWKSURI)
@@ -161,7 +161,7 @@ func (s *jwksSource) url(ctx context.Context) (string, error) {
 }
 
 // get fetches u with the issuer's timeout and a size cap.
-func (s *jwksSource) get(ctx context.Context, u string) ([]byte, error) {
+func (s *keySource) get(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -189,12 +189,12 @@ func (s *jwksSource) get(ctx context.Context, u string) ([]byte, error) {
 
 // fetch downloads and publishes the key set. On any failure the previous
 // set stays in place.
-func (s *jwksSource) fetch(ctx context.Context, u string) error {
+func (s *keySource) fetch(ctx context.Context, u string) error {
 	body, err := s.get(ctx, u)
 	if err != nil {
 		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
 	}
-	set, err := jwksParse(body)
+	set, err := parseKeySet(body)
 	if err != nil {
 		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
 	}
@@ -202,18 +202,18 @@ func (s *jwksSource) fetch(ctx context.Context, u string) error {
 	return nil
 }
 
-// jwksParse keeps the usable signature keys of a JWKS document. Entries
+// parseKeySet keeps the usable signature keys of a JWKS document. Entries
 // without a kid, for encryption, symmetric, too weak or unparsable are
 // skipped; a kid published twice is dropped, since we could not tell which
 // key it means.
-func jwksParse(body []byte) (*jwksKeySet, error) {
+func parseKeySet(body []byte) (*keySet, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, err
 	}
-	out := &jwksKeySet{keys: make(map[string]jwtKey, len(doc.Keys))}
+	out := &keySet{keys: make(map[string]publicKey, len(doc.Keys))}
 	dup := map[string]bool{}
 	for _, raw := range doc.Keys {
 		k, err := jwk.ParseKey(raw)
@@ -239,7 +239,7 @@ func jwksParse(body []byte) (*jwksKeySet, error) {
 		}
 		switch p := pub.(type) {
 		case *rsa.PublicKey:
-			if p.N.BitLen() < jwtMinRSABits {
+			if p.N.BitLen() < minRSABits {
 				continue
 			}
 		case *ecdsa.PublicKey:
@@ -255,7 +255,7 @@ func jwksParse(body []byte) (*jwksKeySet, error) {
 			delete(out.keys, kid)
 			continue
 		}
-		out.keys[kid] = jwtKey{alg: alg, raw: pub}
+		out.keys[kid] = publicKey{alg: alg, raw: pub}
 	}
 	if len(out.keys) == 0 {
 		return nil, errors.New("no usable signing keys")
@@ -269,7 +269,7 @@ func jwksParse(body []byte) (*jwksKeySet, error) {
 // one fetch, and fetches happen at most once per minRefresh, so a flood of
 // forged kids costs Keycloak one request per interval. It returns the key
 // set to look in, which may be unchanged.
-func (s *jwksSource) refreshForKid(ctx context.Context) *jwksKeySet {
+func (s *keySource) refreshForKid(ctx context.Context) *keySet {
 	ch := s.sf.DoChan("kid-miss", func() (any, error) {
 		now := s.clock()
 		s.mu.Lock()

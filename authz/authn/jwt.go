@@ -56,13 +56,13 @@ const (
 	JWTDefaultHTTPTimeout = 5 * time.Second
 )
 
-// jwtDefaultAlgorithms are Keycloak's asymmetric defaults. HMAC is never
+// defaultAlgorithms are Keycloak's asymmetric defaults. HMAC is never
 // acceptable: the realm's HMAC keys are secret to Keycloak, and accepting
 // HS* is how "sign with the public key as secret" attacks work.
-var jwtDefaultAlgorithms = []string{"RS256", "ES256", "PS256"}
+var defaultAlgorithms = []string{"RS256", "ES256", "PS256"}
 
-// jwtAllowedAlgorithms are the only algorithms a config may list.
-var jwtAllowedAlgorithms = map[string]jwa.SignatureAlgorithm{
+// allowedAlgorithms are the only algorithms a config may list.
+var allowedAlgorithms = map[string]jwa.SignatureAlgorithm{
 	"RS256": jwa.RS256(), "RS384": jwa.RS384(), "RS512": jwa.RS512(),
 	"PS256": jwa.PS256(), "PS384": jwa.PS384(), "PS512": jwa.PS512(),
 	"ES256": jwa.ES256(), "ES384": jwa.ES384(), "ES512": jwa.ES512(),
@@ -140,8 +140,8 @@ func WithTokenCache(size int, ttl time.Duration) JWTOption {
 // JWT authenticates "Authorization: Bearer <jwt>" access tokens from one or
 // more Keycloak realms. It is safe for concurrent use.
 type JWT struct {
-	issuers map[string]*jwtIssuer // by exact iss
-	list    []*jwtIssuer
+	issuers map[string]*issuer // by exact iss
+	list    []*issuer
 	cache   *TokenCache
 	clock   func() time.Time
 
@@ -150,13 +150,13 @@ type JWT struct {
 	closed sync.Once
 }
 
-// jwtIssuer is one validated IssuerConfig plus its key source.
-type jwtIssuer struct {
+// issuer is one validated IssuerConfig plus its key source.
+type issuer struct {
 	cfg         IssuerConfig
 	algs        map[string]jwa.SignatureAlgorithm
 	audiences   []string
 	adminGroups []string
-	keys        *jwksSource
+	keys        *keySource
 }
 
 // NewJWT validates cfgs and starts fetching each issuer's keys. It tries
@@ -176,13 +176,13 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 		return nil, errors.New("identity: jwt: issuers: at least one issuer is required")
 	}
 	j := &JWT{
-		issuers: make(map[string]*jwtIssuer, len(cfgs)),
+		issuers: make(map[string]*issuer, len(cfgs)),
 		cache:   NewTokenCache(o.cacheSize, o.cacheTTL),
 		clock:   o.clock,
 	}
 	names := make(map[string]bool, len(cfgs))
 	for i, c := range cfgs {
-		iss, err := newJWTIssuer(c, i, o)
+		iss, err := newIssuer(c, i, o)
 		if err != nil {
 			return nil, err
 		}
@@ -229,14 +229,14 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 		c.Name = c.Issuer
 	}
 	if c.JWKSURL != "" {
-		if err := jwtCheckURL(c.JWKSURL); err != nil {
+		if err := checkHTTPURL(c.JWKSURL); err != nil {
 			return c, fmt.Errorf("jwks_url: %w", err)
 		}
 	} else {
 		if c.DiscoveryURL == "" {
 			c.DiscoveryURL = strings.TrimSuffix(c.Issuer, "/") + "/.well-known/openid-configuration"
 		}
-		if err := jwtCheckURL(c.DiscoveryURL); err != nil {
+		if err := checkHTTPURL(c.DiscoveryURL); err != nil {
 			return c, fmt.Errorf("discovery_url: %w", err)
 		}
 	}
@@ -253,10 +253,10 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 		c.GroupsClaim = "groups"
 	}
 	if len(c.Algorithms) == 0 {
-		c.Algorithms = jwtDefaultAlgorithms
+		c.Algorithms = defaultAlgorithms
 	}
 	for _, a := range c.Algorithms {
-		if _, ok := jwtAllowedAlgorithms[a]; !ok {
+		if _, ok := allowedAlgorithms[a]; !ok {
 			return c, fmt.Errorf("algorithms: %q is not allowed (only RS*, PS* and ES*; never none or HS*)", a)
 		}
 	}
@@ -284,25 +284,25 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 	return c, nil
 }
 
-func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
+func newIssuer(c IssuerConfig, i int, o jwtOptions) (*issuer, error) {
 	c, err := c.compile()
 	if err != nil {
 		return nil, fmt.Errorf("identity: jwt: issuers[%d].%w", i, err)
 	}
 	algs := make(map[string]jwa.SignatureAlgorithm, len(c.Algorithms))
 	for _, a := range c.Algorithms {
-		algs[a] = jwtAllowedAlgorithms[a]
+		algs[a] = allowedAlgorithms[a]
 	}
 	adminGroups := make([]string, len(c.AdminGroups))
 	for k, g := range c.AdminGroups {
 		adminGroups[k] = authz.NormalizeGroup(g)
 	}
-	return &jwtIssuer{
+	return &issuer{
 		cfg:         c,
 		algs:        algs,
 		audiences:   c.Audiences,
 		adminGroups: adminGroups,
-		keys: &jwksSource{
+		keys: &keySource{
 			name:         c.Name,
 			issuer:       c.Issuer,
 			discoveryURL: c.DiscoveryURL,
@@ -317,7 +317,7 @@ func newJWTIssuer(c IssuerConfig, i int, o jwtOptions) (*jwtIssuer, error) {
 	}, nil
 }
 
-func jwtCheckURL(s string) error {
+func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("not a URL: %w", err)
@@ -346,13 +346,16 @@ func (j *JWT) Close() {
 	})
 }
 
-// jwtDeny builds the deny for a token. Messages are fixed strings for people
-// and never echo the token.
-func jwtDeny(reason authz.Reason, msg string) *authz.CredentialError {
+// deny builds the 401 for a credential that is present but unacceptable.
+// Messages are fixed strings for people and never echo the credential.
+func deny(reason authz.Reason, msg string) *authz.CredentialError {
 	return &authz.CredentialError{Reason: reason, Message: msg}
 }
 
-func jwtForeign(reason authz.Reason, msg string) *authz.CredentialError {
+// denyForeign is deny for a credential that may be someone else's (a JWT
+// of an issuer we do not know, a token that is no JWT): applications that
+// let such credentials through treat the caller as anonymous.
+func denyForeign(reason authz.Reason, msg string) *authz.CredentialError {
 	return &authz.CredentialError{Reason: reason, Message: msg, Foreign: true}
 }
 
@@ -365,7 +368,7 @@ func jwtForeign(reason authz.Reason, msg string) *authz.CredentialError {
 // The returned Identity is the caller's own copy, but its Groups and Roles
 // slices are shared with the token cache and must not be modified.
 func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identity, error) {
-	token, cerr := jwtBearerToken(r.Header("authorization"))
+	token, cerr := bearerToken(r.Header("authorization"))
 	if cerr != nil {
 		return nil, cerr
 	}
@@ -395,22 +398,22 @@ func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identi
 	return &cp, nil
 }
 
-// jwtBearerToken extracts the token of a Bearer Authorization header. It
+// bearerToken extracts the token of a Bearer Authorization header. It
 // returns "" and no error when the header is absent or another scheme.
 //
 // Envoy joins repeated headers with ",", and a JWT never contains one, so a
 // comma in a Bearer credential means two credentials: which one the
 // upstream would use is anyone's guess, so it is refused.
-func jwtBearerToken(h string) (string, *authz.CredentialError) {
+func bearerToken(h string) (string, *authz.CredentialError) {
 	h = strings.Trim(h, " \t")
 	if h == "" {
 		return "", nil
 	}
-	if !jwtIsBearer(h) {
+	if !isBearer(h) {
 		if strings.IndexByte(h, ',') >= 0 {
 			for part := range strings.SplitSeq(h, ",") {
-				if jwtIsBearer(strings.Trim(part, " \t")) {
-					return "", jwtDeny(ReasonTokenMalformed, "more than one Authorization credential")
+				if isBearer(strings.Trim(part, " \t")) {
+					return "", deny(ReasonTokenMalformed, "more than one Authorization credential")
 				}
 			}
 		}
@@ -418,20 +421,20 @@ func jwtBearerToken(h string) (string, *authz.CredentialError) {
 	}
 	token := strings.Trim(h[len("bearer"):], " \t")
 	if len(token) > JWTMaxTokenSize {
-		return "", jwtDeny(ReasonTokenTooLarge, "bearer token too large")
+		return "", deny(ReasonTokenTooLarge, "bearer token too large")
 	}
 	if token == "" {
-		return "", jwtDeny(ReasonTokenMalformed, "empty bearer token")
+		return "", deny(ReasonTokenMalformed, "empty bearer token")
 	}
 	if strings.ContainsAny(token, ", \t") {
-		return "", jwtDeny(ReasonTokenMalformed, "more than one Authorization credential")
+		return "", deny(ReasonTokenMalformed, "more than one Authorization credential")
 	}
 	return token, nil
 }
 
-// jwtIsBearer reports whether h starts with the Bearer scheme (RFC 9110
+// isBearer reports whether h starts with the Bearer scheme (RFC 9110
 // schemes are case-insensitive) followed by whitespace or nothing.
-func jwtIsBearer(h string) bool {
+func isBearer(h string) bool {
 	const s = "bearer"
 	if len(h) < len(s) || !strings.EqualFold(h[:len(s)], s) {
 		return false
@@ -439,30 +442,28 @@ func jwtIsBearer(h string) bool {
 	return len(h) == len(s) || h[len(s)] == ' ' || h[len(s)] == '\t'
 }
 
-// jwtHeader is the part of the JOSE header we act on. jku, x5u, jwk and x5c
+// joseHeader is the part of the JOSE header we act on. jku, x5u, jwk and x5c
 // are deliberately not read: keys only ever come from the issuer's JWKS.
-type jwtHeader struct {
+type joseHeader struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`
 	Typ string `json:"typ"`
 }
 
-var jwtB64 = base64.RawURLEncoding
-
-// jwtSplit splits a compact JWS and decodes its header and payload. It
+// splitToken splits a compact JWS and decodes its header and payload. It
 // returns ok=false for anything that is not a signed JWT (an opaque token,
 // a JWE, a Phoenix API key in another format).
-func jwtSplit(token string) (hdr jwtHeader, payload []byte, ok bool) {
+func splitToken(token string) (hdr joseHeader, payload []byte, ok bool) {
 	h, rest, ok1 := strings.Cut(token, ".")
 	p, sig, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.IndexByte(sig, '.') >= 0 || h == "" || p == "" {
 		return hdr, nil, false
 	}
-	hb, err := jwtB64.DecodeString(h)
+	hb, err := base64.RawURLEncoding.DecodeString(h)
 	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Alg == "" {
 		return hdr, nil, false
 	}
-	payload, err = jwtB64.DecodeString(p)
+	payload, err = base64.RawURLEncoding.DecodeString(p)
 	if err != nil || len(payload) == 0 || payload[0] != '{' {
 		return hdr, nil, false
 	}
@@ -471,9 +472,9 @@ func jwtSplit(token string) (hdr jwtHeader, payload []byte, ok bool) {
 
 // verify fully checks a token not found in the cache.
 func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.Identity, error) {
-	hdr, payload, ok := jwtSplit(token)
+	hdr, payload, ok := splitToken(token)
 	if !ok {
-		return nil, jwtForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
+		return nil, denyForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
 	}
 	// Choose the issuer from the unverified iss; everything below is then
 	// verified against that issuer's keys only.
@@ -481,25 +482,25 @@ func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.I
 		Iss any `json:"iss"`
 	}
 	if json.Unmarshal(payload, &peek) != nil {
-		return nil, jwtForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
+		return nil, denyForeign(ReasonTokenNotJWT, "bearer token is not a JWT")
 	}
 	issStr, _ := peek.Iss.(string)
 	iss := j.issuers[issStr]
 	if iss == nil {
-		return nil, jwtForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
+		return nil, denyForeign(ReasonTokenUnknownIssuer, "token issuer is not trusted here")
 	}
 
 	alg, ok := iss.algs[hdr.Alg]
 	if !ok {
-		return nil, jwtDeny(ReasonTokenAlgNotAllowed, "token signature algorithm is not allowed")
+		return nil, deny(ReasonTokenAlgNotAllowed, "token signature algorithm is not allowed")
 	}
 	switch strings.ToLower(hdr.Typ) {
 	case "", "jwt", "at+jwt", "application/at+jwt":
 	default:
-		return nil, jwtDeny(ReasonTokenWrongType, "token header type is not an access token")
+		return nil, deny(ReasonTokenWrongType, "token header type is not an access token")
 	}
 	if hdr.Kid == "" {
-		return nil, jwtDeny(ReasonTokenUnknownKey, "token names no signing key (kid)")
+		return nil, deny(ReasonTokenUnknownKey, "token names no signing key (kid)")
 	}
 	set := iss.keys.current()
 	if set == nil {
@@ -511,18 +512,18 @@ func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.I
 		key, found = set.keys[hdr.Kid]
 	}
 	if !found {
-		return nil, jwtDeny(ReasonTokenUnknownKey, "token is signed with a key the issuer does not publish")
+		return nil, deny(ReasonTokenUnknownKey, "token is signed with a key the issuer does not publish")
 	}
 	if !key.fits(hdr.Alg) {
-		return nil, jwtDeny(ReasonTokenAlgNotAllowed, "token signature algorithm does not match its key")
+		return nil, deny(ReasonTokenAlgNotAllowed, "token signature algorithm does not match its key")
 	}
 	verified, err := jws.VerifyCompactFast(key.raw, []byte(token), alg)
 	if err != nil {
-		return nil, jwtDeny(ReasonTokenBadSignature, "token signature is invalid")
+		return nil, deny(ReasonTokenBadSignature, "token signature is invalid")
 	}
 	claims := map[string]any{}
 	if err := json.Unmarshal(verified, &claims); err != nil {
-		return nil, jwtDeny(ReasonTokenMalformed, "token claims are not a JSON object")
+		return nil, deny(ReasonTokenMalformed, "token claims are not a JSON object")
 	}
 	return iss.identity(claims, now)
 }

@@ -75,12 +75,12 @@ func NewSPIFFE(cfg SPIFFEConfig) (*SPIFFE, error) {
 	if cfg.TrustDomain == "" && len(cfg.TrustDomainAliases) == 0 && len(cfg.Workloads) == 0 {
 		return &SPIFFE{byID: map[string]*authz.Identity{}}, nil
 	}
-	if err := spiffeCheckTrustDomain(cfg.TrustDomain); err != nil {
+	if err := checkTrustDomain(cfg.TrustDomain); err != nil {
 		return nil, fmt.Errorf("identity: spiffe: trust_domain: %w", err)
 	}
 	domains := []string{cfg.TrustDomain}
 	for i, a := range cfg.TrustDomainAliases {
-		if err := spiffeCheckTrustDomain(a); err != nil {
+		if err := checkTrustDomain(a); err != nil {
 			return nil, fmt.Errorf("identity: spiffe: trust_domain_aliases[%d]: %w", i, err)
 		}
 		for _, d := range domains {
@@ -94,7 +94,7 @@ func NewSPIFFE(cfg SPIFFEConfig) (*SPIFFE, error) {
 	s := &SPIFFE{byID: map[string]*authz.Identity{}}
 	seen := map[string]int{} // workload path → index, across all domains
 	for i, w := range cfg.Workloads {
-		path, err := spiffeWorkloadPath(w.ID, domains)
+		path, err := workloadPath(w.ID, domains)
 		if err != nil {
 			return nil, fmt.Errorf("identity: spiffe: workloads[%d].id: %w", i, err)
 		}
@@ -105,13 +105,13 @@ func NewSPIFFE(cfg SPIFFEConfig) (*SPIFFE, error) {
 		if w.Username == "" {
 			return nil, fmt.Errorf("identity: spiffe: workloads[%d].username: required", i)
 		}
-		if strings.TrimSpace(w.Username) != w.Username || spiffeHasControl(w.Username) {
+		if strings.TrimSpace(w.Username) != w.Username || hasControl(w.Username) {
 			return nil, fmt.Errorf("identity: spiffe: workloads[%d].username: %q has surrounding spaces or control characters", i, w.Username)
 		}
 		groups := make([]string, 0, len(w.Groups))
 		for j, g := range w.Groups {
 			g = authz.NormalizeGroup(g)
-			if g == "" || spiffeHasControl(g) {
+			if g == "" || hasControl(g) {
 				return nil, fmt.Errorf("identity: spiffe: workloads[%d].groups[%d]: empty or invalid group name", i, j)
 			}
 			groups = append(groups, g)
@@ -152,10 +152,10 @@ func (s *SPIFFE) Authenticate(ctx context.Context, r *authz.Request) (*authz.Ide
 	return id, nil
 }
 
-// spiffeWorkloadPath returns the SPIFFE path of a configured workload id, checking
+// workloadPath returns the SPIFFE path of a configured workload id, checking
 // that a full ID lies in one of our trust domains: a foreign one could never
 // match, since Authenticate ignores foreign peers.
-func spiffeWorkloadPath(id string, domains []string) (string, error) {
+func workloadPath(id string, domains []string) (string, error) {
 	if strings.HasPrefix(id, spiffeScheme) {
 		td, path, err := ParseSPIFFEID(id)
 		if err != nil {
@@ -201,7 +201,7 @@ func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 		return "", "", fmt.Errorf("identity: %w: scheme is not spiffe://", ErrInvalidSPIFFEID)
 	}
 	td, _, _ := strings.Cut(rest, "/")
-	if err := spiffeCheckTrustDomain(td); err != nil {
+	if err := checkTrustDomain(td); err != nil {
 		return "", "", err
 	}
 	if len(td) == len(rest) {
@@ -216,7 +216,7 @@ func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 			return "", "", fmt.Errorf("identity: %w: dot segment in path", ErrInvalidSPIFFEID)
 		}
 		for i := 0; i < len(seg); i++ {
-			if !spiffePathChar(seg[i]) {
+			if !isPathChar(seg[i]) {
 				return "", "", fmt.Errorf("identity: %w: character %q not allowed in path", ErrInvalidSPIFFEID, seg[i])
 			}
 		}
@@ -224,7 +224,7 @@ func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 	return td, path, nil
 }
 
-func spiffeCheckTrustDomain(td string) error {
+func checkTrustDomain(td string) error {
 	if td == "" {
 		return fmt.Errorf("identity: %w: empty trust domain", ErrInvalidSPIFFEID)
 	}
@@ -240,11 +240,11 @@ func spiffeCheckTrustDomain(td string) error {
 	return nil
 }
 
-func spiffePathChar(c byte) bool {
+func isPathChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_'
 }
 
-func spiffeHasControl(s string) bool {
+func hasControl(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {
 			return true
