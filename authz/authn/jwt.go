@@ -107,23 +107,16 @@ type IssuerConfig struct {
 type JWTOption func(*jwtOptions)
 
 type jwtOptions struct {
-	clock      func() time.Time
-	httpClient *http.Client
-	logger     *slog.Logger
-	cacheSize  int
-	cacheTTL   time.Duration
+	clock     func() time.Time
+	logger    *slog.Logger
+	cacheSize int
+	cacheTTL  time.Duration
 }
 
 // WithJWTClock sets the clock used for token validity and refresh rate
 // limits, so tests are deterministic.
 func WithJWTClock(now func() time.Time) JWTOption {
 	return func(o *jwtOptions) { o.clock = now }
-}
-
-// WithJWTHTTPClient sets the client for discovery and JWKS requests. Each
-// request is still bounded by the issuer's http_timeout.
-func WithJWTHTTPClient(c *http.Client) JWTOption {
-	return func(o *jwtOptions) { o.httpClient = c }
 }
 
 // WithJWTLogger sets the logger for background JWKS problems.
@@ -169,9 +162,6 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.httpClient == nil {
-		o.httpClient = &http.Client{}
-	}
 	if len(cfgs) == 0 {
 		return nil, errors.New("identity: jwt: issuers: at least one issuer is required")
 	}
@@ -180,9 +170,12 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 		cache:   NewTokenCache(o.cacheSize, o.cacheTTL),
 		clock:   o.clock,
 	}
+	// One client for every issuer's discovery and JWKS requests; each
+	// request is bounded by its issuer's http_timeout.
+	client := &http.Client{}
 	names := make(map[string]bool, len(cfgs))
 	for i, c := range cfgs {
-		iss, err := newIssuer(c, i, o)
+		iss, err := newIssuer(c, i, client, o)
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +277,7 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 	return c, nil
 }
 
-func newIssuer(c IssuerConfig, i int, o jwtOptions) (*issuer, error) {
+func newIssuer(c IssuerConfig, i int, client *http.Client, o jwtOptions) (*issuer, error) {
 	c, err := c.compile()
 	if err != nil {
 		return nil, fmt.Errorf("identity: jwt: issuers[%d].%w", i, err)
@@ -307,7 +300,7 @@ func newIssuer(c IssuerConfig, i int, o jwtOptions) (*issuer, error) {
 			issuer:       c.Issuer,
 			discoveryURL: c.DiscoveryURL,
 			jwksURL:      c.JWKSURL,
-			client:       o.httpClient,
+			client:       client,
 			timeout:      c.HTTPTimeout,
 			refresh:      c.JWKSRefreshInterval,
 			minRefresh:   c.JWKSMinRefreshInterval,
