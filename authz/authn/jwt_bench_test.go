@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
 )
 
 // BenchmarkJWTCached is the hot path: a token already verified, as with the
@@ -12,8 +13,8 @@ import (
 func BenchmarkJWTCached(b *testing.B) {
 	k := jwtRSAKey(b)
 	ti := newJWTTestIssuer(b, "ml", k)
-	j := newTestJWT(b, newJWTClock(), jwtTestConfig(ti.url))
-	req := jwtRequest(b, "Bearer "+jwtToken(b, k, jwtUserClaims(ti.url)))
+	j := newTestJWT(b, newJWTClock(), jwtTestConfig(ti.URL))
+	req := jwtRequest(b, "Bearer "+authntest.Token(b, k, jwtUserClaims(ti.URL)))
 	if _, err := j.Authenticate(b.Context(), req); err != nil {
 		b.Fatal(err)
 	}
@@ -31,16 +32,16 @@ func BenchmarkJWTUncached(b *testing.B) {
 	k := jwtRSAKey(b)
 	ti := newJWTTestIssuer(b, "ml", k)
 	clock := newJWTClock()
-	j, err := authn.NewJWT(b.Context(), []authn.IssuerConfig{jwtTestConfig(ti.url)},
+	j, err := authn.NewJWT(b.Context(), []authn.IssuerConfig{jwtTestConfig(ti.URL)},
 		authn.WithJWTClock(clock.now), authn.WithTokenCache(1, time.Minute))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(j.Close)
-	c2 := jwtUserClaims(ti.url)
+	c2 := jwtUserClaims(ti.URL)
 	c2["jti"] = "other"
-	r0 := jwtRequest(b, "Bearer "+jwtToken(b, k, jwtUserClaims(ti.url)))
-	r1 := jwtRequest(b, "Bearer "+jwtToken(b, k, c2))
+	r0 := jwtRequest(b, "Bearer "+authntest.Token(b, k, jwtUserClaims(ti.URL)))
+	r1 := jwtRequest(b, "Bearer "+authntest.Token(b, k, c2))
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

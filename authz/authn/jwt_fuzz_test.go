@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
 )
 
 // FuzzBearerHeader drives arbitrary Authorization headers through the JWT
@@ -19,8 +21,8 @@ import (
 func FuzzBearerHeader(f *testing.F) {
 	k := jwtRSAKey(f)
 	ti := newJWTTestIssuer(f, "ml", k)
-	j := newTestJWT(f, newJWTClock(), jwtTestConfig(ti.url))
-	valid := jwtToken(f, k, jwtUserClaims(ti.url))
+	j := newTestJWT(f, newJWTClock(), jwtTestConfig(ti.URL))
+	valid := authntest.Token(f, k, jwtUserClaims(ti.URL))
 	parts := strings.Split(valid, ".")
 
 	for _, seed := range []string{
@@ -31,7 +33,7 @@ func FuzzBearerHeader(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	pub := jwtRSA1.Public().(*rsa.PublicKey)
+	pub := rsa1(f).Public().(*rsa.PublicKey)
 	f.Fuzz(func(t *testing.T, header string) {
 		req := jwtRequest(t, header)
 		id, err := j.Authenticate(t.Context(), req)

@@ -1,196 +1,60 @@
 package authn_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"sync"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 )
 
 // jwtTestNow is the fixed "now" of the JWT tests (2026-01-01T00:00:00Z).
 var jwtTestNow = time.Unix(1767225600, 0)
 
-// jwtTestKey is a signing key the tests hold the private half of.
-type jwtTestKey struct {
-	kid  string
-	alg  string
-	priv crypto.Signer
+// The tests' private keys, shared across the test binary (see
+// authntest.RSAKey). rsaEvil is the attacker's: the issuers publish it only
+// as an encryption key, which must never verify a signature.
+func rsa1(tb testing.TB) *rsa.PrivateKey    { return authntest.RSAKey(tb, "rsa-1") }
+func rsa2(tb testing.TB) *rsa.PrivateKey    { return authntest.RSAKey(tb, "rsa-2") }
+func rsaEvil(tb testing.TB) *rsa.PrivateKey { return authntest.RSAKey(tb, "rsa-evil") }
+func ec1(tb testing.TB) *ecdsa.PrivateKey   { return authntest.ECKey(tb, "ec-1") }
+
+func jwtRSAKey(tb testing.TB) devissuer.Key {
+	return devissuer.Key{ID: "rsa-1", Alg: "RS256", Private: rsa1(tb)}
 }
 
-var (
-	jwtKeysOnce sync.Once
-	jwtRSA1     *rsa.PrivateKey
-	jwtRSA2     *rsa.PrivateKey
-	jwtRSAEvil  *rsa.PrivateKey
-	jwtEC1      *ecdsa.PrivateKey
-)
-
-// jwtKeys generates the test keys once per test binary: RSA generation is
-// slow and the tests only need distinct keys, not fresh ones per test.
-func jwtKeys(tb testing.TB) {
+// newJWTTestIssuer starts a Keycloak-shaped issuer for realm publishing
+// keys (see setKeys).
+func newJWTTestIssuer(tb testing.TB, realm string, keys ...devissuer.Key) *devissuer.Issuer {
 	tb.Helper()
-	jwtKeysOnce.Do(func() {
-		var err error
-		for _, k := range []**rsa.PrivateKey{&jwtRSA1, &jwtRSA2, &jwtRSAEvil} {
-			*k, err = rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-		}
-		jwtEC1, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-	})
-}
-
-func jwtRSAKey(tb testing.TB) jwtTestKey {
-	jwtKeys(tb)
-	return jwtTestKey{kid: "rsa-1", alg: "RS256", priv: jwtRSA1}
-}
-
-// jwtTestIssuer is a Keycloak-shaped issuer: discovery plus JWKS over real
-// HTTP, with counters so tests can prove how often we fetch.
-type jwtTestIssuer struct {
-	srv       *httptest.Server
-	url       string
-	mu        sync.Mutex
-	jwks      []byte
-	down      atomic.Bool
-	fetches   atomic.Int32
-	discovery atomic.Int32
-	// discoveryIssuer, when set, is what discovery claims the issuer is.
-	discoveryIssuer string
-}
-
-func newJWTTestIssuer(t testing.TB, realm string, keys ...jwtTestKey) *jwtTestIssuer {
-	t.Helper()
-	ti := &jwtTestIssuer{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/realms/"+realm+"/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		ti.discovery.Add(1)
-		if ti.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		iss := ti.url
-		if ti.discoveryIssuer != "" {
-			iss = ti.discoveryIssuer
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":   iss,
-			"jwks_uri": ti.url + "/protocol/openid-connect/certs",
-		})
-	})
-	mux.HandleFunc("/realms/"+realm+"/protocol/openid-connect/certs", func(w http.ResponseWriter, r *http.Request) {
-		ti.fetches.Add(1)
-		if ti.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		ti.mu.Lock()
-		body := ti.jwks
-		ti.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	})
-	ti.srv = httptest.NewServer(mux)
-	t.Cleanup(ti.srv.Close)
-	ti.url = ti.srv.URL + "/realms/" + realm
-	ti.setKeys(t, keys...)
-	return ti
+	return authntest.Start(tb, devissuer.WithRealm(realm), devissuer.WithKeys(withEncKey(tb, keys)...))
 }
 
 // setKeys publishes keys, plus an encryption key as Keycloak does, which
 // must never be used to verify.
-func (ti *jwtTestIssuer) setKeys(t testing.TB, keys ...jwtTestKey) {
-	t.Helper()
-	jwtKeys(t)
-	var set []any
-	for _, k := range keys {
-		set = append(set, jwtPublicJWK(t, k.priv.Public(), k.kid, k.alg, "sig"))
-	}
-	set = append(set, jwtPublicJWK(t, jwtRSAEvil.Public(), "enc-1", "RSA-OAEP", "enc"))
-	body, err := json.Marshal(map[string]any{"keys": set})
-	require.NoError(t, err)
-	ti.mu.Lock()
-	ti.jwks = body
-	ti.mu.Unlock()
+func setKeys(tb testing.TB, iss *devissuer.Issuer, keys ...devissuer.Key) {
+	tb.Helper()
+	require.NoError(tb, iss.SetKeys(withEncKey(tb, keys)...))
 }
 
-func jwtPublicJWK(t testing.TB, pub crypto.PublicKey, kid, alg, use string) jwk.Key {
-	t.Helper()
-	k, err := jwk.Import(pub)
-	require.NoError(t, err)
-	require.NoError(t, k.Set(jwk.KeyIDKey, kid))
-	if alg != "" {
-		require.NoError(t, k.Set(jwk.AlgorithmKey, alg))
-	}
-	require.NoError(t, k.Set(jwk.KeyUsageKey, use))
-	return k
-}
-
-// jwtSign builds a compact JWS by hand with the standard library, so the
-// verifier under test is checked against an independent signer.
-func jwtSign(t testing.TB, hdr, claims map[string]any, alg string, key any) string {
-	t.Helper()
-	hb, err := json.Marshal(hdr)
-	require.NoError(t, err)
-	cb, err := json.Marshal(claims)
-	require.NoError(t, err)
-	input := b64(hb) + "." + b64(cb)
-	digest := sha256.Sum256([]byte(input))
-	var sig []byte
-	switch alg {
-	case "RS256":
-		sig, err = rsa.SignPKCS1v15(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, digest[:])
-	case "PS256":
-		sig, err = rsa.SignPSS(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, digest[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-	case "ES256":
-		r, s, e := ecdsa.Sign(rand.Reader, key.(*ecdsa.PrivateKey), digest[:])
-		require.NoError(t, e)
-		sig = make([]byte, 64)
-		r.FillBytes(sig[:32])
-		s.FillBytes(sig[32:])
-	case "HS256":
-		m := hmac.New(sha256.New, key.([]byte))
-		m.Write([]byte(input))
-		sig = m.Sum(nil)
-	case "none":
-	default:
-		t.Fatalf("unsupported alg %s", alg)
-	}
-	require.NoError(t, err)
-	return input + "." + b64(sig)
+func withEncKey(tb testing.TB, keys []devissuer.Key) []devissuer.Key {
+	return append(slices.Clone(keys), devissuer.Key{ID: "enc-1", Alg: "RSA-OAEP", Use: "enc", Private: rsaEvil(tb)})
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// jwtToken signs claims with k under a Keycloak-like header.
-func jwtToken(t testing.TB, k jwtTestKey, claims map[string]any) string {
-	t.Helper()
-	return jwtSign(t, map[string]any{"alg": k.alg, "typ": "JWT", "kid": k.kid}, claims, k.alg, k.priv)
-}
 
 // jwtUserClaims is a KC 26 user access token for iss.
 func jwtUserClaims(iss string) map[string]any {

@@ -17,12 +17,14 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 )
 
 func TestJWTUserToken(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
 	require.True(t, j.Ready())
 
 	tests := []struct {
@@ -43,18 +45,18 @@ func TestJWTUserToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := jwtUserClaims(ti.url)
+			c := jwtUserClaims(ti.URL)
 			if tt.edit != nil {
 				tt.edit(c)
 			}
-			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, c)))
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, c)))
 			require.NoError(t, err)
 			require.NotNil(t, id)
 			assert.Equal(t, authz.KindUser, id.Kind)
 			assert.Equal(t, "alice", id.Username)
 			assert.Equal(t, "6f1c2a3b-7d4e-4f60-9a8b-1c2d3e4f5a6b", id.Subject)
 			assert.Equal(t, "mlflow-ui", id.ClientID)
-			assert.Equal(t, ti.url, id.Issuer)
+			assert.Equal(t, ti.URL, id.Issuer)
 			assert.Equal(t, "jwt", id.Method)
 			assert.Equal(t, jwtTestNow.Add(5*time.Minute), id.Expiry)
 			assert.Equal(t, tt.wantAdmin, id.Admin)
@@ -70,39 +72,38 @@ func TestJWTUserToken(t *testing.T) {
 }
 
 func TestJWTAlgorithms(t *testing.T) {
-	jwtKeys(t)
-	rsa := jwtTestKey{kid: "rsa-1", alg: "RS256", priv: jwtRSA1}
-	ps := jwtTestKey{kid: "ps-1", alg: "PS256", priv: jwtRSA2}
-	ec := jwtTestKey{kid: "ec-1", alg: "ES256", priv: jwtEC1}
+	rsa := devissuer.Key{ID: "rsa-1", Alg: "RS256", Private: rsa1(t)}
+	ps := devissuer.Key{ID: "ps-1", Alg: "PS256", Private: rsa2(t)}
+	ec := devissuer.Key{ID: "ec-1", Alg: "ES256", Private: ec1(t)}
 	ti := newJWTTestIssuer(t, "ml", rsa, ps, ec)
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
-	for _, k := range []jwtTestKey{rsa, ps, ec} {
-		t.Run(k.alg, func(t *testing.T) {
-			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
+	for _, k := range []devissuer.Key{rsa, ps, ec} {
+		t.Run(k.Alg, func(t *testing.T) {
+			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 			require.NoError(t, err)
 			assert.Equal(t, "alice", id.Username)
 		})
 	}
 	t.Run("RS256 signature under the PS256 key's kid", func(t *testing.T) {
-		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "ps-1"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
+		tok := authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "ps-1"}, jwtUserClaims(ti.URL), "RS256", rsa2(t))
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
 	t.Run("ES256 header naming an RSA key", func(t *testing.T) {
-		tok := jwtSign(t, map[string]any{"alg": "ES256", "kid": "rsa-1"}, jwtUserClaims(ti.url), "ES256", jwtEC1)
+		tok := authntest.Sign(t, map[string]any{"alg": "ES256", "kid": "rsa-1"}, jwtUserClaims(ti.URL), "ES256", ec1(t))
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
 	t.Run("encryption key is never used to verify", func(t *testing.T) {
-		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "enc-1"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil)
+		tok := authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "enc-1"}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t))
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
 	})
 	t.Run("allowlist narrower than the JWKS", func(t *testing.T) {
-		cfg := jwtTestConfig(ti.url)
+		cfg := jwtTestConfig(ti.URL)
 		cfg.Algorithms = []string{"ES256"}
 		j2 := newTestJWT(t, newJWTClock(), cfg)
-		tok := jwtToken(t, rsa, jwtUserClaims(ti.url))
+		tok := authntest.Token(t, rsa, jwtUserClaims(ti.URL))
 		id, err := j2.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenAlgNotAllowed, false, tok)
 	})
@@ -111,7 +112,7 @@ func TestJWTAlgorithms(t *testing.T) {
 func TestJWTServiceAccounts(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
 
 	tests := []struct {
 		name       string
@@ -120,39 +121,39 @@ func TestJWTServiceAccounts(t *testing.T) {
 		wantClient string
 		wantReason authz.Reason
 	}{
-		{name: "mapped client", claims: jwtServiceClaims(ti.url, "training-pipeline"), wantUser: "trainer", wantClient: "training-pipeline"},
-		{name: "unmapped client", claims: jwtServiceClaims(ti.url, "batch-scorer"), wantUser: "service-account-batch-scorer", wantClient: "batch-scorer"},
+		{name: "mapped client", claims: jwtServiceClaims(ti.URL, "training-pipeline"), wantUser: "trainer", wantClient: "training-pipeline"},
+		{name: "unmapped client", claims: jwtServiceClaims(ti.URL, "batch-scorer"), wantUser: "service-account-batch-scorer", wantClient: "batch-scorer"},
 		{name: "legacy clientId claim", claims: func() map[string]any {
-			c := jwtServiceClaims(ti.url, "training-pipeline")
+			c := jwtServiceClaims(ti.URL, "training-pipeline")
 			delete(c, "client_id")
 			c["clientId"] = "training-pipeline"
 			c["azp"] = "something-else"
 			return c
 		}(), wantUser: "trainer", wantClient: "training-pipeline"},
 		{name: "azp fallback", claims: func() map[string]any {
-			c := jwtServiceClaims(ti.url, "batch-scorer")
+			c := jwtServiceClaims(ti.URL, "batch-scorer")
 			delete(c, "client_id")
 			return c
 		}(), wantUser: "service-account-batch-scorer", wantClient: "batch-scorer"},
 		{name: "Keycloak lower-cases the service-account username", claims: func() map[string]any {
-			c := jwtServiceClaims(ti.url, "Batch-Scorer")
+			c := jwtServiceClaims(ti.URL, "Batch-Scorer")
 			c["preferred_username"] = "service-account-batch-scorer"
 			return c
 		}(), wantUser: "service-account-Batch-Scorer", wantClient: "Batch-Scorer"},
 		{name: "username disagrees with client", claims: func() map[string]any {
-			c := jwtServiceClaims(ti.url, "training-pipeline")
+			c := jwtServiceClaims(ti.URL, "training-pipeline")
 			c["preferred_username"] = "service-account-admin-bot"
 			return c
 		}(), wantReason: authn.ReasonTokenBadServiceAcct},
 		{name: "human named service-account-* logging in through a UI", claims: func() map[string]any {
-			c := jwtUserClaims(ti.url)
+			c := jwtUserClaims(ti.URL)
 			c["preferred_username"] = "service-account-mlflow-ui"
 			return c
 		}(), wantReason: authn.ReasonTokenBadServiceAcct},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := jwtToken(t, k, tt.claims)
+			tok := authntest.Token(t, k, tt.claims)
 			id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 			if tt.wantReason != "" {
 				requireJWTDeny(t, id, err, tt.wantReason, false, tok)
@@ -171,7 +172,7 @@ func TestJWTDenies(t *testing.T) {
 	ti := newJWTTestIssuer(t, "ml", k)
 	other := newJWTTestIssuer(t, "other", k)
 	clock := newJWTClock()
-	j := newTestJWT(t, clock, jwtTestConfig(ti.url))
+	j := newTestJWT(t, clock, jwtTestConfig(ti.URL))
 
 	// An attacker serves its own JWKS and points jku/x5u at it.
 	var attackerHits atomic.Int32
@@ -180,17 +181,17 @@ func TestJWTDenies(t *testing.T) {
 	}))
 	t.Cleanup(attacker.Close)
 
-	pubDER, err := x509.MarshalPKIXPublicKey(jwtRSA1.Public())
+	pubDER, err := x509.MarshalPKIXPublicKey(rsa1(t).Public())
 	require.NoError(t, err)
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 
 	with := func(edit func(map[string]any)) map[string]any {
-		c := jwtUserClaims(ti.url)
+		c := jwtUserClaims(ti.URL)
 		edit(c)
 		return c
 	}
-	sign := func(c map[string]any) string { return jwtToken(t, k, c) }
-	valid := sign(jwtUserClaims(ti.url))
+	sign := func(c map[string]any) string { return authntest.Token(t, k, c) }
+	valid := sign(jwtUserClaims(ti.URL))
 	parts := strings.Split(valid, ".")
 
 	tests := []struct {
@@ -214,28 +215,28 @@ func TestJWTDenies(t *testing.T) {
 		{name: "ID token", token: sign(with(func(c map[string]any) { c["typ"] = "ID" })), reason: authn.ReasonTokenWrongType},
 		{name: "refresh token", token: sign(with(func(c map[string]any) { c["typ"] = "Refresh" })), reason: authn.ReasonTokenWrongType},
 		{name: "no typ", token: sign(with(func(c map[string]any) { delete(c, "typ") })), reason: authn.ReasonTokenWrongType},
-		{name: "at+jwt header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "at+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), ok: true},
-		{name: "logout token header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "typ": "logout+jwt"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenWrongType},
-		{name: "alg none", token: jwtSign(t, map[string]any{"alg": "none", "kid": k.kid}, jwtUserClaims(ti.url), "none", nil), reason: authn.ReasonTokenAlgNotAllowed},
-		{name: "HS256 with the public key PEM as secret", token: jwtSign(t, map[string]any{"alg": "HS256", "kid": k.kid}, jwtUserClaims(ti.url), "HS256", pubPEM), reason: authn.ReasonTokenAlgNotAllowed},
+		{name: "at+jwt header", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID, "typ": "at+jwt"}, jwtUserClaims(ti.URL), "RS256", rsa1(t)), ok: true},
+		{name: "logout token header", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID, "typ": "logout+jwt"}, jwtUserClaims(ti.URL), "RS256", rsa1(t)), reason: authn.ReasonTokenWrongType},
+		{name: "alg none", token: authntest.Sign(t, map[string]any{"alg": "none", "kid": k.ID}, jwtUserClaims(ti.URL), "none", nil), reason: authn.ReasonTokenAlgNotAllowed},
+		{name: "HS256 with the public key PEM as secret", token: authntest.Sign(t, map[string]any{"alg": "HS256", "kid": k.ID}, jwtUserClaims(ti.URL), "HS256", pubPEM), reason: authn.ReasonTokenAlgNotAllowed},
 		{name: "lightweight token", token: sign(map[string]any{
-			"exp": jwtTestNow.Add(time.Minute).Unix(), "iat": jwtTestNow.Unix(), "jti": "onrtac:55eed8d2", "iss": ti.url,
+			"exp": jwtTestNow.Add(time.Minute).Unix(), "iat": jwtTestNow.Unix(), "jti": "onrtac:55eed8d2", "iss": ti.URL,
 			"typ": "Bearer", "azp": "ui-client", "sid": "PsDjWKPMmchxBYS19si5j2F5", "scope": "openid", "aud": "mlflow",
 		}), reason: authn.ReasonTokenMissingUsername},
-		{name: "another realm", token: jwtToken(t, k, jwtUserClaims(other.url)), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "another realm", token: authntest.Token(t, k, jwtUserClaims(other.URL)), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
 		{name: "no iss", token: sign(with(func(c map[string]any) { delete(c, "iss") })), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
-		{name: "iss with trailing slash", token: sign(with(func(c map[string]any) { c["iss"] = ti.url + "/" })), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
+		{name: "iss with trailing slash", token: sign(with(func(c map[string]any) { c["iss"] = ti.URL + "/" })), reason: authn.ReasonTokenUnknownIssuer, foreign: true},
 		{name: "opaque token", token: "phx_4f1b2c3d4e5f60718293a4b5c6d7e8f9", reason: authn.ReasonTokenNotJWT, foreign: true},
 		{name: "JWE-shaped token", token: "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", reason: authn.ReasonTokenNotJWT, foreign: true},
 		{name: "tampered payload", token: parts[0] + "." + b64([]byte(strings.Replace(string(mustB64Decode(t, parts[1])), "alice", "admin", 1))) + "." + parts[2], reason: authn.ReasonTokenBadSignature},
 		{name: "stripped signature", token: parts[0] + "." + parts[1] + ".", reason: authn.ReasonTokenBadSignature},
-		{name: "signature from another key", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
-		{name: "jku to attacker JWKS", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenUnknownKey},
-		{name: "x5u to attacker", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": "evil2", "x5u": attacker.URL + "/cert"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenUnknownKey},
-		{name: "jku with our kid", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
-		{name: "embedded jwk", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "jwk": jwtPublicJWK(t, jwtRSAEvil.Public(), k.kid, "RS256", "sig")}, jwtUserClaims(ti.url), "RS256", jwtRSAEvil), reason: authn.ReasonTokenBadSignature},
-		{name: "no kid", token: jwtSign(t, map[string]any{"alg": "RS256"}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenUnknownKey},
-		{name: "crit header", token: jwtSign(t, map[string]any{"alg": "RS256", "kid": k.kid, "crit": []any{"exp"}, "exp": 1}, jwtUserClaims(ti.url), "RS256", jwtRSA1), reason: authn.ReasonTokenBadSignature},
+		{name: "signature from another key", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t)), reason: authn.ReasonTokenBadSignature},
+		{name: "jku to attacker JWKS", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t)), reason: authn.ReasonTokenUnknownKey},
+		{name: "x5u to attacker", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "evil2", "x5u": attacker.URL + "/cert"}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t)), reason: authn.ReasonTokenUnknownKey},
+		{name: "jku with our kid", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID, "jku": attacker.URL + "/jwks"}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t)), reason: authn.ReasonTokenBadSignature},
+		{name: "embedded jwk", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID, "jwk": authntest.JWK(t, devissuer.Key{ID: k.ID, Alg: "RS256", Private: rsaEvil(t)})}, jwtUserClaims(ti.URL), "RS256", rsaEvil(t)), reason: authn.ReasonTokenBadSignature},
+		{name: "no kid", token: authntest.Sign(t, map[string]any{"alg": "RS256"}, jwtUserClaims(ti.URL), "RS256", rsa1(t)), reason: authn.ReasonTokenUnknownKey},
+		{name: "crit header", token: authntest.Sign(t, map[string]any{"alg": "RS256", "kid": k.ID, "crit": []any{"exp"}, "exp": 1}, jwtUserClaims(ti.URL), "RS256", rsa1(t)), reason: authn.ReasonTokenBadSignature},
 		{name: "groups not a list", token: sign(with(func(c map[string]any) { c["groups"] = "/team-a" })), reason: authn.ReasonTokenMalformed},
 		{name: "roles not a list", token: sign(with(func(c map[string]any) { c["realm_access"] = map[string]any{"roles": "admin"} })), reason: authn.ReasonTokenMalformed},
 	}
@@ -251,7 +252,7 @@ func TestJWTDenies(t *testing.T) {
 		})
 	}
 	assert.Zero(t, attackerHits.Load(), "jku/x5u must never be fetched")
-	assert.Zero(t, other.fetches.Load()+other.discovery.Load(), "an unconfigured issuer is never contacted")
+	assert.Zero(t, other.JWKSFetches()+other.DiscoveryFetches(), "an unconfigured issuer is never contacted")
 }
 
 func mustB64Decode(t *testing.T, s string) []byte {
@@ -264,8 +265,8 @@ func mustB64Decode(t *testing.T, s string) []byte {
 func TestJWTHeaders(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
-	valid := jwtToken(t, k, jwtUserClaims(ti.url))
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
+	valid := authntest.Token(t, k, jwtUserClaims(ti.URL))
 
 	tests := []struct {
 		name   string
@@ -306,42 +307,41 @@ func TestJWTHeaders(t *testing.T) {
 }
 
 func TestJWTRotation(t *testing.T) {
-	jwtKeys(t)
-	oldKey := jwtTestKey{kid: "old", alg: "RS256", priv: jwtRSA1}
-	newKey := jwtTestKey{kid: "new", alg: "RS256", priv: jwtRSA2}
+	oldKey := devissuer.Key{ID: "old", Alg: "RS256", Private: rsa1(t)}
+	newKey := devissuer.Key{ID: "new", Alg: "RS256", Private: rsa2(t)}
 	ti := newJWTTestIssuer(t, "ml", oldKey)
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
-	require.Equal(t, int32(1), ti.fetches.Load())
-	require.Equal(t, int32(1), ti.discovery.Load())
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
+	require.Equal(t, 1, ti.JWKSFetches())
+	require.Equal(t, 1, ti.DiscoveryFetches())
 
-	ti.setKeys(t, oldKey, newKey) // Keycloak adds a higher-priority key
-	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, newKey, jwtUserClaims(ti.url))))
+	setKeys(t, ti, oldKey, newKey) // Keycloak adds a higher-priority key
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, newKey, jwtUserClaims(ti.URL))))
 	require.NoError(t, err)
 	assert.Equal(t, "alice", id.Username)
-	assert.Equal(t, int32(2), ti.fetches.Load(), "one refresh for the new kid")
-	assert.Equal(t, int32(1), ti.discovery.Load(), "discovery is read once")
+	assert.Equal(t, 2, ti.JWKSFetches(), "one refresh for the new kid")
+	assert.Equal(t, 1, ti.DiscoveryFetches(), "discovery is read once")
 
 	// The passive old key still verifies tokens minted before the rotation.
-	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, oldKey, jwtUserClaims(ti.url))))
+	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, oldKey, jwtUserClaims(ti.URL))))
 	require.NoError(t, err)
 	assert.Equal(t, "alice", id.Username)
-	assert.Equal(t, int32(2), ti.fetches.Load())
+	assert.Equal(t, 2, ti.JWKSFetches())
 }
 
 func TestJWTUnknownKidFlood(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
 	clock := newJWTClock()
-	cfg := jwtTestConfig(ti.url)
+	cfg := jwtTestConfig(ti.URL)
 	cfg.JWKSMinRefreshInterval = time.Minute
 	j := newTestJWT(t, clock, cfg)
-	require.Equal(t, int32(1), ti.fetches.Load())
+	require.Equal(t, 1, ti.JWKSFetches())
 
 	flood := func(n int) []error {
 		tokens := make([]string, n)
 		for i := range tokens {
-			tokens[i] = jwtSign(t, map[string]any{"alg": "RS256", "kid": "forged-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))},
-				jwtUserClaims(ti.url), "RS256", jwtRSAEvil)
+			tokens[i] = authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "forged-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))},
+				jwtUserClaims(ti.URL), "RS256", rsaEvil(t))
 		}
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -360,31 +360,31 @@ func TestJWTUnknownKidFlood(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, jwtStatus(err))
 		require.Equal(t, authn.ReasonTokenUnknownKey, ce.Reason)
 	}
-	assert.Equal(t, int32(2), ti.fetches.Load(), "100 forged kids cost one JWKS fetch")
+	assert.Equal(t, 2, ti.JWKSFetches(), "100 forged kids cost one JWKS fetch")
 
 	clock.advance(30 * time.Second)
 	flood(50)
-	assert.Equal(t, int32(2), ti.fetches.Load(), "no fetch inside the min refresh interval")
+	assert.Equal(t, 2, ti.JWKSFetches(), "no fetch inside the min refresh interval")
 
 	clock.advance(31 * time.Second)
 	flood(50)
-	assert.Equal(t, int32(3), ti.fetches.Load(), "one more fetch once the interval passed")
+	assert.Equal(t, 3, ti.JWKSFetches(), "one more fetch once the interval passed")
 }
 
 func TestJWTIssuerOutages(t *testing.T) {
 	t.Run("JWKS down after the first fetch keeps cached keys", func(t *testing.T) {
 		k := jwtRSAKey(t)
 		ti := newJWTTestIssuer(t, "ml", k)
-		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
-		ti.down.Store(true)
-		ti.srv.CloseClientConnections()
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
+		ti.SetDown(true)
+		ti.CloseClientConnections()
 
-		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 		require.NoError(t, err)
 		assert.Equal(t, "alice", id.Username)
 		assert.True(t, j.Ready())
 
-		tok := jwtSign(t, map[string]any{"alg": "RS256", "kid": "rotated"}, jwtUserClaims(ti.url), "RS256", jwtRSA2)
+		tok := authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "rotated"}, jwtUserClaims(ti.URL), "RS256", rsa2(t))
 		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
 	})
@@ -392,19 +392,19 @@ func TestJWTIssuerOutages(t *testing.T) {
 	t.Run("JWKS down from the start", func(t *testing.T) {
 		k := jwtRSAKey(t)
 		ti := newJWTTestIssuer(t, "ml", k)
-		ti.down.Store(true)
-		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+		ti.SetDown(true)
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
 		assert.False(t, j.Ready())
 
-		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 		require.Nil(t, id)
 		require.Error(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, jwtStatus(err))
 
 		// Keycloak comes back: the background retry picks the keys up.
-		ti.down.Store(false)
+		ti.SetDown(false)
 		require.Eventually(t, j.Ready, 10*time.Second, 50*time.Millisecond)
-		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, jwtUserClaims(ti.url))))
+		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 		require.NoError(t, err)
 		assert.Equal(t, "alice", id.Username)
 	})
@@ -430,41 +430,40 @@ func TestJWTIssuerOutages(t *testing.T) {
 	t.Run("discovery naming another issuer", func(t *testing.T) {
 		k := jwtRSAKey(t)
 		ti := newJWTTestIssuer(t, "ml", k)
-		ti.discoveryIssuer = "https://evil.example.com/realms/ml"
-		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.url))
+		ti.SetDiscoveryIssuer("https://evil.example.com/realms/ml")
+		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
 		assert.False(t, j.Ready())
-		assert.Zero(t, ti.fetches.Load(), "keys of a mismatched issuer are never fetched")
+		assert.Zero(t, ti.JWKSFetches(), "keys of a mismatched issuer are never fetched")
 	})
 
 	t.Run("jwks_url skips discovery", func(t *testing.T) {
 		k := jwtRSAKey(t)
 		ti := newJWTTestIssuer(t, "ml", k)
-		cfg := jwtTestConfig(ti.url)
-		cfg.JWKSURL = ti.url + "/protocol/openid-connect/certs"
+		cfg := jwtTestConfig(ti.URL)
+		cfg.JWKSURL = ti.JWKSURL
 		j := newTestJWT(t, newJWTClock(), cfg)
 		assert.True(t, j.Ready())
-		assert.Zero(t, ti.discovery.Load())
+		assert.Zero(t, ti.DiscoveryFetches())
 	})
 }
 
 func TestJWTMultipleIssuers(t *testing.T) {
-	jwtKeys(t)
-	k1 := jwtTestKey{kid: "same-kid", alg: "RS256", priv: jwtRSA1}
-	k2 := jwtTestKey{kid: "same-kid", alg: "RS256", priv: jwtRSA2}
+	k1 := devissuer.Key{ID: "same-kid", Alg: "RS256", Private: rsa1(t)}
+	k2 := devissuer.Key{ID: "same-kid", Alg: "RS256", Private: rsa2(t)}
 	ml := newJWTTestIssuer(t, "ml", k1)
 	ops := newJWTTestIssuer(t, "ops", k2)
-	opsCfg := jwtTestConfig(ops.url)
+	opsCfg := jwtTestConfig(ops.URL)
 	opsCfg.Name = "ops"
 	opsCfg.Audiences = []string{"kiali", "mlflow"}
-	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ml.url), opsCfg)
+	j := newTestJWT(t, newJWTClock(), jwtTestConfig(ml.URL), opsCfg)
 
-	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k2, jwtUserClaims(ops.url))))
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k2, jwtUserClaims(ops.URL))))
 	require.NoError(t, err)
-	assert.Equal(t, ops.url, id.Issuer)
+	assert.Equal(t, ops.URL, id.Issuer)
 
 	// A token claiming one realm but signed with the other realm's key (same
 	// kid) is refused: keys are per issuer.
-	tok := jwtToken(t, k2, jwtUserClaims(ml.url))
+	tok := authntest.Token(t, k2, jwtUserClaims(ml.URL))
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 	requireJWTDeny(t, id, err, authn.ReasonTokenBadSignature, false, tok)
 }
@@ -473,10 +472,10 @@ func TestJWTCache(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
 	clock := newJWTClock()
-	j := newTestJWT(t, clock, jwtTestConfig(ti.url))
-	claims := jwtUserClaims(ti.url)
+	j := newTestJWT(t, clock, jwtTestConfig(ti.URL))
+	claims := jwtUserClaims(ti.URL)
 	claims["exp"] = jwtTestNow.Add(2 * time.Minute).Unix()
-	tok := jwtToken(t, k, claims)
+	tok := authntest.Token(t, k, claims)
 
 	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 	require.NoError(t, err)
@@ -580,22 +579,22 @@ http_timeout: 2s
 func TestJWTCustomClaims(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
-	cfg := jwtTestConfig(ti.url)
+	cfg := jwtTestConfig(ti.URL)
 	cfg.UsernameClaim = "email"
 	cfg.GroupsClaim = "team_paths"
 	j := newTestJWT(t, newJWTClock(), cfg)
 
-	c := jwtUserClaims(ti.url)
+	c := jwtUserClaims(ti.URL)
 	c["email"] = "alice@example.com"
 	c["team_paths"] = []any{"/platform-admins"}
-	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+jwtToken(t, k, c)))
+	id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, c)))
 	require.NoError(t, err)
 	assert.Equal(t, "alice@example.com", id.Username)
 	assert.Equal(t, []string{"platform-admins"}, id.Groups)
 	assert.True(t, id.Admin)
 
 	delete(c, "email")
-	tok := jwtToken(t, k, c)
+	tok := authntest.Token(t, k, c)
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 	requireJWTDeny(t, id, err, authn.ReasonTokenMissingUsername, false, tok)
 	ce, _ := authz.AsCredentialError(err)
@@ -606,13 +605,13 @@ func TestJWTCustomClaims(t *testing.T) {
 func TestJWTCloseStopsRetries(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
-	ti.down.Store(true)
-	j, err := authn.NewJWT(t.Context(), []authn.IssuerConfig{jwtTestConfig(ti.url)}, authn.WithJWTClock(newJWTClock().now))
+	ti.SetDown(true)
+	j, err := authn.NewJWT(t.Context(), []authn.IssuerConfig{jwtTestConfig(ti.URL)}, authn.WithJWTClock(newJWTClock().now))
 	require.NoError(t, err)
 	j.Close()
 	j.Close() // idempotent
-	n := ti.discovery.Load()
+	n := ti.DiscoveryFetches()
 	time.Sleep(1500 * time.Millisecond) // longer than the first retry backoff
-	assert.Equal(t, n, ti.discovery.Load(), "no fetches after Close")
+	assert.Equal(t, n, ti.DiscoveryFetches(), "no fetches after Close")
 	assert.False(t, j.Ready())
 }
