@@ -1,11 +1,7 @@
 package integration
 
 import (
-	"crypto"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -23,6 +19,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 )
 
 // Hosts the adversarial suite adds to testConfig.
@@ -32,53 +31,26 @@ const (
 )
 
 // forgeIssuer is a second, Keycloak-shaped issuer whose private key the test
-// holds, so it can sign tokens with any header and claim it likes. The
-// devissuer only signs well-formed tokens. It serves discovery and a JWKS
-// over real HTTP and counts JWKS fetches.
+// holds, so it can sign tokens with any header and claim it likes (the
+// harness's issuer only hands out well-formed tokens).
 type forgeIssuer struct {
-	url     string
-	key     *rsa.PrivateKey
-	pubPEM  []byte
-	fetches atomic.Int32
+	*devissuer.Issuer
+	key    devissuer.Key
+	pubPEM []byte
 }
 
 const forgeKid = "forge-1"
 
 func startForgeIssuer(t *testing.T) *forgeIssuer {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key := authntest.NewKey(t, forgeKid, "RS256")
+	der, err := x509.MarshalPKIXPublicKey(key.Private.Public())
 	require.NoError(t, err)
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	require.NoError(t, err)
-	fi := &forgeIssuer{key: key, pubPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/realms/forge/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": fi.url, "jwks_uri": fi.url + "/protocol/openid-connect/certs"})
-	})
-	mux.HandleFunc("/realms/forge/protocol/openid-connect/certs", func(w http.ResponseWriter, _ *http.Request) {
-		fi.fetches.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{rsaJWK(&key.PublicKey, forgeKid)}})
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	fi.url = srv.URL + "/realms/forge"
-	return fi
-}
-
-func rsaJWK(pub *rsa.PublicKey, kid string) map[string]any {
-	e := big2b64(int64(pub.E))
-	return map[string]any{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-		"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()), "e": e}
-}
-
-func big2b64(v int64) string {
-	var b []byte
-	for v > 0 {
-		b = append([]byte{byte(v)}, b...)
-		v >>= 8
+	return &forgeIssuer{
+		Issuer: authntest.Start(t, devissuer.WithRealm("forge"), devissuer.WithKeys(key)),
+		key:    key,
+		pubPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // claims returns a valid access-token claim set for username, shaped like
@@ -86,45 +58,11 @@ func big2b64(v int64) string {
 func (fi *forgeIssuer) claims(username string) map[string]any {
 	now := time.Now()
 	return map[string]any{
-		"iss": fi.url, "aud": []string{"mlflow", "account"}, "sub": "forge-" + username,
+		"iss": fi.URL, "aud": []string{"mlflow", "account"}, "sub": "forge-" + username,
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "typ": "Bearer", "azp": "mlflow-ui",
 		"preferred_username": username,
 	}
 }
-
-// sign builds a compact JWS by hand, so any header survives. alg is one of
-// RS256 (with key), HS256 (with secret) or none.
-func (fi *forgeIssuer) sign(t *testing.T, hdr, claims map[string]any, alg string, key *rsa.PrivateKey, secret []byte) string {
-	t.Helper()
-	hb, err := json.Marshal(hdr)
-	require.NoError(t, err)
-	cb, err := json.Marshal(claims)
-	require.NoError(t, err)
-	input := b64url(hb) + "." + b64url(cb)
-	var sig []byte
-	switch alg {
-	case "RS256":
-		d := sha256.Sum256([]byte(input))
-		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, d[:])
-		require.NoError(t, err)
-	case "HS256":
-		m := hmac.New(sha256.New, secret)
-		m.Write([]byte(input))
-		sig = m.Sum(nil)
-	case "none":
-	default:
-		t.Fatalf("alg %s", alg)
-	}
-	return input + "." + b64url(sig)
-}
-
-// token signs claims with the issuer's real key under kid forge-1.
-func (fi *forgeIssuer) token(t *testing.T, claims map[string]any) string {
-	t.Helper()
-	return fi.sign(t, map[string]any{"alg": "RS256", "typ": "JWT", "kid": forgeKid}, claims, "RS256", fi.key, nil)
-}
-
-func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // withClaims returns a copy of m with kv applied; a nil value deletes the key.
 func withClaims(m map[string]any, kv ...any) map[string]any {
@@ -177,7 +115,7 @@ func startAdversarial(t *testing.T) (*harness, *forgeIssuer) {
 	t.Helper()
 	h := start(t)
 	fi := startForgeIssuer(t)
-	h.env["FORGE_ISSUER"] = fi.url
+	h.env["FORGE_ISSUER"] = fi.URL
 	require.NoError(t, h.run.Reload(t.Context(), h.parse(t, adversarialConfig(t))))
 	return h, fi
 }
@@ -453,20 +391,19 @@ func TestAdversarial(t *testing.T) {
 	now := time.Now()
 	good := fi.claims("alice")
 	rs := func(hdr map[string]any, claims map[string]any) string {
-		return "Bearer " + fi.sign(t, hdr, claims, "RS256", fi.key, nil)
+		return "Bearer " + authntest.Sign(t, hdr, claims, "RS256", fi.key.Private)
 	}
-	evil, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
+	evil := authntest.NewKey(t, "evil", "RS256")
 	// attacker is where jku/x5u would send us; it must never be fetched.
 	var attackerHits atomic.Int32
 	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		attackerHits.Add(1)
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{rsaJWK(&evil.PublicKey, "evil")}})
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{authntest.JWK(t, evil)}})
 	}))
 	t.Cleanup(attacker.Close)
-	goodTok := fi.token(t, good)
+	goodTok := authntest.Token(t, fi.key, good)
 	parts := strings.Split(goodTok, ".")
-	tamperedClaims := b64url(mustJSON(t, withClaims(good, "preferred_username", "carol")))
+	tamperedClaims := base64.RawURLEncoding.EncodeToString(mustJSON(t, withClaims(good, "preferred_username", "carol")))
 	idToken := withClaims(good, "typ", "ID", "aud", "mlflow-ui", "nonce", "n")
 	target := runGet + runA // alice may read it: only the token can be at fault
 	// Control: the forge issuer's own well-formed token is accepted, so
@@ -474,15 +411,15 @@ func TestAdversarial(t *testing.T) {
 	ctl := h.as(hostMLflow, anonymous, "GET", target, "", map[string]string{"authorization": "Bearer " + goodTok})
 	requireDecision(t, h.check(t, ctl), true, 0, "")
 	jwtRows := []hostile{
-		{name: "alg none", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "none", "kid": forgeKid}, good, "none", nil, nil),
+		{name: "alg none", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "none", "kid": forgeKid}, good, "none", nil),
 			status: 401, reason: "token_alg_not_allowed"},
-		{name: "alg None", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "None", "kid": forgeKid}, good, "none", nil, nil),
+		{name: "alg None", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "None", "kid": forgeKid}, good, "none", nil),
 			status: 401, reason: "token_alg_not_allowed"},
-		{name: "alg none without a kid", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "none"}, good, "none", nil, nil),
+		{name: "alg none without a kid", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "none"}, good, "none", nil),
 			status: 401, reason: "token_alg_not_allowed"},
-		{name: "HS256 keyed with the PEM public key", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "HS256", "kid": forgeKid}, good, "HS256", nil, fi.pubPEM),
+		{name: "HS256 keyed with the PEM public key", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "HS256", "kid": forgeKid}, good, "HS256", fi.pubPEM),
 			status: 401, reason: "token_alg_not_allowed"},
-		{name: "HS256 keyed with the modulus", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "HS256", "kid": forgeKid}, good, "HS256", nil, fi.key.N.Bytes()),
+		{name: "HS256 keyed with the modulus", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "HS256", "kid": forgeKid}, good, "HS256", fi.key.Private.(*rsa.PrivateKey).N.Bytes()),
 			status: 401, reason: "token_alg_not_allowed"},
 		{name: "unknown kid", bearer: rs(map[string]any{"alg": "RS256", "kid": "no-such-key"}, good),
 			status: 401, reason: "unknown_signing_key"},
@@ -490,17 +427,17 @@ func TestAdversarial(t *testing.T) {
 			status: 401, reason: "unknown_signing_key"},
 		{name: "kid SQL injection", bearer: rs(map[string]any{"alg": "RS256", "kid": "x' OR '1'='1"}, good),
 			status: 401, reason: "unknown_signing_key"},
-		{name: "right kid, attacker's key", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": forgeKid}, good, "RS256", evil, nil),
+		{name: "right kid, attacker's key", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": forgeKid}, good, "RS256", evil.Private),
 			status: 401, reason: "token_bad_signature"},
-		{name: "embedded jwk header", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": "evil", "jwk": rsaJWK(&evil.PublicKey, "evil")}, good, "RS256", evil, nil),
+		{name: "embedded jwk header", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "evil", "jwk": authntest.JWK(t, evil)}, good, "RS256", evil.Private),
 			status: 401, reason: "unknown_signing_key"},
-		{name: "embedded jwk under the real kid", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": forgeKid, "jwk": rsaJWK(&evil.PublicKey, forgeKid)}, good, "RS256", evil, nil),
+		{name: "embedded jwk under the real kid", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": forgeKid, "jwk": authntest.JWK(t, devissuer.Key{ID: forgeKid, Alg: "RS256", Private: evil.Private})}, good, "RS256", evil.Private),
 			status: 401, reason: "token_bad_signature"},
-		{name: "jku to the attacker", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL}, good, "RS256", evil, nil),
+		{name: "jku to the attacker", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "evil", "jku": attacker.URL}, good, "RS256", evil.Private),
 			status: 401, reason: "unknown_signing_key"},
-		{name: "x5u to the attacker", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": "evil", "x5u": attacker.URL}, good, "RS256", evil, nil),
+		{name: "x5u to the attacker", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "evil", "x5u": attacker.URL}, good, "RS256", evil.Private),
 			status: 401, reason: "unknown_signing_key"},
-		{name: "jku with the real kid", bearer: "Bearer " + fi.sign(t, map[string]any{"alg": "RS256", "kid": forgeKid, "jku": attacker.URL}, good, "RS256", evil, nil),
+		{name: "jku with the real kid", bearer: "Bearer " + authntest.Sign(t, map[string]any{"alg": "RS256", "kid": forgeKid, "jku": attacker.URL}, good, "RS256", evil.Private),
 			status: 401, reason: "token_bad_signature"},
 		{name: "expired", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "exp", now.Add(-10*time.Minute).Unix())),
 			status: 401, reason: "token_expired"},
@@ -514,11 +451,11 @@ func TestAdversarial(t *testing.T) {
 			status: 401, reason: "token_malformed"},
 		{name: "wrong iss, real key", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", "https://evil.example/realms/forge")),
 			status: 401, reason: "token_unknown_issuer"},
-		{name: "another realm on the same server", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", strings.TrimSuffix(fi.url, "/forge")+"/master")),
+		{name: "another realm on the same server", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", strings.TrimSuffix(fi.URL, "/forge")+"/master")),
 			status: 401, reason: "token_unknown_issuer"},
 		{name: "iss of the dev issuer, forge key", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", h.iss.URL)),
 			status: 401, reason: "unknown_signing_key"},
-		{name: "iss with a trailing slash", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", fi.url+"/")),
+		{name: "iss with a trailing slash", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", fi.URL+"/")),
 			status: 401, reason: "token_unknown_issuer"},
 		{name: "no iss", bearer: rs(map[string]any{"alg": "RS256", "kid": forgeKid}, withClaims(good, "iss", nil)),
 			status: 401, reason: "token_unknown_issuer"},
