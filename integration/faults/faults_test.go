@@ -214,10 +214,10 @@ func TestJWKSFaults(t *testing.T) {
 	t.Run("rotation", func(t *testing.T) {
 		time.Sleep(interval) // no refresh of the rate limit pending
 		ks.addKey(t, "k2")
-		before := ks.fetches.Load()
+		before := ks.JWKSFetches()
 		res := s.mustCheck(t, ks.token(t, "alice", "k2"), "GET", runGet(runA))
 		require.True(t, res.Allowed, "new kid refused: %d %s %s", res.Status, res.Reason, res.Message)
-		assert.Equal(t, int32(1), ks.fetches.Load()-before, "JWKS fetches for the new kid")
+		assert.Equal(t, 1, ks.JWKSFetches()-before, "JWKS fetches for the new kid")
 		assert.True(t, s.mustCheck(t, ks.token(t, "alice", "k1"), "GET", runGet(runA)).Allowed, "old kid still published")
 	})
 
@@ -231,7 +231,7 @@ func TestJWKSFaults(t *testing.T) {
 			tokens[i] = ks.token(t, "alice", fmt.Sprintf("forged-%d", i))
 		}
 		time.Sleep(interval)
-		before := ks.fetches.Load()
+		before := ks.JWKSFetches()
 		began := time.Now()
 		var sent, wrong, rpcErr atomic.Int32
 		var wg sync.WaitGroup
@@ -250,8 +250,8 @@ func TestJWKSFaults(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		fetches := ks.fetches.Load() - before
-		limit := int32(flood/interval) + 1
+		fetches := ks.JWKSFetches() - before
+		limit := int(flood/interval) + 1
 		t.Logf("%d forged tokens in %s caused %d JWKS fetches (limit %d)", sent.Load(), flood, fetches, limit)
 		assert.Zero(t, rpcErr.Load())
 		assert.Zero(t, wrong.Load(), "forged tokens not denied 401 unknown_signing_key")
@@ -260,8 +260,8 @@ func TestJWKSFaults(t *testing.T) {
 	})
 
 	t.Run("JWKS down", func(t *testing.T) {
-		ks.down.Store(true)
-		defer ks.down.Store(false)
+		ks.SetDown(true)
+		defer ks.SetDown(false)
 		time.Sleep(interval)
 		for range 3 {
 			res := s.mustCheck(t, ks.token(t, "alice", "k1"), "GET", runGet(runA))

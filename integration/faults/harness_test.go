@@ -3,22 +3,15 @@ package faults
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
+	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
@@ -131,102 +126,36 @@ func execSQL(ctx context.Context, url, sql string, args ...any) error {
 	return err
 }
 
-// keyServer is a Keycloak-shaped issuer over real HTTP whose keys the test
-// holds: it can rotate its key, go down, and count JWKS fetches.
-type keyServer struct {
-	url     string
-	mu      sync.Mutex
-	keys    map[string]*rsa.PrivateKey // kid → key, all published
-	down    atomic.Bool
-	fetches atomic.Int32
-}
+// keyServer is the test's Keycloak: a devissuer in realm test, which can
+// rotate its key, go down and count JWKS fetches.
+type keyServer struct{ *devissuer.Issuer }
 
 func startKeyServer(t *testing.T) *keyServer {
 	t.Helper()
-	ks := &keyServer{keys: map[string]*rsa.PrivateKey{}}
-	ks.addKey(t, "k1")
-	mux := http.NewServeMux()
-	mux.HandleFunc("/realms/test/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		if ks.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": ks.url, "jwks_uri": ks.url + "/certs"})
-	})
-	mux.HandleFunc("/realms/test/certs", func(w http.ResponseWriter, _ *http.Request) {
-		ks.fetches.Add(1)
-		if ks.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		ks.mu.Lock()
-		var set []any
-		for kid, k := range ks.keys {
-			set = append(set, map[string]any{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-				"n": b64(k.N.Bytes()), "e": b64([]byte{1, 0, 1})})
-		}
-		ks.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": set})
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	ks.url = srv.URL + "/realms/test"
-	return ks
+	k1 := authntest.NewKey(t, "k1", "RS256")
+	return &keyServer{authntest.Start(t, devissuer.WithRealm("test"), devissuer.WithKeys(k1))}
 }
 
 // addKey publishes a new signing key under kid (a rotation, as Keycloak
 // does it: the old key stays published for a while).
 func (ks *keyServer) addKey(t *testing.T, kid string) {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	ks.mu.Lock()
-	ks.keys[kid] = k
-	ks.mu.Unlock()
+	require.NoError(t, ks.AddKey(authntest.NewKey(t, kid, "RS256")))
 }
 
 // token signs an access token for username with kid's key; a kid the server
-// does not hold is signed with a throwaway key (a forgery).
+// does not hold is signed with the attacker's key (a forgery), one for all
+// forged tokens, so a flood costs no key generation.
 func (ks *keyServer) token(t *testing.T, username, kid string) string {
 	t.Helper()
-	ks.mu.Lock()
-	k := ks.keys[kid]
-	ks.mu.Unlock()
-	if k == nil {
-		k = forger(t)
+	k, ok := ks.Key(kid)
+	if !ok {
+		k = devissuer.Key{ID: kid, Alg: "RS256", Private: authntest.RSAKey(t, "forger")}
 	}
 	now := time.Now()
-	hdr, _ := json.Marshal(map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid})
-	cl, _ := json.Marshal(map[string]any{"iss": ks.url, "aud": "mlflow", "sub": "s-" + username, "typ": "Bearer",
+	return authntest.Token(t, k, map[string]any{"iss": ks.URL, "aud": "mlflow", "sub": "s-" + username, "typ": "Bearer",
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "preferred_username": username, "azp": "mlflow-ui"})
-	input := b64(hdr) + "." + b64(cl)
-	d := sha256.Sum256([]byte(input))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, d[:])
-	require.NoError(t, err)
-	return input + "." + b64(sig)
 }
-
-var (
-	forgerOnce sync.Once
-	forgerKey  *rsa.PrivateKey
-)
-
-// forger is the attacker's key: one for all forged tokens, so a flood costs
-// no key generation.
-func forger(t *testing.T) *rsa.PrivateKey {
-	t.Helper()
-	forgerOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		forgerKey = k
-	})
-	return forgerKey
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // options vary the configuration of one service process.
 type options struct {
@@ -287,7 +216,7 @@ func startService(t *testing.T, dbURL string, ks *keyServer, o options) *service
 		o.minRefresh = time.Second
 	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	doc := fmt.Sprintf(configTemplate, o.checkTimeout, ks.url, o.minRefresh, dbURL, o.statementTimeout)
+	doc := fmt.Sprintf(configTemplate, o.checkTimeout, ks.URL, o.minRefresh, dbURL, o.statementTimeout)
 	require.NoError(t, os.WriteFile(cfg, []byte(doc), 0o600))
 
 	s := &service{cmd: exec.Command(buildBinary(t), "serve", "--config", cfg)}
