@@ -87,31 +87,26 @@ var (
 // keys.
 func RSAKey(tb testing.TB, name string) *rsa.PrivateKey {
 	tb.Helper()
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	k := sharedRSA[name]
-	if k == nil {
-		var err error
-		if k, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			tb.Fatalf("authntest: %v", err)
-		}
-		sharedRSA[name] = k
-	}
-	return k
+	return shared(tb, sharedRSA, name, func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 }
 
 // ECKey returns the P-256 key called name, shared like RSAKey's.
 func ECKey(tb testing.TB, name string) *ecdsa.PrivateKey {
 	tb.Helper()
+	return shared(tb, sharedEC, name, func() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
+}
+
+func shared[K any](tb testing.TB, keys map[string]K, name string, generate func() (K, error)) K {
+	tb.Helper()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	k := sharedEC[name]
-	if k == nil {
-		var err error
-		if k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			tb.Fatalf("authntest: %v", err)
-		}
-		sharedEC[name] = k
+	if k, ok := keys[name]; ok {
+		return k
 	}
+	k, err := generate()
+	if err != nil {
+		tb.Fatalf("authntest: %v", err)
+	}
+	keys[name] = k
 	return k
 }

@@ -265,12 +265,7 @@ func Start(addr string, opts ...Option) (*Issuer, error) {
 	iss.URL = "http://" + ln.Addr().String() + realm
 	iss.JWKSURL = iss.URL + "/protocol/openid-connect/certs"
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+realm+"/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		iss.discoveryFetches.Add(1)
-		if iss.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
+	iss.handle(mux, realm+"/.well-known/openid-configuration", &iss.discoveryFetches, func(w http.ResponseWriter) {
 		iss.mu.Lock()
 		claimed := iss.discoveryIssuer
 		iss.mu.Unlock()
@@ -283,12 +278,7 @@ func Start(addr string, opts ...Option) (*Issuer, error) {
 			"id_token_signing_alg_values_supported": []string{"RS256"},
 		})
 	})
-	mux.HandleFunc("GET "+realm+"/protocol/openid-connect/certs", func(w http.ResponseWriter, _ *http.Request) {
-		iss.jwksFetches.Add(1)
-		if iss.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
+	iss.handle(mux, realm+"/protocol/openid-connect/certs", &iss.jwksFetches, func(w http.ResponseWriter) {
 		iss.mu.Lock()
 		body := iss.jwks
 		iss.mu.Unlock()
@@ -298,6 +288,19 @@ func Start(addr string, opts ...Option) (*Issuer, error) {
 	iss.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnState: iss.track}
 	go func() { _ = iss.srv.Serve(ln) }()
 	return iss, nil
+}
+
+// handle serves GET path with write, counting every request in count and
+// answering 503 instead while the issuer is down.
+func (i *Issuer) handle(mux *http.ServeMux, path string, count *atomic.Int64, write func(http.ResponseWriter)) {
+	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+		count.Add(1)
+		if i.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		write(w)
+	})
 }
 
 // Close stops the server.
