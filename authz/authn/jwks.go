@@ -145,16 +145,16 @@ func (s *keySource) url(ctx context.Context) (string, error) {
 	}
 	body, err := s.get(ctx, s.discoveryURL)
 	if err != nil {
-		return "", fmt.Errorf("identity: jwt: issuer %q: discovery: %w", s.name, err)
+		return "", fmt.Errorf("authn: jwt: issuer %q: discovery: %w", s.name, err)
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("identity: jwt: issuer %q: discovery: %w", s.name, err)
+		return "", fmt.Errorf("authn: jwt: issuer %q: discovery: %w", s.name, err)
 	}
 	if doc.Issuer != s.issuer {
-		return "", fmt.Errorf("identity: jwt: issuer %q: discovery names issuer %q", s.name, doc.Issuer)
+		return "", fmt.Errorf("authn: jwt: issuer %q: discovery names issuer %q", s.name, doc.Issuer)
 	}
 	if err := checkHTTPURL(doc.JWKSURI); err != nil {
-		return "", fmt.Errorf("identity: jwt: issuer %q: discovery jwks_uri: %w", s.name, err)
+		return "", fmt.Errorf("authn: jwt: issuer %q: discovery jwks_uri: %w", s.name, err)
 	}
 	s.resolved.Store(&doc.JWKSURI)
 	return doc.JWKSURI, nil
@@ -192,11 +192,11 @@ func (s *keySource) get(ctx context.Context, u string) ([]byte, error) {
 func (s *keySource) fetch(ctx context.Context, u string) error {
 	body, err := s.get(ctx, u)
 	if err != nil {
-		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
+		return fmt.Errorf("authn: jwt: issuer %q: jwks: %w", s.name, err)
 	}
 	set, err := parseKeySet(body)
 	if err != nil {
-		return fmt.Errorf("identity: jwt: issuer %q: jwks: %w", s.name, err)
+		return fmt.Errorf("authn: jwt: issuer %q: jwks: %w", s.name, err)
 	}
 	s.set.Store(set)
 	return nil

@@ -163,7 +163,7 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 		opt(&o)
 	}
 	if len(cfgs) == 0 {
-		return nil, errors.New("identity: jwt: issuers: at least one issuer is required")
+		return nil, errors.New("authn: jwt: issuers: at least one issuer is required")
 	}
 	j := &JWT{
 		issuers: make(map[string]*issuer, len(cfgs)),
@@ -180,10 +180,10 @@ func NewJWT(ctx context.Context, cfgs []IssuerConfig, opts ...JWTOption) (*JWT, 
 			return nil, err
 		}
 		if j.issuers[iss.cfg.Issuer] != nil {
-			return nil, fmt.Errorf("identity: jwt: issuers[%d].issuer: %q is configured twice", i, iss.cfg.Issuer)
+			return nil, fmt.Errorf("authn: jwt: issuers[%d].issuer: %q is configured twice", i, iss.cfg.Issuer)
 		}
 		if names[iss.cfg.Name] {
-			return nil, fmt.Errorf("identity: jwt: issuers[%d].name: %q is configured twice", i, iss.cfg.Name)
+			return nil, fmt.Errorf("authn: jwt: issuers[%d].name: %q is configured twice", i, iss.cfg.Name)
 		}
 		names[iss.cfg.Name] = true
 		j.issuers[iss.cfg.Issuer] = iss
@@ -280,7 +280,7 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 func newIssuer(c IssuerConfig, i int, client *http.Client, o jwtOptions) (*issuer, error) {
 	c, err := c.compile()
 	if err != nil {
-		return nil, fmt.Errorf("identity: jwt: issuers[%d].%w", i, err)
+		return nil, fmt.Errorf("authn: jwt: issuers[%d].%w", i, err)
 	}
 	algs := make(map[string]jwa.SignatureAlgorithm, len(c.Algorithms))
 	for _, a := range c.Algorithms {
@@ -497,7 +497,7 @@ func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.I
 	}
 	set := iss.keys.current()
 	if set == nil {
-		return nil, fmt.Errorf("identity: jwt: issuer %q: signing keys not loaded yet", iss.cfg.Name)
+		return nil, fmt.Errorf("authn: jwt: issuer %q: signing keys not loaded yet", iss.cfg.Name)
 	}
 	key, found := set.keys[hdr.Kid]
 	if !found {

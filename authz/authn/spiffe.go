@@ -76,16 +76,16 @@ func NewSPIFFE(cfg SPIFFEConfig) (*SPIFFE, error) {
 		return &SPIFFE{byID: map[string]*authz.Identity{}}, nil
 	}
 	if err := checkTrustDomain(cfg.TrustDomain); err != nil {
-		return nil, fmt.Errorf("identity: spiffe: trust_domain: %w", err)
+		return nil, fmt.Errorf("authn: spiffe: trust_domain: %w", err)
 	}
 	domains := []string{cfg.TrustDomain}
 	for i, a := range cfg.TrustDomainAliases {
 		if err := checkTrustDomain(a); err != nil {
-			return nil, fmt.Errorf("identity: spiffe: trust_domain_aliases[%d]: %w", i, err)
+			return nil, fmt.Errorf("authn: spiffe: trust_domain_aliases[%d]: %w", i, err)
 		}
 		for _, d := range domains {
 			if d == a {
-				return nil, fmt.Errorf("identity: spiffe: trust_domain_aliases[%d]: %q is listed twice", i, a)
+				return nil, fmt.Errorf("authn: spiffe: trust_domain_aliases[%d]: %q is listed twice", i, a)
 			}
 		}
 		domains = append(domains, a)
@@ -96,23 +96,23 @@ func NewSPIFFE(cfg SPIFFEConfig) (*SPIFFE, error) {
 	for i, w := range cfg.Workloads {
 		path, err := workloadPath(w.ID, domains)
 		if err != nil {
-			return nil, fmt.Errorf("identity: spiffe: workloads[%d].id: %w", i, err)
+			return nil, fmt.Errorf("authn: spiffe: workloads[%d].id: %w", i, err)
 		}
 		if prev, dup := seen[path]; dup {
-			return nil, fmt.Errorf("identity: spiffe: workloads[%d].id: %q names the same workload as workloads[%d]", i, w.ID, prev)
+			return nil, fmt.Errorf("authn: spiffe: workloads[%d].id: %q names the same workload as workloads[%d]", i, w.ID, prev)
 		}
 		seen[path] = i
 		if w.Username == "" {
-			return nil, fmt.Errorf("identity: spiffe: workloads[%d].username: required", i)
+			return nil, fmt.Errorf("authn: spiffe: workloads[%d].username: required", i)
 		}
 		if strings.TrimSpace(w.Username) != w.Username || hasControl(w.Username) {
-			return nil, fmt.Errorf("identity: spiffe: workloads[%d].username: %q has surrounding spaces or control characters", i, w.Username)
+			return nil, fmt.Errorf("authn: spiffe: workloads[%d].username: %q has surrounding spaces or control characters", i, w.Username)
 		}
 		groups := make([]string, 0, len(w.Groups))
 		for j, g := range w.Groups {
 			g = authz.NormalizeGroup(g)
 			if g == "" || hasControl(g) {
-				return nil, fmt.Errorf("identity: spiffe: workloads[%d].groups[%d]: empty or invalid group name", i, j)
+				return nil, fmt.Errorf("authn: spiffe: workloads[%d].groups[%d]: empty or invalid group name", i, j)
 			}
 			groups = append(groups, g)
 		}
@@ -194,11 +194,11 @@ var ErrInvalidSPIFFEID = errors.New("invalid SPIFFE ID")
 // starts with "/". For every accepted s, "spiffe://"+trustDomain+path == s.
 func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 	if len(s) > maxSPIFFEIDLength {
-		return "", "", fmt.Errorf("identity: %w: longer than %d bytes", ErrInvalidSPIFFEID, maxSPIFFEIDLength)
+		return "", "", fmt.Errorf("authn: %w: longer than %d bytes", ErrInvalidSPIFFEID, maxSPIFFEIDLength)
 	}
 	rest, ok := strings.CutPrefix(s, spiffeScheme)
 	if !ok {
-		return "", "", fmt.Errorf("identity: %w: scheme is not spiffe://", ErrInvalidSPIFFEID)
+		return "", "", fmt.Errorf("authn: %w: scheme is not spiffe://", ErrInvalidSPIFFEID)
 	}
 	td, _, _ := strings.Cut(rest, "/")
 	if err := checkTrustDomain(td); err != nil {
@@ -211,13 +211,13 @@ func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 	for seg := range strings.SplitSeq(path[1:], "/") {
 		switch seg {
 		case "":
-			return "", "", fmt.Errorf("identity: %w: empty path segment", ErrInvalidSPIFFEID)
+			return "", "", fmt.Errorf("authn: %w: empty path segment", ErrInvalidSPIFFEID)
 		case ".", "..":
-			return "", "", fmt.Errorf("identity: %w: dot segment in path", ErrInvalidSPIFFEID)
+			return "", "", fmt.Errorf("authn: %w: dot segment in path", ErrInvalidSPIFFEID)
 		}
 		for i := 0; i < len(seg); i++ {
 			if !isPathChar(seg[i]) {
-				return "", "", fmt.Errorf("identity: %w: character %q not allowed in path", ErrInvalidSPIFFEID, seg[i])
+				return "", "", fmt.Errorf("authn: %w: character %q not allowed in path", ErrInvalidSPIFFEID, seg[i])
 			}
 		}
 	}
@@ -226,15 +226,15 @@ func ParseSPIFFEID(s string) (trustDomain, path string, err error) {
 
 func checkTrustDomain(td string) error {
 	if td == "" {
-		return fmt.Errorf("identity: %w: empty trust domain", ErrInvalidSPIFFEID)
+		return fmt.Errorf("authn: %w: empty trust domain", ErrInvalidSPIFFEID)
 	}
 	if len(spiffeScheme)+len(td) > maxSPIFFEIDLength {
-		return fmt.Errorf("identity: %w: trust domain too long", ErrInvalidSPIFFEID)
+		return fmt.Errorf("authn: %w: trust domain too long", ErrInvalidSPIFFEID)
 	}
 	for i := 0; i < len(td); i++ {
 		c := td[i]
 		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return fmt.Errorf("identity: %w: character %q not allowed in trust domain (lower-case letters, digits, '.', '-', '_')", ErrInvalidSPIFFEID, c)
+			return fmt.Errorf("authn: %w: character %q not allowed in trust domain (lower-case letters, digits, '.', '-', '_')", ErrInvalidSPIFFEID, c)
 		}
 	}
 	return nil

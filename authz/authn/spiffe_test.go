@@ -51,7 +51,7 @@ func TestParseSPIFFEID(t *testing.T) {
 				require.Error(t, err)
 				assert.ErrorIs(t, err, authn.ErrInvalidSPIFFEID)
 				assert.Contains(t, err.Error(), tt.wantErr)
-				assert.True(t, strings.HasPrefix(err.Error(), "identity: "), err.Error())
+				assert.True(t, strings.HasPrefix(err.Error(), "authn: "), err.Error())
 				return
 			}
 			require.NoError(t, err)
@@ -149,7 +149,7 @@ func TestNewSPIFFEConfigErrors(t *testing.T) {
 			_, err := authn.NewSPIFFE(cfg)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
-			assert.True(t, strings.HasPrefix(err.Error(), "identity: spiffe: "), err.Error())
+			assert.True(t, strings.HasPrefix(err.Error(), "authn: spiffe: "), err.Error())
 		})
 	}
 }
