@@ -1,16 +1,56 @@
-// Package authn holds the authenticators that turn a request's
-// credentials into an authz.Identity: Keycloak bearer JWTs (JWT) and the
-// mTLS peer's SPIFFE ID.
+// Package authn holds the authenticators: each turns one kind of credential
+// on a request into an authz.Identity.
 //
-// Each authenticator returns (nil, nil) when the request has no credential
-// of its kind, a *authz.CredentialError (401) when the credential is present
-// but unacceptable, and any other error for infrastructure failures (503),
-// such as an issuer whose keys were never fetched.
+// # The chain
+//
+// config.Build puts the authenticators in authz.Engine.Authenticators, and
+// the engine runs them in order; the first one that finds its credential
+// decides. Each authenticator returns
+//   - (nil, nil) when the request carries no credential of its kind, so the
+//     next one can try; when none finds one, the caller is anonymous;
+//   - an identity when the credential verifies;
+//   - a *authz.CredentialError when the credential is present but
+//     unacceptable: a 401 with a stable reason, never a fall-through to
+//     anonymous. A Foreign one (a JWT of an issuer we do not know, a bearer
+//     token that is no JWT) may belong to the application itself, and apps
+//     that pass such credentials through treat the caller as anonymous;
+//   - any other error for an infrastructure failure (a 503), such as an
+//     issuer whose keys were never fetched.
+//
+// The order is: bearer JWT, then the mTLS peer's SPIFFE ID last, because at
+// an application's sidecar every browser request arrives from the ingress
+// gateway's principal, which must never outrank the user's own token. The
+// browser session cookie (with the OIDC login flow) and Basic credentials
+// (MLflow's users.password_hash) are the authenticators still to come.
+//
+// # Layout
+//
+// One file per authenticator, with its config, constructor, Authenticate
+// and deny reasons:
+//   - jwt.go: JWT, bearer "Authorization" parsing and signature verification
+//     for one or more issuers (Keycloak realms), configured by IssuerConfig;
+//   - spiffe.go: SPIFFE, mTLS peers (Envoy's source principal) mapped to
+//     users by SPIFFEConfig, and ParseSPIFFEID.
+//
+// and the files that support them:
+//   - claims.go: verified Keycloak access-token claims to an Identity
+//     (username, service accounts, groups, roles, admin);
+//   - jwks.go: each issuer's keys, from OpenID Connect discovery and the JWKS,
+//     refreshed in the background and on an unknown kid (rate-limited);
+//   - tokencache.go: TokenCache, verified tokens by SHA-256 until the
+//     earlier of exp and the cache TTL.
+//
+// Helpers every authenticator may use (deny, denyForeign, hasControl) carry
+// no authenticator's name. Subpackage devissuer is a development token
+// issuer for the demo and the tests; authntest wraps it for tests.
+//
+// # JWT
 //
 // The JWT authenticator picks the issuer by the token's iss, verifies the
 // signature against that issuer's JWKS only (never jku, x5u or an embedded
-// jwk), and requires exp, aud and Keycloak's typ "Bearer". Verified tokens
-// are cached by SHA-256 until the earlier of exp and the cache TTL.
+// jwk: RFC 8725 section 3.10), accepts only the asymmetric algorithms
+// configured for the issuer (RS*, PS*, ES*; never none or HS*: RFC 8725
+// section 3.1), and requires exp, aud and Keycloak's typ "Bearer".
 //
 //	jwt, err := authn.NewJWT(ctx, []authn.IssuerConfig{{
 //		Issuer:    "https://sso.example.com/realms/ml",
