@@ -45,8 +45,9 @@ func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identi
 	if !iss.audienceOK(claims["aud"]) {
 		return nil, deny(ReasonTokenWrongAudience, "token is not meant for this service (aud)")
 	}
-	// Keycloak marks access tokens "Bearer"; ID and refresh tokens say "ID"
-	// and "Refresh" and must never pass as access tokens.
+	// Keycloak marks access tokens "Bearer"; ID, refresh and logout tokens
+	// say "ID", "Refresh" and "Logout" (org.keycloak.util.TokenUtil) and
+	// must never pass as access tokens.
 	if typ, _ := claims["typ"].(string); typ != "Bearer" {
 		return nil, deny(ReasonTokenWrongType, "token is not an access token (typ)")
 	}
@@ -94,7 +95,8 @@ func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identi
 }
 
 // serviceAccount fills id for a client-credentials token. Keycloak names the
-// service-account user "service-account-<clientId>" (lower-cased), with the
+// service-account user "service-account-<clientId>" (lower-cased; the prefix
+// is ServiceAccountConstants.SERVICE_ACCOUNT_USER_PREFIX), with the
 // client in client_id (older clients: clientId; azp as a last resort). We
 // insist the two agree and that there is no user session (sid), so a human
 // who registered a username starting with "service-account-" cannot pose as

@@ -23,7 +23,8 @@ import (
 // JWKSMaxBodySize bounds discovery and JWKS responses.
 const JWKSMaxBodySize = 1 << 20
 
-// minRSABits refuses toy RSA keys even if an issuer publishes them.
+// minRSABits refuses toy RSA keys even if an issuer publishes them: RFC 7518
+// section 3.3 requires 2048 bits or more for RS* and PS*.
 const minRSABits = 2048
 
 // keySet is one fetched JWKS, immutable once published.
@@ -38,8 +39,9 @@ type publicKey struct {
 }
 
 // fits reports whether alg may be verified with k: the JWK's own alg, when
-// present, must match (so a key published for RS256 is never used for PS256),
-// and the key type and curve must suit the algorithm.
+// present, must match (so a key published for RS256 is never used for PS256:
+// one key, one algorithm, RFC 8725 section 3.1), and the key type and curve
+// must suit the algorithm.
 func (k publicKey) fits(alg string) bool {
 	if k.alg != "" && k.alg != alg {
 		return false
@@ -63,9 +65,10 @@ func (k publicKey) fits(alg string) bool {
 // keySource keeps one issuer's signing keys fresh.
 //
 // We fetch and parse the JWKS ourselves (jwk.ParseKey per entry) rather than
-// use jwx v3's jwk.Cache: its httprc scheduler runs on the wall clock, it
-// does not refresh on an unknown kid, and a single bad entry in a set fails
-// the whole parse. Here a refresh on kid-miss is rate-limited by the
+// use jwx v3's jwk.Cache
+// (https://pkg.go.dev/github.com/lestrrat-go/jwx/v3/jwk#Cache): its httprc
+// scheduler runs on the wall clock, it does not refresh on an unknown kid,
+// and a single bad entry in a set fails the whole parse. Here a refresh on kid-miss is rate-limited by the
 // injected clock and single-flight, and unusable entries are just skipped.
 type keySource struct {
 	name         string
@@ -130,8 +133,9 @@ func (s *keySource) load(ctx context.Context) error {
 }
 
 // url returns the JWKS URL, reading the discovery document if needed. The
-// document's issuer must be exactly ours: a mismatch means a misrouted
-// discovery URL or hostname config, and its keys are not our issuer's.
+// document's issuer must be exactly ours (OpenID Connect Discovery 1.0
+// section 4.3): a mismatch means a misrouted discovery URL or hostname
+// config, and its keys are not our issuer's.
 func (s *keySource) url(ctx context.Context) (string, error) {
 	if s.jwksURL != "" {
 		return s.jwksURL, nil
@@ -205,7 +209,7 @@ func (s *keySource) fetch(ctx context.Context, u string) error {
 // parseKeySet keeps the usable signature keys of a JWKS document. Entries
 // without a kid, for encryption, symmetric, too weak or unparsable are
 // skipped; a kid published twice is dropped, since we could not tell which
-// key it means.
+// key it means (RFC 7517 section 4.5 asks for distinct kids in a set).
 func parseKeySet(body []byte) (*keySet, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`

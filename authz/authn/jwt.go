@@ -45,7 +45,8 @@ const (
 	// with many groups run to a few KiB; anything bigger is refused unread so
 	// a client cannot make us decode megabytes of JSON per request.
 	JWTMaxTokenSize = 16 << 10
-	// JWTClockSkew is the tolerance on exp, nbf and iat.
+	// JWTClockSkew is the tolerance on exp, nbf and iat (the "small leeway"
+	// of RFC 7519 section 4.1.4).
 	JWTClockSkew = 30 * time.Second
 	// JWTDefaultRefreshInterval is how often each issuer's JWKS is re-fetched.
 	JWTDefaultRefreshInterval = 5 * time.Minute
@@ -56,9 +57,10 @@ const (
 	JWTDefaultHTTPTimeout = 5 * time.Second
 )
 
-// defaultAlgorithms are Keycloak's asymmetric defaults. HMAC is never
-// acceptable: the realm's HMAC keys are secret to Keycloak, and accepting
-// HS* is how "sign with the public key as secret" attacks work.
+// defaultAlgorithms are the asymmetric algorithms Keycloak realm keys sign
+// with (RS256 unless configured otherwise). HMAC is never acceptable: the
+// realm's HMAC keys are secret to Keycloak, and accepting HS* is how "sign
+// with the public key as secret" attacks work (RFC 8725 section 2.1).
 var defaultAlgorithms = []string{"RS256", "ES256", "PS256"}
 
 // allowedAlgorithms are the only algorithms a config may list.
@@ -391,8 +393,9 @@ func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identi
 	return &cp, nil
 }
 
-// bearerToken extracts the token of a Bearer Authorization header. It
-// returns "" and no error when the header is absent or another scheme.
+// bearerToken extracts the token of a Bearer Authorization header (RFC 6750
+// section 2.1). It returns "" and no error when the header is absent or
+// another scheme.
 //
 // Envoy joins repeated headers with ",", and a JWT never contains one, so a
 // comma in a Bearer credential means two credentials: which one the
@@ -425,8 +428,8 @@ func bearerToken(h string) (string, *authz.CredentialError) {
 	return token, nil
 }
 
-// isBearer reports whether h starts with the Bearer scheme (RFC 9110
-// schemes are case-insensitive) followed by whitespace or nothing.
+// isBearer reports whether h starts with the Bearer scheme (case-insensitive,
+// RFC 9110 section 11.1) followed by whitespace or nothing.
 func isBearer(h string) bool {
 	const s = "bearer"
 	if len(h) < len(s) || !strings.EqualFold(h[:len(s)], s) {
@@ -436,7 +439,8 @@ func isBearer(h string) bool {
 }
 
 // joseHeader is the part of the JOSE header we act on. jku, x5u, jwk and x5c
-// are deliberately not read: keys only ever come from the issuer's JWKS.
+// are deliberately not read: keys only ever come from the issuer's JWKS
+// (RFC 8725 section 3.10).
 type joseHeader struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`
@@ -487,6 +491,8 @@ func (j *JWT) verify(ctx context.Context, token string, now time.Time) (*authz.I
 	if !ok {
 		return nil, deny(ReasonTokenAlgNotAllowed, "token signature algorithm is not allowed")
 	}
+	// Keycloak types access tokens JWT; RFC 9068 section 2.1 types them
+	// at+jwt. Any other type (logout+jwt...) is another kind of token.
 	switch strings.ToLower(hdr.Typ) {
 	case "", "jwt", "at+jwt", "application/at+jwt":
 	default:

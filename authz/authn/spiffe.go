@@ -13,7 +13,8 @@ import (
 // certificate.
 const SPIFFEMethod = "spiffe"
 
-// maxSPIFFEIDLength is the SPIFFE specification's limit on a URI SAN.
+// maxSPIFFEIDLength is the longest SPIFFE ID, in bytes (SPIFFE-ID
+// specification section 2.3, https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md).
 const maxSPIFFEIDLength = 2048
 
 const spiffeScheme = "spiffe://"
@@ -186,9 +187,11 @@ func workloadPath(id string, domains []string) (string, error) {
 var ErrInvalidSPIFFEID = errors.New("invalid SPIFFE ID")
 
 // ParseSPIFFEID splits a SPIFFE ID into its trust domain and path, following
-// the SPIFFE-ID specification strictly: scheme "spiffe://", a non-empty
-// lower-case trust domain of [a-z0-9.-_], and an optional path of non-empty
-// segments of [a-zA-Z0-9.-_] that are not "." or "..". Percent-encoding,
+// the SPIFFE-ID specification
+// (https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md)
+// strictly: scheme "spiffe://", a non-empty lower-case trust domain of
+// [a-z0-9.-_], and an optional path of non-empty segments of [a-zA-Z0-9.-_]
+// that are not "." or "..". Percent-encoding,
 // user info, ports, queries and fragments are all refused, and the whole ID
 // is at most 2048 bytes. The path is "" for a trust-domain ID, otherwise it
 // starts with "/". For every accepted s, "spiffe://"+trustDomain+path == s.
