@@ -132,48 +132,6 @@ type Route struct {
 	segs      []segment
 }
 
-type segKind uint8
-
-const (
-	segLit segKind = iota
-	segVar
-	segTail
-)
-
-type segment struct {
-	kind segKind
-	lit  string // literal, or the suffix after {var}
-	name string
-}
-
-func parsePattern(p string) []segment {
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	segs := make([]segment, 0, len(parts))
-	for _, s := range parts {
-		switch {
-		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "...}"):
-			segs = append(segs, segment{kind: segTail, name: s[1 : len(s)-4]})
-		case strings.HasPrefix(s, "{"):
-			end := strings.IndexByte(s, '}')
-			segs = append(segs, segment{kind: segVar, name: s[1:end], lit: s[end+1:]})
-		default:
-			segs = append(segs, segment{kind: segLit, lit: s})
-		}
-	}
-	return segs
-}
-
-func (r *Route) templated() bool { return strings.IndexByte(r.Path, '{') >= 0 }
-
-func (r *Route) allows(method string) bool {
-	for _, m := range r.Methods {
-		if m == method {
-			return true
-		}
-	}
-	return false
-}
-
 // Permission shorthands in MLflow's vocabulary: UPDATE is can_update (EDIT),
 // DELETE is can_delete, which only MANAGE has.
 const (
