@@ -1,0 +1,437 @@
+package mlflow
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+)
+
+// The parameter reader: where a route's ids are read, exactly as MLflow
+// reads them (query string, JSON body, path variable, header), with every
+// ambiguity refused. JSON bodies are parsed by parseJSONObject (json.go).
+
+// reader reads parameters of one request, parsing the query and body at
+// most once and only when a route reads them.
+type reader struct {
+	req      *authz.Request
+	vars     *pathVars
+	body     map[string]any
+	bodyDone bool
+	bodyDeny *authz.Decision
+}
+
+// loadBody parses the JSON body. strictType applies Flask's POST rule:
+// MLflow refuses a POST whose Content-Type is not application/json.
+func (rd *reader) loadBody(strictType bool) (map[string]any, *authz.Decision) {
+	if strictType && !isJSONType(rd.req.Header("content-type")) {
+		return nil, deny(http.StatusBadRequest, ReasonUnsupportedContentType, "MLflow reads this endpoint's parameters from a JSON body; send Content-Type: application/json")
+	}
+	if rd.bodyDone {
+		return rd.body, rd.bodyDeny
+	}
+	rd.bodyDone = true
+	switch {
+	case rd.req.BodyTruncated:
+		rd.bodyDeny = deny(http.StatusRequestEntityTooLarge, authz.ReasonBodyTruncated, "the request body is too large to check the ids it names")
+	case len(rd.req.Body) == 0:
+		rd.body = map[string]any{}
+	default:
+		m, err := parseJSONObject(rd.req.Body)
+		switch err {
+		case nil:
+			rd.body = m
+		case errJSONDuplicate:
+			rd.bodyDeny = deny(http.StatusBadRequest, ReasonDuplicateParameter, "duplicate key in the JSON body")
+		default:
+			rd.bodyDeny = deny(http.StatusBadRequest, ReasonInvalidJSON, "the body is not a JSON object MLflow could read: "+strings.TrimPrefix(err.Error(), "mlflow: "))
+		}
+	}
+	return rd.body, rd.bodyDeny
+}
+
+// isJSONType reports whether a Content-Type is application/json, with or
+// without parameters.
+func isJSONType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// resolveSrc turns MLflow's method-dependent rule into query or body.
+func (rd *reader) resolveSrc(p *param) (src, bool) {
+	if p.src != srcParam {
+		return p.src, false
+	}
+	switch rd.req.Method {
+	case http.MethodGet:
+		return srcQuery, false
+	case http.MethodPost, http.MethodPut:
+		return srcBody, true
+	case http.MethodDelete:
+		// MLflow's proto handlers parse a DELETE body whatever its
+		// Content-Type, while its auth app reads the query unless the type
+		// is JSON. A body therefore always wins, and the id must not also
+		// be in the query (checked by the caller).
+		if len(rd.req.Body) > 0 || rd.req.BodyTruncated {
+			return srcBody, false
+		}
+		return srcQuery, false
+	default: // PATCH: parsed whatever the Content-Type (get_json(force=True))
+		return srcBody, false
+	}
+}
+
+// hasKey reports whether the query holds k in either spelling.
+func hasKey(q url.Values, k string) bool {
+	if k == "" {
+		return false
+	}
+	if _, ok := q[k]; ok {
+		return true
+	}
+	if c := camel(k); c != k {
+		_, ok := q[c]
+		return ok
+	}
+	return false
+}
+
+// values reads p's values from s. Single-valued parameters yield at most
+// one value; every ambiguity is a 400.
+func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decision) {
+	switch s {
+	case srcPath:
+		v := rd.vars.get(p.name)
+		if v == "" {
+			return nil, nil
+		}
+		// An artifact path was checked by CanonicalPath and may be long.
+		if p.kind != idArtifactPath && !validID(v) {
+			return nil, badParam(p.name + " is not a valid id")
+		}
+		return []string{v}, nil
+	case srcHeader:
+		v := rd.req.Header(p.name)
+		if v == "" {
+			return nil, deny(http.StatusBadRequest, ReasonMissingParameter, "missing required header "+p.name)
+		}
+		return []string{v}, nil
+	case srcQuery:
+		q, err := rd.req.Query()
+		if err != nil {
+			return nil, badParam("the query string cannot be parsed unambiguously")
+		}
+		return queryValues(q, p)
+	default:
+		body, d := rd.loadBody(strict)
+		if d != nil {
+			return nil, d
+		}
+		return bodyValues(body, p)
+	}
+}
+
+// queryValues reads p from the query string. Only the proto field name
+// counts, as in MLflow; a repeated single value or both spellings is a 400.
+func queryValues(q url.Values, p *param) ([]string, *authz.Decision) {
+	get := func(k string) ([]string, *authz.Decision) {
+		if k == "" {
+			return nil, nil
+		}
+		vs := q[k]
+		if c := camel(k); c != k {
+			if _, both := q[c]; both {
+				if len(vs) > 0 {
+					return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" given in both spellings ("+k+", "+c+")")
+				}
+				// MLflow reads only the proto field name from the query;
+				// a lone camel spelling is ignored by it, so by us too.
+			}
+		}
+		if !p.list && len(vs) > 1 {
+			return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" repeated in the query")
+		}
+		out := vs[:0:0]
+		for _, v := range vs {
+			if v == "" {
+				if p.list {
+					return nil, badParam("empty value in " + k)
+				}
+				continue
+			}
+			if p.kind == idArtifactPath {
+				if len(v) > authz.MaxPathLength || !utf8.ValidString(v) {
+					return nil, badParam(k + " is not a valid path")
+				}
+			} else if !validID(v) {
+				return nil, badParam(k + " is not a valid id")
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	a, d := get(p.name)
+	if d != nil {
+		return nil, d
+	}
+	b, d := get(p.alt)
+	if d != nil {
+		return nil, d
+	}
+	return pickAlt(p, a, b)
+}
+
+// pickAlt applies the run_id → run_uuid fallback, refusing two different ids.
+func pickAlt(p *param, a, b []string) ([]string, *authz.Decision) {
+	if len(b) == 0 {
+		return a, nil
+	}
+	if len(a) == 0 {
+		return b, nil
+	}
+	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameters "+p.name+" and "+p.alt+" name different ids")
+	}
+	return a, nil
+}
+
+// bodyValues reads p, and its fallback spelling, from a parsed JSON body.
+func bodyValues(body map[string]any, p *param) ([]string, *authz.Decision) {
+	a, d := jsonPathValues(body, p.name, p.list)
+	if d != nil {
+		return nil, d
+	}
+	var b []string
+	if p.alt != "" {
+		if b, d = jsonPathValues(body, p.alt, p.list); d != nil {
+			return nil, d
+		}
+	}
+	return pickAlt(p, a, b)
+}
+
+// jsonPathValues reads the strings at path ("a.b[].c") in m. Each key may be
+// spelled in snake or camel case, as protobuf's JSON parser accepts both;
+// both at once is refused. A non-string where an id belongs is refused: a
+// JSON number for a string field is rejected by MLflow's parser, and we
+// would rather not guess how.
+func jsonPathValues(m map[string]any, path string, list bool) ([]string, *authz.Decision) {
+	var out []string
+	var walk func(v any, rest string) *authz.Decision
+	walk = func(v any, rest string) *authz.Decision {
+		seg, tail, more := strings.Cut(rest, ".")
+		key, isList := strings.CutSuffix(seg, "[]")
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return badParam("expected an object at " + key)
+		}
+		val, present, d := lookupKey(obj, key)
+		if d != nil || !present || val == nil {
+			return d
+		}
+		last := !more
+		switch {
+		case isList:
+			arr, ok := val.([]any)
+			if !ok {
+				return badParam(key + " must be a list")
+			}
+			for _, e := range arr {
+				if last {
+					s, ok := e.(string)
+					if !ok {
+						return badParam(key + " must hold strings")
+					}
+					out = append(out, s)
+					continue
+				}
+				if d := walk(e, tail); d != nil {
+					return d
+				}
+			}
+		case !last:
+			return walk(val, tail)
+		case list && !strings.Contains(path, "[]"):
+			arr, ok := val.([]any)
+			if !ok {
+				return badParam(key + " must be a list of strings")
+			}
+			for _, e := range arr {
+				s, ok := e.(string)
+				if !ok {
+					return badParam(key + " must be a list of strings")
+				}
+				out = append(out, s)
+			}
+		default:
+			s, ok := val.(string)
+			if !ok {
+				return badParam(key + " must be a string")
+			}
+			out = append(out, s)
+		}
+		return nil
+	}
+	if d := walk(m, path); d != nil {
+		return nil, d
+	}
+	if !list && len(out) > 1 {
+		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+path+" has several values")
+	}
+	res := out[:0]
+	for _, s := range out {
+		if s == "" {
+			if list {
+				return nil, badParam("empty value in " + path)
+			}
+			continue // proto: an empty string is an unset field
+		}
+		if !validID(s) {
+			return nil, badParam(path + " is not a valid id")
+		}
+		res = append(res, s)
+	}
+	return res, nil
+}
+
+// lookupKey reads key from obj in snake or camel case; both is a 400.
+func lookupKey(obj map[string]any, key string) (any, bool, *authz.Decision) {
+	v, ok := obj[key]
+	if c := camel(key); c != key {
+		if cv, cok := obj[c]; cok {
+			if ok {
+				return nil, false, deny(http.StatusBadRequest, ReasonDuplicateParameter, "field "+key+" given in both spellings ("+key+", "+c+")")
+			}
+			return cv, true, nil
+		}
+	}
+	return v, ok, nil
+}
+
+// camel is protobuf's json_name for a snake_case field name.
+func camel(s string) string {
+	if strings.IndexByte(s, '_') < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	up := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' {
+			up = true
+			continue
+		}
+		if up && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// validExperimentID accepts what MLflow's int() and the auth tables' string
+// comparison agree on: ASCII digits, no sign, no leading zero, no spaces, no
+// Unicode digits, at most 18 digits (so it fits every integer column).
+func validExperimentID(s string) bool {
+	if s == "" || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validID bounds an opaque id (run, trace, model name…): non-empty, short,
+// valid UTF-8, no control characters and no U+FFFD (a decoder's replacement
+// would make two readers see different ids).
+func validID(s string) bool {
+	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// artifactExperiment takes the experiment id from a proxied artifact path in
+// MLflow's default layout, <experiment_id>/<run_id>/artifacts/...
+func artifactExperiment(p string) (string, bool) {
+	exp, rest, ok := strings.Cut(p, "/")
+	if !ok || rest == "" || !validExperimentID(exp) {
+		return "", false
+	}
+	return exp, true
+}
+
+// safeArtifactPath accepts a relative path with no backslash, NUL or empty,
+// "." or ".." segment. It is stricter than MLflow's validate_path_is_safe
+// (mlflow/utils/uri.py), so a path it accepts names one place to every reader.
+func safeArtifactPath(p string) bool {
+	if p == "" || p[0] == '/' || strings.ContainsAny(p, "\\\x00") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// claims collects the user names a run-writing request asks MLflow to
+// record. Both spellings of one of these fields is refused like any other
+// id: protobuf would pick one, and the check must see the one it picks.
+func (rd *reader) claims(op *Operation) *authz.Decision {
+	body, d := rd.loadBody(false)
+	if d != nil {
+		return d
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	get := func(m map[string]any, k string) (string, *authz.Decision) {
+		v, _, d := lookupKey(m, k)
+		return str(v), d
+	}
+	userID, d := get(body, "user_id")
+	if d != nil {
+		return d
+	}
+	if userID != "" {
+		op.ClaimedUsers = append(op.ClaimedUsers, userID)
+	}
+	key, d := get(body, "key")
+	if d != nil {
+		return d
+	}
+	if key == mlflowUserTag {
+		v, d := get(body, "value")
+		if d != nil {
+			return d
+		}
+		if v != "" {
+			op.ClaimedUsers = append(op.ClaimedUsers, v)
+		}
+	}
+	tags, _ := body["tags"].([]any)
+	for _, t := range tags {
+		m, ok := t.(map[string]any)
+		if !ok {
+			continue
+		}
+		if str(m["key"]) == mlflowUserTag && str(m["value"]) != "" {
+			op.ClaimedUsers = append(op.ClaimedUsers, str(m["value"]))
+		}
+	}
+	return nil
+}
+
+const mlflowUserTag = "mlflow.user"
