@@ -1,0 +1,156 @@
+package mlflow
+
+import (
+	"net/http"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// From parameters to needs: each id a route reads becomes a Need, the
+// permission it requires and how the store finds the resource that owns it.
+
+// maxListIDs bounds the ids one request may name: each costs a store
+// lookup, and MLflow's own list endpoints cap far lower.
+const maxListIDs = 1000
+
+// need reads route parameter p and adds what it requires to op: Needs, or
+// the Username of an AccessSelf route, or an Access made stricter.
+func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
+	s, strict := rd.resolveSrc(p)
+	if p.src == srcParam && rd.req.Method == http.MethodDelete && s == srcBody {
+		q, err := rd.req.Query()
+		if err == nil && (hasKey(q, p.name) || hasKey(q, p.alt) || hasKey(q, p.name2)) {
+			return deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+p.name+" given both in the query and in the body")
+		}
+	}
+	vals, d := rd.values(s, strict, p)
+	if d != nil {
+		return d
+	}
+	if len(vals) == 0 && p.kind == idArtifactPath {
+		// Listing the artifact root spans every experiment. MLflow's proxy
+		// artifact validator (mlflow/server/auth/__init__.py:
+		// _get_proxy_artifact_validator) falls back to the default
+		// permission for a path that does not start with an experiment id
+		// (mlflow/mlflow#13832); we require an admin.
+		op.Access = AccessAdmin
+		op.Note = "artifact path outside the <experiment_id>/ layout"
+		return nil
+	}
+	if len(vals) == 0 {
+		if p.optional || (p.list && p.empty) {
+			return nil
+		}
+		if p.list {
+			return deny(http.StatusBadRequest, ReasonMissingParameter, "at least one "+p.name+" is required")
+		}
+		return deny(http.StatusBadRequest, ReasonMissingParameter, "missing required parameter "+p.name)
+	}
+	if len(vals) > maxListIDs {
+		return badParam("too many ids in " + p.name)
+	}
+	perm := r.Permission
+	if p.perm != 0 {
+		perm = p.perm
+	}
+	source := srcName(s)
+	switch p.kind {
+	case idUsername:
+		op.Username = vals[0]
+		return nil
+	case idScorer:
+		names, d := rd.values(s, strict, &param{name: p.name2, kind: idModel})
+		if d != nil {
+			return d
+		}
+		if len(names) == 0 {
+			return deny(http.StatusBadRequest, ReasonMissingParameter, "missing required parameter "+p.name2)
+		}
+		if !validExperimentID(vals[0]) {
+			return badParam("experiment_id must be a decimal experiment id")
+		}
+		op.Needs = append(op.Needs, Need{Resource: store.Resource{Kind: store.Scorer, ID: vals[0], Name: names[0]}, Permission: perm, Source: source, Param: p.name + "," + p.name2})
+		return nil
+	case idArtifactPath:
+		exp, ok := artifactExperiment(vals[0])
+		if !ok {
+			if !safeArtifactPath(vals[0]) {
+				return badParam("artifact path is not a safe relative path")
+			}
+			op.Access = AccessAdmin
+			op.Note = "artifact path outside the <experiment_id>/ layout"
+			return nil
+		}
+		if s == srcQuery && !safeArtifactPath(vals[0]) {
+			return badParam("artifact path is not a safe relative path")
+		}
+		op.Needs = append(op.Needs, Need{Lookup: store.ExperimentByID, Key: exp, Resource: store.Resource{Kind: store.Experiment}, Permission: perm, Source: source, Param: p.name})
+		return nil
+	}
+	for _, v := range vals {
+		n, d := needFor(p, v, perm, source)
+		if d != nil {
+			return d
+		}
+		op.Needs = append(op.Needs, n)
+	}
+	return nil
+}
+
+// needFor turns one id of kind p.kind into a Need: ids owned by an
+// experiment (or a gateway endpoint) get the Lookup that finds the owner,
+// resources with grants of their own are checked as they are.
+func needFor(p *param, v string, perm store.Permission, source string) (Need, *authz.Decision) {
+	n := Need{Key: v, Permission: perm, Source: source, Param: p.name, Resource: store.Resource{Kind: store.Experiment}}
+	switch p.kind {
+	case idExperiment:
+		if !validExperimentID(v) {
+			return n, badParam(p.name + " must be a decimal experiment id")
+		}
+		n.Lookup = store.ExperimentByID
+	case idExperimentName:
+		n.Lookup = store.ExperimentByName
+	case idRun:
+		n.Lookup = store.RunExperiment
+	case idTrace:
+		n.Lookup = store.TraceExperiment
+	case idLoggedModel:
+		n.Lookup = store.LoggedModelExperiment
+	case idJob:
+		n.Lookup = store.JobExperiment
+	case idIssue:
+		n.Lookup = store.IssueExperiment
+	case idDataset:
+		n.Lookup = store.DatasetExperiments
+	case idEndpointName:
+		n.Lookup = store.GatewayEndpointByName
+		n.Resource.Kind = store.GatewayEndpoint
+	case idModel:
+		n.Key, n.Resource = "", store.Resource{Kind: store.RegisteredModel, ID: v}
+	case idSecret:
+		n.Key, n.Resource = "", store.Resource{Kind: store.GatewaySecret, ID: v}
+	case idEndpoint:
+		n.Key, n.Resource = "", store.Resource{Kind: store.GatewayEndpoint, ID: v}
+	case idModelDef:
+		n.Key, n.Resource = "", store.Resource{Kind: store.GatewayModelDefinition, ID: v}
+	default:
+		return n, badParam("unsupported parameter " + p.name)
+	}
+	return n, nil
+}
+
+// srcName names a parameter source for Need.Source and the explain trace.
+func srcName(s src) string {
+	switch s {
+	case srcQuery:
+		return "query"
+	case srcBody:
+		return "body"
+	case srcPath:
+		return "path"
+	case srcHeader:
+		return "header"
+	}
+	return "param"
+}
