@@ -1,0 +1,260 @@
+package mlflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// The permission check: after Classify, the Operation's Access and Needs are
+// checked against the store. Ids are resolved to the resources that own them
+// (checkNeeds), then the caller's grants on each are read and ranked
+// (checkOne, EffectivePermission).
+
+// decide checks op's Access for id: the Needs against the store for
+// AccessResource, the users table for admin-only and self routes.
+func (p *Policy) decide(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
+	tr := authz.TraceFrom(ctx)
+	if id.Admin {
+		if tr != nil {
+			tr.Addf("permission", "admin by token")
+		}
+		return authz.Allow(authz.ReasonAllowed)
+	}
+	switch op.Access {
+	case AccessAnyone, AccessAuthenticated:
+		return authz.Allow(authz.ReasonAllowed)
+	case AccessCreate:
+		if len(p.createGroups) == 0 {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		for _, g := range p.createGroups {
+			if id.InGroup(g) {
+				return authz.Allow(authz.ReasonAllowed)
+			}
+		}
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, "creating this requires membership in one of the configured create groups")
+	case AccessSelf:
+		if op.Username != "" && op.Username == id.Username {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, "only the user themself or an admin may do this")
+	case AccessAdmin:
+		admin, d := p.userAdmin(ctx, id)
+		if d != nil {
+			return *d
+		}
+		if admin {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		msg := "admin required"
+		if op.Note != "" {
+			msg = "admin required: " + op.Note
+		}
+		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, msg)
+	case AccessResource:
+		return p.checkNeeds(ctx, op, id)
+	}
+	return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "route has no access rule")
+}
+
+// userAdmin reads users.is_admin for the caller.
+func (p *Policy) userAdmin(ctx context.Context, id *authz.Identity) (bool, *authz.Decision) {
+	if id.Username == "" {
+		return false, nil
+	}
+	_, admin, err := p.store.User(ctx, id.Username)
+	if err != nil {
+		d := storeDeny(err)
+		return false, &d
+	}
+	if admin {
+		if tr := authz.TraceFrom(ctx); tr != nil {
+			tr.Addf("permission", "admin by users.is_admin")
+		}
+	}
+	return admin, nil
+}
+
+// storeDeny turns a store failure into a deny: a missing resource is a
+// 404, anything else a 503 the caller can retry; never an allow.
+func storeDeny(err error) authz.Decision {
+	if errors.Is(err, store.ErrNotFound) {
+		return authz.Deny(http.StatusNotFound, authz.ReasonResourceNotFound, "resource not found")
+	}
+	return authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry")
+}
+
+// checkNeeds resolves each Need to the resources that own it and checks the
+// permission on each. One admin answer from the users table allows all.
+func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
+	tr := authz.TraceFrom(ctx)
+	if len(op.Needs) == 0 {
+		// An AccessResource operation with nothing to check is a table or
+		// classification bug: fail closed.
+		return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "nothing to check permission on")
+	}
+	var memo map[store.Resource]store.Permission
+	if len(op.Needs) > 1 {
+		memo = make(map[store.Resource]store.Permission, len(op.Needs))
+	}
+	var seen map[Need]bool
+	if len(op.Needs) > 1 {
+		seen = make(map[Need]bool, len(op.Needs))
+	}
+	for _, n := range op.Needs {
+		if seen != nil {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+		}
+		if n.Lookup == "" {
+			if d, admin := p.checkOne(ctx, id, n.Resource, n, memo); d != nil || admin {
+				if d != nil {
+					return *d
+				}
+				return authz.Allow(authz.ReasonAllowed)
+			}
+			continue
+		}
+		ids, err := p.store.Resolve(ctx, n.Lookup, n.Key)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				if tr != nil {
+					tr.Addf("resource", "%s %q not found", n.Lookup, n.Key)
+				}
+				return authz.Deny(http.StatusNotFound, authz.ReasonResourceNotFound, fmt.Sprintf("%s %s not found", lookupNoun(n.Lookup), n.Key))
+			}
+			return storeDeny(err)
+		}
+		if len(ids) == 0 {
+			if tr != nil {
+				tr.Addf("resource", "%s %q owned by no %s", n.Lookup, n.Key, n.Resource.Kind)
+			}
+			return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("%s %s belongs to no %s, so nobody but an admin may use it", lookupNoun(n.Lookup), n.Key, n.Resource.Kind))
+		}
+		if tr != nil {
+			tr.Addf("resource", "%s %q → %s %v", n.Lookup, n.Key, n.Resource.Kind, ids)
+		}
+		for _, rid := range ids {
+			res := store.Resource{Kind: n.Resource.Kind, ID: rid}
+			if d, admin := p.checkOne(ctx, id, res, n, memo); d != nil || admin {
+				if d != nil {
+					return *d
+				}
+				return authz.Allow(authz.ReasonAllowed)
+			}
+		}
+	}
+	return authz.Allow(authz.ReasonAllowed)
+}
+
+// lookupNoun names what a Lookup's key is, for deny messages.
+func lookupNoun(l store.Lookup) string {
+	switch l {
+	case store.RunExperiment:
+		return "run"
+	case store.TraceExperiment:
+		return "trace"
+	case store.LoggedModelExperiment:
+		return "logged model"
+	case store.ExperimentByName:
+		return "experiment named"
+	case store.ExperimentByID:
+		return "experiment"
+	case store.JobExperiment:
+		return "job"
+	case store.IssueExperiment:
+		return "issue"
+	case store.DatasetExperiments:
+		return "dataset"
+	case store.GatewayEndpointByName:
+		return "gateway endpoint named"
+	}
+	return string(l)
+}
+
+// checkOne checks one resource. It returns a deny, or admin=true when the
+// users table says the caller is an admin (then nothing else is checked).
+func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Resource, n Need, memo map[store.Resource]store.Permission) (*authz.Decision, bool) {
+	perm, ok := memo[res]
+	if !ok {
+		g, err := p.store.Grants(ctx, id.Username, res)
+		if err != nil {
+			d := storeDeny(err)
+			if errors.Is(err, store.ErrNotFound) {
+				d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry")
+			}
+			return &d, false
+		}
+		if g.UserAdmin {
+			if tr := authz.TraceFrom(ctx); tr != nil {
+				tr.Addf("permission", "admin by users.is_admin")
+			}
+			return nil, true
+		}
+		perm = p.effective(ctx, id, res, g)
+		if memo != nil {
+			memo[res] = perm
+		}
+	}
+	if perm < n.Permission {
+		d := authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("%s on %s required", n.Permission, describe(res)))
+		return &d, false
+	}
+	return nil, false
+}
+
+// describe names a resource in deny messages and the explain trace.
+func describe(r store.Resource) string {
+	switch r.Kind {
+	case store.Scorer:
+		return fmt.Sprintf("scorer %q of experiment %s", r.Name, r.ID)
+	case store.RegisteredModel:
+		return fmt.Sprintf("registered model %q", r.ID)
+	}
+	return string(r.Kind) + " " + r.ID
+}
+
+// effective is EffectivePermission, recording each source considered in the
+// explain trace when there is one.
+func (p *Policy) effective(ctx context.Context, id *authz.Identity, res store.Resource, g store.Grants) store.Permission {
+	tr := authz.TraceFrom(ctx)
+	if tr == nil {
+		return EffectivePermission(g, id.Groups, p.defaultPerm, nil)
+	}
+	return EffectivePermission(g, id.Groups, p.defaultPerm, func(src Source) {
+		switch {
+		case src.Kind == "default":
+			tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), p.defaultPerm)
+		case !src.Found || src.Outranked:
+		case !src.Grant.Valid && src.Kind == "user":
+			tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
+		case !src.Grant.Valid:
+			tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", src.Group, describe(res))
+		case src.Kind == "user":
+			tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), src.Grant.Permission)
+		default:
+			tr.Addf("permission", "group %q row on %s: %s", src.Group, describe(res), src.Grant.Permission)
+		}
+	})
+}
