@@ -182,66 +182,6 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 	return d2
 }
 
-// record hands an allowed create, rename or delete to the recorder, which
-// acts only once MLflow's tables show that MLflow did it (B§5). A name we
-// cannot read the way MLflow does is not recorded: no grant is the safe side.
-func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, id *authz.Identity) {
-	switch op.Route.Name {
-	case "CreateExperiment", "CreateRegisteredModel":
-		kind := store.Experiment
-		if op.Route.Name == "CreateRegisteredModel" {
-			kind = store.RegisteredModel
-		}
-		name := p.bodyString(req, "name")
-		if name == "" || id.Username == "" {
-			return
-		}
-		if tr := authz.TraceFrom(ctx); tr != nil {
-			tr.Addf("ownership", "creator %q of %s %q gets MANAGE once MLflow's row exists", id.Username, kind, name)
-		}
-		p.recorder.RecordCreate(ctx, kind, name, id.Username, p.pendingTTL)
-	case "RenameRegisteredModel", "DeleteRegisteredModel":
-		name := ""
-		for _, n := range op.Needs {
-			if n.Lookup == "" && n.Resource.Kind == store.RegisteredModel {
-				name = n.Resource.ID
-				break
-			}
-		}
-		if name == "" {
-			return
-		}
-		tr := authz.TraceFrom(ctx)
-		if op.Route.Name == "DeleteRegisteredModel" {
-			if tr != nil {
-				tr.Addf("ownership", "permission rows of registered model %q go once MLflow's row is gone", name)
-			}
-			p.recorder.RecordDelete(ctx, store.RegisteredModel, name, p.pendingTTL)
-			return
-		}
-		to := p.bodyString(req, "new_name")
-		if to == "" {
-			return
-		}
-		if tr != nil {
-			tr.Addf("ownership", "permission rows of registered model %q move to %q once MLflow shows the rename", name, to)
-		}
-		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
-	}
-}
-
-// bodyString reads a single string field of the JSON body exactly as the
-// route reader does (both spellings, duplicates refused); "" when absent or
-// unreadable.
-func (p *Policy) bodyString(req *authz.Request, field string) string {
-	rd := reader{req: req, vars: &pathVars{}}
-	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel})
-	if d != nil || len(vals) != 1 {
-		return ""
-	}
-	return vals[0]
-}
-
 func unauthenticated() authz.Decision {
 	d := authz.Deny(http.StatusUnauthorized, authz.ReasonUnauthenticated, "authentication required")
 	d.ResponseHeaders = []authz.Header{{Name: "www-authenticate", Value: "Bearer"}}
