@@ -49,9 +49,10 @@ func Classify(req *authz.Request) (Operation, *authz.Decision) {
 }
 
 // Classify matches req to a route and reads, exactly as MLflow would, the ids
-// the route acts on. It is pure: no store, no identity. On a refusal it
-// returns a deny; the Operation still carries the matched Route, so that an
-// anonymous caller can be told to authenticate first.
+// the route acts on. It is pure: no store, no identity. It is the only step
+// that reads the request's parameters; nothing after it does. On a refusal
+// it returns a deny; the Operation still carries the matched Route, so that
+// an anonymous caller can be told to authenticate first.
 func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 	var vars pathVars
 	r := c.match(req.Method, req.Path, &vars)
@@ -59,27 +60,25 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 		return Operation{}, deny(http.StatusNotFound, authz.ReasonUnknownRoute, "no MLflow endpoint "+req.Method+" "+req.Path)
 	}
 	op := Operation{Route: r, Access: r.Access}
-	if r.graphql {
-		return op, classifyGraphQL(req, &op)
-	}
-	if len(r.params) == 0 && !r.integrity {
+	var d *authz.Decision
+	switch {
+	case r.graphql:
+		d = needsFromGraphQL(req, &op)
+	case len(r.params) > 0 || r.integrity || r.newName != "":
+		d = needsFromParams(req, &vars, r, &op)
+	default:
+		// The route reads nothing: its Access is the whole answer (a
+		// resource route without params stays one, and is refused later).
 		return op, nil
 	}
-	rd := reader{req: req, vars: &vars}
-	for i := range r.params {
-		if d := rd.need(&op, r, &r.params[i]); d != nil {
-			return op, d
-		}
-	}
-	if r.integrity {
-		if d := rd.claims(&op); d != nil {
-			return op, d
-		}
+	if d != nil {
+		return op, d
 	}
 	if op.Access == AccessResource && len(op.Needs) == 0 {
 		// Only optional ids or an allowed-empty list were absent (runs/search
-		// with no experiment_ids, an endpoint without model configs): the
-		// request names nothing, so MLflow only needs an authenticated caller.
+		// with no experiment_ids, an endpoint without model configs, a
+		// GraphQL document of fields that need no id): the request names
+		// nothing, so MLflow only needs an authenticated caller.
 		op.Access = AccessAuthenticated
 	}
 	return op, nil

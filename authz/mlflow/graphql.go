@@ -91,53 +91,13 @@ func set(names ...string) map[string]bool {
 	return m
 }
 
-// classifyGraphQL reads a /graphql request the way MLflow's view does: GET
-// takes query, variables and operationName from the query string, POST from
-// the JSON body. Every operation of the document is checked, not only the
-// one that would run.
-func classifyGraphQL(req *authz.Request, op *Operation) *authz.Decision {
-	var query string
-	var vars map[string]any
-	switch req.Method {
-	case http.MethodGet:
-		q, err := req.Query()
-		if err != nil {
-			return badParam("the query string cannot be parsed unambiguously")
-		}
-		for _, k := range []string{"query", "variables", "operationName"} {
-			if len(q[k]) > 1 {
-				return deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" repeated in the query")
-			}
-		}
-		query = q.Get("query")
-		if v := q.Get("variables"); v != "" {
-			m, err := parseJSONObject([]byte(v))
-			if err == errJSONDuplicate {
-				return deny(http.StatusBadRequest, ReasonDuplicateParameter, "duplicate key in GraphQL variables")
-			}
-			if err != nil {
-				return deny(http.StatusBadRequest, ReasonInvalidJSON, "GraphQL variables are not a JSON object")
-			}
-			vars = m
-		}
-	default:
-		rd := reader{req: req}
-		body, d := rd.loadBody(true)
-		if d != nil {
-			return d
-		}
-		q, ok := body["query"].(string)
-		if !ok {
-			return deny(http.StatusBadRequest, ReasonMissingParameter, "GraphQL body has no query string")
-		}
-		query = q
-		switch v := body["variables"].(type) {
-		case nil:
-		case map[string]any:
-			vars = v
-		default:
-			return badParam("GraphQL variables must be a JSON object")
-		}
+// needsFromGraphQL is Classify's branch for /graphql: it reads the document
+// and its variables, then walks every operation of the document, not only
+// the one that would run, adding a Need for each id a top-level field names.
+func needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
+	query, vars, d := graphQLParams(req)
+	if d != nil {
+		return d
 	}
 	if query == "" {
 		return deny(http.StatusBadRequest, ReasonMissingParameter, "GraphQL request has no query")
@@ -175,10 +135,51 @@ func classifyGraphQL(req *authz.Request, op *Operation) *authz.Decision {
 			return d
 		}
 	}
-	if len(op.Needs) == 0 && op.Access == AccessResource {
-		op.Access = AccessAuthenticated
-	}
 	return nil
+}
+
+// graphQLParams reads the query and variables of a /graphql request: GET
+// from the query string, POST from the JSON body.
+func graphQLParams(req *authz.Request) (string, map[string]any, *authz.Decision) {
+	if req.Method == http.MethodGet {
+		q, err := req.Query()
+		if err != nil {
+			return "", nil, badParam("the query string cannot be parsed unambiguously")
+		}
+		for _, k := range []string{"query", "variables", "operationName"} {
+			if len(q[k]) > 1 {
+				return "", nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" repeated in the query")
+			}
+		}
+		v := q.Get("variables")
+		if v == "" {
+			return q.Get("query"), nil, nil
+		}
+		vars, err := parseJSONObject([]byte(v))
+		if err == errJSONDuplicate {
+			return "", nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "duplicate key in GraphQL variables")
+		}
+		if err != nil {
+			return "", nil, deny(http.StatusBadRequest, ReasonInvalidJSON, "GraphQL variables are not a JSON object")
+		}
+		return q.Get("query"), vars, nil
+	}
+	rd := reader{req: req}
+	body, d := rd.loadBody(true)
+	if d != nil {
+		return "", nil, d
+	}
+	query, ok := body["query"].(string)
+	if !ok {
+		return "", nil, deny(http.StatusBadRequest, ReasonMissingParameter, "GraphQL body has no query string")
+	}
+	switch v := body["variables"].(type) {
+	case nil:
+		return query, nil, nil
+	case map[string]any:
+		return query, v, nil
+	}
+	return "", nil, badParam("GraphQL variables must be a JSON object")
 }
 
 type gqlWalker struct {

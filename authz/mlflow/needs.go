@@ -14,6 +14,27 @@ import (
 // lookup, and MLflow's own list endpoints cap far lower.
 const maxListIDs = 1000
 
+// needsFromParams is Classify's branch for every route but /graphql: it
+// reads the route's parameters into op's Needs, then the user names the
+// request claims and the name a create or rename gives its object.
+func needsFromParams(req *authz.Request, vars *pathVars, r *Route, op *Operation) *authz.Decision {
+	rd := reader{req: req, vars: vars}
+	for i := range r.params {
+		if d := rd.need(op, r, &r.params[i]); d != nil {
+			return d
+		}
+	}
+	if r.integrity {
+		if d := rd.claims(op); d != nil {
+			return d
+		}
+	}
+	if r.newName != "" {
+		op.NewName = rd.bodyString(r.newName)
+	}
+	return nil
+}
+
 // need reads route parameter p and adds what it requires to op: Needs, or
 // the Username of an AccessSelf route, or an Access made stricter.
 func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {

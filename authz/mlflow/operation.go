@@ -54,6 +54,10 @@ type Operation struct {
 	ClaimedUsers []string
 	// Note explains an Access made stricter than the route's.
 	Note string
+	// NewName is the name a create or a rename gives its object, read from
+	// the body as MLflow reads it; "" when absent or unreadable. It is
+	// recorded after an allow, never checked, so it never causes a deny.
+	NewName string
 }
 
 // deny builds a refusal in the form every reader of this package returns:

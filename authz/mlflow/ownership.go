@@ -13,14 +13,16 @@ import (
 // (mlflow/server/auth/__init__.py: AFTER_REQUEST_PATH_HANDLERS); we never see
 // the response. A name we cannot read the way MLflow does is not recorded:
 // no grant is the safe side.
-func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, id *authz.Identity) {
+// The names come from the Operation: Classify read them with the rest of the
+// request, so this step, the last of Decide, reads nothing more.
+func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 	switch op.Route.Name {
 	case "CreateExperiment", "CreateRegisteredModel":
 		kind := store.Experiment
 		if op.Route.Name == "CreateRegisteredModel" {
 			kind = store.RegisteredModel
 		}
-		name := p.bodyString(req, "name")
+		name := op.NewName
 		if name == "" || id.Username == "" {
 			return
 		}
@@ -47,7 +49,7 @@ func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, i
 			p.recorder.RecordDelete(ctx, store.RegisteredModel, name, p.pendingTTL)
 			return
 		}
-		to := p.bodyString(req, "new_name")
+		to := op.NewName
 		if to == "" {
 			return
 		}
@@ -56,16 +58,4 @@ func (p *Policy) record(ctx context.Context, req *authz.Request, op Operation, i
 		}
 		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
 	}
-}
-
-// bodyString reads a single string field of the JSON body exactly as the
-// route reader does (both spellings, duplicates refused); "" when absent or
-// unreadable.
-func (p *Policy) bodyString(req *authz.Request, field string) string {
-	rd := reader{req: req, vars: &pathVars{}}
-	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel})
-	if d != nil || len(vals) != 1 {
-		return ""
-	}
-	return vals[0]
 }

@@ -435,3 +435,15 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 }
 
 const mlflowUserTag = "mlflow.user"
+
+// bodyString reads a single string field of the JSON body exactly as a
+// route parameter is read (both spellings, duplicates refused), for a value
+// that is recorded rather than checked: "" when absent or unreadable, never
+// a deny.
+func (rd *reader) bodyString(field string) string {
+	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel})
+	if d != nil || len(vals) != 1 {
+		return ""
+	}
+	return vals[0]
+}

@@ -15,9 +15,9 @@ import (
 // (checkNeeds), then the caller's grants on each are read and ranked
 // (checkOne, EffectivePermission).
 
-// decide checks op's Access for id: the Needs against the store for
+// checkAccess checks op's Access for id: the Needs against the store for
 // AccessResource, the users table for admin-only and self routes.
-func (p *Policy) decide(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
+func (p *Policy) checkAccess(ctx context.Context, op Operation, id *authz.Identity) authz.Decision {
 	tr := authz.TraceFrom(ctx)
 	if id.Admin {
 		if tr != nil {

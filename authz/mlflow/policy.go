@@ -137,16 +137,22 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	return p, nil
 }
 
-// Decide implements authz.Policy.
+// Decide implements authz.Policy. It walks the request down the steps the
+// package doc lists, each in its own file; a step either refuses or hands
+// on, and none calls back into an earlier one.
 func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Identity) authz.Decision {
 	if id == nil {
 		id = authz.Anonymous
 	}
 	tr := authz.TraceFrom(ctx)
+
+	// Route, parameters, needs (classify.go): pure, no store.
 	op, d := p.cls.Classify(req)
 	if op.Route != nil && tr != nil {
 		tr.Addf("route", "%s (%s, permission %s)", op.Route.Name, op.Route.Access, op.Route.Permission)
 	}
+	// An anonymous caller is told to authenticate before any other refusal,
+	// so that a client with credentials retries with them.
 	if op.Route != nil && op.Route.Access != AccessAnyone && !id.Authenticated() {
 		return unauthenticated()
 	}
@@ -154,40 +160,65 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 		return *d
 	}
 	if tr != nil {
-		for _, n := range op.Needs {
-			tr.Addf("params", "%s=%q from %s → %s on %s", n.Param, n.Key+n.Resource.ID, n.Source, n.Permission, needTarget(n))
-		}
-		if op.Note != "" {
-			tr.Addf("params", "%s: %s required", op.Note, op.Access)
-		}
+		traceNeeds(tr, op)
 	}
-	d2 := p.decide(ctx, op, id)
-	if d2.Allowed && len(op.ClaimedUsers) > 0 && p.integrity != IntegrityOff {
-		for _, u := range op.ClaimedUsers {
-			if u == id.Username {
-				continue
-			}
-			if p.integrity == IntegrityEnforce {
-				if tr != nil {
-					tr.Addf("decision", "request records user %q but the caller is %q", u, id.Username)
-				}
-				return authz.Deny(http.StatusForbidden, authz.ReasonIdentityMismatch, fmt.Sprintf("the request records the run as user %q but you are %q", u, id.Username))
-			}
-			p.log.WarnContext(ctx, "mlflow request records another user", slog.String("request_id", req.ID), slog.String("route", op.Route.Name), slog.String("claimed_user", u), slog.String("caller", id.Username))
-		}
+
+	// Resources and permission (permission.go): the store.
+	dec := p.checkAccess(ctx, op, id)
+	if !dec.Allowed {
+		return dec
 	}
-	if d2.Allowed && p.recorder != nil {
-		p.record(ctx, req, op, id)
+
+	// After an allow: the users the request records, then ownership.
+	if d := p.checkClaims(ctx, req, op, id); d != nil {
+		return *d
 	}
-	return d2
+	if p.recorder != nil {
+		p.record(ctx, op, id)
+	}
+	return dec
 }
 
+// checkClaims compares the user names a run-writing request asks MLflow to
+// record with the caller: MLflow without auth believes them. Depending on
+// identity_integrity a mismatch is ignored, logged, or refused.
+func (p *Policy) checkClaims(ctx context.Context, req *authz.Request, op Operation, id *authz.Identity) *authz.Decision {
+	if p.integrity == IntegrityOff {
+		return nil
+	}
+	for _, u := range op.ClaimedUsers {
+		if u == id.Username {
+			continue
+		}
+		if p.integrity == IntegrityEnforce {
+			if tr := authz.TraceFrom(ctx); tr != nil {
+				tr.Addf("decision", "request records user %q but the caller is %q", u, id.Username)
+			}
+			return deny(http.StatusForbidden, authz.ReasonIdentityMismatch, fmt.Sprintf("the request records the run as user %q but you are %q", u, id.Username))
+		}
+		p.log.WarnContext(ctx, "mlflow request records another user", slog.String("request_id", req.ID), slog.String("route", op.Route.Name), slog.String("claimed_user", u), slog.String("caller", id.Username))
+	}
+	return nil
+}
+
+// unauthenticated asks for credentials: a 401 with a Bearer challenge.
 func unauthenticated() authz.Decision {
 	d := authz.Deny(http.StatusUnauthorized, authz.ReasonUnauthenticated, "authentication required")
 	d.ResponseHeaders = []authz.Header{{Name: "www-authenticate", Value: "Bearer"}}
 	return d
 }
 
+// traceNeeds writes what Classify found to the explain trace.
+func traceNeeds(tr *authz.Trace, op Operation) {
+	for _, n := range op.Needs {
+		tr.Addf("params", "%s=%q from %s → %s on %s", n.Param, n.Key+n.Resource.ID, n.Source, n.Permission, needTarget(n))
+	}
+	if op.Note != "" {
+		tr.Addf("params", "%s: %s required", op.Note, op.Access)
+	}
+}
+
+// needTarget names what a Need is checked on, for the explain trace.
 func needTarget(n Need) string {
 	if n.Lookup != "" {
 		return string(n.Lookup) + " " + n.Key

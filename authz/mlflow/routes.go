@@ -128,7 +128,8 @@ type Route struct {
 	prefixes  prefix
 	params    []param
 	graphql   bool
-	integrity bool // runs/create, set-tag, log-batch: identity-integrity claims
+	integrity bool   // runs/create, set-tag, log-batch: identity-integrity claims
+	newName   string // body field naming what a create or rename makes, for ownership
 	segs      []segment
 }
 
@@ -451,6 +452,10 @@ func routeTable() []*Route {
 		switch r.Name {
 		case "CreateRun", "SetTag", "LogBatch":
 			r.integrity = true
+		case "CreateExperiment", "CreateRegisteredModel":
+			r.newName = "name"
+		case "RenameRegisteredModel":
+			r.newName = "new_name"
 		}
 	}
 	return t
