@@ -1,14 +1,3 @@
-// Package mlflow decides requests to MLflow: it matches each request to a row
-// of MLflow's route table, reads the ids the endpoint acts on exactly where
-// MLflow reads them (query, JSON body, path, header, GraphQL arguments),
-// resolves them to the experiments, models and gateway objects that own
-// them, and checks the caller's permission the way MLflow's basic-auth app
-// would (mlflow-permissions.md Part A).
-//
-// Classify is pure and needs no store; Policy.Decide adds the store.
-//
-//	p, err := mlflow.New(reader, mlflow.Config{DefaultPermission: "NO_PERMISSIONS"}, logger)
-//	d := p.Decide(ctx, req, identity)
 package mlflow
 
 import (
