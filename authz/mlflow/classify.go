@@ -41,13 +41,6 @@ func NewClassifier(staticPrefix string) *Classifier {
 // Routes returns the route table rows.
 func (c *Classifier) Routes() []*Route { return c.routes }
 
-var defaultClassifier = NewClassifier("")
-
-// Classify is Classifier.Classify for an MLflow without a static prefix.
-func Classify(req *authz.Request) (Operation, *authz.Decision) {
-	return defaultClassifier.Classify(req)
-}
-
 // Classify matches req to a route and reads, exactly as MLflow would, the ids
 // the route acts on. It is pure: no store, no identity. It is the only step
 // that reads the request's parameters; nothing after it does. On a refusal

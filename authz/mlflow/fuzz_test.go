@@ -114,6 +114,7 @@ func topFields(doc *ast.QueryDocument) []string {
 // FuzzGraphQL: never panics; an accepted document only touches known
 // top-level fields, and all it needs is READ from the GraphQL arguments.
 func FuzzGraphQL(f *testing.F) {
+	cls := NewClassifier("")
 	f.Add(`{ mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, ``)
 	f.Add(`query($i: MlflowGetRunInput) { a: mlflowGetRun(input: $i) { run { info { runId } } } }`, `{"i":{"runId":"r1"}}`)
 	f.Add(`query { ...F } fragment F on Query { mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } }`, ``)
@@ -136,7 +137,7 @@ func FuzzGraphQL(f *testing.F) {
 		if d != nil {
 			return
 		}
-		op, d := Classify(r)
+		op, d := cls.Classify(r)
 		if d != nil {
 			if d.Allowed || d.Reason == "" || d.Status < 400 {
 				t.Fatalf("bad deny %+v", d)
@@ -166,6 +167,7 @@ func FuzzGraphQL(f *testing.F) {
 // FuzzClassify: never panics; every deny is a 4xx with a reason; every
 // accepted resource operation names what it needs, with canonical ids.
 func FuzzClassify(f *testing.F) {
+	cls := NewClassifier("")
 	f.Add("GET", "/api/2.0/mlflow/runs/get", "run_id=r1", "", "")
 	f.Add("POST", "/api/2.0/mlflow/runs/update", "", `{"run_id":"r1"}`, "application/json")
 	f.Add("DELETE", "/ajax-api/2.0/mlflow/registered-models/delete", "name=m", `{"name":"m"}`, "text/plain")
@@ -183,7 +185,7 @@ func FuzzClassify(f *testing.F) {
 		if d != nil {
 			return
 		}
-		op, d := Classify(r)
+		op, d := cls.Classify(r)
 		if d != nil {
 			if d.Allowed || d.Reason == "" || d.Status < 400 || d.Status > 499 {
 				t.Fatalf("bad deny %+v", d)
@@ -211,6 +213,7 @@ func FuzzClassify(f *testing.F) {
 }
 
 func BenchmarkClassify(b *testing.B) {
+	cls := NewClassifier("")
 	cases := []struct{ name, method, target, body string }{
 		{"GetRun", "GET", "/api/2.0/mlflow/runs/get?run_id=0123456789abcdef0123456789abcdef", ""},
 		{"LogMetric", "POST", "/api/2.0/mlflow/runs/log-metric", `{"run_id":"0123456789abcdef0123456789abcdef","key":"loss","value":0.25,"timestamp":1700000000000,"step":3}`},
@@ -227,7 +230,7 @@ func BenchmarkClassify(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, d := Classify(r); d != nil {
+				if _, d := cls.Classify(r); d != nil {
 					b.Fatal(d)
 				}
 			}

@@ -27,11 +27,12 @@ type classifyCase struct {
 
 func runClassifyCases(t *testing.T, tests []classifyCase) {
 	t.Helper()
+	cls := NewClassifier("")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newReq(t, tt.method, tt.target, tt.body, tt.headers)
 			r.BodyTruncated = tt.trunc
-			op, d := Classify(r)
+			op, d := cls.Classify(r)
 			if tt.status != 0 {
 				require.NotNil(t, d, "expected a deny, got needs %s", formatNeeds(op))
 				assert.False(t, d.Allowed)
@@ -144,6 +145,7 @@ func TestParameterRules(t *testing.T) {
 }
 
 func TestIdentityClaims(t *testing.T) {
+	cls := NewClassifier("")
 	tests := []struct {
 		name, target, body string
 		claims             []string
@@ -159,7 +161,7 @@ func TestIdentityClaims(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			op, d := Classify(newReq(t, "POST", tt.target, tt.body, nil))
+			op, d := cls.Classify(newReq(t, "POST", tt.target, tt.body, nil))
 			if len(tt.claims) == 1 && tt.claims[0] == "deny" {
 				require.NotNil(t, d)
 				assert.Equal(t, http.StatusBadRequest, d.Status)
@@ -219,11 +221,12 @@ func TestDenyStatusesAreHTTP(t *testing.T) {
 }
 
 func TestLongArtifactPath(t *testing.T) {
+	cls := NewClassifier("")
 	long := strings.Repeat("d/", 1500) + "f"
-	op, d := Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/"+long, "", nil))
+	op, d := cls.Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/"+long, "", nil))
 	require.Nil(t, d)
 	assert.Equal(t, "READ:path:experiment:1", formatNeeds(op))
-	op, d = Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts?path=1/"+long, "", nil))
+	op, d = cls.Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts?path=1/"+long, "", nil))
 	require.Nil(t, d)
 	assert.Equal(t, "READ:query:experiment:1", formatNeeds(op))
 }

@@ -114,16 +114,17 @@ func (row routeRow) request(t *testing.T, prefix string) *authz.Request {
 	return newReq(t, row.method, target, body, headers)
 }
 
-// TestRouteTableConformance walks the hand-transcribed table of
-// mlflow-permissions.md and checks Classify against every row, under every
-// prefix MLflow mounts the route at.
+// TestRouteTableConformance walks the hand-transcribed table in
+// testdata/mlflow-routes.tsv and checks Classify against every row, under
+// every prefix MLflow mounts the route at.
 func TestRouteTableConformance(t *testing.T) {
+	cls := NewClassifier("")
 	for _, row := range readRouteRows(t) {
 		prefixes, ok := prefixPaths[row.prefixes]
 		require.True(t, ok, "line %d: unknown prefix set %q", row.line, row.prefixes)
 		for _, px := range prefixes {
 			t.Run(row.method+" "+px+row.path, func(t *testing.T) {
-				op, d := Classify(row.request(t, px))
+				op, d := cls.Classify(row.request(t, px))
 				require.Nil(t, d, "line %d: unexpected deny %+v", row.line, d)
 				require.NotNil(t, op.Route)
 				assert.Equal(t, row.access, op.Access.String(), "line %d: access", row.line)
@@ -136,21 +137,23 @@ func TestRouteTableConformance(t *testing.T) {
 // TestRouteTableCovered makes sure no route row is left out of the
 // conformance file: every row of the code table is hit by some TSV line.
 func TestRouteTableCovered(t *testing.T) {
+	cls := NewClassifier("")
 	hit := map[*Route]bool{}
 	for _, row := range readRouteRows(t) {
 		for _, px := range prefixPaths[row.prefixes] {
-			op, _ := Classify(row.request(t, px))
+			op, _ := cls.Classify(row.request(t, px))
 			if op.Route != nil {
 				hit[op.Route] = true
 			}
 		}
 	}
-	for _, r := range defaultClassifier.Routes() {
+	for _, r := range cls.Routes() {
 		assert.True(t, hit[r], "route %s %v %s has no conformance row", r.Name, r.Methods, r.Path)
 	}
 }
 
 func TestUnknownRoutesDeny404(t *testing.T) {
+	cls := NewClassifier("")
 	tests := []struct{ method, target string }{
 		{"GET", "/api/2.0/mlflow/experiments/nope"},
 		{"GET", "/api/2.0/mlflow/experiments/delete"},         // known path, wrong method
@@ -174,7 +177,7 @@ func TestUnknownRoutesDeny404(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
-			op, d := Classify(newReq(t, tt.method, tt.target, "", nil))
+			op, d := cls.Classify(newReq(t, tt.method, tt.target, "", nil))
 			require.NotNil(t, d)
 			assert.Nil(t, op.Route)
 			assert.Equal(t, http.StatusNotFound, d.Status)
