@@ -19,10 +19,12 @@ type Source struct {
 	Outranked bool
 }
 
-// EffectivePermission is mlflow-permissions.md A.5 for one resource, after
-// the admin check: the user's own row (an explicit NO_PERMISSIONS, or a NULL
-// or unknown row, denies), else the best of the groups' rows (an unreadable
-// row denies), else def. The policy and the admin API's `permissions list`
+// EffectivePermission is the caller's permission on one resource, after the
+// admin check: the user's own row (an explicit NO_PERMISSIONS, or a NULL or
+// unknown row, denies), else the best of the groups' rows (an unreadable row
+// denies), else def. It is MLflow's _get_permission_from_store_or_default
+// (mlflow/server/auth/__init__.py) with mlflow-oidc-auth's group rows
+// between the user's row and the default. The policy and the admin API's `permissions list`
 // both call it, so what operators are shown is what is enforced. note, when
 // not nil, hears every source considered, in order.
 func EffectivePermission(g store.Grants, groups []string, def store.Permission, note func(Source)) store.Permission {

@@ -179,12 +179,15 @@ var (
 	artP      = pr(idArtifactPath, srcPath, "artifact_path")
 )
 
-// routeTable is MLflow's surface as we enforce it (mlflow-permissions.md
-// Part A over Part B: B§4 with the later rules of B§10.2–§10.3). A request
-// that matches no row is denied.
+// routeTable is MLflow's surface as we enforce it: every proto endpoint and
+// Flask or FastAPI route, each with the permission MLflow's auth validators
+// require (mlflow/server/auth/__init__.py: BEFORE_REQUEST_VALIDATORS and
+// its regex tables). Where a later MLflow release closed a hole of the
+// 3.11 validators, the later rule applies. A request that matches no row is
+// denied. testdata/mlflow-routes.tsv checks every row.
 func routeTable() []*Route {
 	t := []*Route{
-		// B§4.1 experiments.
+		// Experiments (service.proto, MlflowService).
 		rt("CreateExperiment", v2, "POST", "/mlflow/experiments/create", AccessCreate, 0),
 		res("GetExperiment", v2, "GET", "/mlflow/experiments/get", permRead, expP),
 		res("GetExperimentByName", v2, "GET", "/mlflow/experiments/get-by-name", permRead, pr(idExperimentName, srcParam, "experiment_name")),
@@ -195,8 +198,9 @@ func routeTable() []*Route {
 		res("SetExperimentTag", v2, "POST", "/mlflow/experiments/set-experiment-tag", permUpdate, expP),
 		res("DeleteExperimentTag", v2, "POST", "/mlflow/experiments/delete-experiment-tag", permUpdate, expP),
 
-		// B§4.2 runs, metrics, run artifacts; LogInputs/LogOutputs and the
-		// presigned URL and bulk-interval holes closed as in B§10.3.
+		// Runs, metrics, run artifacts. MLflow 3.11 left LogInputs, the
+		// presigned upload URL and REST get-history-bulk-interval unchecked;
+		// later releases check them, as we do.
 		res("CreateRun", v2, "POST", "/mlflow/runs/create", permUpdate, expP),
 		res("GetRun", v2, "GET", "/mlflow/runs/get", permRead, runP),
 		res("UpdateRun", v2, "POST", "/mlflow/runs/update", permUpdate, runP),
@@ -216,7 +220,8 @@ func routeTable() []*Route {
 		res("ListArtifacts", v2, "GET", "/mlflow/artifacts/list", permRead, runP),
 		res("CreatePresignedUploadUrl", v2, "POST", "/mlflow/artifacts/presigned-upload-url", permUpdate, runP),
 
-		// B§4.3 + B§10.2 traces.
+		// Traces: MLflow 3.11 checked none; later releases check each trace
+		// through its experiment, as here.
 		res("StartTrace", v2, "POST", "/mlflow/traces", permUpdate, expP),
 		res("EndTrace", v2, "PATCH", "/mlflow/traces/{request_id}", permUpdate, requestP),
 		res("GetTraceInfo", v2, "GET", "/mlflow/traces/{request_id}/info", permRead, requestP),
@@ -240,13 +245,15 @@ func routeTable() []*Route {
 		res("CalculateTraceFilterCorrelation", v3, "POST", "/mlflow/traces/calculate-filter-correlation", permRead, expsP),
 		res("QueryTraceMetrics", v3, "POST", "/mlflow/traces/metrics", permRead, expsP),
 
-		// B§4.4 + B§10.2 assessments.
+		// Assessments: through the trace they belong to, as later MLflow
+		// releases check them.
 		res("CreateAssessment", v3, "POST", "/mlflow/traces/{trace_id}/assessments", permUpdate, traceP),
 		res("GetAssessment", v3, "GET", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permRead, traceP),
 		res("UpdateAssessment", v3, "PATCH", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permUpdate, traceP),
 		res("DeleteAssessment", v3, "DELETE", "/mlflow/traces/{trace_id}/assessments/{assessment_id}", permUpdate, traceP),
 
-		// B§4.5 + B§10.3 issues and evaluation datasets.
+		// Issues and evaluation datasets: through their experiments, as later
+		// MLflow releases check them.
 		res("CreateIssue", v3, "POST", "/mlflow/issues", permUpdate, expP),
 		res("UpdateIssue", v3, "PATCH", "/mlflow/issues/{issue_id}", permUpdate, issueP),
 		res("GetIssue", v3, "GET", "/mlflow/issues/{issue_id}", permRead, issueP),
@@ -264,7 +271,7 @@ func routeTable() []*Route {
 		res("AddDatasetToExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/add-experiments", permUpdate, datasetP, expsP),
 		res("RemoveDatasetFromExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/remove-experiments", permUpdate, datasetP, expsP),
 
-		// B§4.6 logged models.
+		// Logged models (LOGGED_MODEL_BEFORE_REQUEST_VALIDATORS).
 		res("CreateLoggedModel", v2, "POST", "/mlflow/logged-models", permUpdate, expP),
 		res("SearchLoggedModels", v2, "POST", "/mlflow/logged-models/search", permRead, expsP.allowEmpty()),
 		res("GetLoggedModel", v2, "GET", "/mlflow/logged-models/{model_id}", permRead, lmP),
@@ -276,7 +283,7 @@ func routeTable() []*Route {
 		res("LogLoggedModelParams", v2, "POST", "/mlflow/logged-models/{model_id}/params", permUpdate, lmP),
 		res("GetLoggedModelArtifact", pAJAX2, "GET", "/mlflow/logged-models/{model_id}/artifacts/files", permRead, lmP),
 
-		// B§4.7 model registry and prompts.
+		// Model registry and prompts (model_registry.proto).
 		rt("CreateRegisteredModel", v2, "POST", "/mlflow/registered-models/create", AccessCreate, 0),
 		res("GetRegisteredModel", v2, "GET", "/mlflow/registered-models/get", permRead, modelP),
 		res("RenameRegisteredModel", v2, "POST", "/mlflow/registered-models/rename", permUpdate, modelP),
@@ -289,7 +296,8 @@ func routeTable() []*Route {
 		res("SetRegisteredModelAlias", v2, "POST", "/mlflow/registered-models/alias", permUpdate, modelP),
 		res("DeleteRegisteredModelAlias", v2, "DELETE", "/mlflow/registered-models/alias", permDelete, modelP),
 		res("GetModelVersionByAlias", v2, "GET", "/mlflow/registered-models/alias", permRead, modelP),
-		// B§9 #12: the source run must be readable too (later upstream rule).
+		// The source run must be readable too: MLflow 3.11 did not check it,
+		// later releases do (validate_can_create_model_version).
 		res("CreateModelVersion", v2, "POST", "/mlflow/model-versions/create", permUpdate, modelP, pr(idRun, srcParam, "run_id").opt().withPerm(permRead)),
 		res("UpdateModelVersion", v2, "PATCH", "/mlflow/model-versions/update", permUpdate, modelP),
 		res("TransitionModelVersionStage", v2, "POST", "/mlflow/model-versions/transition-stage", permUpdate, modelP),
@@ -300,8 +308,8 @@ func routeTable() []*Route {
 		res("SetModelVersionTag", v2, "POST", "/mlflow/model-versions/set-tag", permUpdate, modelP),
 		res("DeleteModelVersionTag", v2, "DELETE", "/mlflow/model-versions/delete-tag", permDelete, modelP),
 
-		// B§4.8 scorers. Online-scoring configs have dedicated validators
-		// upstream (B§10.3) whose bodies we have not verified: admin only.
+		// Scorers. Online-scoring configs have dedicated validators in later
+		// MLflow releases whose bodies we have not verified: admin only.
 		res("RegisterScorer", v3, "POST", "/mlflow/scorers/register", permUpdate, expP),
 		res("ListScorers", v3, "GET", "/mlflow/scorers/list", permRead, expP),
 		res("GetScorer", v3, "GET", "/mlflow/scorers/get", permRead, scorerP),
@@ -310,14 +318,15 @@ func routeTable() []*Route {
 		admin("GetOnlineScoringConfigs", v3, "GET", "/mlflow/scorers/online-configs"),
 		admin("SetOnlineScoringConfig", v3, "PUT", "/mlflow/scorers/online-config"),
 
-		// B§4.9 prompt optimization jobs (templated routes enforced).
+		// Prompt optimization jobs, the templated {job_id} routes included
+		// (MLflow 3.11's exact-path lookup never matched them).
 		res("CreatePromptOptimizationJob", v3, "POST", "/mlflow/prompt-optimization/jobs", permUpdate, expP),
 		res("SearchPromptOptimizationJobs", v3, "GET,POST", "/mlflow/prompt-optimization/jobs/search", permRead, expP),
 		res("GetPromptOptimizationJob", v3, "GET", "/mlflow/prompt-optimization/jobs/{job_id}", permRead, jobP),
 		res("CancelPromptOptimizationJob", v3, "POST", "/mlflow/prompt-optimization/jobs/{job_id}/cancel", permUpdate, jobP),
 		res("DeletePromptOptimizationJob", v3, "DELETE", "/mlflow/prompt-optimization/jobs/{job_id}", permDelete, jobP),
 
-		// B§4.10 AI gateway CRUD; guardrails admin-only (B§10.3).
+		// AI gateway CRUD; guardrails admin-only, as in later MLflow releases.
 		authn("CreateGatewaySecret", v3, "POST", "/mlflow/gateway/secrets/create"),
 		res("GetGatewaySecretInfo", v3, "GET", "/mlflow/gateway/secrets/get", permRead, secretP),
 		res("UpdateGatewaySecret", v3, "POST", "/mlflow/gateway/secrets/update", permUpdate, secretP),
@@ -352,13 +361,14 @@ func routeTable() []*Route {
 		authn("GatewayProviderConfig", pAJAX3, "GET", "/mlflow/gateway/provider-config"),
 		authn("GatewaySecretsConfig", pAJAX3, "GET", "/mlflow/gateway/secrets/config"),
 
-		// B§4.11 webhooks: admin only.
+		// Webhooks (webhooks.proto): admin only, as in MLflow since 3.11.
 		admin("CreateWebhook", v2, "POST", "/mlflow/webhooks"),
 		admin("ListWebhooks", v2, "GET", "/mlflow/webhooks"),
 		admin("Webhook", v2, "GET,PATCH,DELETE", "/mlflow/webhooks/{webhook_id}"),
 		admin("TestWebhook", v2, "POST", "/mlflow/webhooks/{webhook_id}/test"),
 
-		// B§4.12 proxied artifacts, presigned included (B§9 #4).
+		// Proxied artifacts (mlflow_artifacts.proto), presigned URLs included:
+		// MLflow's _is_proxy_artifact_path does not list the presigned path.
 		res("DownloadArtifact", v2, "GET", "/mlflow-artifacts/artifacts/{artifact_path...}", permRead, artP),
 		res("UploadArtifact", v2, "PUT", "/mlflow-artifacts/artifacts/{artifact_path...}", permUpdate, artP),
 		res("DeleteArtifact", v2, "DELETE", "/mlflow-artifacts/artifacts/{artifact_path...}", permManage, artP),
@@ -368,7 +378,8 @@ func routeTable() []*Route {
 		res("AbortMultipartUpload", v2, "POST", "/mlflow-artifacts/mpu/abort/{artifact_path...}", permUpdate, artP),
 		res("GetPresignedDownloadUrl", v2, "GET", "/mlflow-artifacts/presigned/{artifact_path...}", permRead, artP),
 
-		// B§4.13 Flask-only routes.
+		// Flask-only routes (mlflow/server/__init__.py,
+		// mlflow/server/auth/routes.py).
 		res("GetArtifact", pUI, "GET", "/get-artifact", permRead, pr(idRun, srcQuery, "run_id").or("run_uuid")),
 		res("GetModelVersionArtifact", pUI, "GET", "/model-versions/get-artifact", permRead, pr(idModel, srcQuery, "name")),
 		res("UploadRunArtifact", pAJAX2, "POST", "/mlflow/upload-artifact", permUpdate, pr(idRun, srcQuery, "run_id").or("run_uuid")),
@@ -401,7 +412,8 @@ func routeTable() []*Route {
 		admin("CreateUserUI", pAPI2, "POST", "/mlflow/users/create-ui"),
 		{Name: "GraphQL", Methods: []string{"GET", "POST"}, Path: "/graphql", Access: AccessResource, prefixes: pUI, graphql: true},
 
-		// B§4.14 FastAPI-native routes.
+		// FastAPI-native routes (mlflow/server/fastapi_app.py, checked by
+		// MLflow's fastapi_permission_middleware).
 		res("OTLPTraces", pRoot, "POST", "/v1/traces", permUpdate, pr(idExperiment, srcHeader, "x-mlflow-experiment-id")),
 		res("GatewayInvocations", pRoot, "POST", "/gateway/{endpoint_name}/mlflow/invocations", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 		res("GatewayChatCompletions", pRoot, "POST", "/gateway/mlflow/v1/chat/completions", permUse, pr(idEndpointName, srcBody, "model")),
@@ -412,7 +424,7 @@ func routeTable() []*Route {
 		res("GatewayGeminiGenerate", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:generateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 		res("GatewayGeminiStream", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 
-		// B§4.15 auth management (REST only).
+		// Auth management (mlflow/server/auth/routes.py; REST only).
 		admin("CreateUser", pAPI2, "POST", "/mlflow/users/create"),
 		rt("GetUser", pAPI2, "GET", "/mlflow/users/get", AccessSelf, 0, pr(idUsername, srcParam, "username")),
 		admin("ListUsers", v2, "GET", "/mlflow/users/list"),
@@ -422,7 +434,8 @@ func routeTable() []*Route {
 		admin("ListWorkspacePermissions", pAPI3, "GET,POST,DELETE", "/mlflow/workspaces/{workspace}/permissions"),
 		admin("WorkspacePermissions", pAPI3, "GET", "/mlflow/workspace-permissions"),
 
-		// B§4.16 workspaces (out of scope, A.8: reads for everyone, writes admin).
+		// Workspaces (service.proto). We decide every request in the default
+		// workspace, so reads are for everyone and writes for admins.
 		authn("ListWorkspaces", v3, "GET", "/mlflow/workspaces"),
 		admin("CreateWorkspace", v3, "POST", "/mlflow/workspaces"),
 		authn("GetWorkspace", v3, "GET", "/mlflow/workspaces/{workspace}"),

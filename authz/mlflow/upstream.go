@@ -3,9 +3,9 @@ package mlflow
 import "github.com/mlflow-authz/mlflow-authz/authz"
 
 // WorkspaceHeader selects an MLflow workspace (MLflow 3.10+). We decide every
-// request in workspace "default" (mlflow-permissions.md A.8), so the header
-// never reaches MLflow: a name lookup there must resolve in the workspace we
-// checked.
+// request in workspace "default", the only one MLflow has unless
+// MLFLOW_ENABLE_WORKSPACES is set, so the header never reaches MLflow: a name
+// lookup there must resolve in the workspace we checked.
 const WorkspaceHeader = "x-mlflow-workspace"
 
 // Upstream wraps the application's identity headers and removes
