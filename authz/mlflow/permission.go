@@ -37,43 +37,35 @@ func (p *Policy) checkAccess(ctx context.Context, op Operation, id *authz.Identi
 				return authz.Allow(authz.ReasonAllowed)
 			}
 		}
-		admin, d := p.userAdmin(ctx, id)
-		if d != nil {
-			return *d
-		}
-		if admin {
-			return authz.Allow(authz.ReasonAllowed)
-		}
-		return authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, "creating this requires membership in one of the configured create groups")
+		return p.adminOr(ctx, id, authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, "creating this requires membership in one of the configured create groups"))
 	case AccessSelf:
 		if op.Username != "" && op.Username == id.Username {
 			return authz.Allow(authz.ReasonAllowed)
 		}
-		admin, d := p.userAdmin(ctx, id)
-		if d != nil {
-			return *d
-		}
-		if admin {
-			return authz.Allow(authz.ReasonAllowed)
-		}
-		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, "only the user themself or an admin may do this")
+		return p.adminOr(ctx, id, authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, "only the user themself or an admin may do this"))
 	case AccessAdmin:
-		admin, d := p.userAdmin(ctx, id)
-		if d != nil {
-			return *d
-		}
-		if admin {
-			return authz.Allow(authz.ReasonAllowed)
-		}
 		msg := "admin required"
 		if op.Note != "" {
 			msg = "admin required: " + op.Note
 		}
-		return authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, msg)
+		return p.adminOr(ctx, id, authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, msg))
 	case AccessResource:
 		return p.checkNeeds(ctx, op, id)
 	}
 	return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "route has no access rule")
+}
+
+// adminOr allows the caller if the users table says it is an admin, and
+// answers no otherwise; a store failure is a deny either way.
+func (p *Policy) adminOr(ctx context.Context, id *authz.Identity, no authz.Decision) authz.Decision {
+	admin, d := p.userAdmin(ctx, id)
+	if d != nil {
+		return *d
+	}
+	if admin {
+		return authz.Allow(authz.ReasonAllowed)
+	}
+	return no
 }
 
 // userAdmin reads users.is_admin for the caller.
