@@ -13,9 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 // usageError marks bad command-line usage, which exits 2 rather than 1.
 type usageError struct{ error }
 
@@ -41,11 +38,12 @@ func newRootCommand() *cobra.Command {
 		Short:         "Envoy ext_authz service for MLflow, Phoenix and Kiali",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       currentBuild().Version,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(), newMigrateCommand(), newDemoCommand(), newCheckCommand(),
-		newUsersCommand(), newGroupsCommand(), newGrantCommand(), newRevokeCommand(), newPermissionsCommand(), newExplainCommand())
+		newUsersCommand(), newGroupsCommand(), newGrantCommand(), newRevokeCommand(), newPermissionsCommand(), newExplainCommand(),
+		newVersionCommand())
 	return root
 }
 

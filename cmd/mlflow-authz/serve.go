@@ -68,7 +68,7 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 	}
 	defer run.Stop()
 	log.Info("serving", "grpc_addr", run.GRPCAddr, "http_addr", run.HTTPAddr,
-		"apps", len(cfg.Apps), "store", cfg.Store.Driver, "version", version)
+		"apps", len(cfg.Apps), "store", cfg.Store.Driver, "version", currentBuild().Version)
 	if opts.ready != nil {
 		opts.ready(run.GRPCAddr, run.HTTPAddr)
 	}
