@@ -44,6 +44,18 @@ func TestStoreDown(t *testing.T) {
 		_, ok := waitFor(t, time.Second, func() bool { return !h.check(t, warm).Allowed })
 		require.True(t, ok, "cached allow still served a second after the store went down")
 		requireDecision(t, h.check(t, warm), false, 503, "unavailable")
+		// What the alerts read: the store is down, the change feed is
+		// lost, and the denies are 503s.
+		fams := h.scrape(t)
+		for name, want := range map[string]float64{"mlflow_authz_store_up": 0, "mlflow_authz_store_watch_up": 0} {
+			v, ok := value(fams, name, nil)
+			require.True(t, ok, name)
+			require.Equal(t, want, v, name)
+		}
+		losses, _ := value(fams, "mlflow_authz_store_watch_losses_total", nil)
+		require.GreaterOrEqual(t, losses, 1.0)
+		n, _ := value(fams, "mlflow_authz_decisions_total", map[string]string{"decision": "deny", "reason": "unavailable"})
+		require.GreaterOrEqual(t, n, 4.0)
 	})
 
 	took, ok := waitFor(t, storeRecoveryLimit, func() bool { return h.check(t, cold).Allowed })

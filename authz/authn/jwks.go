@@ -88,6 +88,12 @@ type keySource struct {
 	sf         singleflight.Group
 	mu         sync.Mutex
 	lastForced time.Time // guarded by mu
+
+	// failures and lastOK (unix nanoseconds, 0 before the first success)
+	// feed JWKSStatus, so an operator can alert on a Keycloak that stopped
+	// answering while the cached keys still work.
+	failures atomic.Uint64
+	lastOK   atomic.Int64
 }
 
 // current returns the last fetched key set, or nil before the first fetch.
@@ -126,10 +132,15 @@ func (s *keySource) run(ctx context.Context, firstDone func()) {
 // load resolves the JWKS URL (once) and fetches the keys.
 func (s *keySource) load(ctx context.Context) error {
 	u, err := s.url(ctx)
+	if err == nil {
+		err = s.fetch(ctx, u)
+	}
 	if err != nil {
+		s.failures.Add(1)
 		return err
 	}
-	return s.fetch(ctx, u)
+	s.lastOK.Store(s.clock().UnixNano())
+	return nil
 }
 
 // url returns the JWKS URL, reading the discovery document if needed. The

@@ -333,6 +333,28 @@ func (j *JWT) Ready() bool {
 	return true
 }
 
+// JWKSStatus is one issuer's key-fetch health, for metrics.
+type JWKSStatus struct {
+	// Issuer is the issuer's name (issuers[].name).
+	Issuer string
+	// Failures counts failed discovery or JWKS fetches since NewJWT.
+	Failures uint64
+	// LastSuccess is when the keys were last fetched; zero if never.
+	LastSuccess time.Time
+}
+
+// JWKSStatus returns every issuer's key-fetch health, in configuration order.
+func (j *JWT) JWKSStatus() []JWKSStatus {
+	out := make([]JWKSStatus, len(j.list))
+	for i, iss := range j.list {
+		out[i] = JWKSStatus{Issuer: iss.cfg.Name, Failures: iss.keys.failures.Load()}
+		if ns := iss.keys.lastOK.Load(); ns != 0 {
+			out[i].LastSuccess = time.Unix(0, ns)
+		}
+	}
+	return out
+}
+
 // Close stops background JWKS refreshes and waits for them to end.
 func (j *JWT) Close() {
 	j.closed.Do(func() {

@@ -375,7 +375,9 @@ func TestJWTIssuerOutages(t *testing.T) {
 	t.Run("JWKS down after the first fetch keeps cached keys", func(t *testing.T) {
 		k := jwtRSAKey(t)
 		ti := newJWTTestIssuer(t, "ml", k)
-		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
+		clock := newJWTClock()
+		j := newTestJWT(t, clock, jwtTestConfig(ti.URL))
+		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", LastSuccess: clock.now()}}, j.JWKSStatus())
 		ti.SetDown(true)
 		ti.CloseClientConnections()
 
@@ -387,6 +389,8 @@ func TestJWTIssuerOutages(t *testing.T) {
 		tok := authntest.Sign(t, map[string]any{"alg": "RS256", "kid": "rotated"}, jwtUserClaims(ti.URL), "RS256", rsa2(t))
 		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
+		// The refresh the unknown kid caused failed: an operator sees it.
+		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", Failures: 1, LastSuccess: clock.now()}}, j.JWKSStatus())
 	})
 
 	t.Run("JWKS down from the start", func(t *testing.T) {
@@ -395,6 +399,10 @@ func TestJWTIssuerOutages(t *testing.T) {
 		ti.SetDown(true)
 		j := newTestJWT(t, newJWTClock(), jwtTestConfig(ti.URL))
 		assert.False(t, j.Ready())
+		st := j.JWKSStatus()
+		require.Len(t, st, 1)
+		assert.NotZero(t, st[0].Failures)
+		assert.True(t, st[0].LastSuccess.IsZero(), "never fetched")
 
 		id, err := j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 		require.Nil(t, id)
@@ -404,6 +412,7 @@ func TestJWTIssuerOutages(t *testing.T) {
 		// Keycloak comes back: the background retry picks the keys up.
 		ti.SetDown(false)
 		require.Eventually(t, j.Ready, 10*time.Second, 50*time.Millisecond)
+		assert.False(t, j.JWKSStatus()[0].LastSuccess.IsZero())
 		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+authntest.Token(t, k, jwtUserClaims(ti.URL))))
 		require.NoError(t, err)
 		assert.Equal(t, "alice", id.Username)

@@ -74,6 +74,7 @@ type Running struct {
 	log    *slog.Logger
 	engine *authz.Engine
 	reader store.Reader // nil with store driver none
+	cache  *cache.Cache // the reader's cache; nil with store driver none
 
 	mu sync.Mutex
 	rt *config.Runtime // the runtime whose engine config is live
@@ -124,7 +125,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		// notification may have been missed, so a revoke is never served
 		// from the cache after it is announced.
 		go func() { _ = be.Watch(bgCtx, func(string) { c.Invalidate() }, c.Flush) }()
-		r.reader = c
+		r.reader, r.cache = c, c
 		if err := r.startOwnership(bgCtx, cfg.Store, be); err != nil {
 			return nil, err
 		}
@@ -142,7 +143,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		statusCollector{r})
 	r.health = &ops.Health{}
 	r.health.SetChecks(
 		ops.ReadyCheck{Name: "issuers", Check: func(context.Context) error { return r.ready() }},

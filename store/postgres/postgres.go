@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,6 +86,9 @@ type Store struct {
 
 	wsMu sync.Mutex
 	ws   map[string]bool // table → has a workspace column (only once known)
+
+	watchUp     atomic.Bool   // the LISTEN connection is established
+	watchLosses atomic.Uint64 // established LISTEN connections lost
 }
 
 // Open connects to the databases in cfg and reads which optional tables

@@ -253,7 +253,11 @@ func TestListenConnectionKilled(t *testing.T) {
 			t.Fatalf("no flush after %s", what)
 		}
 	}
+	st := h.Reader.(*postgres.Store)
 	waitFlush("first LISTEN")
+	up, losses := st.WatchStatus()
+	assert.True(t, up)
+	assert.Zero(t, losses)
 	res := store.Resource{Kind: store.Experiment, ID: "1"}
 	g, err := c.Grants(t.Context(), "alice", res)
 	require.NoError(t, err)
@@ -274,10 +278,15 @@ func TestListenConnectionKilled(t *testing.T) {
 	require.NoError(t, tx.Commit(t.Context()))
 	require.Equal(t, 1, killed)
 	waitFlush("connection loss")
+	_, losses = st.WatchStatus()
+	assert.Equal(t, uint64(1), losses)
 	g, err = c.Grants(t.Context(), "alice", res)
 	require.NoError(t, err)
 	assert.Nil(t, g.User, "the revoke must be visible after the flush")
 	waitFlush("reconnect")
+	up, losses = st.WatchStatus()
+	assert.True(t, up)
+	assert.Equal(t, uint64(1), losses)
 }
 
 // TestStatementTimeout holds a lock that blocks the Grants query: the

@@ -23,6 +23,10 @@ func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush 
 	backoff := minBackoff
 	for {
 		listened, err := s.listenOnce(ctx, invalidate, flush)
+		s.watchUp.Store(false)
+		if listened && ctx.Err() == nil {
+			s.watchLosses.Add(1)
+		}
 		flush()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -41,6 +45,14 @@ func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush 
 	}
 }
 
+// WatchStatus reports whether Watch's LISTEN connection is established now,
+// and how many established connections it has lost. While it is down, grant
+// changes reach this replica only through the cache's TTL: operators alert
+// on it.
+func (s *Store) WatchStatus() (up bool, losses uint64) {
+	return s.watchUp.Load(), s.watchLosses.Load()
+}
+
 // listenOnce connects, listens and delivers notifications until the
 // connection fails. listened reports whether LISTEN succeeded.
 func (s *Store) listenOnce(ctx context.Context, invalidate func(string), flush func()) (listened bool, err error) {
@@ -55,6 +67,7 @@ func (s *Store) listenOnce(ctx context.Context, invalidate func(string), flush f
 	if err != nil {
 		return false, err
 	}
+	s.watchUp.Store(true)
 	flush()
 	// A connection that silently died (no RST) would block forever, so idle
 	// periods end with a ping.
