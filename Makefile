@@ -9,6 +9,11 @@ SOAK_RATE     ?= 1000
 BENCH_SECONDS ?= 3
 BENCH_PAIRS   ?= 5
 BENCH_SCALES  ?= 1,0.1,10
+# What `mlflow-authz version` prints; the Dockerfile takes the same two.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+IMAGE     ?= mlflow-authz:$(VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -18,7 +23,7 @@ help: ## List the targets.
 
 .PHONY: build
 build: ## Build the binary into bin/.
-	$(GO) build -o $(BIN) $(PKG)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) $(PKG)
 
 .PHONY: run
 run: build ## Run the self-contained demo: real service, SQLite store, development token issuer.
@@ -39,6 +44,10 @@ lint: ## gofmt, go vet and staticcheck.
 .PHONY: fmt
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+.PHONY: image
+image: ## Build the container image (needs Docker): IMAGE, VERSION, COMMIT.
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 .PHONY: bench
 bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op floor (results in bench-results/).
