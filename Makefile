@@ -30,16 +30,19 @@ run: build ## Run the self-contained demo: real service, SQLite store, developme
 	./$(BIN) demo
 
 .PHONY: test
-test: ## Run every test (starts its own throwaway PostgreSQL).
+test: ## Run every test (starts its own throwaway PostgreSQL), and validate manifests/.
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 10m ./authz ./authz/extauthz ./store/cache
+	cd manifests && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd manifests && $(GO) vet ./... && ../bin/staticcheck ./...
 
 .PHONY: fmt
 fmt: ## Format the code.
