@@ -118,9 +118,7 @@ func parsePromQL(expr string) promqlRefs {
 					v, k := str(j)
 					j = k
 					if op == "=~" || op == "!~" {
-						for _, alt := range strings.Split(v, "|") {
-							refs.Values[name] = append(refs.Values[name], alt)
-						}
+						refs.Values[name] = append(refs.Values[name], strings.Split(v, "|")...)
 					} else {
 						refs.Values[name] = append(refs.Values[name], v)
 					}
