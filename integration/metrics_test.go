@@ -57,16 +57,23 @@ next:
 	return 0, false
 }
 
-// The operations dashboard and alerts read these series: decisions, the
-// cache, the store and its LISTEN feed, and each issuer's keys.
-func TestMetricsReportWhatChecksDependOn(t *testing.T) {
+// startWatching starts the service on PostgreSQL and waits until it is ready
+// and its LISTEN connection, which comes up in the background, is live.
+func startWatching(t *testing.T) *harness {
+	t.Helper()
 	h := start(t)
 	require.Eventually(t, func() bool { return h.readyz(t) == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
-	// The LISTEN connection comes up in the background.
 	require.Eventually(t, func() bool {
 		v, ok := value(h.scrape(t), "mlflow_authz_store_watch_up", nil)
 		return ok && v == 1
 	}, 10*time.Second, 50*time.Millisecond)
+	return h
+}
+
+// The operations dashboard and alerts read these series: decisions, the
+// cache, the store and its LISTEN feed, and each issuer's keys.
+func TestMetricsReportWhatChecksDependOn(t *testing.T) {
+	h := startWatching(t)
 
 	get := h.call(hostMLflow, "alice", "GET", "/api/2.0/mlflow/experiments/get?experiment_id=1", "")
 	requireDecision(t, h.check(t, get), true, 200, "allowed")

@@ -2,14 +2,12 @@ package integration
 
 import (
 	"encoding/json"
-	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
@@ -166,12 +164,7 @@ func ruleQueries(t *testing.T) []query {
 // the Grafana dashboard and the alerts query must be one it exports, every
 // label one those metrics carry, and every reason a real reason code.
 func TestMonitoringQueriesNameExportedMetrics(t *testing.T) {
-	h := start(t)
-	require.Eventually(t, func() bool { return h.readyz(t) == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool {
-		v, ok := value(h.scrape(t), "mlflow_authz_store_watch_up", nil)
-		return ok && v == 1
-	}, 10*time.Second, 50*time.Millisecond)
+	h := startWatching(t)
 	target := "/api/2.0/mlflow/experiments/get?experiment_id=1"
 	requireDecision(t, h.check(t, h.call(hostMLflow, "alice", "GET", target, "")), true, 200, "allowed")
 	requireDecision(t, h.check(t, h.call(hostMLflow, "mallory", "GET", target, "")), false, 403, "permission_denied")

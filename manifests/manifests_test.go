@@ -82,13 +82,25 @@ func edit(t *testing.T, root, file, old, new string) {
 	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(data), old, new, 1)), 0o644))
 }
 
+// breakage is one mistake made in a copy of the manifests: old replaced by
+// new in file, and the problem the validation must report.
+type breakage struct {
+	name, file, old, new, want string
+}
+
+// load renders a copy of the manifests with the mistake made.
+func (b breakage) load(t *testing.T) (*install, error) {
+	t.Helper()
+	root := copyTree(t)
+	edit(t, root, b.file, b.old, b.new)
+	return load(root, installDoc, dockerfile)
+}
+
 // TestMisspelledFieldsFail proves the decoding is strict: one misspelled
 // field anywhere (a Kubernetes object, an Istio spec, the mesh config, the
 // service's own configuration) fails the validation, with its name.
 func TestMisspelledFieldsFail(t *testing.T) {
-	cases := []struct {
-		name, file, old, new, want string
-	}{
+	cases := []breakage{
 		{"Kubernetes field", "base/deployment.yaml", "readinessProbe:", "readinesProbe:", `unknown field "spec.template.spec.containers[0].readinesProbe"`},
 		{"Kubernetes field case", "base/service.yaml", "appProtocol: grpc", "AppProtocol: grpc", "AppProtocol"},
 		{"Istio spec field", "base/mlflow-authorizationpolicy.yaml", "notPaths:", "notPath:", `unknown field "notPath"`},
@@ -100,15 +112,11 @@ func TestMisspelledFieldsFail(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			root := copyTree(t)
-			edit(t, root, tc.file, tc.old, tc.new)
-			in, err := load(root, installDoc, dockerfile)
+			in, err := tc.load(t)
 			if err == nil {
-				errs := in.check()
-				require.NotEmpty(t, errs, "a misspelling passed")
-				err = errors.Join(errs...)
+				err = errors.Join(in.check()...)
 			}
-			require.Error(t, err)
+			require.Error(t, err, "a misspelling passed")
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
@@ -117,9 +125,7 @@ func TestMisspelledFieldsFail(t *testing.T) {
 // TestBrokenCrossReferencesFail proves each cross-reference check catches
 // the mistake it is for.
 func TestBrokenCrossReferencesFail(t *testing.T) {
-	cases := []struct {
-		name, file, old, new, want string
-	}{
+	cases := []breakage{
 		{"Service selector misses the pods", "base/service.yaml", "  selector:\n    app: mlflow-authz", "  selector:\n    app: mlflow-authz-v2",
 			"Service mlflow-authz: selector map[app:mlflow-authz-v2] does not match the pod labels"},
 		{"policy names an unknown provider", "components/phoenix/authorizationpolicy.yaml", "name: mlflow-authz\n  rules", "name: mlflow-authz-typo\n  rules",
@@ -166,17 +172,11 @@ func TestBrokenCrossReferencesFail(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			root := copyTree(t)
-			edit(t, root, tc.file, tc.old, tc.new)
-			in, err := load(root, installDoc, dockerfile)
+			in, err := tc.load(t)
 			require.NoError(t, err, "the broken reference must still render and decode")
-			errs := in.check()
-			var msgs []string
-			for _, e := range errs {
-				msgs = append(msgs, e.Error())
-			}
-			require.NotEmpty(t, msgs, "the broken reference passed")
-			assert.Contains(t, strings.Join(msgs, "\n"), tc.want)
+			err = errors.Join(in.check()...)
+			require.Error(t, err, "the broken reference passed")
+			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
 }
