@@ -13,6 +13,7 @@
 package adminapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -164,7 +165,7 @@ func (s *Service) authorize(ctx context.Context) (actor string, err error) {
 	}
 	actor = id.Username
 	if actor == "" {
-		actor = cmpOr(id.SPIFFEID, id.Subject)
+		actor = cmp.Or(id.SPIFFEID, id.Subject)
 	}
 	if id.Admin {
 		return actor, nil
@@ -180,13 +181,6 @@ func (s *Service) authorize(ctx context.Context) (actor string, err error) {
 	}
 	return actor, status.Errorf(codes.PermissionDenied,
 		"%s is not an admin: the admin API needs an admin group or role in the token, or users.is_admin (mlflow-authz users set-admin)", actor)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // peerSPIFFEID returns the URI SAN of a TLS peer's leaf certificate. Without
