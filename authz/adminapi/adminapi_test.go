@@ -339,3 +339,88 @@ func FuzzExplainMatchesCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestAuditLines pins the audit line of every kind of call, as the README's
+// "Audit log" section documents it: what was acted on, the state before and
+// after, and the message returned on an error.
+func TestAuditLines(t *testing.T) {
+	e := start(t)
+	ctx := e.as(t, devissuer.User{Username: "carol"})
+	c := e.client
+	exp1 := &v1.Target{Target: &v1.Target_ExperimentId{ExperimentId: "1"}}
+	tests := []struct {
+		name                          string
+		call                          func() error
+		action, target, before, after string
+		changed                       bool
+		errMsg                        string // set: the call fails with it and the line says result error
+	}{
+		{"create user", func() error { _, err := c.CreateUser(ctx, &v1.CreateUserRequest{Username: "alice"}); return err },
+			"users.create", "user alice", "", "exists admin=false", true, ""},
+		{"create user again", func() error { _, err := c.CreateUser(ctx, &v1.CreateUserRequest{Username: "alice"}); return err },
+			"users.create", "user alice", "exists", "exists", false, ""},
+		{"create user without a name", func() error { _, err := c.CreateUser(ctx, &v1.CreateUserRequest{}); return err },
+			"users.create", "user ", "", "", false, "username is required"},
+		{"set admin", func() error {
+			_, err := c.SetAdmin(ctx, &v1.SetAdminRequest{Username: "alice", Admin: true})
+			return err
+		}, "users.set-admin", "user alice", "admin=false", "admin=true", true, ""},
+		{"set admin again", func() error {
+			_, err := c.SetAdmin(ctx, &v1.SetAdminRequest{Username: "alice", Admin: true})
+			return err
+		}, "users.set-admin", "user alice", "admin=true", "admin=true", false, ""},
+		{"list users", func() error { _, err := c.ListUsers(ctx, &v1.ListUsersRequest{}); return err },
+			"users.list", "", "", "", false, ""},
+		{"delete user", func() error { _, err := c.DeleteUser(ctx, &v1.DeleteUserRequest{Username: "alice"}); return err },
+			"users.delete", "user alice", "exists", "", true, ""},
+		{"delete a missing user", func() error { _, err := c.DeleteUser(ctx, &v1.DeleteUserRequest{Username: "alice"}); return err },
+			"users.delete", "user alice", "", "", false, `user "alice" not found; list users with: mlflow-authz users list`},
+		{"create group", func() error { _, err := c.CreateGroup(ctx, &v1.CreateGroupRequest{Name: "/ml-team"}); return err },
+			"groups.create", "group ml-team", "", "exists", true, ""},
+		{"create group again", func() error { _, err := c.CreateGroup(ctx, &v1.CreateGroupRequest{Name: "ml-team"}); return err },
+			"groups.create", "group ml-team", "exists", "exists", false, ""},
+		{"list groups", func() error { _, err := c.ListGroups(ctx, &v1.ListGroupsRequest{}); return err },
+			"groups.list", "", "", "", false, ""},
+		{"delete group", func() error { _, err := c.DeleteGroup(ctx, &v1.DeleteGroupRequest{Name: "ml-team"}); return err },
+			"groups.delete", "group ml-team", "exists", "", true, ""},
+		{"list permissions", func() error {
+			_, err := c.ListPermissions(ctx, &v1.ListPermissionsRequest{Target: exp1, User: "bob"})
+			return err
+		}, "permissions.list", "experiment 1", "", "", false, ""},
+		{"explain", func() error {
+			_, err := c.Explain(ctx, &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost", Target: getExp1, User: "bob"})
+			return err
+		}, "explain", "GET " + getExp1 + " on mlflow.localhost as user bob", "", "allowed=false status=403 reason=permission_denied", false, ""},
+		{"explain as token bearer", func() error {
+			_, err := c.Explain(ctx, &v1.ExplainRequest{Method: "GET", Host: "mlflow.localhost", Target: getExp1, Token: "x", User: "bob"})
+			return err
+		}, "explain", "GET " + getExp1 + " on mlflow.localhost as user bob", "", "", false, "give a token or --user, not both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(e.audit.lines(t))
+			err := tt.call()
+			result := "ok"
+			if tt.errMsg != "" {
+				require.Error(t, err)
+				assert.Equal(t, tt.errMsg, status.Convert(err).Message())
+				result = "error"
+			} else {
+				require.NoError(t, err)
+			}
+			lines := e.audit.lines(t)
+			require.Len(t, lines, before+1, "exactly one audit line per call")
+			l := lines[len(lines)-1]
+			want := map[string]any{"msg": "admin_audit", "actor": "carol", "via": "grpc", "action": tt.action, "target": tt.target,
+				"before": tt.before, "after": tt.after, "changed": tt.changed, "result": result}
+			if tt.errMsg != "" {
+				want["error"] = tt.errMsg
+			}
+			delete(l, "time")
+			delete(l, "level")
+			assert.Equal(t, want, l)
+		})
+	}
+}
+
+const getExp1 = "/api/2.0/mlflow/experiments/get?experiment_id=1"
