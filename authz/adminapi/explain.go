@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -23,30 +22,8 @@ func (f fixedIdentity) Authenticate(context.Context, *authz.Request) (*authz.Ide
 // Explain decides one request with a trace, through the same engine code as
 // Check: as the bearer of req.Token through the live authenticators, or as
 // req.User with req.Groups in place of authentication.
-func (s *Service) Explain(ctx context.Context, req *v1.ExplainRequest) (*v1.ExplainResponse, error) {
-	a, err := s.begin(ctx, "explain", fmt.Sprintf("%s %s on %s as %s", req.GetMethod(), req.GetTarget(), req.GetHost(), explainWho(req)))
-	if err != nil {
-		return nil, err
-	}
-	out, err := s.explain(ctx, req)
-	if out != nil {
-		a.after = fmt.Sprintf("allowed=%v status=%d reason=%s", out.Allowed, out.Status, out.Reason)
-	}
-	return out, a.done(err)
-}
-
-func explainWho(req *v1.ExplainRequest) string {
-	switch {
-	case req.GetUser() != "":
-		return "user " + req.GetUser()
-	case req.GetToken() != "":
-		return "token bearer"
-	}
-	return "anonymous"
-}
-
-func (s *Service) explain(ctx context.Context, req *v1.ExplainRequest) (*v1.ExplainResponse, error) {
-	if s.opts.Engine == nil {
+func (h *handlers) Explain(ctx context.Context, req *v1.ExplainRequest) (*v1.ExplainResponse, error) {
+	if h.opts.Engine == nil {
 		return nil, status.Error(codes.FailedPrecondition, "explain needs the engine: run it with --config, or through --server")
 	}
 	if req.GetUser() != "" && req.GetToken() != "" {
@@ -62,16 +39,16 @@ func (s *Service) explain(ctx context.Context, req *v1.ExplainRequest) (*v1.Expl
 	if len(req.GetBody()) > 0 && headers["content-type"] == "" {
 		headers["content-type"] = "application/json"
 	}
-	engine := s.opts.Engine
+	engine := h.opts.Engine
 	if req.GetUser() != "" {
-		if s.opts.EngineConfig == nil {
+		if h.opts.EngineConfig == nil {
 			return nil, status.Error(codes.FailedPrecondition, "explain as a named user is not available here")
 		}
 		groups := make([]string, 0, len(req.GetGroups()))
 		for _, g := range req.GetGroups() {
 			groups = append(groups, authz.NormalizeGroup(g))
 		}
-		cfg := s.opts.EngineConfig()
+		cfg := h.opts.EngineConfig()
 		cfg.Authenticators = []authz.Authenticator{fixedIdentity{&authz.Identity{
 			Kind: authz.KindUser, Username: req.GetUser(), Groups: groups, Method: "explain",
 		}}}

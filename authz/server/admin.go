@@ -3,7 +3,6 @@ package server
 import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
-	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
@@ -34,5 +33,5 @@ func (r *Running) registerAdmin() {
 			break
 		}
 	}
-	v1.RegisterAdminServiceServer(r.gs, adminapi.New(opts))
+	adminapi.New(opts).Register(r.gs)
 }

@@ -210,7 +210,7 @@ func (c *adminConn) openLocal(ctx context.Context) (context.Context, *session, e
 
 	ln := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
-	v1.RegisterAdminServiceServer(gs, adminapi.New(opts))
+	adminapi.New(opts).Register(gs)
 	go func() { _ = gs.Serve(ln) }()
 	closers = append(closers, gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///local",
