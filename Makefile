@@ -38,7 +38,8 @@ test: ## Run every test (starts its own throwaway PostgreSQL), and validate mani
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@files=$$(git ls-files '*.go' | grep -v '\.pb\.go$$'); test -n "$$files" || { echo "lint: git lists no Go files, so gofmt would check none"; exit 1; }; \
+	out=$$(gofmt -l $$files); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
