@@ -11,9 +11,8 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
-	"github.com/mlflow-authz/mlflow-authz/store/cache"
-	"github.com/mlflow-authz/mlflow-authz/store/postgres"
-	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/backend"
 )
 
 // Config is the whole configuration file.
@@ -23,7 +22,7 @@ type Config struct {
 	Issuers    []authn.IssuerConfig `yaml:"issuers"`
 	TokenCache TokenCacheConfig     `yaml:"token_cache"`
 	SPIFFE     authn.SPIFFEConfig   `yaml:"spiffe"`
-	Store      StoreConfig          `yaml:"store"`
+	Store      backend.Config       `yaml:"store"`
 	Apps       []AppConfig          `yaml:"apps"`
 }
 
@@ -62,16 +61,6 @@ type TokenCacheConfig struct {
 	TTL  time.Duration `yaml:"ttl"`
 }
 
-// StoreConfig selects and configures the permission store.
-type StoreConfig struct {
-	// Driver is sqlite (the embedded default), postgres, or none (no
-	// MLflow application may then be configured).
-	Driver   string          `yaml:"driver"`
-	Postgres postgres.Config `yaml:"postgres"`
-	SQLite   sqlite.Config   `yaml:"sqlite"`
-	Cache    cache.Options   `yaml:"cache"`
-}
-
 // AppConfig is one protected application.
 type AppConfig struct {
 	Name  string   `yaml:"name"`
@@ -106,7 +95,7 @@ func Default() *Config {
 		},
 		Log:        LogConfig{Level: "info", Format: "json"},
 		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
-		Store:      StoreConfig{Driver: "sqlite"},
+		Store:      backend.Config{Driver: backend.SQLite},
 	}
 }
 
@@ -177,11 +166,11 @@ func (c *Config) Validate() error {
 		add("spiffe", "%v", err)
 	}
 	switch c.Store.Driver {
-	case "sqlite", "postgres", "none":
+	case backend.SQLite, backend.Postgres, backend.None:
 	default:
 		add("store.driver", "%q is not sqlite, postgres or none", c.Store.Driver)
 	}
-	if c.Store.Driver == "postgres" && c.Store.Postgres.TrackingURL == "" {
+	if c.Store.Driver == backend.Postgres && c.Store.Postgres.TrackingURL == "" {
 		add("store.postgres.tracking_url", "required with driver postgres (or set %s)", EnvTrackingURL)
 	}
 	if len(c.Apps) == 0 {
@@ -211,7 +200,7 @@ func (c *Config) Validate() error {
 		}
 		switch a.Type {
 		case "mlflow":
-			if c.Store.Driver == "none" {
+			if c.Store.Driver == backend.None {
 				add(key+".type", "an mlflow application needs a store (store.driver is none)")
 			}
 			if len(a.Rules) > 0 {
@@ -226,6 +215,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultPermission is the default_permission of the first MLflow
+// application that sets one (NO_PERMISSIONS when none does): the default
+// the admin API lists and explains beside the stored rows.
+func (c *Config) DefaultPermission() store.Permission {
+	for _, a := range c.Apps {
+		if a.Type == "mlflow" && a.MLflow.DefaultPermission != "" {
+			p, _ := store.ParsePermission(a.MLflow.DefaultPermission)
+			return p
+		}
+	}
+	return store.NoPermissions
 }
 
 // RestartRequired returns an error naming the settings that differ between

@@ -24,14 +24,9 @@ func (r *Running) registerAdmin() {
 			defer r.mu.Unlock()
 			return r.rt.Engine
 		},
-		Remote: true,
-		Log:    r.log,
-	}
-	for _, a := range r.cfg.Apps {
-		if a.Type == "mlflow" && a.MLflow.DefaultPermission != "" {
-			opts.DefaultPermission, _ = store.ParsePermission(a.MLflow.DefaultPermission)
-			break
-		}
+		DefaultPermission: r.cfg.DefaultPermission(),
+		Remote:            true,
+		Log:               r.log,
 	}
 	adminapi.New(opts).Register(r.gs)
 }

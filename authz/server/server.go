@@ -34,33 +34,9 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/ops"
 	"github.com/mlflow-authz/mlflow-authz/authz/ownership"
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/backend"
 	"github.com/mlflow-authz/mlflow-authz/store/cache"
-	"github.com/mlflow-authz/mlflow-authz/store/postgres"
-	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 )
-
-// backend is a permission store as the server runs it.
-type backend interface {
-	store.Reader
-	Ping(ctx context.Context) error
-	Watch(ctx context.Context, invalidate func(table string), flush func()) error
-	Close()
-}
-
-func openBackend(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (backend, error) {
-	switch cfg.Driver {
-	case "postgres":
-		c := cfg.Postgres
-		c.Logger = log
-		return postgres.Open(ctx, c)
-	case "sqlite":
-		c := cfg.SQLite
-		c.Logger = log
-		return sqlite.Open(ctx, c)
-	default:
-		return nil, nil
-	}
-}
 
 // Running is a started service. Its listeners are bound and its first
 // configuration is live when Start returns.
@@ -84,7 +60,7 @@ type Running struct {
 	gs         *grpc.Server
 	hs         *http.Server
 	errc       chan error
-	be         backend
+	be         backend.Store
 	stopBg     context.CancelFunc
 	stopOnce   sync.Once
 
@@ -113,7 +89,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		}
 	}()
 
-	be, err := openBackend(ctx, cfg.Store, log)
+	be, err := backend.Open(ctx, cfg.Store, log)
 	if err != nil {
 		return nil, fmt.Errorf("server: store: %w", err)
 	}
@@ -261,7 +237,7 @@ func (r *Running) Stop() {
 // startOwnership starts the creator-grant reconciler when the store can
 // write MLflow's permission tables (authz/ownership). It reads the tracking
 // tables on connections of its own and idles while nothing is pending.
-func (r *Running) startOwnership(ctx context.Context, cfg config.StoreConfig, be backend) error {
+func (r *Running) startOwnership(ctx context.Context, cfg backend.Config, be backend.Store) error {
 	admin, ok := be.(store.Admin)
 	if !ok {
 		r.log.Warn("server: the store cannot write permission rows: creators get no MANAGE grant and registered-model renames and deletes leave their rows")
@@ -269,9 +245,9 @@ func (r *Running) startOwnership(ctx context.Context, cfg config.StoreConfig, be
 	}
 	var err error
 	switch cfg.Driver {
-	case "postgres":
+	case backend.Postgres:
 		r.tracking, err = ownership.OpenPostgresTracking(cfg.Postgres.TrackingURL, cfg.Postgres.StatementTimeout)
-	case "sqlite":
+	case backend.SQLite:
 		r.tracking, err = ownership.OpenSQLiteTracking(cfg.SQLite.TrackingPath, cfg.SQLite.QueryTimeout)
 	default:
 		return nil

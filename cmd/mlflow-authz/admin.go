@@ -29,8 +29,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
-	"github.com/mlflow-authz/mlflow-authz/store/postgres"
-	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/store/backend"
 )
 
 // Environment variables of the admin commands.
@@ -111,46 +110,6 @@ func (c *adminConn) openRemote(ctx context.Context) (context.Context, *session, 
 	return ctx, &session{client: v1.NewAdminServiceClient(conn), close: func() { conn.Close() }}, nil
 }
 
-// adminStore is a backend the admin commands can write.
-type adminStore interface {
-	store.Admin
-	Close()
-}
-
-func asAdmin(s any) (adminStore, error) {
-	a, ok := s.(adminStore)
-	if !ok {
-		return nil, errors.New("this store cannot be written by mlflow-authz yet")
-	}
-	return a, nil
-}
-
-func openStore(ctx context.Context, driver string, pg postgres.Config, sl sqlite.Config) (adminStore, error) {
-	switch driver {
-	case "postgres":
-		s, err := postgres.Open(ctx, pg)
-		if err != nil {
-			return nil, err
-		}
-		a, err := asAdmin(s)
-		if err != nil {
-			s.Close()
-		}
-		return a, err
-	case "sqlite":
-		s, err := sqlite.Open(ctx, sl)
-		if err != nil {
-			return nil, err
-		}
-		a, err := asAdmin(s)
-		if err != nil {
-			s.Close()
-		}
-		return a, err
-	}
-	return nil, fmt.Errorf("store.driver %q has no tables to administer", driver)
-}
-
 // openLocal serves the admin API in process, over an in-memory connection,
 // so direct mode runs exactly the code the server runs (minus the admin
 // check: the operator already holds the database credentials).
@@ -162,30 +121,22 @@ func (c *adminConn) openLocal(ctx context.Context) (context.Context, *session, e
 			closers[i]()
 		}
 	}
-	var (
-		st  adminStore
-		err error
-	)
-	switch {
-	case c.databaseURL != "":
-		st, err = openStore(ctx, "postgres", postgres.Config{TrackingURL: c.databaseURL}, sqlite.Config{})
-	case c.sqlitePath != "":
-		st, err = openStore(ctx, "sqlite", postgres.Config{}, sqlite.Config{TrackingPath: c.sqlitePath})
-	default:
-		var cfg *config.Config
+	storeCfg := directStore(c.databaseURL, c.sqlitePath)
+	var cfg *config.Config
+	if c.configPath != "" {
+		var err error
 		if cfg, err = config.Load(c.configPath); err != nil {
 			return ctx, nil, err
 		}
-		if st, err = openStore(ctx, cfg.Store.Driver, cfg.Store.Postgres, cfg.Store.SQLite); err != nil {
-			return ctx, nil, fmt.Errorf("store: %w", err)
-		}
-		closers = append(closers, st.Close)
-		for _, a := range cfg.Apps {
-			if a.Type == "mlflow" && a.MLflow.DefaultPermission != "" {
-				opts.DefaultPermission, _ = store.ParsePermission(a.MLflow.DefaultPermission)
-				break
-			}
-		}
+		storeCfg = cfg.Store
+	}
+	st, err := backend.OpenAdmin(ctx, storeCfg)
+	if err != nil {
+		return ctx, nil, fmt.Errorf("store: %w", err)
+	}
+	closers = append(closers, st.Close)
+	if cfg != nil {
+		opts.DefaultPermission = cfg.DefaultPermission()
 		// The engine reads the store uncached: one explanation must see
 		// the rows as they are now.
 		rt, err := config.Build(ctx, cfg, st, slog.New(slog.DiscardHandler))
@@ -199,12 +150,6 @@ func (c *adminConn) openLocal(ctx context.Context) (context.Context, *session, e
 			return ctx, nil, err
 		}
 		opts.EngineConfig = func() authz.Config { return rt.Engine }
-	}
-	if err != nil {
-		return ctx, nil, fmt.Errorf("store: %w", err)
-	}
-	if c.configPath == "" {
-		closers = append(closers, st.Close)
 	}
 	opts.Store = st
 

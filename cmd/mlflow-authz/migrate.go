@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
+	"github.com/mlflow-authz/mlflow-authz/store/backend"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 )
@@ -22,34 +23,23 @@ installs the triggers that notify mlflow-authz of grant changes. It never alters
 existing table and never touches MLflow's tracking tables; running it twice is a no-op.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
+			cfg := directStore(databaseURL, sqlitePath)
 			switch {
-			case databaseURL != "":
-				return report(cmd, "postgres", postgres.Migrate(ctx, databaseURL))
-			case sqlitePath != "":
-				return report(cmd, "sqlite", sqlite.Migrate(ctx, sqlitePath))
+			case cfg.Driver != "":
 			case path != "":
-				cfg, err := config.Load(path)
+				c, err := config.Load(path)
 				if err != nil {
 					return err
 				}
-				switch cfg.Store.Driver {
-				case "postgres":
-					url := cfg.Store.Postgres.AuthURL
-					if url == "" {
-						url = cfg.Store.Postgres.TrackingURL
-					}
-					return report(cmd, "postgres", postgres.Migrate(ctx, url))
-				case "sqlite":
-					p := cfg.Store.SQLite.AuthPath
-					if p == "" {
-						p = cfg.Store.SQLite.TrackingPath
-					}
-					return report(cmd, "sqlite", sqlite.Migrate(ctx, p))
-				}
-				return fmt.Errorf("store.driver %q has nothing to migrate", cfg.Store.Driver)
+				cfg = c.Store
+			default:
+				return usageError{errors.New("give --database-url (PostgreSQL auth DB), --sqlite PATH, or --config FILE")}
 			}
-			return usageError{errors.New("give --database-url (PostgreSQL auth DB), --sqlite PATH, or --config FILE")}
+			if err := backend.Migrate(cmd.Context(), cfg); err != nil {
+				return fmt.Errorf("migrate (%s): %w", cfg.Driver, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "auth schema is up to date (%s)\n", cfg.Driver)
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -59,10 +49,14 @@ existing table and never touches MLflow's tracking tables; running it twice is a
 	return cmd
 }
 
-func report(cmd *cobra.Command, driver string, err error) error {
-	if err != nil {
-		return fmt.Errorf("migrate (%s): %w", driver, err)
+// directStore is the store named by --database-url or --sqlite (the first
+// given), with no driver when neither is.
+func directStore(databaseURL, sqlitePath string) backend.Config {
+	switch {
+	case databaseURL != "":
+		return backend.Config{Driver: backend.Postgres, Postgres: postgres.Config{TrackingURL: databaseURL}}
+	case sqlitePath != "":
+		return backend.Config{Driver: backend.SQLite, SQLite: sqlite.Config{TrackingPath: sqlitePath}}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "auth schema is up to date (%s)\n", driver)
-	return nil
+	return backend.Config{}
 }
