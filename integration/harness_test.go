@@ -24,6 +24,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
@@ -207,7 +208,7 @@ func startOn(t *testing.T, b backend) *harness {
 		h.dbURL = storetest.Postgres(t)
 		h.env["DATABASE_URL"] = h.dbURL
 		require.NoError(t, postgres.Migrate(ctx, h.dbURL))
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, h.exec))
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, h.exec))
 	case backendSQLite:
 		// One file for tracking and auth, MLflow's embedded default.
 		path := filepath.Join(t.TempDir(), "mlflow.db")
@@ -217,7 +218,7 @@ func startOn(t *testing.T, b backend) *harness {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db.Close() })
 		h.sqlDB = db
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, h.exec))
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, h.exec))
 		doc = strings.Replace(doc, storePostgres, storeSQLite, 1)
 	default:
 		t.Fatalf("integration: unknown backend %q", b)

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrNotFound is returned when a looked-up resource does not exist.
@@ -35,6 +36,16 @@ type invalidError string
 
 func (e invalidError) Error() string        { return string(e) }
 func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Dialect names the SQL engine that holds MLflow's tables. Its values are
+// the configuration's store.driver and the names of the backend packages.
+type Dialect string
+
+// Dialects of the backends.
+const (
+	PostgreSQL Dialect = "postgres"
+	SQLite     Dialect = "sqlite"
+)
 
 // Permission is one of MLflow's permission levels, ordered so that a higher
 // value grants everything a lower one does.
@@ -154,6 +165,23 @@ type Reader interface {
 	// Resolve maps key through l to the ids that own it (experiment ids, or
 	// the gateway endpoint id). ErrNotFound when key does not exist.
 	Resolve(ctx context.Context, l Lookup, key string) ([]string, error)
+}
+
+// TrackedObject is the row of MLflow's tracking tables for an experiment or
+// a registered model: the proof that MLflow carried out a create, rename or
+// delete that mlflow-authz allowed.
+type TrackedObject struct {
+	// ID is the experiment id, or the registered model's name.
+	ID string
+	// Created is creation_time (milliseconds since the epoch, MLflow's
+	// server clock). HasCreated is false when the column is NULL: such a row
+	// proves nothing about when it was made, so it never earns a grant.
+	Created    time.Time
+	HasCreated bool
+	// Updated is last_update_time (experiments) or last_updated_time
+	// (registered models); MLflow stamps it on a rename.
+	Updated    time.Time
+	HasUpdated bool
 }
 
 // Grantee is who a grant row is for: a user or a group (exactly one).

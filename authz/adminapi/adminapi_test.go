@@ -86,7 +86,7 @@ func start(t testing.TB) *env {
 		_, err := db.ExecContext(ctx, q, args...)
 		return err
 	}
-	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, exec))
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, exec))
 	for _, q := range []string{
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'fraud-detection', 'active')`,
 		`INSERT INTO users (id, username, is_admin) VALUES (1, 'carol', 1), (2, 'bob', 0)`,

@@ -95,7 +95,7 @@ func Default() *Config {
 		},
 		Log:        LogConfig{Level: "info", Format: "json"},
 		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
-		Store:      backend.Config{Driver: backend.SQLite},
+		Store:      backend.Config{Driver: store.SQLite},
 	}
 }
 
@@ -166,11 +166,11 @@ func (c *Config) Validate() error {
 		add("spiffe", "%v", err)
 	}
 	switch c.Store.Driver {
-	case backend.SQLite, backend.Postgres, backend.None:
+	case store.SQLite, store.PostgreSQL, backend.None:
 	default:
 		add("store.driver", "%q is not sqlite, postgres or none", c.Store.Driver)
 	}
-	if c.Store.Driver == backend.Postgres && c.Store.Postgres.TrackingURL == "" {
+	if c.Store.Driver == store.PostgreSQL && c.Store.Postgres.TrackingURL == "" {
 		add("store.postgres.tracking_url", "required with driver postgres (or set %s)", EnvTrackingURL)
 	}
 	if len(c.Apps) == 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -34,7 +35,7 @@ func newStore(t *testing.T) *sqlite.Store {
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
 	require.NoError(t, sqlite.Migrate(t.Context(), ap))
 	execAuth, execTracking := execOn(t, ap), execOn(t, tp)
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.SQLite, execTracking))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
 	must(t, execAuth,
 		`INSERT INTO users (id, username, password_hash, is_admin) VALUES
 			(1, 'alice', 'x', false), (2, 'root', 'x', true), (3, 'bob', 'x', false), (4, 'eve', 'x', NULL)`,

@@ -43,6 +43,15 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
+// Tracking reads MLflow's tracking tables: the proof that MLflow carried out
+// a create, rename or delete that we allowed. The backends implement it
+// (postgres.OpenTracking, sqlite.OpenTracking).
+type Tracking interface {
+	// Lookup returns the experiment or registered model named name in
+	// workspace default, or store.ErrNotFound.
+	Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error)
+}
+
 // Options tunes a Reconciler. Zero values take the defaults.
 type Options struct {
 	// PollInterval is how often the tracking tables are read while anything
@@ -320,7 +329,7 @@ type lookupKey struct {
 }
 
 type lookupResult struct {
-	obj Object
+	obj store.TrackedObject
 	err error
 }
 
@@ -330,7 +339,7 @@ type pass struct {
 	seen map[lookupKey]lookupResult
 }
 
-func (p *pass) lookup(ctx context.Context, kind store.ResourceKind, name string) (Object, error) {
+func (p *pass) lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
 	k := lookupKey{kind, name}
 	if res, ok := p.seen[k]; ok {
 		return res.obj, res.err

@@ -21,6 +21,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/authz/ownership"
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/backend"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // its own that plays MLflow writing its tracking tables.
 type env struct {
 	admin    store.Admin
-	tracking *ownership.SQLTracking
+	tracking backend.Tracking
 	mlflow   storetest.ExecFunc // MLflow's own writes to its tracking tables
 	auth     storetest.ExecFunc
 }
@@ -60,12 +61,12 @@ func openPostgres(t *testing.T) env {
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(t.Context(), authURL))
 	e := env{mlflow: pgExec(t, trackingURL), auth: pgExec(t, authURL)}
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.PostgreSQL, e.mlflow))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, e.mlflow))
 	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: trackingURL, AuthURL: authURL})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	e.admin = asAdmin(t, st)
-	e.tracking, err = ownership.OpenPostgresTracking(trackingURL, 0)
+	e.tracking, err = postgres.OpenTracking(trackingURL, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.tracking.Close() })
 	return e
@@ -91,12 +92,12 @@ func openSQLite(t testing.TB) env {
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
 	require.NoError(t, sqlite.Migrate(t.Context(), ap))
 	e := env{mlflow: sqliteExec(t, tp), auth: sqliteExec(t, ap)}
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.SQLite, e.mlflow))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, e.mlflow))
 	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: tp, AuthPath: ap})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	e.admin = asAdmin(t, st)
-	e.tracking, err = ownership.OpenSQLiteTracking(tp, 0)
+	e.tracking, err = sqlite.OpenTracking(tp, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.tracking.Close() })
 	return e
@@ -521,7 +522,7 @@ func TestTrackingUnavailable(t *testing.T) {
 	// record (we could not tell a duplicate from a new row), and the
 	// request is still allowed (MLflow decides whether it exists).
 	e := openSQLite(t)
-	bad, err := ownership.OpenSQLiteTracking(filepath.Join(t.TempDir(), "missing-dir", "x.db"), 100*time.Millisecond)
+	bad, err := sqlite.OpenTracking(filepath.Join(t.TempDir(), "missing-dir", "x.db"), 100*time.Millisecond)
 	require.NoError(t, err)
 	t.Cleanup(func() { bad.Close() })
 	e.tracking = bad
@@ -533,7 +534,7 @@ func TestTrackingUnavailable(t *testing.T) {
 
 func TestLookupWithoutTables(t *testing.T) {
 	// Before MLflow has migrated its tracking database, nothing exists yet.
-	tr, err := ownership.OpenSQLiteTracking(filepath.Join(t.TempDir(), "empty.db"), 0)
+	tr, err := sqlite.OpenTracking(filepath.Join(t.TempDir(), "empty.db"), 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
 	for _, k := range []store.ResourceKind{store.Experiment, store.RegisteredModel} {
@@ -550,7 +551,7 @@ type countingTracking struct {
 	n atomic.Int64
 }
 
-func (c *countingTracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (ownership.Object, error) {
+func (c *countingTracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
 	c.n.Add(1)
 	return c.Tracking.Lookup(ctx, kind, name)
 }

@@ -66,7 +66,7 @@ type Running struct {
 
 	owners     *ownership.Reconciler // nil unless the store can write
 	ownersDone chan struct{}
-	tracking   *ownership.SQLTracking
+	tracking   backend.Tracking
 }
 
 // Start opens the store, builds and starts the engine from cfg, binds both
@@ -243,18 +243,14 @@ func (r *Running) startOwnership(ctx context.Context, cfg backend.Config, be bac
 		r.log.Warn("server: the store cannot write permission rows: creators get no MANAGE grant and registered-model renames and deletes leave their rows")
 		return nil
 	}
-	var err error
-	switch cfg.Driver {
-	case backend.Postgres:
-		r.tracking, err = ownership.OpenPostgresTracking(cfg.Postgres.TrackingURL, cfg.Postgres.StatementTimeout)
-	case backend.SQLite:
-		r.tracking, err = ownership.OpenSQLiteTracking(cfg.SQLite.TrackingPath, cfg.SQLite.QueryTimeout)
-	default:
-		return nil
-	}
+	tracking, err := backend.OpenTracking(cfg)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	if tracking == nil {
+		return nil
+	}
+	r.tracking = tracking
 	r.owners = ownership.New(admin, r.tracking, ownership.Options{Logger: r.log})
 	r.ownersDone = make(chan struct{})
 	go func() {

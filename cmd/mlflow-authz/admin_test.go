@@ -23,6 +23,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
@@ -77,7 +78,7 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 			_, err := db.ExecContext(ctx, q, args...)
 			return err
 		}
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.SQLite, run))
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, run))
 		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--sqlite", path}
 		storeYAML = fmt.Sprintf("  driver: sqlite\n  sqlite: {tracking_path: %q, poll_interval: 100ms}", path)
@@ -92,7 +93,7 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 			_, err := conn.Exec(ctx, q, args...)
 			return err
 		}
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, run))
+		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, run))
 		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--database-url", url}
 		storeYAML = fmt.Sprintf("  driver: postgres\n  postgres: {tracking_url: %q}", url)

@@ -19,6 +19,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -128,7 +129,7 @@ func seedDemo(ctx context.Context, dbPath string) error {
 		_, err := db.ExecContext(ctx, q, args...)
 		return err
 	}
-	if err := storetest.CreateTrackingSchema(ctx, storetest.SQLite, exec); err != nil {
+	if err := storetest.CreateTrackingSchema(ctx, store.SQLite, exec); err != nil {
 		return err
 	}
 	stmts := []string{

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/backend"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
@@ -54,9 +55,9 @@ existing table and never touches MLflow's tracking tables; running it twice is a
 func directStore(databaseURL, sqlitePath string) backend.Config {
 	switch {
 	case databaseURL != "":
-		return backend.Config{Driver: backend.Postgres, Postgres: postgres.Config{TrackingURL: databaseURL}}
+		return backend.Config{Driver: store.PostgreSQL, Postgres: postgres.Config{TrackingURL: databaseURL}}
 	case sqlitePath != "":
-		return backend.Config{Driver: backend.SQLite, SQLite: sqlite.Config{TrackingPath: sqlitePath}}
+		return backend.Config{Driver: store.SQLite, SQLite: sqlite.Config{TrackingPath: sqlitePath}}
 	}
 	return backend.Config{}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -78,7 +79,7 @@ func seeded(t testing.TB, d loadgen.Dataset) (string, time.Duration) {
 		_, err := conn.Exec(ctx, sql, args...)
 		return err
 	}
-	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, exec))
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	start := time.Now()
 	for _, s := range d.SeedSQL() {
 		require.NoError(t, exec(ctx, s), s)

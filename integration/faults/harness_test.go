@@ -25,6 +25,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -110,7 +111,7 @@ func database(t *testing.T) string {
 	ctx := t.Context()
 	require.NoError(t, postgres.Migrate(ctx, url))
 	exec := func(ctx context.Context, sql string, args ...any) error { return execSQL(ctx, url, sql, args...) }
-	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, exec))
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	require.NoError(t, seed(ctx, exec))
 	return url
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -211,7 +212,7 @@ func seeded(t *testing.T, d loadgen.Dataset) string {
 		_, err := conn.Exec(ctx, sql, args...)
 		return err
 	}
-	require.NoError(t, storetest.CreateTrackingSchema(ctx, storetest.PostgreSQL, exec))
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	for _, s := range d.SeedSQL() {
 		require.NoError(t, exec(ctx, s), s)
 	}

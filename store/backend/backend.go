@@ -20,20 +20,17 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 )
 
-// Drivers: the values of store.driver.
-const (
-	Postgres = "postgres"
-	SQLite   = "sqlite"
-	// None runs without a store; only rule applications may then be configured.
-	None = "none"
-)
+// None is the store.driver that runs without a store: only rule
+// applications may then be configured. The other drivers are the SQL
+// dialects, store.PostgreSQL and store.SQLite.
+const None store.Dialect = "none"
 
 // Config selects and configures the permission store (the configuration
 // file's store section).
 type Config struct {
 	// Driver is sqlite (the embedded default), postgres, or none (no
 	// MLflow application may then be configured).
-	Driver   string          `yaml:"driver"`
+	Driver   store.Dialect   `yaml:"driver"`
 	Postgres postgres.Config `yaml:"postgres"`
 	SQLite   sqlite.Config   `yaml:"sqlite"`
 	Cache    cache.Options   `yaml:"cache"`
@@ -86,7 +83,7 @@ type readWriter interface {
 // error.
 func open(ctx context.Context, cfg Config, log *slog.Logger) (readWriter, error) {
 	switch cfg.Driver {
-	case Postgres:
+	case store.PostgreSQL:
 		c := cfg.Postgres
 		c.Logger = log
 		s, err := postgres.Open(ctx, c)
@@ -94,7 +91,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (readWriter, error)
 			return nil, err
 		}
 		return s, nil
-	case SQLite:
+	case store.SQLite:
 		c := cfg.SQLite
 		c.Logger = log
 		s, err := sqlite.Open(ctx, c)
@@ -111,13 +108,13 @@ func open(ctx context.Context, cfg Config, log *slog.Logger) (readWriter, error)
 // sqlite.Migrate.
 func Migrate(ctx context.Context, cfg Config) error {
 	switch cfg.Driver {
-	case Postgres:
+	case store.PostgreSQL:
 		url := cfg.Postgres.AuthURL
 		if url == "" {
 			url = cfg.Postgres.TrackingURL
 		}
 		return postgres.Migrate(ctx, url)
-	case SQLite:
+	case store.SQLite:
 		p := cfg.SQLite.AuthPath
 		if p == "" {
 			p = cfg.SQLite.TrackingPath
@@ -125,4 +122,31 @@ func Migrate(ctx context.Context, cfg Config) error {
 		return sqlite.Migrate(ctx, p)
 	}
 	return fmt.Errorf("backend: store.driver %q has nothing to migrate", cfg.Driver)
+}
+
+// Tracking reads MLflow's tracking tables for the creator-grant reconciler
+// (authz/ownership), on connections of its own.
+type Tracking interface {
+	Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error)
+	Close() error
+}
+
+// OpenTracking opens cfg's tracking database for the creator-grant
+// reconciler. It returns nil and no error for driver none.
+func OpenTracking(cfg Config) (Tracking, error) {
+	switch cfg.Driver {
+	case store.PostgreSQL:
+		t, err := postgres.OpenTracking(cfg.Postgres.TrackingURL, cfg.Postgres.StatementTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	case store.SQLite:
+		t, err := sqlite.OpenTracking(cfg.SQLite.TrackingPath, cfg.SQLite.QueryTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, nil
 }

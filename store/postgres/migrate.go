@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -43,72 +42,31 @@ func Migrate(ctx context.Context, authURL string) error {
 		return fmt.Errorf("postgres: migrate: %w: %w", store.ErrUnavailable, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return migrate(ctx, tx) })
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Arbitrary constant key: "mlflow-authz" migrations, serialized.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7283519004)`); err != nil {
+			return err
+		}
+		if err := mlflowdb.Migrate(ctx, pgTx{tx}, store.PostgreSQL); err != nil {
+			return err
+		}
+		return installTriggers(ctx, tx)
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return nil
 }
 
-func migrate(ctx context.Context, tx pgx.Tx) error {
-	// Arbitrary constant key: "mlflow-authz" migrations, serialized.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7283519004)`); err != nil {
-		return err
-	}
-	exists := func(table string) (bool, error) {
-		var ok bool
-		err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok)
-		return ok, err
-	}
-	versioned, err := exists("alembic_version_auth")
-	if err != nil {
-		return err
-	}
-	createMLflow := true
-	if versioned {
-		var v string
-		err := tx.QueryRow(ctx, `SELECT version_num FROM alembic_version_auth LIMIT 1`).Scan(&v)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		createMLflow = !mlflowdb.OlderAuthRevisions[v]
-	}
-	tables := mlflowdb.GroupTables(false)
-	if createMLflow {
-		tables = mlflowdb.AuthTables(false)
-	} else if ok, err := exists("users"); err != nil {
-		return err
-	} else if !ok {
-		return errors.New("alembic_version_auth is at an older revision but users is missing")
-	}
-	for _, t := range tables {
-		ok, err := exists(t.Name)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		if _, err := tx.Exec(ctx, t.DDL); err != nil {
-			return fmt.Errorf("create %s: %w", t.Name, err)
-		}
-	}
-	if !versioned {
-		if _, err := tx.Exec(ctx, `CREATE TABLE alembic_version_auth (
-	version_num VARCHAR(32) NOT NULL,
-	CONSTRAINT alembic_version_auth_pkc PRIMARY KEY (version_num))`); err != nil {
-			return fmt.Errorf("create alembic_version_auth: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO alembic_version_auth (version_num) VALUES ($1)`, AuthHead); err != nil {
-			return fmt.Errorf("stamp alembic_version_auth: %w", err)
-		}
-	}
+// installTriggers (re)creates the notify function and a trigger on every
+// watched table that exists.
+func installTriggers(ctx context.Context, tx pgx.Tx) error {
 	if _, err := tx.Exec(ctx, notifyFunc); err != nil {
 		return fmt.Errorf("create notify function: %w", err)
 	}
 	for _, t := range WatchedTables {
-		ok, err := exists(t)
-		if err != nil {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&ok); err != nil {
 			return err
 		}
 		if !ok {

@@ -17,7 +17,6 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,9 +82,7 @@ type Store struct {
 	tracking *pgxpool.Pool // == auth when both URLs are the same
 	listen   *pgx.ConnConfig
 	grantSQL map[store.ResourceKind]string
-
-	wsMu sync.Mutex
-	ws   map[string]bool // table → has a workspace column (only once known)
+	ws       mlflowdb.Workspaces
 
 	watchUp     atomic.Bool   // the LISTEN connection is established
 	watchLosses atomic.Uint64 // established LISTEN connections lost
@@ -99,7 +96,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.TrackingURL == "" {
 		return nil, errors.New("postgres: tracking_url is required")
 	}
-	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	s := &Store{cfg: cfg}
 	s.Writer = mlflowdb.Writer{Run: s.admin}
 	var err error
 	if s.auth, err = s.pool(ctx, cfg.AuthURL); err != nil {
@@ -311,26 +308,10 @@ func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string
 }
 
 func (s *Store) hasWorkspace(ctx context.Context, table string) (bool, error) {
-	s.wsMu.Lock()
-	ws, known := s.ws[table]
-	s.wsMu.Unlock()
-	if known {
-		return ws, nil
-	}
-	var exists bool
-	err := s.tracking.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
-		EXISTS (SELECT 1 FROM information_schema.columns
-			WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'workspace')`,
-		table).Scan(&exists, &ws)
-	if err != nil {
-		return false, err
-	}
-	if exists { // remember only once MLflow has created the table
-		s.wsMu.Lock()
-		s.ws[table] = ws
-		s.wsMu.Unlock()
-	}
-	return ws, nil
+	return s.ws.Has(ctx, table, func(ctx context.Context, table string) (exists, ws bool, err error) {
+		err = s.tracking.QueryRow(ctx, mlflowdb.WorkspaceSQL[store.PostgreSQL], table).Scan(&exists, &ws)
+		return exists, ws, err
+	})
 }
 
 func resolveErr(l store.Lookup, err error) error {

@@ -41,7 +41,7 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(t.Context(), authURL))
 	execAuth, execTracking := execOn(t, authURL), execOn(t, trackingURL)
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.PostgreSQL, execTracking))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, execTracking))
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
 	}
@@ -77,7 +77,7 @@ func TestConformanceOneDatabase(t *testing.T) {
 		url := storetest.Postgres(t)
 		require.NoError(t, postgres.Migrate(t.Context(), url))
 		exec := execOn(t, url)
-		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.PostgreSQL, exec))
+		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
 		if s.NoGroupTables {
 			require.NoError(t, storetest.DropGroupTables(t.Context(), exec))
 		}

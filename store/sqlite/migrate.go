@@ -3,9 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
@@ -37,62 +35,12 @@ func Migrate(ctx context.Context, auth string) error {
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	if err := migrate(ctx, conn); err != nil {
+	if err := mlflowdb.Migrate(ctx, sqlTx{conn}, store.SQLite); err != nil {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	return nil
-}
-
-func migrate(ctx context.Context, conn *sql.Conn) error {
-	exists := func(table string) (bool, error) {
-		var n int
-		err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table).Scan(&n)
-		return n > 0, err
-	}
-	versioned, err := exists("alembic_version_auth")
-	if err != nil {
-		return err
-	}
-	createMLflow := true
-	if versioned {
-		var v string
-		err := conn.QueryRowContext(ctx, `SELECT version_num FROM alembic_version_auth LIMIT 1`).Scan(&v)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		createMLflow = !mlflowdb.OlderAuthRevisions[v]
-	}
-	tables := mlflowdb.GroupTables(true)
-	if createMLflow {
-		tables = mlflowdb.AuthTables(true)
-	}
-	for _, t := range tables {
-		ok, err := exists(t.Name)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		for _, stmt := range strings.Split(t.DDL, ";") {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("create %s: %w", t.Name, err)
-			}
-		}
-	}
-	if !versioned {
-		if _, err := conn.ExecContext(ctx, `CREATE TABLE alembic_version_auth (
-	version_num VARCHAR(32) NOT NULL,
-	CONSTRAINT alembic_version_auth_pkc PRIMARY KEY (version_num))`); err != nil {
-			return fmt.Errorf("create alembic_version_auth: %w", err)
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO alembic_version_auth (version_num) VALUES (?)`, AuthHead); err != nil {
-			return fmt.Errorf("stamp alembic_version_auth: %w", err)
-		}
 	}
 	return nil
 }

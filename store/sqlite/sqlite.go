@@ -22,7 +22,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -71,15 +70,26 @@ func (c Config) withDefaults() Config {
 // dsn turns a path into a modernc DSN with WAL and a busy timeout. A value
 // that already is a DSN ("file:…") gets the pragmas appended.
 func dsn(pathOrDSN string, busyMS int64) string {
-	pragmas := "_pragma=" + url.QueryEscape("busy_timeout("+strconv.FormatInt(busyMS, 10)+")") +
-		"&_pragma=" + url.QueryEscape("journal_mode(WAL)")
+	return withPragmas(pathOrDSN, busyTimeout(busyMS), "journal_mode(WAL)")
+}
+
+func busyTimeout(ms int64) string { return "busy_timeout(" + strconv.FormatInt(ms, 10) + ")" }
+
+// withPragmas turns a path or a DSN ("file:…") into a modernc DSN that runs
+// pragmas on every new connection.
+func withPragmas(pathOrDSN string, pragmas ...string) string {
+	q := make([]string, len(pragmas))
+	for i, p := range pragmas {
+		q[i] = "_pragma=" + url.QueryEscape(p)
+	}
+	params := strings.Join(q, "&")
 	if strings.HasPrefix(pathOrDSN, "file:") {
 		if strings.Contains(pathOrDSN, "?") {
-			return pathOrDSN + "&" + pragmas
+			return pathOrDSN + "&" + params
 		}
-		return pathOrDSN + "?" + pragmas
+		return pathOrDSN + "?" + params
 	}
-	return "file:" + pathOrDSN + "?" + pragmas
+	return "file:" + pathOrDSN + "?" + params
 }
 
 // Store reads grants and ownership from SQLite. It is safe for concurrent use.
@@ -91,9 +101,7 @@ type Store struct {
 	auth     *sql.DB
 	tracking *sql.DB
 	grantSQL map[store.ResourceKind]string
-
-	wsMu sync.Mutex
-	ws   map[string]bool
+	ws       mlflowdb.Workspaces
 }
 
 // Open opens the databases in cfg and reads which optional tables
@@ -103,7 +111,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.TrackingPath == "" {
 		return nil, errors.New("sqlite: tracking_path is required")
 	}
-	s := &Store{cfg: cfg, ws: map[string]bool{}}
+	s := &Store{cfg: cfg}
 	s.Writer = mlflowdb.Writer{Run: s.admin}
 	var err error
 	if s.auth, err = sql.Open(driverName, dsn(cfg.AuthPath, cfg.BusyTimeout.Milliseconds())); err != nil {
@@ -284,23 +292,12 @@ func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]s
 // byName adds workspace = 'default' when the table has MLflow 3.10's
 // workspace column.
 func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string) ([]string, error) {
-	s.wsMu.Lock()
-	ws, known := s.ws[table]
-	s.wsMu.Unlock()
-	if !known {
-		var tables, cols int
-		err := s.tracking.QueryRowContext(ctx, `SELECT
-			(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1),
-			(SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = 'workspace')`, table).Scan(&tables, &cols)
-		if err != nil {
-			return nil, resolveErr(l, err)
-		}
-		ws = cols > 0
-		if tables > 0 {
-			s.wsMu.Lock()
-			s.ws[table] = ws
-			s.wsMu.Unlock()
-		}
+	ws, err := s.ws.Has(ctx, table, func(ctx context.Context, table string) (exists, ws bool, err error) {
+		err = s.tracking.QueryRowContext(ctx, mlflowdb.WorkspaceSQL[store.SQLite], table).Scan(&exists, &ws)
+		return exists, ws, err
+	})
+	if err != nil {
+		return nil, resolveErr(l, err)
 	}
 	if ws {
 		q += ` AND workspace = 'default'`

@@ -32,7 +32,7 @@ func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (ex
 	t.Helper()
 	require.NoError(t, sqlite.Migrate(t.Context(), authPath))
 	execAuth, execTracking = execOn(t, authPath), execOn(t, trackingPath)
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), storetest.SQLite, execTracking))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
 	}

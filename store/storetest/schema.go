@@ -4,15 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-)
 
-// Dialect selects the SQL flavour of a schema.
-type Dialect int
-
-// Dialects of the backends under test.
-const (
-	PostgreSQL Dialect = iota
-	SQLite
+	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
 // ExecFunc runs one SQL statement; each backend's test adapts its driver.
@@ -145,9 +138,9 @@ var trackingPostgres = []string{
 
 // CreateTrackingSchema creates MLflow's tracking tables that mlflow-authz
 // reads, in d's flavour, through exec.
-func CreateTrackingSchema(ctx context.Context, d Dialect, exec ExecFunc) error {
+func CreateTrackingSchema(ctx context.Context, d store.Dialect, exec ExecFunc) error {
 	for _, stmt := range trackingPostgres {
-		if d == SQLite {
+		if d == store.SQLite {
 			stmt = sqliteFlavour(stmt)
 		}
 		if err := exec(ctx, stmt); err != nil {

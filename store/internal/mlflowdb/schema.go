@@ -1,6 +1,10 @@
 package mlflowdb
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
 
 // AuthHead is the alembic revision of MLflow's auth schema that the
 // backends' Migrate creates (3.10–3.11.x), stamped in alembic_version_auth
@@ -117,21 +121,21 @@ var groupTables = []Table{
 }
 
 // AuthTables returns MLflow's auth tables at AuthHead followed by
-// mlflow-oidc-auth's group tables, in creation order; GroupTables returns the
-// group tables alone. For SQLite the DDL is what SQLAlchemy emits there:
-// SERIAL is an INTEGER rowid key and TIMESTAMP is DATETIME; names of keys
-// and constraints are the same.
-func AuthTables(sqlite bool) []Table {
-	return flavour(append(authTables[:len(authTables):len(authTables)], groupTables...), sqlite)
+// mlflow-oidc-auth's group tables, in creation order, in d's flavour;
+// GroupTables returns the group tables alone. For SQLite the DDL is what
+// SQLAlchemy emits there: SERIAL is an INTEGER rowid key and TIMESTAMP is
+// DATETIME; names of keys and constraints are the same.
+func AuthTables(d store.Dialect) []Table {
+	return flavour(append(authTables[:len(authTables):len(authTables)], groupTables...), d)
 }
 
 // GroupTables returns mlflow-oidc-auth's group tables; see AuthTables.
-func GroupTables(sqlite bool) []Table { return flavour(groupTables, sqlite) }
+func GroupTables(d store.Dialect) []Table { return flavour(groupTables, d) }
 
-func flavour(ts []Table, sqlite bool) []Table {
+func flavour(ts []Table, d store.Dialect) []Table {
 	out := make([]Table, len(ts))
 	for i, t := range ts {
-		if sqlite {
+		if d == store.SQLite {
 			t.DDL = strings.NewReplacer("SERIAL NOT NULL", "INTEGER NOT NULL", "TIMESTAMP", "DATETIME").Replace(t.DDL)
 		}
 		out[i] = t

@@ -1,0 +1,92 @@
+package mlflowdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Tracking reads the experiments and registered models of MLflow's tracking
+// tables over database/sql, on connections of its own (at most two), so the
+// creator-grant reconciler never competes with the checks for a store's
+// pool. The backends open it with their driver.
+type Tracking struct {
+	db      *sql.DB
+	dialect store.Dialect
+	timeout time.Duration
+	missing func(error) bool
+	ws      Workspaces
+}
+
+// NewTracking reads through db, whose SQL is d's. timeout bounds each query
+// (0 means 2s). missing reports whether an error says that a table does not
+// exist: MLflow has not created it yet, so nothing is in it.
+func NewTracking(db *sql.DB, d store.Dialect, timeout time.Duration, missing func(error) bool) *Tracking {
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(time.Minute)
+	return &Tracking{db: db, dialect: d, timeout: timeout, missing: missing}
+}
+
+// Close releases the connections.
+func (t *Tracking) Close() error { return t.db.Close() }
+
+// Lookup returns the experiment or registered model named name in
+// workspace default, or store.ErrNotFound.
+func (t *Tracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
+	var table, q string
+	switch kind {
+	case store.Experiment:
+		table, q = "experiments", `SELECT CAST(experiment_id AS TEXT), creation_time, last_update_time FROM experiments WHERE name = $1`
+	case store.RegisteredModel:
+		table, q = "registered_models", `SELECT name, creation_time, last_updated_time FROM registered_models WHERE name = $1`
+	default:
+		return store.TrackedObject{}, fmt.Errorf("%s: lookup: unsupported resource kind %q", t.dialect, kind)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	ws, err := t.hasWorkspace(ctx, table)
+	if err != nil {
+		return store.TrackedObject{}, t.err(table, err)
+	}
+	if ws {
+		// Only workspace default: mlflow-authz removes X-MLFLOW-WORKSPACE,
+		// so that is where MLflow acted.
+		q += ` AND workspace = 'default'`
+	}
+	var (
+		o                store.TrackedObject
+		created, updated sql.NullInt64
+	)
+	if err := t.db.QueryRowContext(ctx, q, name).Scan(&o.ID, &created, &updated); err != nil {
+		return store.TrackedObject{}, t.err(table, err)
+	}
+	if created.Valid {
+		o.Created, o.HasCreated = time.UnixMilli(created.Int64), true
+	}
+	if updated.Valid {
+		o.Updated, o.HasUpdated = time.UnixMilli(updated.Int64), true
+	}
+	return o, nil
+}
+
+func (t *Tracking) hasWorkspace(ctx context.Context, table string) (bool, error) {
+	return t.ws.Has(ctx, table, func(ctx context.Context, table string) (exists, ws bool, err error) {
+		err = t.db.QueryRowContext(ctx, WorkspaceSQL[t.dialect], table).Scan(&exists, &ws)
+		return exists, ws, err
+	})
+}
+
+func (t *Tracking) err(table string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) || t.missing(err) {
+		return store.ErrNotFound
+	}
+	return fmt.Errorf("%s: lookup %s: %w: %w", t.dialect, table, store.ErrUnavailable, err)
+}
