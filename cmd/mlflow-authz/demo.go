@@ -19,9 +19,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
-	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
-	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 const (
@@ -120,18 +118,14 @@ func seedDemo(ctx context.Context, dbPath string) error {
 	if err := sqlite.Migrate(ctx, dbPath); err != nil {
 		return err
 	}
+	if err := sqlite.CreateTrackingSchema(ctx, dbPath); err != nil {
+		return err
+	}
 	db, err := sql.Open("sqlite", dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	exec := func(ctx context.Context, q string, args ...any) error {
-		_, err := db.ExecContext(ctx, q, args...)
-		return err
-	}
-	if err := storetest.CreateTrackingSchema(ctx, store.SQLite, exec); err != nil {
-		return err
-	}
 	stmts := []string{
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES
 			(0, 'Default', 'active'), (1, 'fraud-detection', 'active'),
@@ -147,7 +141,7 @@ func seedDemo(ctx context.Context, dbPath string) error {
 		`INSERT INTO experiment_group_permissions (experiment_id, group_id, permission) VALUES ('2', 1, 'READ')`,
 	}
 	for _, s := range stmts {
-		if err := exec(ctx, s); err != nil {
+		if _, err := db.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%w\n%s", err, s)
 		}
 	}

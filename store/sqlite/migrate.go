@@ -44,3 +44,21 @@ func Migrate(ctx context.Context, auth string) error {
 	}
 	return nil
 }
+
+// CreateTrackingSchema creates, in the SQLite database at path (a path or
+// DSN), the tables of MLflow's tracking schema that mlflow-authz reads, as
+// MLflow's own migrations make them. It is for the demo, which runs
+// without MLflow; in production MLflow owns those tables.
+func CreateTrackingSchema(ctx context.Context, path string) error {
+	db, err := sql.Open(driverName, dsn(path, 5000))
+	if err != nil {
+		return fmt.Errorf("sqlite: tracking schema: %w", err)
+	}
+	defer db.Close()
+	for _, stmt := range mlflowdb.TrackingSchema(store.SQLite) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("sqlite: tracking schema: %w", err)
+		}
+	}
+	return nil
+}

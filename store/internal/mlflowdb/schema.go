@@ -120,25 +120,169 @@ var groupTables = []Table{
 	FOREIGN KEY (group_id) REFERENCES groups (id))`},
 }
 
+// trackingTables is MLflow's tracking DDL (3.10+, workspaces column
+// present) for the tables mlflow-authz reads, as SQLAlchemy and alembic emit
+// it for PostgreSQL (mlflow-permissions.md B§8). Only the columns we read or
+// that are NOT NULL are kept; names of keys and constraints are MLflow's.
+var trackingTables = []string{
+	`CREATE TABLE experiments (
+		experiment_id SERIAL NOT NULL,
+		name VARCHAR(256) NOT NULL,
+		artifact_location VARCHAR(256),
+		lifecycle_stage VARCHAR(32),
+		creation_time BIGINT,
+		last_update_time BIGINT,
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT experiment_pk PRIMARY KEY (experiment_id),
+		CONSTRAINT uq_experiments_workspace_name UNIQUE (workspace, name),
+		CONSTRAINT experiments_lifecycle_stage CHECK (lifecycle_stage IN ('active', 'deleted')))`,
+	`CREATE TABLE runs (
+		run_uuid VARCHAR(32) NOT NULL,
+		name VARCHAR(250),
+		source_type VARCHAR(20),
+		user_id VARCHAR(256),
+		status VARCHAR(20),
+		start_time BIGINT,
+		end_time BIGINT,
+		lifecycle_stage VARCHAR(20),
+		artifact_uri VARCHAR(200),
+		experiment_id INTEGER,
+		deleted_time BIGINT,
+		CONSTRAINT run_pk PRIMARY KEY (run_uuid),
+		FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id),
+		CONSTRAINT runs_lifecycle_stage CHECK (lifecycle_stage IN ('active', 'deleted')))`,
+	`CREATE TABLE trace_info (
+		request_id VARCHAR(50) NOT NULL,
+		experiment_id INTEGER NOT NULL,
+		timestamp_ms BIGINT NOT NULL,
+		execution_time_ms BIGINT,
+		status VARCHAR(50) NOT NULL,
+		client_request_id VARCHAR(50),
+		request_preview VARCHAR(1000),
+		response_preview VARCHAR(1000),
+		CONSTRAINT trace_info_pk PRIMARY KEY (request_id),
+		CONSTRAINT fk_trace_info_experiment_id FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id))`,
+	`CREATE INDEX index_trace_info_experiment_id_timestamp_ms ON trace_info (experiment_id, timestamp_ms)`,
+	`CREATE TABLE logged_models (
+		model_id VARCHAR(36) NOT NULL,
+		experiment_id INTEGER NOT NULL,
+		name VARCHAR(500) NOT NULL,
+		artifact_location VARCHAR(1000) NOT NULL,
+		creation_timestamp_ms BIGINT NOT NULL,
+		last_updated_timestamp_ms BIGINT NOT NULL,
+		status INTEGER NOT NULL,
+		lifecycle_stage VARCHAR(32),
+		model_type VARCHAR(500),
+		source_run_id VARCHAR(32),
+		status_message VARCHAR(1000),
+		CONSTRAINT logged_models_pk PRIMARY KEY (model_id),
+		CONSTRAINT fk_logged_models_experiment_id FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id) ON DELETE CASCADE,
+		CONSTRAINT logged_models_lifecycle_stage_check CHECK (lifecycle_stage IN ('active', 'deleted')))`,
+	`CREATE TABLE registered_models (
+		name VARCHAR(256) NOT NULL,
+		creation_time BIGINT,
+		last_updated_time BIGINT,
+		description VARCHAR(5000),
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT registered_model_pk PRIMARY KEY (workspace, name))`,
+	`CREATE TABLE model_versions (
+		name VARCHAR(256) NOT NULL,
+		version INTEGER NOT NULL,
+		creation_time BIGINT,
+		last_updated_time BIGINT,
+		description VARCHAR(5000),
+		user_id VARCHAR(256),
+		current_stage VARCHAR(20),
+		source VARCHAR(500),
+		run_id VARCHAR(32),
+		status VARCHAR(20),
+		status_message VARCHAR(500),
+		run_link VARCHAR(500),
+		storage_location VARCHAR(500),
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT model_version_pk PRIMARY KEY (workspace, name, version),
+		FOREIGN KEY (workspace, name) REFERENCES registered_models (workspace, name) ON UPDATE CASCADE)`,
+	`CREATE TABLE jobs (
+		id VARCHAR(36) NOT NULL,
+		creation_time BIGINT NOT NULL,
+		job_name VARCHAR(500) NOT NULL,
+		params TEXT NOT NULL,
+		timeout DOUBLE PRECISION,
+		status INTEGER NOT NULL,
+		result TEXT,
+		retry_count INTEGER NOT NULL DEFAULT 0,
+		last_update_time BIGINT NOT NULL,
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT jobs_pk PRIMARY KEY (id))`,
+	`CREATE TABLE issues (
+		issue_id VARCHAR(36) NOT NULL,
+		experiment_id INTEGER NOT NULL,
+		name VARCHAR(250),
+		CONSTRAINT issues_pk PRIMARY KEY (issue_id),
+		FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id) ON DELETE CASCADE)`,
+	`CREATE TABLE endpoints (
+		endpoint_id VARCHAR(36) NOT NULL,
+		name VARCHAR(255),
+		created_at BIGINT NOT NULL,
+		last_updated_at BIGINT NOT NULL,
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT endpoints_pk PRIMARY KEY (endpoint_id),
+		CONSTRAINT uq_endpoints_workspace_name UNIQUE (workspace, name))`,
+	`CREATE TABLE evaluation_datasets (
+		dataset_id VARCHAR(36) NOT NULL,
+		name VARCHAR(255) NOT NULL,
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT evaluation_datasets_pk PRIMARY KEY (dataset_id))`,
+	// Dataset ↔ experiment links (mlflow/store/tracking/dbmodels/models.py
+	// SqlEntityAssociation): source EVALUATION_DATASET → destination EXPERIMENT.
+	`CREATE TABLE entity_associations (
+		association_id VARCHAR(36) NOT NULL,
+		source_type VARCHAR(36) NOT NULL,
+		source_id VARCHAR(36) NOT NULL,
+		destination_type VARCHAR(36) NOT NULL,
+		destination_id VARCHAR(36) NOT NULL,
+		created_time BIGINT,
+		CONSTRAINT entity_associations_pk PRIMARY KEY (source_type, source_id, destination_type, destination_id))`,
+}
+
+// TrackingSchema returns the statements that create MLflow's tracking
+// tables that mlflow-authz reads, in d's flavour. MLflow's own migrations
+// make them in production; the demo and the tests make them with these.
+func TrackingSchema(d store.Dialect) []string {
+	out := make([]string, len(trackingTables))
+	for i, stmt := range trackingTables {
+		out[i] = flavour(stmt, d)
+	}
+	return out
+}
+
 // AuthTables returns MLflow's auth tables at AuthHead followed by
 // mlflow-oidc-auth's group tables, in creation order, in d's flavour;
-// GroupTables returns the group tables alone. For SQLite the DDL is what
-// SQLAlchemy emits there: SERIAL is an INTEGER rowid key and TIMESTAMP is
-// DATETIME; names of keys and constraints are the same.
+// GroupTables returns the group tables alone.
 func AuthTables(d store.Dialect) []Table {
-	return flavour(append(authTables[:len(authTables):len(authTables)], groupTables...), d)
+	return flavourTables(append(authTables[:len(authTables):len(authTables)], groupTables...), d)
 }
 
 // GroupTables returns mlflow-oidc-auth's group tables; see AuthTables.
-func GroupTables(d store.Dialect) []Table { return flavour(groupTables, d) }
+func GroupTables(d store.Dialect) []Table { return flavourTables(groupTables, d) }
 
-func flavour(ts []Table, d store.Dialect) []Table {
+func flavourTables(ts []Table, d store.Dialect) []Table {
 	out := make([]Table, len(ts))
 	for i, t := range ts {
-		if d == store.SQLite {
-			t.DDL = strings.NewReplacer("SERIAL NOT NULL", "INTEGER NOT NULL", "TIMESTAMP", "DATETIME").Replace(t.DDL)
-		}
+		t.DDL = flavour(t.DDL, d)
 		out[i] = t
 	}
 	return out
+}
+
+// sqliteTypes turns the PostgreSQL DDL above into what SQLAlchemy emits
+// for SQLite: SERIAL is an INTEGER rowid key, TIMESTAMP is DATETIME and
+// DOUBLE PRECISION is FLOAT; names of keys and constraints are the same.
+var sqliteTypes = strings.NewReplacer("SERIAL NOT NULL", "INTEGER NOT NULL", "TIMESTAMP", "DATETIME", "DOUBLE PRECISION", "FLOAT")
+
+func flavour(ddl string, d store.Dialect) string {
+	if d == store.SQLite {
+		return sqliteTypes.Replace(ddl)
+	}
+	return ddl
 }
