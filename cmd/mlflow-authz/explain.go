@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -60,23 +62,18 @@ Exits 0 on allow, 1 on deny, 2 on bad usage.`,
 				}
 				req.Headers[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
 			}
-			return runAdmin(cmd, &c, true, func(ctx context.Context, cl v1.AdminServiceClient) error {
-				resp, err := cl.Explain(ctx, req)
-				if err != nil {
-					return callErr(err)
-				}
-				if c.output == "json" {
-					if err := writeJSON(cmd.OutOrStdout(), resp); err != nil {
-						return err
-					}
-				} else {
-					printExplanation(cmd, resp)
-				}
-				if !resp.Allowed {
-					return errDenied
-				}
-				return nil
-			})
+			var allowed bool
+			err := adminCall(cmd, &c, true,
+				func(ctx context.Context, cl v1.AdminServiceClient) (*v1.ExplainResponse, error) {
+					resp, err := cl.Explain(ctx, req)
+					allowed = err == nil && resp.Allowed
+					return resp, err
+				},
+				printExplanation)
+			if err == nil && !allowed {
+				return errDenied
+			}
+			return err
 		},
 	}
 	c.addFlags(cmd)
@@ -92,17 +89,15 @@ Exits 0 on allow, 1 on deny, 2 on bad usage.`,
 	return cmd
 }
 
-func printExplanation(cmd *cobra.Command, resp *v1.ExplainResponse) {
-	w := cmd.OutOrStdout()
+func printExplanation(w io.Writer, resp *v1.ExplainResponse) error {
 	if resp.Allowed {
 		fmt.Fprintf(w, "ALLOW (app %s, reason %s)\n\n", resp.App, resp.Reason)
 	} else {
 		fmt.Fprintf(w, "DENY %d %s: %s\n\n", resp.Status, resp.Reason, resp.Message)
 	}
-	tw := newTable(w)
-	fmt.Fprintln(tw, "STEP\tSTAGE\tDETAIL")
+	rows := make([][]string, len(resp.Steps))
 	for i, s := range resp.Steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", i+1, s.Stage, s.Detail)
+		rows[i] = []string{strconv.Itoa(i + 1), s.Stage, s.Detail}
 	}
-	_ = tw.Flush()
+	return printTable(w, []string{"STEP", "STAGE", "DETAIL"}, rows)
 }
