@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -171,8 +169,10 @@ var users = []devissuer.User{
 
 // harness is one running service with its database and issuer.
 type harness struct {
-	dbURL  string  // PostgreSQL only
-	sqlDB  *sql.DB // SQLite only: MLflow's one-file database, opened as another process would
+	dbURL string // PostgreSQL only
+	// exec runs one statement on a connection of its own, as psql or
+	// MLflow would: never through the service's pool.
+	exec   storetest.ExecFunc
 	iss    *devissuer.Issuer
 	run    *server.Running
 	client authv3.AuthorizationClient
@@ -208,16 +208,14 @@ func startOn(t *testing.T, b backend) *harness {
 		h.dbURL = storetest.Postgres(t)
 		h.env["DATABASE_URL"] = h.dbURL
 		require.NoError(t, postgres.Migrate(ctx, h.dbURL))
+		h.exec = storetest.PostgresExec(t, h.dbURL)
 		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, h.exec))
 	case backendSQLite:
 		// One file for tracking and auth, MLflow's embedded default.
 		path := filepath.Join(t.TempDir(), "mlflow.db")
 		h.env["SQLITE_PATH"] = path
 		require.NoError(t, sqlite.Migrate(ctx, path))
-		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = db.Close() })
-		h.sqlDB = db
+		h.exec = storetest.SQLiteExec(t, path)
 		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, h.exec))
 		doc = strings.Replace(doc, storePostgres, storeSQLite, 1)
 	default:
@@ -259,22 +257,6 @@ func (h *harness) parse(t *testing.T, doc string) *config.Config {
 	cfg, err := config.Parse([]byte(doc), func(k string) (string, bool) { v, ok := h.env[k]; return v, ok })
 	require.NoError(t, err)
 	return cfg
-}
-
-// exec runs one statement on a connection of its own, as psql or MLflow
-// would: never through the service's pool.
-func (h *harness) exec(ctx context.Context, sql string, args ...any) error {
-	if h.sqlDB != nil {
-		_, err := h.sqlDB.ExecContext(ctx, sql, args...)
-		return err
-	}
-	conn, err := pgx.Connect(ctx, h.dbURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, sql, args...)
-	return err
 }
 
 // readyz returns the status of the service's readiness endpoint.

@@ -3,7 +3,6 @@ package adminapi_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -79,13 +78,7 @@ func start(t testing.TB) *env {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "mlflow.db")
 	require.NoError(t, sqlite.Migrate(ctx, path))
-	db, err := sql.Open("sqlite", path)
-	require.NoError(t, err)
-	defer db.Close()
-	exec := func(ctx context.Context, q string, args ...any) error {
-		_, err := db.ExecContext(ctx, q, args...)
-		return err
-	}
+	exec := storetest.SQLiteExec(t, path)
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, exec))
 	for _, q := range []string{
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'fraud-detection', 'active')`,

@@ -3,7 +3,6 @@ package mlflow_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -34,9 +33,9 @@ func newStore(t *testing.T) *sqlite.Store {
 	dir := t.TempDir()
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
 	require.NoError(t, sqlite.Migrate(t.Context(), ap))
-	execAuth, execTracking := execOn(t, ap), execOn(t, tp)
+	execAuth, execTracking := storetest.SQLiteExec(t, ap), storetest.SQLiteExec(t, tp)
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
-	must(t, execAuth,
+	storetest.Must(t, execAuth,
 		`INSERT INTO users (id, username, password_hash, is_admin) VALUES
 			(1, 'alice', 'x', false), (2, 'root', 'x', true), (3, 'bob', 'x', false), (4, 'eve', 'x', NULL)`,
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES
@@ -47,7 +46,7 @@ func newStore(t *testing.T) *sqlite.Store {
 		`INSERT INTO experiment_group_permissions (experiment_id, group_id, permission) VALUES
 			('3', 1, 'MANAGE'), ('6', 1, 'EDIT'), ('7', 1, 'READ'), ('6', 2, 'READ'), ('7', 2, 'MANAGE')`,
 	)
-	must(t, execTracking,
+	storetest.Must(t, execTracking,
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage, workspace) VALUES
 			(0, 'Default', 'active', 'default'), (1, 'one', 'active', 'default'), (2, 'two', 'active', 'default'),
 			(3, 'three', 'active', 'default'), (4, 'four', 'active', 'default'), (5, 'five', 'active', 'default'),
@@ -66,24 +65,6 @@ func newStore(t *testing.T) *sqlite.Store {
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	return st
-}
-
-func execOn(t *testing.T, path string) storetest.ExecFunc {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return func(ctx context.Context, q string, args ...any) error {
-		_, err := db.ExecContext(ctx, q, args...)
-		return err
-	}
-}
-
-func must(t *testing.T, exec storetest.ExecFunc, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		require.NoError(t, exec(t.Context(), s), s)
-	}
 }
 
 func req(t *testing.T, method, target, body string, headers map[string]string) *authz.Request {

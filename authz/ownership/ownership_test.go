@@ -2,18 +2,15 @@ package ownership_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -49,94 +46,34 @@ var backends = []opener{
 	{"sqlite", func(t *testing.T) env { return openSQLite(t) }},
 }
 
-func asAdmin(t testing.TB, s any) store.Admin {
-	t.Helper()
-	a, ok := s.(store.Admin)
-	require.True(t, ok, "%T does not implement store.Admin", s)
-	return a
-}
-
 func openPostgres(t *testing.T) env {
 	t.Helper()
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
-	require.NoError(t, postgres.Migrate(t.Context(), authURL))
-	e := env{mlflow: pgExec(t, trackingURL), auth: pgExec(t, authURL)}
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, e.mlflow))
-	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: trackingURL, AuthURL: authURL})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	e.admin = asAdmin(t, st)
-	e.tracking, err = postgres.OpenTracking(trackingURL, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { e.tracking.Close() })
-	return e
-}
-
-func pgExec(t *testing.T, url string) storetest.ExecFunc {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	var mu sync.Mutex // a pgx.Conn is not safe for concurrent use
-	return func(ctx context.Context, q string, args ...any) error {
-		mu.Lock()
-		defer mu.Unlock()
-		_, err := conn.Exec(ctx, q, args...)
-		return err
-	}
+	return openEnv(t, backend.Config{Driver: store.PostgreSQL, Postgres: postgres.Config{TrackingURL: trackingURL, AuthURL: authURL}},
+		storetest.PostgresExec(t, trackingURL), storetest.PostgresExec(t, authURL))
 }
 
 func openSQLite(t testing.TB) env {
 	t.Helper()
 	dir := t.TempDir()
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
-	require.NoError(t, sqlite.Migrate(t.Context(), ap))
-	e := env{mlflow: sqliteExec(t, tp), auth: sqliteExec(t, ap)}
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, e.mlflow))
-	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: tp, AuthPath: ap})
+	return openEnv(t, backend.Config{Driver: store.SQLite, SQLite: sqlite.Config{TrackingPath: tp, AuthPath: ap}},
+		storetest.SQLiteExec(t, tp), storetest.SQLiteExec(t, ap))
+}
+
+// openEnv migrates cfg's auth database, creates its tracking tables through
+// mlflow and opens the store and the tracking reader as the server does.
+func openEnv(t testing.TB, cfg backend.Config, mlflow, auth storetest.ExecFunc) env {
+	t.Helper()
+	require.NoError(t, backend.Migrate(t.Context(), cfg))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), cfg.Driver, mlflow))
+	st, err := backend.OpenAdmin(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	e.admin = asAdmin(t, st)
-	e.tracking, err = sqlite.OpenTracking(tp, 0)
+	tracking, err := backend.OpenTracking(cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { e.tracking.Close() })
-	return e
-}
-
-func sqliteExec(t testing.TB, path string) storetest.ExecFunc {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return func(ctx context.Context, q string, args ...any) error {
-		_, err := db.ExecContext(ctx, q, args...)
-		return err
-	}
-}
-
-func must(t *testing.T, exec storetest.ExecFunc, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		require.NoError(t, exec(t.Context(), s), s)
-	}
-}
-
-// clock is a settable clock shared by the test and the reconciler.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	t.Cleanup(func() { tracking.Close() })
+	return env{admin: st, tracking: tracking, mlflow: mlflow, auth: auth}
 }
 
 // fixture is the MLflow policy wired to a reconciler, as the server wires it.
@@ -144,14 +81,14 @@ type fixture struct {
 	env
 	rec    *ownership.Reconciler
 	policy *mlflow.Policy
-	clock  *clock
+	clock  *storetest.Clock
 }
 
 func newFixture(t *testing.T, e env, cfg mlflow.Config, opt ownership.Options) *fixture {
 	t.Helper()
 	f := &fixture{env: e}
 	if opt.Now == nil {
-		f.clock = &clock{t: time.Now()}
+		f.clock = storetest.NewClock(time.Now())
 		opt.Now = f.clock.Now
 	}
 	if opt.Logger == nil {
@@ -218,9 +155,9 @@ func TestCreatorGrants(t *testing.T) {
 				assert.Equal(t, 1, f.rec.Pending())
 				assert.Zero(t, f.rec.Stats().Granted)
 
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time)
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time)
 					VALUES ('exp-a', 'active', %d, %d)`, f.nowMS(), f.nowMS()))
-				f.clock.Add(200 * time.Millisecond)
+				f.clock.Advance(200 * time.Millisecond)
 				f.rec.Reconcile(t.Context())
 				f.rec.Reconcile(t.Context())
 				id := experimentID(t, f.tracking, "exp-a")
@@ -239,7 +176,7 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("CreateRegisteredModelAjax", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				require.True(t, f.decide(t, "bob", nil, "POST", "/ajax-api/2.0/mlflow/registered-models/create", `{"name": "model-b"}`).Allowed)
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('model-b', %d, %d)`, f.nowMS(), f.nowMS()))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('model-b', %d, %d)`, f.nowMS(), f.nowMS()))
 				f.rec.Reconcile(t.Context())
 				assert.Equal(t, []string{"bob=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "model-b"}))
 				assert.Equal(t, ownership.Stats{Granted: 1}, f.rec.Stats())
@@ -248,7 +185,7 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("DuplicateNameNoGrant", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				old := f.clock.Now().Add(-time.Hour).UnixMilli()
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time) VALUES ('taken', 'active', %d)`, old),
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time) VALUES ('taken', 'active', %d)`, old),
 					fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('taken', %d, %d)`, old, old))
 				// Allowed (MLflow itself answers RESOURCE_ALREADY_EXISTS), never recorded.
 				require.True(t, f.decide(t, "eve", nil, "POST", "/api/2.0/mlflow/experiments/create", `{"name": "taken"}`).Allowed)
@@ -269,7 +206,7 @@ func TestCreatorGrants(t *testing.T) {
 				require.True(t, f.decide(t, "eve", nil, "POST", "/api/2.0/mlflow/experiments/create", `{"name": "early"}`).Allowed)
 				require.True(t, f.decide(t, "eve", nil, "POST", "/api/2.0/mlflow/registered-models/create", `{"name": "late"}`).Allowed)
 				require.Equal(t, 2, f.rec.Pending())
-				must(t, f.mlflow,
+				storetest.Must(t, f.mlflow,
 					fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time) VALUES ('early', 'active', %d)`, f.clock.Now().Add(-time.Minute).UnixMilli()),
 					fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('late', %d, 0)`, f.clock.Now().Add(time.Minute).UnixMilli()))
 				f.rec.Reconcile(t.Context())
@@ -282,7 +219,7 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("NullCreationTimeNoGrant", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				require.True(t, f.decide(t, "eve", nil, "POST", "/api/2.0/mlflow/experiments/create", `{"name": "nulltime"}`).Allowed)
-				must(t, f.mlflow, `INSERT INTO experiments (name, lifecycle_stage) VALUES ('nulltime', 'active')`)
+				storetest.Must(t, f.mlflow, `INSERT INTO experiments (name, lifecycle_stage) VALUES ('nulltime', 'active')`)
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, store.Resource{Kind: store.Experiment, ID: experimentID(t, f.tracking, "nulltime")}))
 				assert.Equal(t, ownership.Stats{Refused: 1}, f.rec.Stats())
@@ -291,15 +228,15 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("NeverMaterialisesExpires", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{PendingTTL: time.Minute}, ownership.Options{})
 				require.True(t, f.decide(t, "alice", nil, "POST", "/api/2.0/mlflow/experiments/create", `{"name": "ghost"}`).Allowed)
-				f.clock.Add(59 * time.Second)
+				f.clock.Advance(59 * time.Second)
 				f.rec.Reconcile(t.Context())
 				assert.Equal(t, 1, f.rec.Pending())
-				f.clock.Add(2 * time.Second)
+				f.clock.Advance(2 * time.Second)
 				f.rec.Reconcile(t.Context())
 				assert.Zero(t, f.rec.Pending())
 				assert.Equal(t, ownership.Stats{Expired: 1}, f.rec.Stats())
 				// A row made after the expiry earns nothing.
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time) VALUES ('ghost', 'active', %d)`, f.nowMS()))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO experiments (name, lifecycle_stage, creation_time) VALUES ('ghost', 'active', %d)`, f.nowMS()))
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, store.Resource{Kind: store.Experiment, ID: experimentID(t, f.tracking, "ghost")}))
 			})
@@ -311,7 +248,7 @@ func TestCreatorGrants(t *testing.T) {
 				// The same caller retrying is one record.
 				require.True(t, f.decide(t, "bob", nil, "POST", "/api/2.0/mlflow/registered-models/create", `{"name": "race"}`).Allowed)
 				require.Equal(t, 2, f.rec.Pending())
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('race', %d, 0)`, f.nowMS()))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('race', %d, 0)`, f.nowMS()))
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "race"}))
 				assert.Equal(t, ownership.Stats{Refused: 2}, f.rec.Stats())
@@ -321,7 +258,7 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("RenameMovesRows", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				old := f.clock.Now().Add(-time.Hour).UnixMilli()
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('m-old', %d, %d)`, old, old))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('m-old', %d, %d)`, old, old))
 				m := func(name string) store.Resource { return store.Resource{Kind: store.RegisteredModel, ID: name} }
 				_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, m("m-old"), store.Manage)
 				require.NoError(t, err)
@@ -338,8 +275,8 @@ func TestCreatorGrants(t *testing.T) {
 				f.rec.Reconcile(t.Context()) // not renamed yet
 				assert.Equal(t, []string{"alice=MANAGE", "bob=READ"}, grants(t, f.admin, m("m-old")))
 
-				f.clock.Add(100 * time.Millisecond)
-				must(t, f.mlflow, fmt.Sprintf(`UPDATE registered_models SET name = 'm-new', last_updated_time = %d WHERE name = 'm-old'`, f.nowMS()))
+				f.clock.Advance(100 * time.Millisecond)
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`UPDATE registered_models SET name = 'm-new', last_updated_time = %d WHERE name = 'm-old'`, f.nowMS()))
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, m("m-old")))
 				assert.Equal(t, []string{"alice=MANAGE", "bob=READ"}, grants(t, f.admin, m("m-new")))
@@ -352,15 +289,15 @@ func TestCreatorGrants(t *testing.T) {
 				// must not land on the other model.
 				f := newFixture(t, b.open(t), mlflow.Config{PendingTTL: time.Minute}, ownership.Options{})
 				old := f.clock.Now().Add(-time.Hour).UnixMilli()
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('a', %d, %d), ('b', %d, %d)`, old, old, old, old))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('a', %d, %d), ('b', %d, %d)`, old, old, old, old))
 				_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, store.Resource{Kind: store.RegisteredModel, ID: "a"}, store.Manage)
 				require.NoError(t, err)
 				require.True(t, f.decide(t, "alice", nil, "POST", "/api/2.0/mlflow/registered-models/rename", `{"name": "a", "new_name": "b"}`).Allowed)
 				f.rec.Reconcile(t.Context())
-				must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'a'`)
+				storetest.Must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'a'`)
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "b"}))
-				f.clock.Add(2 * time.Minute)
+				f.clock.Advance(2 * time.Minute)
 				f.rec.Reconcile(t.Context())
 				assert.Equal(t, ownership.Stats{Expired: 1}, f.rec.Stats())
 			})
@@ -368,7 +305,7 @@ func TestCreatorGrants(t *testing.T) {
 			t.Run("DeleteRemovesRows", func(t *testing.T) {
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				old := f.clock.Now().Add(-time.Hour).UnixMilli()
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('gone', %d, %d), ('kept', %d, %d)`, old, old, old, old))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('gone', %d, %d), ('kept', %d, %d)`, old, old, old, old))
 				for _, name := range []string{"gone", "kept"} {
 					for _, u := range []string{"alice", "bob"} {
 						_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: u}, store.Resource{Kind: store.RegisteredModel, ID: name}, store.Manage)
@@ -379,7 +316,7 @@ func TestCreatorGrants(t *testing.T) {
 				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/2.0/mlflow/registered-models/delete?name=gone", "").Allowed)
 				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/2.0/mlflow/registered-models/delete", `{"name": "kept"}`).Allowed)
 				require.Equal(t, 2, f.rec.Pending())
-				must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'gone'`) // MLflow refused to delete "kept"
+				storetest.Must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'gone'`) // MLflow refused to delete "kept"
 				f.rec.Reconcile(t.Context())
 				assert.Empty(t, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "gone"}))
 				assert.Equal(t, []string{"alice=MANAGE", "bob=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "kept"}))
@@ -392,13 +329,13 @@ func TestCreatorGrants(t *testing.T) {
 				// go, and the new creator is granted.
 				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
 				old := f.clock.Now().Add(-time.Hour).UnixMilli()
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('again', %d, %d)`, old, old))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('again', %d, %d)`, old, old))
 				_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, store.Resource{Kind: store.RegisteredModel, ID: "again"}, store.Manage)
 				require.NoError(t, err)
 				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/2.0/mlflow/registered-models/delete", `{"name": "again"}`).Allowed)
-				must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'again'`)
+				storetest.Must(t, f.mlflow, `DELETE FROM registered_models WHERE name = 'again'`)
 				require.True(t, f.decide(t, "bob", nil, "POST", "/api/2.0/mlflow/registered-models/create", `{"name": "again"}`).Allowed)
-				must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('again', %d, %d)`, f.nowMS(), f.nowMS()))
+				storetest.Must(t, f.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('again', %d, %d)`, f.nowMS(), f.nowMS()))
 				f.rec.Reconcile(t.Context())
 				assert.Equal(t, []string{"bob=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.RegisteredModel, ID: "again"}))
 				assert.Equal(t, ownership.Stats{Granted: 1, Deleted: 1}, f.rec.Stats())
@@ -433,8 +370,8 @@ func TestCreatorGrants(t *testing.T) {
 					{name: "anonymous", user: "", target: "/api/2.0/mlflow/experiments/create", body: `{"name": "x"}`, status: http.StatusUnauthorized, reason: authz.ReasonUnauthenticated},
 				}
 				e := b.open(t)
-				must(t, e.auth, `INSERT INTO users (username, password_hash, is_admin) VALUES ('root', 'x', true)`)
-				must(t, e.mlflow, `INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'one', 'active')`)
+				storetest.Must(t, e.auth, `INSERT INTO users (username, password_hash, is_admin) VALUES ('root', 'x', true)`)
+				storetest.Must(t, e.mlflow, `INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'one', 'active')`)
 				for _, tt := range tests {
 					t.Run(tt.name, func(t *testing.T) {
 						f := newFixture(t, e, tt.cfg, ownership.Options{})
@@ -490,7 +427,7 @@ func TestRunGrantLatency(t *testing.T) {
 				require.True(t, f.decide(t, "alice", nil, "POST", "/api/2.0/mlflow/registered-models/create", `{"name": "`+name+`"}`).Allowed)
 				// MLflow answers the create a few milliseconds later.
 				time.Sleep(5 * time.Millisecond)
-				must(t, e.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('%s', %d, 0)`, name, time.Now().UnixMilli()))
+				storetest.Must(t, e.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('%s', %d, 0)`, name, time.Now().UnixMilli()))
 				require.Eventually(t, func() bool {
 					g, err := e.admin.Grants(t.Context(), "alice", store.Resource{Kind: store.RegisteredModel, ID: name})
 					return err == nil && g.User != nil && g.User.Permission == store.Manage
@@ -574,7 +511,7 @@ func TestIdleReadsNothing(t *testing.T) {
 	require.Equal(t, 1, rec.Pending())
 	time.Sleep(50 * time.Millisecond)
 	assert.Greater(t, ct.n.Load(), int64(2), "polls while the record waits")
-	must(t, e.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('quiet', %d, 0)`, time.Now().UnixMilli()))
+	storetest.Must(t, e.mlflow, fmt.Sprintf(`INSERT INTO registered_models (name, creation_time, last_updated_time) VALUES ('quiet', %d, 0)`, time.Now().UnixMilli()))
 	require.Eventually(t, func() bool { return rec.Pending() == 0 }, 2*time.Second, time.Millisecond)
 	n := ct.n.Load()
 	time.Sleep(100 * time.Millisecond)

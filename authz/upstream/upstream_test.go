@@ -14,6 +14,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 var (
@@ -132,27 +133,10 @@ func writeToken(t *testing.T, path, token string) {
 	require.NoError(t, os.Rename(tmp, path))
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestKialiUpstream(t *testing.T) {
 	tokenPath := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenPath, "sa-token-1\n")
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := storetest.NewClock(time.Unix(1_800_000_000, 0))
 	up, err := upstream.New(upstream.Config{Mode: "kiali", TokenFile: tokenPath}, upstream.WithClock(clock.Now))
 	require.NoError(t, err)
 
@@ -230,7 +214,7 @@ func TestKialiUpstream(t *testing.T) {
 func TestKialiUpstreamConcurrent(t *testing.T) {
 	tokenPath := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenPath, "sa-token-1")
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := storetest.NewClock(time.Unix(1_800_000_000, 0))
 	up, err := upstream.New(upstream.Config{Mode: "kiali", TokenFile: tokenPath}, upstream.WithClock(clock.Now))
 	require.NoError(t, err)
 	r := req(t, "GET", "/kiali/api/namespaces", "", nil)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -65,39 +62,26 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 	ctx := t.Context()
 	dir := t.TempDir()
 	e := &adminEnv{cfgPath: filepath.Join(dir, "config.yaml")}
-	var storeYAML string
-	switch backend {
-	case "sqlite":
+	var (
+		storeYAML string
+		seed      storetest.ExecFunc
+	)
+	switch store.Dialect(backend) {
+	case store.SQLite:
 		path := filepath.Join(dir, "mlflow.db")
-		out, err := exec.CommandContext(ctx, binary, "migrate", "--sqlite", path).CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		db, err := sql.Open("sqlite", path)
-		require.NoError(t, err)
-		defer db.Close()
-		run := func(ctx context.Context, q string, args ...any) error {
-			_, err := db.ExecContext(ctx, q, args...)
-			return err
-		}
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, run))
-		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--sqlite", path}
+		seed = storetest.SQLiteExec(t, path)
 		storeYAML = fmt.Sprintf("  driver: sqlite\n  sqlite: {tracking_path: %q, poll_interval: 100ms}", path)
-	case "postgres":
+	case store.PostgreSQL:
 		url := storetest.Postgres(t)
-		out, err := exec.CommandContext(ctx, binary, "migrate", "--database-url", url).CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		conn, err := pgx.Connect(ctx, url)
-		require.NoError(t, err)
-		defer conn.Close(ctx)
-		run := func(ctx context.Context, q string, args ...any) error {
-			_, err := conn.Exec(ctx, q, args...)
-			return err
-		}
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, run))
-		require.NoError(t, run(ctx, adminSeed))
 		e.direct = []string{"--database-url", url}
+		seed = storetest.PostgresExec(t, url)
 		storeYAML = fmt.Sprintf("  driver: postgres\n  postgres: {tracking_url: %q}", url)
 	}
+	out, err := exec.CommandContext(ctx, binary, append([]string{"migrate"}, e.direct...)...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.Dialect(backend), seed))
+	require.NoError(t, seed(ctx, adminSeed))
 	iss, err := devissuer.Start("127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = iss.Close() })

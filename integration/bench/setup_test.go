@@ -14,7 +14,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
@@ -72,13 +71,7 @@ func seeded(t testing.TB, d loadgen.Dataset) (string, time.Duration) {
 	ctx := context.Background()
 	url := storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(ctx, url))
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	exec := func(ctx context.Context, sql string, args ...any) error {
-		_, err := conn.Exec(ctx, sql, args...)
-		return err
-	}
+	exec := storetest.PostgresExec(t, url)
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	start := time.Now()
 	for _, s := range d.SeedSQL() {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -110,21 +109,10 @@ func database(t *testing.T) string {
 	url := storetest.Postgres(t)
 	ctx := t.Context()
 	require.NoError(t, postgres.Migrate(ctx, url))
-	exec := func(ctx context.Context, sql string, args ...any) error { return execSQL(ctx, url, sql, args...) }
+	exec := storetest.PostgresExec(t, url)
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	require.NoError(t, seed(ctx, exec))
 	return url
-}
-
-// execSQL runs one statement on a connection of its own, as psql would.
-func execSQL(ctx context.Context, url, sql string, args ...any) error {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, sql, args...)
-	return err
 }
 
 // keyServer is the test's Keycloak: a devissuer in realm test, which can

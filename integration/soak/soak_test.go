@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -205,13 +204,7 @@ func seeded(t *testing.T, d loadgen.Dataset) string {
 	ctx := t.Context()
 	url := storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(ctx, url))
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(context.WithoutCancel(ctx))
-	exec := func(ctx context.Context, sql string, args ...any) error {
-		_, err := conn.Exec(ctx, sql, args...)
-		return err
-	}
+	exec := storetest.PostgresExec(t, url)
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
 	for _, s := range d.SeedSQL() {
 		require.NoError(t, exec(ctx, s), s)

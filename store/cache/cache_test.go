@@ -1,8 +1,7 @@
-package cache
+package cache_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -14,7 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/cache"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // gated wraps a real store and counts calls. When hold is set, each call
@@ -67,13 +68,10 @@ func newFixture(t *testing.T) fixture {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "mlflow.db")
 	require.NoError(t, sqlite.Migrate(t.Context(), p))
-	db, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	run := storetest.SQLiteExec(t, p)
 	exec := func(q string) {
 		t.Helper()
-		_, err := db.ExecContext(t.Context(), q)
-		require.NoError(t, err, q)
+		storetest.Must(t, run, q)
 	}
 	exec(`CREATE TABLE runs (run_uuid VARCHAR(32) NOT NULL PRIMARY KEY, experiment_id INTEGER)`)
 	exec(`INSERT INTO users (id, username, is_admin) VALUES (1, 'alice', 0)`)
@@ -87,23 +85,18 @@ func newFixture(t *testing.T) fixture {
 
 var exp1 = store.Resource{Kind: store.Experiment, ID: "1"}
 
-type clock struct{ now atomic.Int64 }
-
-func (c *clock) Now() time.Time             { return time.Unix(0, c.now.Load()) }
-func (c *clock) add(d time.Duration)        { c.now.Add(int64(d)) }
-func newClock() *clock                      { c := &clock{}; c.now.Store(time.Unix(1e9, 0).UnixNano()); return c }
 func readGrant(g store.Grants) *store.Grant { return g.User }
 
 func TestGrantsHitMissAndFlush(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	for range 3 {
 		g, err := c.Grants(t.Context(), "alice", exp1)
 		require.NoError(t, err)
 		require.Equal(t, &store.Grant{Permission: store.Read, Valid: true}, g.User)
 	}
 	assert.EqualValues(t, 1, f.inner.calls.Load())
-	assert.Equal(t, Stats{GrantHits: 2, GrantMisses: 1}, c.Stats())
+	assert.Equal(t, cache.Stats{GrantHits: 2, GrantMisses: 1}, c.Stats())
 
 	f.exec(`DELETE FROM experiment_permissions`)
 	c.Flush()
@@ -117,7 +110,7 @@ func TestGrantsHitMissAndFlush(t *testing.T) {
 // the flush announcing it must not be cached (no stale allow).
 func TestFlushRacingMiss(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	f.inner.hold.Store(true)
 	got := make(chan store.Grants, 1)
 	go func() {
@@ -141,7 +134,7 @@ func TestFlushRacingMiss(t *testing.T) {
 // a caller arriving after a flush does not join a read from before it.
 func TestSingleFlight(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	f.inner.hold.Store(true)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -164,7 +157,7 @@ func TestSingleFlight(t *testing.T) {
 
 func TestCallerCancelStopsWaiting(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	f.inner.hold.Store(true)
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
@@ -178,7 +171,7 @@ func TestCallerCancelStopsWaiting(t *testing.T) {
 
 func TestErrorsAreNotCached(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	bad := store.Resource{Kind: "bogus", ID: "1"}
 	for range 2 {
 		_, err := c.Grants(t.Context(), "alice", bad)
@@ -194,16 +187,16 @@ func TestErrorsAreNotCached(t *testing.T) {
 
 func TestTTLs(t *testing.T) {
 	f := newFixture(t)
-	clk := newClock()
-	c := New(f.inner, Options{Now: clk.Now, GrantTTL: time.Minute, ResolveTTL: 10 * time.Minute, NotFoundTTL: 2 * time.Second})
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute, ResolveTTL: 10 * time.Minute, NotFoundTTL: 2 * time.Second})
 
 	_, err := c.Grants(t.Context(), "alice", exp1)
 	require.NoError(t, err)
 	f.exec(`DELETE FROM experiment_permissions`) // no notification: only the TTL saves us
-	clk.add(53 * time.Second)                    // expiries are spread over the TTL's last tenth
+	clk.Advance(53 * time.Second)                // expiries are spread over the TTL's last tenth
 	g, _ := c.Grants(t.Context(), "alice", exp1)
 	assert.NotNil(t, readGrant(g))
-	clk.add(7 * time.Second)
+	clk.Advance(7 * time.Second)
 	g, _ = c.Grants(t.Context(), "alice", exp1)
 	assert.Nil(t, readGrant(g), "expired after GrantTTL")
 
@@ -222,7 +215,7 @@ func TestTTLs(t *testing.T) {
 	f.exec(`INSERT INTO runs VALUES ('r2', 5)`)
 	_, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
 	require.ErrorIs(t, err, store.ErrNotFound, "not-found is cached briefly")
-	clk.add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	ids, err := c.Resolve(t.Context(), store.RunExperiment, "r2")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"5"}, ids)
@@ -232,7 +225,7 @@ func TestTTLs(t *testing.T) {
 	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"5"}, ids, "ownership survives flushes")
-	clk.add(10 * time.Minute)
+	clk.Advance(10 * time.Minute)
 	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"9"}, ids, "until ResolveTTL")
@@ -243,13 +236,13 @@ func TestTTLs(t *testing.T) {
 
 func TestBounded(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{MaxEntries: 128})
+	c := cache.New(f.inner, cache.Options{MaxEntries: 128})
 	for i := range 2000 {
 		_, err := c.Grants(t.Context(), "alice", store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i)})
 		require.NoError(t, err)
 	}
-	assert.LessOrEqual(t, c.grants.len(), 128)
-	assert.Positive(t, c.grants.len())
+	assert.LessOrEqual(t, cache.GrantEntries(c), 128)
+	assert.Positive(t, cache.GrantEntries(c))
 	// A hot key survives the churn (CLOCK gives referenced entries a
 	// second chance).
 	hot := store.Resource{Kind: store.Experiment, ID: "hot"}
@@ -264,7 +257,7 @@ func TestBounded(t *testing.T) {
 
 func TestHitDoesNotAllocate(t *testing.T) {
 	f := newFixture(t)
-	c := New(f.inner, Options{})
+	c := cache.New(f.inner, cache.Options{})
 	ctx := t.Context()
 	_, _ = c.Grants(ctx, "alice", exp1)
 	_, _, _ = c.User(ctx, "alice")
@@ -283,7 +276,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	st, err := sqlite.Open(b.Context(), sqlite.Config{TrackingPath: p})
 	require.NoError(b, err)
 	defer st.Close()
-	c := New(st, Options{})
+	c := cache.New(st, cache.Options{})
 	ctx := b.Context()
 	_, err = c.Grants(ctx, "alice", exp1)
 	require.NoError(b, err)

@@ -18,17 +18,6 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-func execOn(t *testing.T, url string) storetest.ExecFunc {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return func(ctx context.Context, sql string, args ...any) error {
-		_, err := conn.Exec(ctx, sql, args...)
-		return err
-	}
-}
-
 // openSplit opens a store whose tracking and auth tables live in two
 // databases, as the brief allows.
 func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {
@@ -40,7 +29,7 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	t.Helper()
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(t.Context(), authURL))
-	execAuth, execTracking := execOn(t, authURL), execOn(t, trackingURL)
+	execAuth, execTracking := storetest.PostgresExec(t, authURL), storetest.PostgresExec(t, trackingURL)
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, execTracking))
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
@@ -50,22 +39,7 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch,
-		QueryAuth: queryOn(t, authURL)}, authURL
-}
-
-// queryOn runs queries on a connection of its own, as an operator's psql would.
-func queryOn(t *testing.T, url string) storetest.QueryFunc {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return func(ctx context.Context, sql string, args ...any) ([]string, error) {
-		rows, err := conn.Query(ctx, sql, args...)
-		if err != nil {
-			return nil, err
-		}
-		return pgx.CollectRows(rows, pgx.RowTo[string])
-	}
+		QueryAuth: storetest.PostgresQuery(t, authURL)}, authURL
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
@@ -76,7 +50,7 @@ func TestConformanceOneDatabase(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, s storetest.Setup) storetest.Harness {
 		url := storetest.Postgres(t)
 		require.NoError(t, postgres.Migrate(t.Context(), url))
-		exec := execOn(t, url)
+		exec := storetest.PostgresExec(t, url)
 		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
 		if s.NoGroupTables {
 			require.NoError(t, storetest.DropGroupTables(t.Context(), exec))
@@ -84,18 +58,13 @@ func TestConformanceOneDatabase(t *testing.T) {
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)
 		t.Cleanup(st.Close)
-		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch, QueryAuth: queryOn(t, url)}
+		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch, QueryAuth: storetest.PostgresQuery(t, url)}
 	})
 }
 
 func queryStrings(t *testing.T, url, q string) []string {
 	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(t.Context(), q)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := storetest.PostgresQuery(t, url)(t.Context(), q)
 	require.NoError(t, err)
 	sort.Strings(out)
 	return out
@@ -175,7 +144,7 @@ func TestMigrateCreatesExactSchema(t *testing.T) {
 func TestMigrateTwiceIsNoop(t *testing.T) {
 	url := storetest.Postgres(t)
 	require.NoError(t, postgres.Migrate(t.Context(), url))
-	exec := execOn(t, url)
+	exec := storetest.PostgresExec(t, url)
 	require.NoError(t, exec(t.Context(), `INSERT INTO users (username, is_admin) VALUES ('alice', true)`))
 	schema := `SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'public'`
 	before := queryStrings(t, url, schema)
@@ -190,7 +159,7 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 // columns and the version stamp stay as they were.
 func TestMigrateExistingAuthDB(t *testing.T) {
 	url := storetest.Postgres(t)
-	exec := execOn(t, url)
+	exec := storetest.PostgresExec(t, url)
 	for _, s := range []string{
 		`CREATE TABLE users (id SERIAL NOT NULL, username VARCHAR(255), password_hash VARCHAR(255), is_admin BOOLEAN,
 			extra TEXT, PRIMARY KEY (id), UNIQUE (username))`,
@@ -213,7 +182,7 @@ func TestMigrateExistingAuthDB(t *testing.T) {
 	// An older MLflow revision: its own alembic creates the newer tables,
 	// so Migrate adds only the group tables and triggers.
 	url = storetest.Postgres(t)
-	exec = execOn(t, url)
+	exec = storetest.PostgresExec(t, url)
 	for _, s := range []string{
 		`CREATE TABLE users (id SERIAL NOT NULL, username VARCHAR(255), password_hash VARCHAR(255), is_admin BOOLEAN, PRIMARY KEY (id), UNIQUE (username))`,
 		`CREATE TABLE alembic_version_auth (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_auth_pkc PRIMARY KEY (version_num))`,

@@ -1,7 +1,7 @@
 package sqlite_test
 
 import (
-	"context"
+	"cmp"
 	"database/sql"
 	"path/filepath"
 	"sort"
@@ -16,22 +16,10 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
-// execOn opens its own handle on path, as MLflow in another process would.
-func execOn(t *testing.T, path string) storetest.ExecFunc {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return func(ctx context.Context, q string, args ...any) error {
-		_, err := db.ExecContext(ctx, q, args...)
-		return err
-	}
-}
-
 func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (execAuth, execTracking storetest.ExecFunc) {
 	t.Helper()
 	require.NoError(t, sqlite.Migrate(t.Context(), authPath))
-	execAuth, execTracking = execOn(t, authPath), execOn(t, trackingPath)
+	execAuth, execTracking = storetest.SQLiteExec(t, authPath), storetest.SQLiteExec(t, trackingPath)
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
@@ -39,69 +27,38 @@ func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (ex
 	return execAuth, execTracking
 }
 
+// open prepares cfg's databases (one file when AuthPath is empty) as s
+// says and opens a store on them.
+func open(t *testing.T, s storetest.Setup, cfg sqlite.Config) storetest.Harness {
+	t.Helper()
+	auth := cmp.Or(cfg.AuthPath, cfg.TrackingPath)
+	execAuth, execTracking := prepare(t, s, cfg.TrackingPath, auth)
+	st, err := sqlite.Open(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: storetest.SQLiteQuery(t, auth)}
+}
+
 func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {
 	dir := t.TempDir()
 	tp, ap := filepath.Join(dir, "mlflow.db"), filepath.Join(dir, "basic_auth.db")
-	execAuth, execTracking := prepare(t, s, tp, ap)
-	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: tp, AuthPath: ap, PollInterval: 20 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
-	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: queryOn(t, ap)}
+	return open(t, s, sqlite.Config{TrackingPath: tp, AuthPath: ap, PollInterval: 20 * time.Millisecond})
 }
 
-// queryOn opens its own handle on path, as an operator's sqlite3 would.
-func queryOn(t *testing.T, path string) storetest.QueryFunc {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return func(ctx context.Context, q string, args ...any) ([]string, error) {
-		rows, err := db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, rows.Err()
-	}
+// openOneFile keeps both in one SQLite file, as MLflow may.
+func openOneFile(t *testing.T, s storetest.Setup) storetest.Harness {
+	return open(t, s, sqlite.Config{TrackingPath: filepath.Join(t.TempDir(), "mlflow.db")})
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
 
 // TestConformanceOneFile: MLflow may keep both in one SQLite file.
-func TestConformanceOneFile(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, s storetest.Setup) storetest.Harness {
-		p := filepath.Join(t.TempDir(), "mlflow.db")
-		execAuth, execTracking := prepare(t, s, p, p)
-		st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p})
-		require.NoError(t, err)
-		t.Cleanup(st.Close)
-		return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: queryOn(t, p)}
-	})
-}
+func TestConformanceOneFile(t *testing.T) { storetest.Run(t, openOneFile) }
 
 func names(t *testing.T, path, q string) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
+	out, err := storetest.SQLiteQuery(t, path)(t.Context(), q)
 	require.NoError(t, err)
-	defer db.Close()
-	rows, err := db.QueryContext(t.Context(), q)
-	require.NoError(t, err)
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		out = append(out, s)
-	}
-	require.NoError(t, rows.Err())
 	sort.Strings(out)
 	return out
 }
@@ -120,7 +77,7 @@ func TestMigrate(t *testing.T) {
 		names(t, p, `SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'`))
 	assert.Equal(t, []string{sqlite.AuthHead}, names(t, p, `SELECT version_num FROM alembic_version_auth`))
 
-	exec := execOn(t, p)
+	exec := storetest.SQLiteExec(t, p)
 	require.NoError(t, exec(t.Context(), `INSERT INTO users (username, is_admin) VALUES ('alice', 1)`))
 	schema := names(t, p, `SELECT sql FROM sqlite_master WHERE sql IS NOT NULL`)
 	require.NoError(t, sqlite.Migrate(t.Context(), p), "second run")
@@ -132,7 +89,7 @@ func TestMigrate(t *testing.T) {
 
 func TestMigrateLeavesExistingTables(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "auth.db")
-	exec := execOn(t, p)
+	exec := storetest.SQLiteExec(t, p)
 	for _, s := range []string{
 		`CREATE TABLE users (id INTEGER NOT NULL, username VARCHAR(255), password_hash VARCHAR(255), is_admin BOOLEAN, extra TEXT, PRIMARY KEY (id), UNIQUE (username))`,
 		`CREATE TABLE alembic_version_auth (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_auth_pkc PRIMARY KEY (version_num))`,

@@ -1,8 +1,6 @@
 package storetest
 
 import (
-	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
-	"github.com/mlflow-authz/mlflow-authz/store/cache"
 )
 
 // AdminRun runs the conformance suite of store.Admin against the backend
@@ -32,6 +29,7 @@ func AdminRun(t *testing.T, open Opener) {
 	t.Run("DeleteResourceGrants", func(t *testing.T) { testAdminDeleteResource(t, open) })
 	t.Run("WritesSeenThroughCache", func(t *testing.T) { testAdminInvalidation(t, open) })
 	t.Run("ConcurrentSetGrant", func(t *testing.T) { testAdminConcurrent(t, open) })
+	t.Run("Unavailable", func(t *testing.T) { testAdminUnavailable(t, open) })
 }
 
 func openAdmin(t *testing.T, open Opener, s Setup) (Harness, store.Admin) {
@@ -62,7 +60,7 @@ func testAdminUsers(t *testing.T, open Opener) {
 	h, a := openAdmin(t, open, Setup{})
 	ctx := t.Context()
 	// A row written by MLflow's basic auth, with a hash and NULL is_admin.
-	must(t, h.ExecAuth, `INSERT INTO users (username, password_hash, is_admin) VALUES ('legacy', 'pbkdf2:x', NULL)`)
+	Must(t, h.ExecAuth, `INSERT INTO users (username, password_hash, is_admin) VALUES ('legacy', 'pbkdf2:x', NULL)`)
 
 	created, err := a.CreateUser(ctx, "carol", false)
 	require.NoError(t, err)
@@ -138,7 +136,7 @@ func testAdminDeleteUser(t *testing.T, open Opener) {
 		}
 	}
 	// Rows mlflow-authz does not write but must not leave dangling.
-	must(t, h.ExecAuth,
+	Must(t, h.ExecAuth,
 		`INSERT INTO workspace_permissions (workspace, user_id, permission) SELECT 'default', id, 'READ' FROM users WHERE username = 'alice'`,
 		`INSERT INTO registered_model_permissions (name, user_id, permission, workspace) SELECT 'm1', id, 'READ', 'other' FROM users WHERE username = 'alice'`)
 
@@ -250,7 +248,7 @@ func testAdminSetGrant(t *testing.T, open Opener) {
 		assert.Equal(t, []string{"default"}, query(t, h, `SELECT workspace FROM registered_model_permissions`))
 	})
 	t.Run("a NULL row is replaced and reported verbatim", func(t *testing.T) {
-		must(t, h.ExecAuth, `INSERT INTO experiment_permissions (experiment_id, user_id, permission)
+		Must(t, h.ExecAuth, `INSERT INTO experiment_permissions (experiment_id, user_id, permission)
 			SELECT '9', id, NULL FROM users WHERE username = 'u-experiment'`)
 		g := store.Grantee{User: "u-experiment"}
 		before, changed, err := a.SetGrant(ctx, g, exp("9"), store.Manage)
@@ -297,7 +295,7 @@ func testAdminGroupGrants(t *testing.T, open Opener) {
 	// registered_model_group_permissions has no unique key: mlflow-oidc-auth
 	// may hold a model row and a prompt row for one name and group. Both
 	// are updated, so the weaker one cannot keep denying or allowing.
-	must(t, h.ExecAuth, `INSERT INTO registered_model_group_permissions (name, group_id, permission, prompt)
+	Must(t, h.ExecAuth, `INSERT INTO registered_model_group_permissions (name, group_id, permission, prompt)
 		SELECT 'm1', id, 'READ', true FROM groups WHERE group_name = 'team'`)
 	before, changed, err := a.SetGrant(ctx, team, rm("m1"), store.Edit)
 	require.NoError(t, err)
@@ -478,7 +476,7 @@ func testAdminListGrants(t *testing.T, open Opener) {
 		_, _, err := a.SetGrant(ctx, w.g, w.r, w.p)
 		require.NoError(t, err)
 	}
-	must(t, h.ExecAuth,
+	Must(t, h.ExecAuth,
 		// A NULL row is listed with an empty permission; another workspace's row is not listed.
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) SELECT '3', id, NULL FROM users WHERE username = 'bob'`,
 		`INSERT INTO registered_model_permissions (name, user_id, permission, workspace) SELECT 'm1', id, 'READ', 'other' FROM users WHERE username = 'alice'`)
@@ -536,7 +534,7 @@ func testAdminRename(t *testing.T, open Opener) {
 		_, _, err := a.SetGrant(ctx, w.g, rm(w.r), w.p)
 		require.NoError(t, err)
 	}
-	must(t, h.ExecAuth, `INSERT INTO registered_model_permissions (name, user_id, permission, workspace)
+	Must(t, h.ExecAuth, `INSERT INTO registered_model_permissions (name, user_id, permission, workspace)
 		SELECT 'old', id, 'MANAGE', 'other' FROM users WHERE username = 'bob'`)
 
 	require.NoError(t, a.RenameRegisteredModel(ctx, "old", "new"))
@@ -583,7 +581,7 @@ func testAdminDeleteResource(t *testing.T, open Opener) {
 		_, _, err := a.SetGrant(ctx, w.g, w.r, store.Manage)
 		require.NoError(t, err)
 	}
-	must(t, h.ExecAuth, `INSERT INTO registered_model_permissions (name, user_id, permission, workspace)
+	Must(t, h.ExecAuth, `INSERT INTO registered_model_permissions (name, user_id, permission, workspace)
 		SELECT 'm1', id, 'MANAGE', 'other' FROM users WHERE username = 'bob'`)
 
 	for _, r := range []store.Resource{exp("1"), rm("m1"), sc("a"), gw(store.GatewayEndpoint, "x"), exp("99")} {
@@ -608,30 +606,7 @@ func testAdminInvalidation(t *testing.T, open Opener) {
 	h, a := openAdmin(t, open, Setup{})
 	_, _, err := a.SetGrant(t.Context(), alice, exp("1"), store.Read)
 	require.NoError(t, err)
-	c := cache.New(h.Reader, cache.Options{GrantTTL: time.Hour})
-	ctx, cancel := context.WithCancel(t.Context())
-	live := make(chan struct{}, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- h.Watch(ctx, func(string) { c.Invalidate() }, func() {
-			c.Flush()
-			select {
-			case live <- struct{}{}:
-			default:
-			}
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("watch returned %v", err)
-		}
-	})
-	select {
-	case <-live:
-	case <-time.After(10 * time.Second):
-		t.Fatal("watch never went live")
-	}
+	c := watchedCache(t, h)
 	res := exp("1")
 	seen := func(what string, ok func(store.Grants) bool) {
 		t.Helper()
@@ -705,4 +680,18 @@ func testAdminConcurrent(t *testing.T, open Opener) {
 	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM groups`))
 	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM registered_model_permissions`))
 	assert.Equal(t, []string{"1"}, query(t, h, `SELECT CAST(COUNT(*) AS TEXT) FROM registered_model_group_permissions`))
+}
+
+// testAdminUnavailable: a write that cannot reach the database is
+// ErrUnavailable (the admin API answers 503), not a refusal.
+func testAdminUnavailable(t *testing.T, open Opener) {
+	_, a := openAdmin(t, open, Setup{})
+	c, ok := a.(interface{ Close() })
+	require.True(t, ok, "%T has no Close", a)
+	c.Close()
+	_, _, err := a.SetGrant(t.Context(), alice, exp("1"), store.Read)
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = a.ListGrants(t.Context(), store.GrantFilter{})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorIs(t, a.DeleteUser(t.Context(), "alice"), store.ErrUnavailable)
 }

@@ -67,17 +67,10 @@ func Run(t *testing.T, open Opener) {
 	t.Run("RevokeSeenThroughCache", func(t *testing.T) { testInvalidation(t, open) })
 }
 
-func must(t *testing.T, exec ExecFunc, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		require.NoError(t, exec(t.Context(), s), s)
-	}
-}
-
 // seedAuth writes users 1 alice, 2 root (admin), 3 nulladmin (is_admin
 // NULL), 4 bob, and their grants.
 func seedAuth(t *testing.T, exec ExecFunc, groups bool) {
-	must(t, exec,
+	Must(t, exec,
 		`INSERT INTO users (id, username, password_hash, is_admin) VALUES
 			(1, 'alice', 'x', false), (2, 'root', 'x', true), (3, 'nulladmin', 'x', NULL), (4, 'bob', 'x', false)`,
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES
@@ -92,7 +85,7 @@ func seedAuth(t *testing.T, exec ExecFunc, groups bool) {
 		`INSERT INTO gateway_model_definition_permissions (model_definition_id, user_id, permission) VALUES ('md1', 1, 'MANAGE')`,
 	)
 	if groups {
-		must(t, exec,
+		Must(t, exec,
 			`INSERT INTO groups (id, group_name) VALUES (1, 'team'), (2, '/ops'), (3, 'dup'), (4, '/dup')`,
 			`INSERT INTO experiment_group_permissions (experiment_id, group_id, permission) VALUES
 				('1', 1, 'EDIT'), ('1', 2, 'READ'), ('6', 1, 'bogus'), ('7', 3, 'MANAGE'), ('7', 4, 'READ'), ('8', 1, NULL)`,
@@ -103,7 +96,7 @@ func seedAuth(t *testing.T, exec ExecFunc, groups bool) {
 }
 
 func seedTracking(t *testing.T, exec ExecFunc) {
-	must(t, exec,
+	Must(t, exec,
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage, workspace) VALUES
 			(0, 'Default', 'active', 'default'), (1, 'exp-one', 'active', 'default'),
 			(2, 'exp-two', 'deleted', 'default'), (3, 'exp-one', 'active', 'other')`,
@@ -273,7 +266,7 @@ func testRename(t *testing.T, open Opener) {
 	seedAuth(t, h.ExecAuth, true)
 	rm := func(name string) store.Resource { return store.Resource{Kind: store.RegisteredModel, ID: name} }
 	// MLflow's RenameRegisteredModel hook rewrites the rows (B§5).
-	must(t, h.ExecAuth, `UPDATE registered_model_permissions SET name = 'm2' WHERE name = 'm1'`)
+	Must(t, h.ExecAuth, `UPDATE registered_model_permissions SET name = 'm2' WHERE name = 'm1'`)
 	got, err := h.Reader.Grants(t.Context(), "alice", rm("m2"))
 	require.NoError(t, err)
 	assert.Equal(t, grant(store.Edit), got.User)
@@ -296,7 +289,7 @@ func testNoGroups(t *testing.T, open Opener) {
 func testMissingTracking(t *testing.T, open Opener) {
 	h := open(t, Setup{})
 	for _, tbl := range []string{"issues", "jobs", "entity_associations", "endpoints", "logged_models", "trace_info"} {
-		must(t, h.ExecTracking, "DROP TABLE "+tbl)
+		Must(t, h.ExecTracking, "DROP TABLE "+tbl)
 	}
 	for _, l := range []store.Lookup{store.IssueExperiment, store.JobExperiment, store.DatasetExperiments,
 		store.GatewayEndpointByName, store.LoggedModelExperiment, store.TraceExperiment} {
@@ -312,6 +305,47 @@ func testMissingTracking(t *testing.T, open Opener) {
 func testInvalidation(t *testing.T, open Opener) {
 	h := open(t, Setup{})
 	seedAuth(t, h.ExecAuth, true)
+	c := watchedCache(t, h)
+	res := store.Resource{Kind: store.Experiment, ID: "1"}
+	for range 2 { // the second read is a hit
+		g, err := c.Grants(t.Context(), "alice", res)
+		require.NoError(t, err)
+		require.Equal(t, grant(store.Read), g.User)
+	}
+	require.EqualValues(t, 1, c.Stats().GrantHits)
+
+	start := time.Now()
+	Must(t, h.ExecAuth, `DELETE FROM experiment_permissions WHERE experiment_id = '1' AND user_id = 1`)
+	for {
+		g, err := c.Grants(t.Context(), "alice", res)
+		require.NoError(t, err)
+		if g.User == nil {
+			break
+		}
+		require.Less(t, time.Since(start), time.Second, "revoke not seen through the cache within 1s")
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("revoke seen through the cache after %v", time.Since(start))
+
+	start = time.Now()
+	Must(t, h.ExecAuth, `UPDATE experiment_group_permissions SET permission = 'NO_PERMISSIONS' WHERE group_id = 1`)
+	for {
+		g, err := c.Grants(t.Context(), "alice", res)
+		require.NoError(t, err)
+		if g.Groups["team"] == *grant(store.NoPermissions) {
+			break
+		}
+		require.Less(t, time.Since(start), time.Second, "group revoke not seen through the cache within 1s")
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("group revoke seen through the cache after %v", time.Since(start))
+}
+
+// watchedCache puts a cache (grants kept for an hour: only the watch can
+// drop them) in front of h's store, kept fresh by h.Watch as a running
+// server keeps it, and returns once the watch is live.
+func watchedCache(t *testing.T, h Harness) *cache.Cache {
+	t.Helper()
 	c := cache.New(h.Reader, cache.Options{GrantTTL: time.Hour})
 	ctx, cancel := context.WithCancel(t.Context())
 	live := make(chan struct{}, 1)
@@ -336,37 +370,5 @@ func testInvalidation(t *testing.T, open Opener) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch never went live")
 	}
-	res := store.Resource{Kind: store.Experiment, ID: "1"}
-	for range 2 { // the second read is a hit
-		g, err := c.Grants(t.Context(), "alice", res)
-		require.NoError(t, err)
-		require.Equal(t, grant(store.Read), g.User)
-	}
-	require.EqualValues(t, 1, c.Stats().GrantHits)
-
-	start := time.Now()
-	must(t, h.ExecAuth, `DELETE FROM experiment_permissions WHERE experiment_id = '1' AND user_id = 1`)
-	for {
-		g, err := c.Grants(t.Context(), "alice", res)
-		require.NoError(t, err)
-		if g.User == nil {
-			break
-		}
-		require.Less(t, time.Since(start), time.Second, "revoke not seen through the cache within 1s")
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Logf("revoke seen through the cache after %v", time.Since(start))
-
-	start = time.Now()
-	must(t, h.ExecAuth, `UPDATE experiment_group_permissions SET permission = 'NO_PERMISSIONS' WHERE group_id = 1`)
-	for {
-		g, err := c.Grants(t.Context(), "alice", res)
-		require.NoError(t, err)
-		if g.Groups["team"] == *grant(store.NoPermissions) {
-			break
-		}
-		require.Less(t, time.Since(start), time.Second, "group revoke not seen through the cache within 1s")
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Logf("group revoke seen through the cache after %v", time.Since(start))
+	return c
 }
