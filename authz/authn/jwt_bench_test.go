@@ -33,7 +33,7 @@ func BenchmarkJWTUncached(b *testing.B) {
 	ti := newJWTTestIssuer(b, "ml", k)
 	clock := newJWTClock()
 	j, err := authn.NewJWT(b.Context(), []authn.IssuerConfig{jwtTestConfig(ti.URL)},
-		authn.WithJWTClock(clock.now), authn.WithTokenCache(1, time.Minute))
+		authn.WithJWTClock(clock.Now), authn.WithTokenCache(1, time.Minute))
 	if err != nil {
 		b.Fatal(err)
 	}

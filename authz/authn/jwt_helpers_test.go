@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // jwtTestNow is the fixed "now" of the JWT tests (2026-01-01T00:00:00Z).
@@ -88,16 +88,9 @@ func jwtServiceClaims(iss, client string) map[string]any {
 	}
 }
 
-// jwtClock is an adjustable clock for the authenticator.
-type jwtClock struct{ ns atomic.Int64 }
-
-func newJWTClock() *jwtClock {
-	c := &jwtClock{}
-	c.ns.Store(jwtTestNow.UnixNano())
-	return c
-}
-func (c *jwtClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *jwtClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+// newJWTClock returns an adjustable clock for the authenticator, at
+// jwtTestNow.
+func newJWTClock() *storetest.Clock { return storetest.NewClock(jwtTestNow) }
 
 func jwtTestConfig(iss string) authn.IssuerConfig {
 	return authn.IssuerConfig{
@@ -110,10 +103,10 @@ func jwtTestConfig(iss string) authn.IssuerConfig {
 	}
 }
 
-func newTestJWT(t testing.TB, clock *jwtClock, cfgs ...authn.IssuerConfig) *authn.JWT {
+func newTestJWT(t testing.TB, clock *storetest.Clock, cfgs ...authn.IssuerConfig) *authn.JWT {
 	t.Helper()
 	j, err := authn.NewJWT(t.Context(), cfgs,
-		authn.WithJWTClock(clock.now),
+		authn.WithJWTClock(clock.Now),
 		authn.WithJWTLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	t.Cleanup(j.Close)

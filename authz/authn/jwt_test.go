@@ -362,11 +362,11 @@ func TestJWTUnknownKidFlood(t *testing.T) {
 	}
 	assert.Equal(t, 2, ti.JWKSFetches(), "100 forged kids cost one JWKS fetch")
 
-	clock.advance(30 * time.Second)
+	clock.Advance(30 * time.Second)
 	flood(50)
 	assert.Equal(t, 2, ti.JWKSFetches(), "no fetch inside the min refresh interval")
 
-	clock.advance(31 * time.Second)
+	clock.Advance(31 * time.Second)
 	flood(50)
 	assert.Equal(t, 3, ti.JWKSFetches(), "one more fetch once the interval passed")
 }
@@ -377,7 +377,7 @@ func TestJWTIssuerOutages(t *testing.T) {
 		ti := newJWTTestIssuer(t, "ml", k)
 		clock := newJWTClock()
 		j := newTestJWT(t, clock, jwtTestConfig(ti.URL))
-		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", LastSuccess: clock.now()}}, j.JWKSStatus())
+		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", LastSuccess: clock.Now()}}, j.JWKSStatus())
 		ti.SetDown(true)
 		ti.CloseClientConnections()
 
@@ -390,7 +390,7 @@ func TestJWTIssuerOutages(t *testing.T) {
 		id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 		requireJWTDeny(t, id, err, authn.ReasonTokenUnknownKey, false, tok)
 		// The refresh the unknown kid caused failed: an operator sees it.
-		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", Failures: 1, LastSuccess: clock.now()}}, j.JWKSStatus())
+		assert.Equal(t, []authn.JWKSStatus{{Issuer: "ml", Failures: 1, LastSuccess: clock.Now()}}, j.JWKSStatus())
 	})
 
 	t.Run("JWKS down from the start", func(t *testing.T) {
@@ -496,7 +496,7 @@ func TestJWTCache(t *testing.T) {
 
 	// exp (earlier than the TTL) ends the cached entry: the re-verification
 	// then rejects the token.
-	clock.advance(2*time.Minute + 31*time.Second)
+	clock.Advance(2*time.Minute + 31*time.Second)
 	id, err = j.Authenticate(t.Context(), jwtRequest(t, "Bearer "+tok))
 	requireJWTDeny(t, id, err, authn.ReasonTokenExpired, false, tok)
 }
@@ -615,7 +615,7 @@ func TestJWTCloseStopsRetries(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
 	ti.SetDown(true)
-	j, err := authn.NewJWT(t.Context(), []authn.IssuerConfig{jwtTestConfig(ti.URL)}, authn.WithJWTClock(newJWTClock().now))
+	j, err := authn.NewJWT(t.Context(), []authn.IssuerConfig{jwtTestConfig(ti.URL)}, authn.WithJWTClock(newJWTClock().Now))
 	require.NoError(t, err)
 	j.Close()
 	j.Close() // idempotent
