@@ -28,6 +28,13 @@ func TestStoreDown(t *testing.T) {
 	cold := h.call(hostMLflow, "alice", "GET", "/api/2.0/mlflow/runs/get?run_id="+runCold, "")
 	requireDecision(t, h.check(t, warm), true, 0, "")
 	require.Equal(t, http.StatusOK, h.readyz(t), "/readyz with everything up")
+	// The loss counter counts a LISTEN connection that was up and went
+	// away: wait for it to be up before taking the store down.
+	_, ok := waitFor(t, 5*time.Second, func() bool {
+		v, _ := value(h.scrape(t), "mlflow_authz_store_watch_up", nil)
+		return v == 1
+	})
+	require.True(t, ok, "the LISTEN connection never came up")
 
 	storetest.RestartPostgres(t, func() {
 		// Kubernetes takes a replica that cannot read the store out of

@@ -366,7 +366,7 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	return out, nil
 }
 
-// effective follows MLflow's order (mlflow-permissions.md A.5), as the MLflow
+// effective follows the resolution order of mlflow.EffectivePermission, as the MLflow
 // policy does: users.is_admin, else the user's own row (an unreadable row
 // denies), else the best of its groups' rows (an unreadable row denies),
 // else the default. Token admin groups are not known here; explain shows them.

@@ -1,5 +1,6 @@
 // Package ownership carries out, without a hook inside MLflow, what MLflow's
-// basic-auth after-request handlers do (mlflow-permissions.md B§5): the
+// basic-auth after-request handlers do (AFTER_REQUEST_PATH_HANDLERS in
+// mlflow/server/auth/__init__.py): the
 // creator of an experiment or registered model gets MANAGE, and the
 // permission rows of a registered model follow its renames and are removed
 // with its delete.

@@ -366,7 +366,7 @@ func TestCreatorGrants(t *testing.T) {
 					{name: "rename denied", user: "eve", target: "/api/2.0/mlflow/registered-models/rename",
 						body: `{"name": "x", "new_name": "a"}`, status: http.StatusForbidden, reason: authz.ReasonPermissionDenied},
 					{name: "duplicate key", user: "eve", target: "/api/2.0/mlflow/experiments/create", body: `{"name": "a", "name": "b"}`, status: http.StatusOK},
-					{name: "experiment delete keeps rows (B§5)", user: "root", target: "/api/2.0/mlflow/experiments/delete", body: `{"experiment_id": "1"}`, status: http.StatusOK},
+					{name: "experiment delete keeps rows", user: "root", target: "/api/2.0/mlflow/experiments/delete", body: `{"experiment_id": "1"}`, status: http.StatusOK},
 					{name: "anonymous", user: "", target: "/api/2.0/mlflow/experiments/create", body: `{"name": "x"}`, status: http.StatusUnauthorized, reason: authz.ReasonUnauthenticated},
 				}
 				e := b.open(t)

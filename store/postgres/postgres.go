@@ -274,7 +274,7 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		}
 		if len(ids) == 0 {
 			// No linked experiment: nothing could grant access, and MLflow
-			// denies too (mlflow-permissions.md B§10.3).
+			// denies too (its dataset validators find no experiment to check).
 			return nil, store.ErrNotFound
 		}
 		return ids, nil

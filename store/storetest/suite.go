@@ -265,7 +265,7 @@ func testRename(t *testing.T, open Opener) {
 	h := open(t, Setup{})
 	seedAuth(t, h.ExecAuth, true)
 	rm := func(name string) store.Resource { return store.Resource{Kind: store.RegisteredModel, ID: name} }
-	// MLflow's RenameRegisteredModel hook rewrites the rows (B§5).
+	// MLflow's RenameRegisteredModel after-request hook rewrites the rows.
 	Must(t, h.ExecAuth, `UPDATE registered_model_permissions SET name = 'm2' WHERE name = 'm1'`)
 	got, err := h.Reader.Grants(t.Context(), "alice", rm("m2"))
 	require.NoError(t, err)

@@ -20,7 +20,7 @@ var OlderAuthRevisions = map[string]bool{"8606fa83a998": true, "0965eb92f5f0": t
 type Table struct{ Name, DDL string }
 
 // authTables is MLflow's auth DDL at AuthHead, as alembic emits it for
-// PostgreSQL (mlflow-permissions.md B§6), in creation order. The names of
+// PostgreSQL (mlflow/server/auth/db/migrations), in creation order. The names of
 // keys and constraints matter: MLflow's later migrations refer to them.
 var authTables = []Table{
 	{"users", `CREATE TABLE users (
@@ -122,7 +122,7 @@ var groupTables = []Table{
 
 // trackingTables is MLflow's tracking DDL (3.10+, workspaces column
 // present) for the tables mlflow-authz reads, as SQLAlchemy and alembic emit
-// it for PostgreSQL (mlflow-permissions.md B§8). Only the columns we read or
+// it for PostgreSQL (mlflow/store/tracking/dbmodels/models.py). Only the columns we read or
 // that are NOT NULL are kept; names of keys and constraints are MLflow's.
 var trackingTables = []string{
 	`CREATE TABLE experiments (
