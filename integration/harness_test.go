@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
@@ -177,7 +176,7 @@ type harness struct {
 	run    *server.Running
 	client authv3.AuthorizationClient
 	tokens map[string]string
-	logs   *syncBuffer
+	logs   *authztest.LogBuffer
 	env    map[string]string // ${…} values for the configuration
 }
 
@@ -201,7 +200,7 @@ func start(t *testing.T) *harness { return startOn(t, backendPostgres) }
 func startOn(t *testing.T, b backend) *harness {
 	t.Helper()
 	ctx := t.Context()
-	h := &harness{tokens: map[string]string{}, logs: &syncBuffer{}, env: map[string]string{}}
+	h := &harness{tokens: map[string]string{}, logs: &authztest.LogBuffer{}, env: map[string]string{}}
 	doc := testConfig
 	switch b {
 	case backendPostgres:
@@ -380,23 +379,4 @@ func waitFor(t *testing.T, limit time.Duration, check func() bool) (time.Duratio
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// syncBuffer collects the service's log; the gRPC handlers write to it
-// concurrently with the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,9 +1,7 @@
 package adminapi_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +26,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -35,37 +34,10 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
-// syncBuffer collects audit lines written by the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(l), &m))
-		out = append(out, m)
-	}
-	return out
-}
-
 type env struct {
 	client v1.AdminServiceClient
 	iss    *devissuer.Issuer
-	audit  *syncBuffer
+	audit  *authztest.LogBuffer
 	st     *sqlite.Store
 	engine *authz.Engine
 	cfg    authz.Config
@@ -103,7 +75,7 @@ func start(t testing.TB) *env {
 	eng, err := authz.NewEngine(cfg)
 	require.NoError(t, err)
 
-	audit := &syncBuffer{}
+	audit := &authztest.LogBuffer{}
 	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, EngineConfig: func() authz.Config { return cfg },
 		Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
 	return &env{client: v1.NewAdminServiceClient(serve(t, grpc.NewServer(), svc)), iss: iss, audit: audit, st: st, engine: eng, cfg: cfg}
@@ -161,13 +133,13 @@ func TestOnlyAdminsMayCall(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(e.audit.lines(t))
+			before := len(e.audit.Lines(t))
 			_, err := e.client.Grant(tt.ctx(), grant)
 			assert.Equal(t, tt.code, status.Code(err), "%v", err)
 			if tt.message != "" {
 				assert.Contains(t, status.Convert(err).Message(), tt.message)
 			}
-			lines := e.audit.lines(t)
+			lines := e.audit.Lines(t)
 			require.Len(t, lines, before+1, "exactly one audit line per call")
 			l := lines[len(lines)-1]
 			assert.Equal(t, "admin_audit", l["msg"])
@@ -217,7 +189,7 @@ func TestGrantAuditsBeforeAndAfter(t *testing.T) {
 			resp, err = e.client.Grant(ctx, &v1.GrantRequest{Target: target, Grantee: who, Permission: s.perm})
 			ch = resp.GetChange()
 		}
-		l := e.audit.lines(t)
+		l := e.audit.Lines(t)
 		last := l[len(l)-1]
 		if s.wantCode != codes.OK {
 			assert.Equal(t, s.wantCode, status.Code(err))
@@ -406,7 +378,7 @@ func TestAuditLines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(e.audit.lines(t))
+			before := len(e.audit.Lines(t))
 			err := tt.call()
 			result := "ok"
 			if tt.errMsg != "" {
@@ -416,7 +388,7 @@ func TestAuditLines(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 			}
-			lines := e.audit.lines(t)
+			lines := e.audit.Lines(t)
 			require.Len(t, lines, before+1, "exactly one audit line per call")
 			l := lines[len(lines)-1]
 			want := map[string]any{"msg": "admin_audit", "actor": "carol", "via": "grpc", "action": tt.action, "target": tt.target,
@@ -438,13 +410,13 @@ const getExp1 = "/api/2.0/mlflow/experiments/get?experiment_id=1"
 // audit apply to admin calls only, and the server's own interceptors still
 // run, outermost.
 func TestInterceptorGuardsOnlyTheAdminService(t *testing.T) {
-	audit := &syncBuffer{}
+	audit := &authztest.LogBuffer{}
 	svc := adminapi.New(adminapi.Options{Store: start(t).st, Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
 	var mu sync.Mutex
 	var seen []string
 	outer := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		mu.Lock()
-		seen = append(seen, fmt.Sprintf("%s audited=%d", info.FullMethod, len(audit.lines(t))))
+		seen = append(seen, fmt.Sprintf("%s audited=%d", info.FullMethod, len(audit.Lines(t))))
 		mu.Unlock()
 		return handler(ctx, req)
 	}
@@ -455,13 +427,13 @@ func TestInterceptorGuardsOnlyTheAdminService(t *testing.T) {
 	hr, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err, "health needs no admin")
 	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, hr.Status)
-	assert.Empty(t, audit.lines(t), "only admin calls are audited")
+	assert.Empty(t, audit.Lines(t), "only admin calls are audited")
 
 	// Without an engine a remote call cannot be authenticated: refused.
 	_, err = v1.NewAdminServiceClient(conn).ListUsers(t.Context(), &v1.ListUsersRequest{})
 	assert.Equal(t, codes.Unavailable, status.Code(err))
 	assert.Equal(t, "adminapi: no engine to authenticate with", status.Convert(err).Message())
-	lines := audit.lines(t)
+	lines := audit.Lines(t)
 	require.Len(t, lines, 1)
 	assert.Equal(t, "users.list", lines[0]["action"])
 	assert.Equal(t, "error", lines[0]["result"])

@@ -1,13 +1,18 @@
 // Package authztest is the test kit shared by the packages that build and
-// decide authz.Requests: what Envoy does with a decision's headers, so every
-// test checks the upstream's view the same way.
+// decide authz.Requests: requests as Envoy describes them, what Envoy does
+// with a decision's headers (so every test checks the upstream's view the
+// same way), and a buffer for the JSON log the service writes.
 package authztest
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 )
@@ -31,6 +36,53 @@ func UpstreamView(t testing.TB, r *authz.Request, set []authz.Header, remove []s
 	for _, name := range remove {
 		assert.False(t, seen[name], "header %q is both set and removed", name)
 		delete(out, name)
+	}
+	return out
+}
+
+// NewRequest builds the request Envoy would describe for method and target
+// on app.example.com, from the mTLS peer principal (may be empty), and
+// fails the test if the pipeline would refuse it before any policy.
+func NewRequest(t testing.TB, method, target, principal string, headers map[string]string) *authz.Request {
+	t.Helper()
+	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "app.example.com", Target: target, Principal: principal, Headers: headers})
+	require.Nil(t, d, "request %s %s refused", method, target)
+	return r
+}
+
+// LogBuffer collects a JSON log that the service's goroutines write while
+// the test reads it.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Lines decodes every line written so far as one JSON object, failing the
+// test on a line that is not one.
+func (b *LogBuffer) Lines(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+		out = append(out, m)
 	}
 	return out
 }

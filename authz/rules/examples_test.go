@@ -72,7 +72,7 @@ type decisionCase struct {
 func checkDecisions(t *testing.T, pol authz.Policy, cases []decisionCase) {
 	t.Helper()
 	for _, c := range cases {
-		d := pol.Decide(t.Context(), req(t, c.method, c.target, c.principal, nil), c.id)
+		d := pol.Decide(t.Context(), authztest.NewRequest(t, c.method, c.target, c.principal, nil), c.id)
 		who := "anonymous"
 		if c.id != nil {
 			who = c.id.Username
@@ -128,7 +128,7 @@ func TestExamplePhoenix(t *testing.T) {
 	})
 
 	// Phoenix mode drops our verified bearer and sets identity headers.
-	r := req(t, "POST", "/graphql", gateway, map[string]string{"authorization": "Bearer eyJ.x.y", "x-authz-user": "admin"})
+	r := authztest.NewRequest(t, "POST", "/graphql", gateway, map[string]string{"authorization": "Bearer eyJ.x.y", "x-authz-user": "admin"})
 	set, remove := up.Headers(r, reader)
 	got := authztest.UpstreamView(t, r, set, remove)
 	assert.NotContains(t, got, "authorization")
@@ -166,7 +166,7 @@ func TestExampleKiali(t *testing.T) {
 		{"GET", "/api/namespaces", "", kialiUser, 403, authz.ReasonNoRuleMatched},
 	})
 
-	r := req(t, "GET", "/kiali/api/namespaces", "", map[string]string{"impersonate-user": "system:admin", "authorization": "Bearer x"})
+	r := authztest.NewRequest(t, "GET", "/kiali/api/namespaces", "", map[string]string{"impersonate-user": "system:admin", "authorization": "Bearer x"})
 	set, remove := up.Headers(r, kialiUser)
 	got := authztest.UpstreamView(t, r, set, remove)
 	assert.Equal(t, "Bearer kiali-sa-token", got["authorization"])
@@ -205,7 +205,7 @@ func TestExampleMLflow(t *testing.T) {
 		gateway:   "",
 		collector: "",
 	} {
-		id, err := spiffe.Authenticate(t.Context(), req(t, "GET", "/", principal, nil))
+		id, err := spiffe.Authenticate(t.Context(), authztest.NewRequest(t, "GET", "/", principal, nil))
 		require.NoError(t, err)
 		if user == "" {
 			assert.Nil(t, id, principal)
@@ -214,7 +214,7 @@ func TestExampleMLflow(t *testing.T) {
 		require.NotNil(t, id, principal)
 		assert.Equal(t, user, id.Username)
 
-		r := req(t, "GET", "/", principal, map[string]string{"x-authz-user": "admin"})
+		r := authztest.NewRequest(t, "GET", "/", principal, map[string]string{"x-authz-user": "admin"})
 		set, remove := up.Headers(r, id)
 		assert.Equal(t, user, authztest.UpstreamView(t, r, set, remove)["x-authz-user"])
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 )
 
@@ -23,13 +24,6 @@ var (
 	nobody  = authz.Anonymous
 	trainer = &authz.Identity{Kind: authz.KindWorkload, Username: "svc-trainer", SPIFFEID: "spiffe://cluster.local/ns/ml/sa/trainer", Method: "spiffe"}
 )
-
-func req(t testing.TB, method, target, principal string, headers map[string]string) *authz.Request {
-	t.Helper()
-	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "app.example.com", Target: target, Principal: principal, Headers: headers})
-	require.Nil(t, d, "request %s %s refused", method, target)
-	return r
-}
 
 func TestNewRulesErrors(t *testing.T) {
 	tests := []struct {
@@ -128,7 +122,7 @@ func TestRulesDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := rs.Decide(t.Context(), req(t, tt.method, tt.target, tt.principal, nil), tt.id)
+			d := rs.Decide(t.Context(), authztest.NewRequest(t, tt.method, tt.target, tt.principal, nil), tt.id)
 			if tt.allowed {
 				assert.True(t, d.Allowed, "denied: %s %s", d.Reason, d.Message)
 				assert.Equal(t, authz.ReasonAllowed, d.Reason)
@@ -152,8 +146,8 @@ func TestRulesTrace(t *testing.T) {
 	rs := testRules(t)
 	tr := &authz.Trace{}
 	ctx := authz.WithTrace(t.Context(), tr)
-	rs.Decide(ctx, req(t, "GET", "/static/x", "", nil), nobody)
-	rs.Decide(ctx, req(t, "GET", "/nowhere", "", nil), nobody)
+	rs.Decide(ctx, authztest.NewRequest(t, "GET", "/static/x", "", nil), nobody)
+	rs.Decide(ctx, authztest.NewRequest(t, "GET", "/nowhere", "", nil), nobody)
 	require.Len(t, tr.Steps, 2)
 	assert.Contains(t, tr.Steps[0].Detail, "rule 5")
 	assert.Contains(t, tr.Steps[1].Detail, "no rule")
@@ -166,11 +160,11 @@ func TestRulesDecideDoesNotAllocate(t *testing.T) {
 		r  *authz.Request
 		id *authz.Identity
 	}{
-		{req(t, "GET", "/static/app.js", "", nil), nobody},
-		{req(t, "GET", "/team/x", "", nil), bob},
-		{req(t, "GET", "/api/x", "", nil), nobody},
-		{req(t, "GET", "/nowhere", "", nil), alice},
-		{req(t, "POST", "/ingest", gateway, nil), alice},
+		{authztest.NewRequest(t, "GET", "/static/app.js", "", nil), nobody},
+		{authztest.NewRequest(t, "GET", "/team/x", "", nil), bob},
+		{authztest.NewRequest(t, "GET", "/api/x", "", nil), nobody},
+		{authztest.NewRequest(t, "GET", "/nowhere", "", nil), alice},
+		{authztest.NewRequest(t, "POST", "/ingest", gateway, nil), alice},
 	}
 	for _, c := range cases {
 		allocs := testing.AllocsPerRun(100, func() { rs.Decide(ctx, c.r, c.id) })
@@ -253,7 +247,7 @@ func FuzzMatchPrefix(f *testing.F) {
 
 func BenchmarkRulesDecide(b *testing.B) {
 	rs := testRules(b)
-	r := req(b, "POST", "/api/experiments/x", "", nil)
+	r := authztest.NewRequest(b, "POST", "/api/experiments/x", "", nil)
 	ctx := b.Context()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 )
 
@@ -45,7 +46,7 @@ func TestTraceWriters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			headers := map[string]string{"x-forwarded-client-cert": "URI=" + collector}
-			d := tw.Decide(t.Context(), req(t, tt.method, tt.target, tt.principal, headers), tt.id)
+			d := tw.Decide(t.Context(), authztest.NewRequest(t, tt.method, tt.target, tt.principal, headers), tt.id)
 			assert.Equal(t, tt.status == 200, d.Allowed)
 			assert.Equal(t, tt.status, d.Status)
 			assert.Equal(t, tt.reason, d.Reason)
@@ -59,7 +60,7 @@ func TestNewTraceWriters(t *testing.T) {
 	})
 	p, err := rules.NewTraceWriters(nil, next)
 	require.NoError(t, err)
-	d := p.Decide(t.Context(), req(t, "POST", "/v1/traces", collector, nil), nobody)
+	d := p.Decide(t.Context(), authztest.NewRequest(t, "POST", "/v1/traces", collector, nil), nobody)
 	assert.Equal(t, http.StatusForbidden, d.Status)
 	assert.Equal(t, authz.ReasonNoRuleMatched, d.Reason)
 

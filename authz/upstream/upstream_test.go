@@ -23,13 +23,6 @@ var (
 	trainer = &authz.Identity{Kind: authz.KindWorkload, Username: "svc-trainer", SPIFFEID: "spiffe://cluster.local/ns/ml/sa/trainer", Method: "spiffe"}
 )
 
-func req(t testing.TB, method, target, principal string, headers map[string]string) *authz.Request {
-	t.Helper()
-	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "app.example.com", Target: target, Principal: principal, Headers: headers})
-	require.Nil(t, d, "request %s %s refused", method, target)
-	return r
-}
-
 func TestHeadersUpstream(t *testing.T) {
 	up, err := upstream.New(upstream.Config{})
 	require.NoError(t, err)
@@ -55,7 +48,7 @@ func TestHeadersUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := req(t, "GET", "/", "", spoof)
+			r := authztest.NewRequest(t, "GET", "/", "", spoof)
 			set, remove := up.Headers(r, tt.id)
 			got := authztest.UpstreamView(t, r, set, remove)
 			for _, h := range []string{"x-authz-user", "x-authz-groups", "x-authz-subject-kind"} {
@@ -75,7 +68,7 @@ func TestHeadersUpstream(t *testing.T) {
 func TestHeadersUpstreamCustomNames(t *testing.T) {
 	up, err := upstream.New(upstream.Config{Mode: "headers", UserHeader: "x-user", GroupsHeader: "x-groups", KindHeader: "x-kind"})
 	require.NoError(t, err)
-	r := req(t, "GET", "/", "", map[string]string{"x-authz-user": "spoofed", "x-user": "spoofed"})
+	r := authztest.NewRequest(t, "GET", "/", "", map[string]string{"x-authz-user": "spoofed", "x-user": "spoofed"})
 	set, remove := up.Headers(r, alice)
 	got := authztest.UpstreamView(t, r, set, remove)
 	assert.Equal(t, "alice", got["x-user"])
@@ -108,7 +101,7 @@ func TestPhoenixUpstream(t *testing.T) {
 			if tt.auth != "" {
 				h["authorization"] = tt.auth
 			}
-			r := req(t, "GET", "/graphql", "", h)
+			r := authztest.NewRequest(t, "GET", "/graphql", "", h)
 			set, remove := up.Headers(r, tt.id)
 			got := authztest.UpstreamView(t, r, set, remove)
 			if tt.wantAuth {
@@ -162,7 +155,7 @@ func TestKialiUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := req(t, "GET", "/kiali/api/namespaces", "", spoof)
+			r := authztest.NewRequest(t, "GET", "/kiali/api/namespaces", "", spoof)
 			set, remove := up.Headers(r, tt.id)
 			got := authztest.UpstreamView(t, r, set, remove)
 			for name, v := range got {
@@ -180,7 +173,7 @@ func TestKialiUpstream(t *testing.T) {
 	}
 
 	t.Run("token rotation", func(t *testing.T) {
-		r := req(t, "GET", "/kiali/api/namespaces", "", nil)
+		r := authztest.NewRequest(t, "GET", "/kiali/api/namespaces", "", nil)
 		bearer := func() string {
 			set, _ := up.Headers(r, alice)
 			for _, h := range set {
@@ -217,7 +210,7 @@ func TestKialiUpstreamConcurrent(t *testing.T) {
 	clock := storetest.NewClock(time.Unix(1_800_000_000, 0))
 	up, err := upstream.New(upstream.Config{Mode: "kiali", TokenFile: tokenPath}, upstream.WithClock(clock.Now))
 	require.NoError(t, err)
-	r := req(t, "GET", "/kiali/api/namespaces", "", nil)
+	r := authztest.NewRequest(t, "GET", "/kiali/api/namespaces", "", nil)
 
 	var wg sync.WaitGroup
 	bad := make(chan string, 8)
@@ -278,7 +271,7 @@ func TestNewUpstreamErrors(t *testing.T) {
 func BenchmarkHeadersUpstream(b *testing.B) {
 	up, err := upstream.New(upstream.Config{})
 	require.NoError(b, err)
-	r := req(b, "GET", "/", "", nil)
+	r := authztest.NewRequest(b, "GET", "/", "", nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		up.Headers(r, alice)

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
+	"github.com/mlflow-authz/mlflow-authz/integration/process"
 )
 
 // Environment of TestBench; see the package documentation.
@@ -385,17 +385,7 @@ func startService(t *testing.T, bin, cfg string) *service {
 	require.NoError(t, cmd.Start())
 	var once sync.Once
 	stop := func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
+		once.Do(func() { process.Stop(cmd, 10*time.Second) })
 	}
 	t.Cleanup(stop)
 	a := [2]string{grpcAddr, httpAddr}
