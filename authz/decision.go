@@ -63,8 +63,14 @@ type Decision struct {
 	// RemoveHeaders are removed from the request sent upstream. Envoy removes
 	// after it sets, so no name here may also appear in UpstreamHeaders.
 	RemoveHeaders []string
-	// ResponseHeaders go to the client with a deny (WWW-Authenticate, Location).
+	// ResponseHeaders go to the client: with a deny (WWW-Authenticate,
+	// Location, Set-Cookie) and with an allow (a renewed session cookie, as
+	// Envoy's OkHttpResponse.response_headers_to_add). Set-Cookie may repeat.
 	ResponseHeaders []Header
+	// Body, when set, replaces the JSON error body of a deny: a page for a
+	// person in a browser. ContentType is then its media type.
+	Body        string
+	ContentType string
 
 	// DryRun is true when the policy denied but the application runs in
 	// dry-run mode, so the request was allowed anyway. Reason and Status keep

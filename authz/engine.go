@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync/atomic"
 )
 
@@ -43,6 +44,25 @@ type App struct {
 	// ours (a Phoenix API key, a JWT from an unknown issuer) as no credential
 	// at all, leaving it for the upstream to judge.
 	PassForeignCredentials bool
+	// Login is the application's browser login; nil when browsers must
+	// bring their own credential.
+	Login Login
+}
+
+// Login is an application's browser login (OpenID Connect code flow): it
+// answers its own endpoints and sends people who need a credential to the
+// identity provider. It sits around the pipeline, not inside a policy, so
+// every policy applies unchanged to the identity it establishes.
+type Login interface {
+	// Intercept answers the login's own endpoints (the OIDC callback,
+	// logout) before anything else looks at the request. ok is false for
+	// every other request.
+	Intercept(ctx context.Context, r *Request) (d Decision, ok bool)
+	// Challenge sees every 401 deny of the application. For a top-level
+	// browser navigation it returns the redirect that starts a login, with
+	// redirect true; otherwise d, possibly with response headers added
+	// (clearing a session cookie that was refused).
+	Challenge(ctx context.Context, r *Request, d Decision) (out Decision, redirect bool)
 }
 
 // Config is everything the engine needs, built once per configuration load.
@@ -119,11 +139,20 @@ func (e *Engine) check(ctx context.Context, r *Request) Decision {
 	if tr != nil {
 		tr.Addf("request", "%s %s on host %s → application %s", r.Method, r.Path, r.Host, app.Name)
 	}
+	if app.Login != nil {
+		if d, ok := app.Login.Intercept(ctx, r); ok {
+			d.App = app.Name
+			if tr != nil {
+				tr.Addf("decision", "login endpoint: status=%d reason=%s", d.Status, d.Reason)
+			}
+			return d
+		}
+	}
 
 	id, deny := st.authenticate(ctx, r, app)
 	if deny != nil {
 		deny.App = app.Name
-		return app.finish(r, *deny)
+		return app.conclude(ctx, r, *deny)
 	}
 	if tr != nil {
 		tr.Addf("identity", "%s %q via %s (groups %v, roles %v, token admin %v)", id.Kind, id.Username, id.Method, id.Groups, id.Roles, id.Admin)
@@ -131,10 +160,30 @@ func (e *Engine) check(ctx context.Context, r *Request) Decision {
 
 	d := app.Policy.Decide(ctx, r, id)
 	d.App, d.Identity = app.Name, id
+	if len(id.ResponseHeaders) > 0 {
+		// A fresh copy: the policy's slice may be shared.
+		d.ResponseHeaders = slices.Concat(d.ResponseHeaders, id.ResponseHeaders)
+	}
 	if tr != nil {
 		tr.Addf("decision", "allowed=%v status=%d reason=%s %s", d.Allowed, d.Status, d.Reason, d.Message)
 	}
-	return app.finish(r, d)
+	return app.conclude(ctx, r, d)
+}
+
+// conclude lets the login turn a 401 into a redirect to the identity
+// provider, then finishes the decision. The redirect is exempt from dry
+// run: it is how a browser gets an identity at all, not a policy verdict.
+func (a *App) conclude(ctx context.Context, r *Request, d Decision) Decision {
+	if a.Login != nil && !d.Allowed && d.Status == http.StatusUnauthorized {
+		app, id := d.App, d.Identity
+		var redirect bool
+		d, redirect = a.Login.Challenge(ctx, r, d)
+		d.App, d.Identity = app, id
+		if redirect {
+			return d
+		}
+	}
+	return a.finish(r, d)
 }
 
 // Authenticate runs the live authenticator chain alone, as Check does before
@@ -158,6 +207,10 @@ func (st *engineState) authenticate(ctx context.Context, r *Request, app *App) (
 		if ce, ok := AsCredentialError(err); ok {
 			if ce.Foreign && app.PassForeignCredentials {
 				continue
+			}
+			if ce.Status != 0 && ce.Status != http.StatusUnauthorized {
+				d := Deny(ce.Status, ce.Reason, ce.Message)
+				return nil, &d
 			}
 			d := Deny(http.StatusUnauthorized, ce.Reason, ce.Message)
 			d.ResponseHeaders = []Header{{Name: "www-authenticate", Value: `Bearer error="invalid_token"`}}

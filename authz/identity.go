@@ -44,6 +44,10 @@ type Identity struct {
 	// Method names the authenticator that produced the identity: jwt,
 	// spiffe, session, basic or none.
 	Method string
+	// ResponseHeaders go to the client with whatever answer the request
+	// gets, allow or deny: a browser session renewed while authenticating
+	// sends its new cookie this way. Never logged.
+	ResponseHeaders []Header
 }
 
 // Anonymous is the identity of a request that carried no credential.
@@ -120,6 +124,10 @@ type Authenticator interface {
 type CredentialError struct {
 	Reason  Reason
 	Message string
+	// Status is the HTTP status of the deny; zero means 401. A credential
+	// that is valid but may not be used for this request (a session cookie
+	// on a cross-site POST) is a 403.
+	Status int
 	// Foreign is true when the credential is well-formed but belongs to
 	// someone else (say a Phoenix API key, or a JWT from an issuer we do not
 	// know). Applications that let such credentials through untouched treat

@@ -3,7 +3,9 @@ package extauthz
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 )
@@ -72,6 +74,46 @@ type Result struct {
 	// Set and Removed are the upstream header mutations of an allow.
 	Set     map[string]string
 	Removed []string
+	// ResponseHeaders go to the client: a deny's headers, or an allow's
+	// response_headers_to_add, in order (Set-Cookie may repeat).
+	ResponseHeaders []Header
+	// Body is a deny's body as sent to the client.
+	Body string
+}
+
+// Header is one response header of a Result.
+type Header struct {
+	Name, Value string
+}
+
+// Header returns the first response header called name (case-insensitive),
+// or "".
+func (r Result) Header(name string) string {
+	for _, h := range r.ResponseHeaders {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+// Headers returns every response header called name, in order.
+func (r Result) Headers(name string) []string {
+	var out []string
+	for _, h := range r.ResponseHeaders {
+		if strings.EqualFold(h.Name, name) {
+			out = append(out, h.Value)
+		}
+	}
+	return out
+}
+
+func readHeaders(opts []*corev3.HeaderValueOption) []Header {
+	out := make([]Header, 0, len(opts))
+	for _, h := range opts {
+		out = append(out, Header{Name: h.GetHeader().GetKey(), Value: h.GetHeader().GetValue()})
+	}
+	return out
 }
 
 // ReadResponse interprets a CheckResponse the way Envoy does: an OK (or
@@ -84,10 +126,11 @@ func ReadResponse(resp *authv3.CheckResponse) Result {
 			res.Set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 		}
 		res.Removed = ok.GetHeadersToRemove()
+		res.ResponseHeaders = readHeaders(ok.GetResponseHeadersToAdd())
 		return res
 	}
 	denied := resp.GetDeniedResponse()
-	res := Result{Status: int(denied.GetStatus().GetCode())}
+	res := Result{Status: int(denied.GetStatus().GetCode()), Body: denied.GetBody(), ResponseHeaders: readHeaders(denied.GetHeaders())}
 	if res.Status == 0 {
 		res.Status = 403 // Envoy's default for a deny without a status
 	}

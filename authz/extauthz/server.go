@@ -241,6 +241,12 @@ func allowResponse(d authz.Decision) *authv3.CheckResponse {
 			}
 		}
 	}
+	// response_headers_to_add go to the client's response: a renewed
+	// session cookie travels this way.
+	// https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/auth/v3/external_auth.proto#service-auth-v3-okhttpresponse
+	for _, h := range d.ResponseHeaders {
+		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, headerOption(h.Name, h.Value))
+	}
 	return &authv3.CheckResponse{
 		Status:       &status.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
@@ -257,10 +263,14 @@ type denyBody struct {
 
 func denyResponse(d authz.Decision) *authv3.CheckResponse {
 	httpStatus := denyHTTPStatus(d.Status)
-	// Marshalling three strings cannot fail.
-	body, _ := json.Marshal(denyBody{ErrorCode: d.ErrorCode(), Message: d.Message, Reason: string(d.Reason)})
+	body, contentType := d.Body, d.ContentType
+	if body == "" {
+		// Marshalling three strings cannot fail.
+		b, _ := json.Marshal(denyBody{ErrorCode: d.ErrorCode(), Message: d.Message, Reason: string(d.Reason)})
+		body, contentType = string(b), "application/json"
+	}
 	headers := make([]*corev3.HeaderValueOption, 0, 2+len(d.ResponseHeaders))
-	headers = append(headers, headerOption("content-type", "application/json"), headerOption(ReasonHeader, string(d.Reason)))
+	headers = append(headers, headerOption("content-type", contentType), headerOption(ReasonHeader, string(d.Reason)))
 	for _, h := range d.ResponseHeaders {
 		headers = append(headers, headerOption(h.Name, h.Value))
 	}
@@ -269,15 +279,28 @@ func denyResponse(d authz.Decision) *authv3.CheckResponse {
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
 			Headers: headers,
-			Body:    string(body),
+			Body:    body,
 		}},
 	}
 }
 
+// headerOption overwrites a header of the same name, except Set-Cookie,
+// which must stay one header line per cookie (RFC 6265 section 3: a
+// comma-joined Set-Cookie is a different cookie). Envoy maps
+// APPEND_IF_EXISTS_OR_ADD, when the deprecated append field is unset, to
+// adding one more header line (source/extensions/filters/common/ext_authz/
+// ext_authz_grpc_impl.cc, getAppendAction); older Envoys that ignore
+// append_action add every denied-response header line anyway
+// (source/extensions/filters/http/ext_authz/ext_authz.cc: "allowing the
+// same header to be set multiple times, e.g. Set-Cookie").
 func headerOption(name, value string) *corev3.HeaderValueOption {
+	action := corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	if strings.EqualFold(name, "set-cookie") {
+		action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+	}
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: name, Value: value},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		AppendAction: action,
 	}
 }
 
