@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
@@ -52,6 +53,22 @@ func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logg
 		rt.JWT = jwt
 		rt.Engine.Authenticators = append(rt.Engine.Authenticators, jwt)
 	}
+	logins, err := buildLogins(cfg, rt.JWT)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if len(logins) > 0 {
+		// Behind the bearer token (a request with both is decided by its
+		// Authorization header), ahead of the mTLS peer.
+		byHost := map[string]*authn.Login{}
+		for i, l := range logins {
+			for _, h := range cfg.Apps[i].Hosts {
+				byHost[strings.ToLower(h)] = l
+			}
+		}
+		rt.Engine.Authenticators = append(rt.Engine.Authenticators, authn.NewSessions(byHost))
+	}
 	// SPIFFE comes last: at a sidecar every browser request carries the
 	// ingress gateway's principal, which must not outrank the user's token.
 	spiffe, err := authn.NewSPIFFE(cfg.SPIFFE)
@@ -67,9 +84,29 @@ func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logg
 			rt.Close()
 			return nil, fmt.Errorf("config: apps[%d] (%s): %w", i, a.Name, err)
 		}
+		if l := logins[i]; l != nil {
+			app.Login = l
+		}
 		rt.Engine.Apps = append(rt.Engine.Apps, app)
 	}
 	return rt, nil
+}
+
+// buildLogins builds the login of every app that has one, by app index;
+// the map is empty when no app has login enabled.
+func buildLogins(cfg *Config, jwt *authn.JWT) (map[int]*authn.Login, error) {
+	logins := map[int]*authn.Login{}
+	for i, a := range cfg.Apps {
+		if !a.Login.Enabled {
+			continue
+		}
+		l, err := authn.NewLogin(jwt, cfg.Session, a.Login, authn.WithSessionCache(cfg.TokenCache.Size, cfg.TokenCache.TTL))
+		if err != nil {
+			return nil, fmt.Errorf("config: apps[%d] (%s): login: %w", i, a.Name, err)
+		}
+		logins[i] = l
+	}
+	return logins, nil
 }
 
 func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, error) {

@@ -22,8 +22,10 @@ type Config struct {
 	Issuers    []authn.IssuerConfig `yaml:"issuers"`
 	TokenCache TokenCacheConfig     `yaml:"token_cache"`
 	SPIFFE     authn.SPIFFEConfig   `yaml:"spiffe"`
-	Store      backend.Config       `yaml:"store"`
-	Apps       []AppConfig          `yaml:"apps"`
+	// Session is the browser session cookie of every app with login on.
+	Session authn.SessionConfig `yaml:"session"`
+	Store   backend.Config      `yaml:"store"`
+	Apps    []AppConfig         `yaml:"apps"`
 }
 
 // ServerConfig holds the listeners and gRPC connection management.
@@ -80,6 +82,8 @@ type AppConfig struct {
 	Upstream upstream.Config `yaml:"upstream"`
 	// MLflow configures an application of type mlflow.
 	MLflow mlflow.Config `yaml:"mlflow"`
+	// Login is the browser login (OpenID Connect code flow) of the app.
+	Login authn.LoginConfig `yaml:"login"`
 }
 
 // Default returns the configuration used for every key the file omits.
@@ -198,6 +202,14 @@ func (c *Config) Validate() error {
 			}
 			hosts[h] = a.Name
 		}
+		if a.Login.Enabled {
+			if err := a.Login.Validate(); err != nil {
+				add(key+".login", "%v", err)
+			}
+			if err := c.loginIssuer(a.Login.Issuer); err != nil {
+				add(key+".login.issuer", "%v", err)
+			}
+		}
 		switch a.Type {
 		case "mlflow":
 			if c.Store.Driver == backend.None {
@@ -214,6 +226,11 @@ func (c *Config) Validate() error {
 			add(key+".type", "%q is not mlflow or rules", a.Type)
 		}
 	}
+	if c.loginEnabled() {
+		if err := c.Session.Validate(); err != nil {
+			add("session", "%v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -228,6 +245,33 @@ func (c *Config) DefaultPermission() store.Permission {
 		}
 	}
 	return store.NoPermissions
+}
+
+// loginEnabled reports whether any application has its login on.
+func (c *Config) loginEnabled() bool {
+	for _, a := range c.Apps {
+		if a.Login.Enabled {
+			return true
+		}
+	}
+	return false
+}
+
+// loginIssuer checks that a login names a configured issuer (by name or
+// issuer URL), or that there is exactly one when it names none.
+func (c *Config) loginIssuer(name string) error {
+	if name == "" {
+		if len(c.Issuers) != 1 {
+			return fmt.Errorf("required when %d issuers are configured", len(c.Issuers))
+		}
+		return nil
+	}
+	for _, iss := range c.Issuers {
+		if iss.Name == name || iss.Issuer == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a configured issuer", name)
 }
 
 // RestartRequired returns an error naming the settings that differ between

@@ -26,6 +26,7 @@ func TestAllowCarriesResponseHeaders(t *testing.T) {
 		assert.Equal(t, "set-cookie", added[i].GetHeader().GetKey())
 		assert.Equal(t, want, added[i].GetHeader().GetValue())
 		assert.Equal(t, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, added[i].GetAppendAction())
+		//lint:ignore SA1019 checking that the deprecated field stays unset
 		assert.Nil(t, added[i].GetAppend(), "the deprecated append would make Envoy comma-join the cookies")
 	}
 	res := extauthz.ReadResponse(resp)

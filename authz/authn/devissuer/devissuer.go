@@ -272,9 +272,16 @@ func Start(addr string, opts ...Option) (*Issuer, error) {
 		if claimed == "" {
 			claimed = iss.URL
 		}
+		// The login endpoints are named as Keycloak names them but not
+		// served: they let a browser-login redirect be built and checked;
+		// a real login flow needs a real OpenID provider.
+		oidc := iss.URL + "/protocol/openid-connect"
 		writeJSON(w, map[string]any{
 			"issuer":                                claimed,
 			"jwks_uri":                              iss.JWKSURL,
+			"authorization_endpoint":                oidc + "/auth",
+			"token_endpoint":                        oidc + "/token",
+			"end_session_endpoint":                  oidc + "/logout",
 			"id_token_signing_alg_values_supported": []string{"RS256"},
 		})
 	})
