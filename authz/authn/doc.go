@@ -17,11 +17,11 @@
 //   - any other error for an infrastructure failure (a 503), such as an
 //     issuer whose keys were never fetched.
 //
-// The order is: bearer JWT, then the mTLS peer's SPIFFE ID last, because at
-// an application's sidecar every browser request arrives from the ingress
-// gateway's principal, which must never outrank the user's own token. The
-// browser session cookie (with the OIDC login flow) and Basic credentials
-// (MLflow's users.password_hash) are the authenticators still to come.
+// The order is: bearer JWT, then the browser session cookie, then the mTLS
+// peer's SPIFFE ID last, because at an application's sidecar every browser
+// request arrives from the ingress gateway's principal, which must never
+// outrank the user's own credential. Basic credentials (MLflow's
+// users.password_hash) are the authenticator still to come.
 //
 // # Layout
 //
@@ -30,7 +30,13 @@
 //   - jwt.go: JWT, bearer "Authorization" parsing and signature verification
 //     for one or more issuers (Keycloak realms), configured by IssuerConfig;
 //   - spiffe.go: SPIFFE, mTLS peers (Envoy's source principal) mapped to
-//     users by SPIFFEConfig, and ParseSPIFFEID.
+//     users by SPIFFEConfig, and ParseSPIFFEID;
+//   - session.go: Sessions, the browser session cookie (sealed with the
+//     keys of SessionConfig, cached by hash, CSRF-checked), and the cookie
+//     codec;
+//   - login.go: Login, one application's OpenID Connect sign-in (an
+//     authz.Login): the redirect to the issuer, the callback, logout and
+//     the session's refresh, configured by LoginConfig.
 //
 // and the files that support them:
 //   - claims.go: verified Keycloak access-token claims to an Identity

@@ -22,17 +22,20 @@ import (
 // exampleFile mirrors the keys the examples use. Decoding with KnownFields
 // catches a misspelt key in an example.
 type exampleFile struct {
-	SPIFFE *authn.SPIFFEConfig `yaml:"spiffe"`
-	Apps   []struct {
-		Name                   string          `yaml:"name"`
-		Hosts                  []string        `yaml:"hosts"`
-		Type                   string          `yaml:"type"`
-		DryRun                 bool            `yaml:"dry_run"`
-		PassForeignCredentials bool            `yaml:"pass_foreign_credentials"`
-		MLflow                 yaml.Node       `yaml:"mlflow"`
-		Rules                  []rules.Config  `yaml:"rules"`
-		TraceWriters           []string        `yaml:"trace_writers"`
-		Upstream               upstream.Config `yaml:"upstream"`
+	Issuers []authn.IssuerConfig `yaml:"issuers"`
+	Session *authn.SessionConfig `yaml:"session"`
+	SPIFFE  *authn.SPIFFEConfig  `yaml:"spiffe"`
+	Apps    []struct {
+		Name                   string            `yaml:"name"`
+		Hosts                  []string          `yaml:"hosts"`
+		Type                   string            `yaml:"type"`
+		DryRun                 bool              `yaml:"dry_run"`
+		PassForeignCredentials bool              `yaml:"pass_foreign_credentials"`
+		MLflow                 yaml.Node         `yaml:"mlflow"`
+		Rules                  []rules.Config    `yaml:"rules"`
+		TraceWriters           []string          `yaml:"trace_writers"`
+		Upstream               upstream.Config   `yaml:"upstream"`
+		Login                  authn.LoginConfig `yaml:"login"`
 	} `yaml:"apps"`
 }
 
