@@ -221,7 +221,7 @@ func TestAPICallsGet401NeverARedirect(t *testing.T) {
 	c := checkClient(t, f)
 	name := f.login.CookieName()
 	expired := f.session()
-	expired.End = f.clock.now().Add(-time.Minute).Unix()
+	expired.End = f.clock.Now().Add(-time.Minute).Unix()
 	expiredCookie := name + "=" + f.seal(t, testHost, expired)
 	tests := []struct {
 		name    string
@@ -275,7 +275,7 @@ func TestOpenRedirectAttemptsAreRefused(t *testing.T) {
 	t.Run("a forged return path in a sealed login state is not followed", func(t *testing.T) {
 		state := randomToken()
 		value, err := f.login.keys.ring.sealState(purposeLogin, testHost, flowState{
-			State: state, Nonce: "n", Verifier: "v", Return: "//evil.example.net/", Expiry: f.clock.now().Add(-time.Second).Unix()})
+			State: state, Nonce: "n", Verifier: "v", Return: "//evil.example.net/", Expiry: f.clock.Now().Add(-time.Second).Unix()})
 		require.NoError(t, err)
 		res := check(t, c, extauthz.Call{Target: "/_authz/callback?state=" + state + "&code=c",
 			Headers: map[string]string{"cookie": f.login.flowCookieName(state) + "=" + value}})
@@ -291,7 +291,7 @@ func TestSessionCookiesThroughCheck(t *testing.T) {
 	name := f.login.CookieName()
 	valid := f.seal(t, testHost, f.session())
 	expired := f.session()
-	expired.End = f.clock.now().Add(-time.Second).Unix()
+	expired.End = f.clock.Now().Add(-time.Second).Unix()
 	foreign, err := ring(t, newKey(t)).sealState(purposeSession, testHost, f.session())
 	require.NoError(t, err)
 	tampered := []byte(valid)
@@ -349,7 +349,7 @@ func TestCallbackRefusals(t *testing.T) {
 		return v
 	}
 	live := func(state string) flowState {
-		return flowState{State: state, Nonce: "n", Verifier: "v", Return: "/#ignored", Expiry: f.clock.now().Add(time.Minute).Unix()}
+		return flowState{State: state, Nonce: "n", Verifier: "v", Return: "/#ignored", Expiry: f.clock.Now().Add(time.Minute).Unix()}
 	}
 	s1, s2 := randomToken(), randomToken()
 	tests := []struct {
@@ -391,7 +391,7 @@ func TestCallbackRefusals(t *testing.T) {
 		st := live(s1)
 		st.Return = "/static-files/index.html?x=1&y=2"
 		cookie := f.login.flowCookieName(s1) + "=" + seal(st)
-		f.clock.advance(2 * time.Minute)
+		f.clock.Advance(2 * time.Minute)
 		res := check(t, c, extauthz.Call{Target: "/_authz/callback?state=" + s1 + "&code=c", Headers: map[string]string{"cookie": cookie}})
 		requireDeny(t, res, http.StatusBadRequest, ReasonLoginStateExpired)
 		assert.Contains(t, res.Body, `<a href="/static-files/index.html?x=1&amp;y=2">Sign in again</a>`, "the fresh login returns where the first one was going")

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,22 +22,13 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 const testHost = "mlflow.example.com"
 
 // testNow is the fixed start of the session tests' clock.
 var testNow = time.Unix(1767225600, 0)
-
-type testClock struct{ ns atomic.Int64 }
-
-func newTestClock() *testClock {
-	c := &testClock{}
-	c.ns.Store(testNow.UnixNano())
-	return c
-}
-func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // newKey returns a fresh cookie key, base64 as a keys file holds it.
 func newKey(t testing.TB) string {
@@ -66,16 +56,16 @@ func ring(t testing.TB, keys ...string) *keyRing {
 type loginFixture struct {
 	login *Login
 	iss   *devissuer.Issuer
-	clock *testClock
+	clock *storetest.Clock
 	key   string
 }
 
 func newLoginFixture(t testing.TB) *loginFixture {
 	t.Helper()
 	iss := authntest.Start(t, devissuer.WithRealm("ml"))
-	clock := newTestClock()
+	clock := storetest.NewClock(testNow)
 	j, err := NewJWT(t.Context(), []IssuerConfig{{Name: "ml", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"admins"}}},
-		WithJWTClock(clock.now), WithJWTLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		WithJWTClock(clock.Now), WithJWTLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	t.Cleanup(j.Close)
 	key := newKey(t)
@@ -88,7 +78,7 @@ func newLoginFixture(t testing.TB) *loginFixture {
 
 // session returns a live session state for alice at the fixture's clock.
 func (f *loginFixture) session() *sessionState {
-	now := f.clock.now()
+	now := f.clock.Now()
 	return &sessionState{
 		Issuer: f.iss.URL, User: "alice", Groups: []string{"team-a"}, Roles: []string{"default-roles-ml"},
 		Expiry: now.Add(5 * time.Minute).Unix(), End: now.Add(10 * time.Hour).Unix(), Refresh: "refresh-token",
@@ -217,7 +207,7 @@ func TestSessionCookieFitsWithFiftyGroups(t *testing.T) {
 	for _, g := range st.Groups {
 		raw += len(g)
 	}
-	cookie, err := f.login.sealSession(testHost, st, f.clock.now())
+	cookie, err := f.login.sealSession(testHost, st, f.clock.Now())
 	require.NoError(t, err)
 	nameValue, _, _ := strings.Cut(cookie, ";")
 	t.Logf("50 groups (%d bytes of paths), %d roles, %d-byte refresh token: cookie %d bytes", raw, len(st.Roles), len(st.Refresh), len(nameValue))
@@ -228,7 +218,7 @@ func TestSessionCookieFitsWithFiftyGroups(t *testing.T) {
 	t.Run("a session that cannot fit is refused, never split", func(t *testing.T) {
 		big := *st
 		big.Refresh = keycloakRefreshToken() + keycloakRefreshToken() + keycloakRefreshToken() + keycloakRefreshToken()
-		_, err := f.login.sealSession(testHost, &big, f.clock.now())
+		_, err := f.login.sealSession(testHost, &big, f.clock.Now())
 		require.Error(t, err)
 	})
 }
@@ -240,9 +230,9 @@ func TestSessionsAuthenticate(t *testing.T) {
 	valid := f.seal(t, testHost, f.session())
 
 	expired := f.session()
-	expired.End = f.clock.now().Add(-time.Second).Unix()
+	expired.End = f.clock.Now().Add(-time.Second).Unix()
 	accessExpiredNoRefresh := f.session()
-	accessExpiredNoRefresh.Expiry = f.clock.now().Add(-time.Second).Unix()
+	accessExpiredNoRefresh.Expiry = f.clock.Now().Add(-time.Second).Unix()
 	accessExpiredNoRefresh.Refresh = ""
 	otherIssuer := f.session()
 	otherIssuer.Issuer = "https://sso.example.com/realms/other"
@@ -336,9 +326,9 @@ func TestSessionsAuthenticate(t *testing.T) {
 		r := cookieRequest(t, "GET", "/", map[string]string{"cookie": name + "=" + valid})
 		_, err := s.Authenticate(t.Context(), r)
 		require.NoError(t, err)
-		_, hit := f.login.cache.Get(valid, f.clock.now())
+		_, hit := f.login.cache.Get(valid, f.clock.Now())
 		assert.True(t, hit)
-		f.clock.advance(10*time.Hour + time.Second)
+		f.clock.Advance(10*time.Hour + time.Second)
 		_, err = s.Authenticate(t.Context(), r)
 		ce, _ := authz.AsCredentialError(err)
 		require.NotNil(t, ce)

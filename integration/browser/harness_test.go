@@ -216,23 +216,22 @@ func (s *stack) browserClient(t *testing.T) *http.Client {
 // navigate GETs u as a browser's top-level navigation.
 func navigate(t *testing.T, c *http.Client, u string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), "GET", u, nil)
-	require.NoError(t, err)
-	req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
-	req.Header.Set("Sec-Fetch-Mode", "navigate")
-	resp, err := c.Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = resp.Body.Close() })
-	return resp
+	return get(t, c, u, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "navigate")
 }
 
 // xhr GETs u as the UI's script does.
 func xhr(t *testing.T, c *http.Client, u string) *http.Response {
 	t.Helper()
+	return get(t, c, u, "application/json, text/plain, */*", "cors")
+}
+
+// get sends GET u with the Accept and Sec-Fetch-Mode a browser would.
+func get(t *testing.T, c *http.Client, u, accept, fetchMode string) *http.Response {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), "GET", u, nil)
 	require.NoError(t, err)
-	req.Header.Set("Accept", "application/json, text/plain, */*")
-	req.Header.Set("Sec-Fetch-Mode", "cors")
+	req.Header.Set("Accept", accept)
+	req.Header.Set("Sec-Fetch-Mode", fetchMode)
 	resp, err := c.Do(req)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = resp.Body.Close() })
