@@ -11,12 +11,12 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 )
 
-// BenchmarkCheckInProcess compares a warm request authenticated by the
+// BenchmarkCheckCookieVsBearer compares a warm request authenticated by the
 // session cookie with a warm one authenticated by a bearer JWT, through
 // the whole Check server (proto → Request → chain → policy → proto)
 // without transport: the budget is cookie ≤ 1.3 × bearer. Both callers are
 // the same user; the chain is the production order (JWT, Sessions).
-func BenchmarkCheckInProcess(b *testing.B) {
+func BenchmarkCheckCookieVsBearer(b *testing.B) {
 	f := newLoginFixture(b)
 	f.clock.Advance(time.Since(f.clock.Now())) // devissuer signs with the wall clock
 	token, err := f.iss.Token(devissuer.User{Username: "alice", Groups: []string{"/team-a"}, Roles: []string{"ml-user"}})
