@@ -167,6 +167,17 @@ type Reader interface {
 	Resolve(ctx context.Context, l Lookup, key string) ([]string, error)
 }
 
+// Credentials reads what Basic authentication checks: MLflow's own
+// password hashes. It is separate from Reader because only the Basic
+// authenticator needs it, and a hash is never part of a decision on its own.
+type Credentials interface {
+	// PasswordHash returns users.password_hash of username, verbatim (a
+	// werkzeug hash such as "scrypt:32768:8:1$salt$hex"). ErrNotFound when
+	// there is no such user or its hash is NULL or empty (a user created
+	// without a password cannot sign in with one).
+	PasswordHash(ctx context.Context, username string) (string, error)
+}
+
 // TrackedObject is the row of MLflow's tracking tables for an experiment or
 // a registered model: the proof that MLflow carried out a create, rename or
 // delete that mlflow-authz allowed.

@@ -37,9 +37,11 @@ type Config struct {
 }
 
 // Store is an open backend as the server runs it: the reads of the decision
-// pipeline, readiness, and the change watch that keeps a cache honest.
+// pipeline and of Basic authentication, readiness, and the change watch that
+// keeps a cache honest.
 type Store interface {
 	store.Reader
+	store.Credentials
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, invalidate func(table string), flush func()) error
 	Close()

@@ -2,7 +2,8 @@
 // store.Reader. It is the hot path of every check: a hit takes a shard read
 // lock and allocates nothing.
 //
-// Grants and users are cached per generation. Flush (and Invalidate, which
+// Grants, users and password hashes are cached per generation. Flush (and
+// Invalidate, which
 // the PostgreSQL watcher calls) starts a new generation, so a result read
 // before a revoke is never served after the flush that announces it, even
 // when that read was still in flight during the flush. Ownership lookups
@@ -25,11 +26,11 @@ import (
 
 // Options tunes a Cache. Zero values take the defaults.
 type Options struct {
-	// MaxEntries bounds each of the grants, users and ownership tables
-	// (default 100000).
+	// MaxEntries bounds each of the grants, users, password-hash and
+	// ownership tables (default 100000).
 	MaxEntries int `yaml:"max_entries"`
-	// GrantTTL is the safety net for grants and users should an
-	// invalidation be lost (default 60s).
+	// GrantTTL is the safety net for grants, users and password hashes
+	// should an invalidation be lost (default 60s).
 	GrantTTL time.Duration `yaml:"grant_ttl"`
 	// ResolveTTL keeps resolved ownership (default 10m).
 	ResolveTTL time.Duration `yaml:"resolve_ttl"`
@@ -64,6 +65,7 @@ type Stats struct {
 	GrantHits, GrantMisses     uint64
 	UserHits, UserMisses       uint64
 	ResolveHits, ResolveMisses uint64
+	HashHits, HashMisses       uint64
 	Flushes                    uint64
 }
 
@@ -83,6 +85,11 @@ type grantVal struct{ g store.Grants }
 
 type userVal struct{ exists, admin bool }
 
+type hashVal struct {
+	hash     string
+	notFound bool
+}
+
 type resolveVal struct {
 	ids      []string
 	notFound bool
@@ -96,10 +103,11 @@ type Cache struct {
 	opts  Options
 	seed  maphash.Seed
 
-	gen atomic.Uint64 // generation of grants and users
+	gen atomic.Uint64 // generation of grants, users and password hashes
 
 	grants   *table[grantKey, grantVal]
 	users    *table[string, userVal]
+	hashes   *table[string, hashVal]
 	resolves *table[resolveKey, resolveVal]
 
 	flight singleflight.Group
@@ -107,10 +115,14 @@ type Cache struct {
 	grantHits, grantMisses     atomic.Uint64
 	userHits, userMisses       atomic.Uint64
 	resolveHits, resolveMisses atomic.Uint64
+	hashHits, hashMisses       atomic.Uint64
 	flushes                    atomic.Uint64
 }
 
-var _ store.Reader = (*Cache)(nil)
+var (
+	_ store.Reader      = (*Cache)(nil)
+	_ store.Credentials = (*Cache)(nil)
+)
 
 // New returns a cache in front of inner.
 func New(inner store.Reader, opts Options) *Cache {
@@ -122,13 +134,14 @@ func New(inner store.Reader, opts Options) *Cache {
 		return maphash.String(c.seed, k.user) ^ 31*maphash.String(c.seed, k.id)
 	})
 	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
+	c.hashes = newTable[string, hashVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
 	c.resolves = newTable[resolveKey, resolveVal](opts.MaxEntries, func(k resolveKey) uint64 {
 		return maphash.String(c.seed, k.key) ^ 31*maphash.String(c.seed, string(k.lookup))
 	})
 	return c
 }
 
-// Flush drops every cached grant and user. Ownership stays.
+// Flush drops every cached grant, user and password hash. Ownership stays.
 func (c *Cache) Flush() {
 	// The new generation comes first: from here on no earlier read can be
 	// stored or served. Clearing afterwards only frees memory.
@@ -136,6 +149,7 @@ func (c *Cache) Flush() {
 	c.flushes.Add(1)
 	c.grants.clear()
 	c.users.clear()
+	c.hashes.clear()
 }
 
 // Invalidate is called for each change notification. Flushing every grant
@@ -148,6 +162,7 @@ func (c *Cache) Stats() Stats {
 		GrantHits: c.grantHits.Load(), GrantMisses: c.grantMisses.Load(),
 		UserHits: c.userHits.Load(), UserMisses: c.userMisses.Load(),
 		ResolveHits: c.resolveHits.Load(), ResolveMisses: c.resolveMisses.Load(),
+		HashHits: c.hashHits.Load(), HashMisses: c.hashMisses.Load(),
 		Flushes: c.flushes.Load(),
 	}
 }
@@ -201,6 +216,41 @@ func (c *Cache) User(ctx context.Context, username string) (exists, admin bool, 
 	}
 	c.users.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
 	return v.exists, v.admin, nil
+}
+
+// PasswordHash implements store.Credentials when the cached store does: a
+// password change or a user's deletion flushes it like a revoke, so the
+// Basic authenticator, which re-reads the hash on every request, stops
+// accepting the old password within one notification.
+func (c *Cache) PasswordHash(ctx context.Context, username string) (string, error) {
+	inner, ok := c.inner.(store.Credentials)
+	if !ok {
+		return "", errors.New("cache: the store cannot read password hashes")
+	}
+	now := c.opts.Now().UnixNano()
+	gen := c.gen.Load()
+	v, ok := c.hashes.get(username, gen, now)
+	if ok {
+		c.hashHits.Add(1)
+	} else {
+		c.hashMisses.Add(1)
+		var err error
+		v, err = do(ctx, &c.flight, flightKey('p', gen, username), func(ctx context.Context) (hashVal, error) {
+			h, err := inner.PasswordHash(ctx, username)
+			if errors.Is(err, store.ErrNotFound) {
+				return hashVal{notFound: true}, nil
+			}
+			return hashVal{hash: h}, err
+		})
+		if err != nil {
+			return "", err
+		}
+		c.hashes.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
+	}
+	if v.notFound {
+		return "", store.ErrNotFound
+	}
+	return v.hash, nil
 }
 
 // Resolve implements store.Reader.

@@ -57,6 +57,13 @@ func (g *gated) Resolve(ctx context.Context, l store.Lookup, k string) ([]string
 	return v, err
 }
 
+func (g *gated) PasswordHash(ctx context.Context, u string) (string, error) {
+	g.calls.Add(1)
+	h, err := g.Reader.(store.Credentials).PasswordHash(ctx, u)
+	g.wait()
+	return h, err
+}
+
 type fixture struct {
 	inner *gated
 	exec  func(q string)
@@ -104,6 +111,36 @@ func TestGrantsHitMissAndFlush(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, g.User)
 	assert.EqualValues(t, 2, f.inner.calls.Load())
+}
+
+// TestPasswordHashHitMissAndFlush: hashes are cached per generation like
+// users, a missing user is cached too (an unknown username in a Basic
+// credential costs one query per generation, not one per request), and a
+// store that cannot read hashes is an error, never an empty hash.
+func TestPasswordHashHitMissAndFlush(t *testing.T) {
+	f := newFixture(t)
+	f.exec(`UPDATE users SET password_hash = 'pbkdf2:sha256:1$s$h' WHERE username = 'alice'`)
+	c := cache.New(f.inner, cache.Options{})
+	for range 3 {
+		h, err := c.PasswordHash(t.Context(), "alice")
+		require.NoError(t, err)
+		require.Equal(t, "pbkdf2:sha256:1$s$h", h)
+		_, err = c.PasswordHash(t.Context(), "ghost")
+		require.ErrorIs(t, err, store.ErrNotFound)
+	}
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+	assert.Equal(t, cache.Stats{HashHits: 4, HashMisses: 2}, c.Stats())
+
+	f.exec(`UPDATE users SET password_hash = NULL WHERE username = 'alice'`)
+	c.Flush()
+	_, err := c.PasswordHash(t.Context(), "alice")
+	require.ErrorIs(t, err, store.ErrNotFound, "a NULL hash after the flush")
+	assert.EqualValues(t, 3, f.inner.calls.Load())
+
+	bare := cache.New(struct{ store.Reader }{f.inner}, cache.Options{})
+	_, err = bare.PasswordHash(t.Context(), "alice")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, store.ErrNotFound)
 }
 
 // TestFlushRacingMiss: a read that began before a revoke and ends after

@@ -228,6 +228,23 @@ func (s *Store) User(ctx context.Context, username string) (exists, admin bool, 
 	return true, a != nil && *a, nil
 }
 
+// PasswordHash implements store.Credentials.
+func (s *Store) PasswordHash(ctx context.Context, username string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	var h *string
+	err := s.auth.QueryRow(ctx, mlflowdb.PasswordHashSQL, username).Scan(&h)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", store.ErrNotFound
+	case err != nil:
+		return "", unavailable("password hash", err)
+	case h == nil || *h == "":
+		return "", store.ErrNotFound
+	}
+	return *h, nil
+}
+
 // Resolve implements store.Reader through the tracking tables.
 func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)

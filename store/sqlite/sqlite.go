@@ -218,6 +218,23 @@ func (s *Store) User(ctx context.Context, username string) (exists, admin bool, 
 	return true, a.Valid && a.Bool, nil
 }
 
+// PasswordHash implements store.Credentials.
+func (s *Store) PasswordHash(ctx context.Context, username string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	var h sql.NullString
+	err := s.auth.QueryRowContext(ctx, mlflowdb.PasswordHashSQL, username).Scan(&h)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", store.ErrNotFound
+	case err != nil:
+		return "", unavailable("password hash", err)
+	case h.String == "":
+		return "", store.ErrNotFound
+	}
+	return h.String, nil
+}
+
 // Resolve implements store.Reader through the tracking tables.
 func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)

@@ -9,6 +9,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("NoGroupTables", func(t *testing.T) { testNoGroups(t, open) })
 	t.Run("MissingTrackingTables", func(t *testing.T) { testMissingTracking(t, open) })
 	t.Run("RevokeSeenThroughCache", func(t *testing.T) { testInvalidation(t, open) })
+	t.Run("PasswordHash", func(t *testing.T) { testPasswordHash(t, open) })
+	t.Run("PasswordChangeSeenThroughCache", func(t *testing.T) { testPasswordInvalidation(t, open) })
 }
 
 // seedAuth writes users 1 alice, 2 root (admin), 3 nulladmin (is_admin
@@ -371,4 +374,98 @@ func watchedCache(t *testing.T, h Harness) *cache.Cache {
 		t.Fatal("watch never went live")
 	}
 	return c
+}
+
+// credentials returns h's store as store.Credentials: every backend reads
+// password hashes for Basic authentication.
+func credentials(t *testing.T, h Harness) store.Credentials {
+	t.Helper()
+	c, ok := h.Reader.(store.Credentials)
+	require.True(t, ok, "%T does not implement store.Credentials", h.Reader)
+	return c
+}
+
+// werkzeugHash is a hash in the format werkzeug 3 writes (the value is
+// never verified here; the store returns it verbatim).
+var werkzeugHash = "scrypt:32768:8:1$N5yGVtVnAzr6gF0e$" + strings.Repeat("0f", 64)
+
+func testPasswordHash(t *testing.T, open Opener) {
+	h := open(t, Setup{})
+	seedAuth(t, h.ExecAuth, true)
+	Must(t, h.ExecAuth,
+		`UPDATE users SET password_hash = '`+werkzeugHash+`' WHERE username = 'alice'`,
+		`UPDATE users SET password_hash = NULL WHERE username = 'nulladmin'`,
+		`UPDATE users SET password_hash = '' WHERE username = 'bob'`)
+	cr := credentials(t, h)
+	tests := []struct {
+		user string
+		want string // "": ErrNotFound
+	}{
+		{"alice", werkzeugHash},
+		{"root", "x"}, // returned verbatim, whatever it holds
+		{"nulladmin", ""},
+		{"bob", ""},
+		{"ghost", ""},
+		{"", ""},
+		{"ALICE", ""}, // usernames compare exactly, as MLflow's query does
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			got, err := cr.PasswordHash(t.Context(), tt.user)
+			if tt.want == "" {
+				require.ErrorIs(t, err, store.ErrNotFound)
+				assert.NotErrorIs(t, err, store.ErrUnavailable)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// testPasswordInvalidation changes a password and deletes a user with plain
+// SQL from another connection, as MLflow's update_user and delete_user do,
+// and requires the cache in front of the store to serve the change within
+// 1s: the Basic authenticator re-reads the hash through it on every request.
+func testPasswordInvalidation(t *testing.T, open Opener) {
+	h := open(t, Setup{})
+	seedAuth(t, h.ExecAuth, true)
+	c := watchedCache(t, h)
+	for range 2 { // the second read is a hit
+		got, err := c.PasswordHash(t.Context(), "alice")
+		require.NoError(t, err)
+		require.Equal(t, "x", got)
+	}
+	require.EqualValues(t, 1, c.Stats().HashHits)
+
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		start := time.Now()
+		for !done() {
+			require.Less(t, time.Since(start), time.Second, "%s not seen through the cache within 1s", what)
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("%s seen through the cache after %v", what, time.Since(start))
+	}
+	Must(t, h.ExecAuth, `UPDATE users SET password_hash = '`+werkzeugHash+`' WHERE username = 'alice'`)
+	waitFor("password change", func() bool {
+		got, err := c.PasswordHash(t.Context(), "alice")
+		require.NoError(t, err)
+		return got == werkzeugHash
+	})
+	Must(t, h.ExecAuth, `DELETE FROM scorer_permissions WHERE user_id = 1`,
+		`DELETE FROM gateway_secret_permissions WHERE user_id = 1`,
+		`DELETE FROM gateway_endpoint_permissions WHERE user_id = 1`,
+		`DELETE FROM gateway_model_definition_permissions WHERE user_id = 1`,
+		`DELETE FROM registered_model_permissions WHERE user_id = 1`,
+		`DELETE FROM experiment_permissions WHERE user_id = 1`,
+		`DELETE FROM users WHERE username = 'alice'`)
+	waitFor("user deletion", func() bool {
+		_, err := c.PasswordHash(t.Context(), "alice")
+		if errors.Is(err, store.ErrNotFound) {
+			return true
+		}
+		require.NoError(t, err)
+		return false
+	})
 }

@@ -103,6 +103,11 @@ func JobExperimentID(params string) (string, bool) {
 	return id, true
 }
 
+// PasswordHashSQL reads the werkzeug hash that MLflow's create_user and
+// update_user write (mlflow/server/auth/sqlalchemy_store.py). It runs as is
+// on PostgreSQL and SQLite.
+const PasswordHashSQL = `SELECT password_hash FROM users WHERE username = $1`
+
 // DatasetExperimentsSQL reads the experiments an evaluation dataset is
 // linked to: MLflow stores the links in entity_associations
 // (SqlEntityAssociation) with source EVALUATION_DATASET and destination
