@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -213,7 +214,7 @@ func (st *engineState) authenticate(ctx context.Context, r *Request, app *App) (
 				return nil, &d
 			}
 			d := Deny(http.StatusUnauthorized, ce.Reason, ce.Message)
-			d.ResponseHeaders = []Header{{Name: "www-authenticate", Value: `Bearer error="invalid_token"`}}
+			d.ResponseHeaders = []Header{{Name: "www-authenticate", Value: cmp.Or(ce.Challenge, `Bearer error="invalid_token"`)}}
 			return nil, &d
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {

@@ -128,6 +128,10 @@ type CredentialError struct {
 	// that is valid but may not be used for this request (a session cookie
 	// on a cross-site POST) is a 403.
 	Status int
+	// Challenge is the WWW-Authenticate value of the 401; empty means
+	// Bearer error="invalid_token". A refused Basic credential asks for
+	// Basic again.
+	Challenge string
 	// Foreign is true when the credential is well-formed but belongs to
 	// someone else (say a Phoenix API key, or a JWT from an issuer we do not
 	// know). Applications that let such credentials through untouched treat

@@ -93,6 +93,10 @@ type IssuerConfig struct {
 	AdminRoles []string `yaml:"admin_roles"`
 	// Algorithms is the signature allowlist. Defaults to RS256, ES256, PS256.
 	Algorithms []string `yaml:"algorithms"`
+	// BasicPassword accepts this issuer's access tokens as the password of
+	// Basic credentials whose username is the token's, for tools that can
+	// send only a username and a password.
+	BasicPassword bool `yaml:"basic_password"`
 	// ServiceAccounts maps a client id to the MLflow username its
 	// client-credentials tokens act as. Unmapped clients act as
 	// service-account-<client>.
@@ -392,6 +396,12 @@ func (j *JWT) Authenticate(ctx context.Context, r *authz.Request) (*authz.Identi
 	if token == "" {
 		return nil, nil
 	}
+	return j.authenticateToken(ctx, token)
+}
+
+// authenticateToken verifies a token, or finds it in the cache, and returns
+// the caller's own copy of its identity.
+func (j *JWT) authenticateToken(ctx context.Context, token string) (*authz.Identity, error) {
 	now := j.clock()
 	if id, ok := j.cache.Get(token, now); ok {
 		if tr := authz.TraceFrom(ctx); tr != nil {

@@ -53,6 +53,14 @@ func Build(ctx context.Context, cfg *Config, reader store.Reader, log *slog.Logg
 		rt.JWT = jwt
 		rt.Engine.Authenticators = append(rt.Engine.Authenticators, jwt)
 	}
+	basic, err := buildBasic(cfg, reader, rt.JWT, log)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	// Basic is behind the bearer token: both read Authorization, and a
+	// request carries one scheme or the other.
+	rt.Engine.Authenticators = append(rt.Engine.Authenticators, basic)
 	logins, err := buildLogins(cfg, rt.JWT)
 	if err != nil {
 		rt.Close()
@@ -107,6 +115,35 @@ func buildLogins(cfg *Config, jwt *authn.JWT) (map[int]*authn.Login, error) {
 		logins[i] = l
 	}
 	return logins, nil
+}
+
+// buildBasic builds the Basic authenticator for the apps that take Basic
+// credentials. It is in the chain even when none does, so a Basic
+// credential sent to any app is refused (or passed through as foreign)
+// rather than ignored.
+func buildBasic(cfg *Config, reader store.Reader, jwt *authn.JWT, log *slog.Logger) (*authn.Basic, error) {
+	var hosts []string
+	for _, a := range cfg.Apps {
+		if a.BasicEnabled() {
+			hosts = append(hosts, a.Hosts...)
+		}
+	}
+	var creds store.Credentials
+	if len(hosts) > 0 {
+		var ok bool
+		if creds, ok = reader.(store.Credentials); !ok {
+			return nil, errors.New("config: basic: the store cannot read MLflow's password hashes")
+		}
+	}
+	opts := []authn.BasicOption{authn.WithBasicLogger(log)}
+	if jwt != nil {
+		opts = append(opts, authn.WithBasicTokens(jwt))
+	}
+	b, err := authn.NewBasic(creds, cfg.Basic, hosts, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("config: basic: %w", err)
+	}
+	return b, nil
 }
 
 func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, error) {

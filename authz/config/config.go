@@ -21,6 +21,7 @@ type Config struct {
 	Log        LogConfig            `yaml:"log"`
 	Issuers    []authn.IssuerConfig `yaml:"issuers"`
 	TokenCache TokenCacheConfig     `yaml:"token_cache"`
+	Basic      authn.BasicConfig    `yaml:"basic"`
 	SPIFFE     authn.SPIFFEConfig   `yaml:"spiffe"`
 	// Session is the browser session cookie of every app with login on.
 	Session authn.SessionConfig `yaml:"session"`
@@ -84,6 +85,18 @@ type AppConfig struct {
 	MLflow mlflow.Config `yaml:"mlflow"`
 	// Login is the browser login (OpenID Connect code flow) of the app.
 	Login authn.LoginConfig `yaml:"login"`
+	// Basic accepts Basic credentials checked against MLflow's
+	// users.password_hash. Unset means on for type mlflow (MLflow's Python
+	// client sends them) and off for type rules.
+	Basic *bool `yaml:"basic"`
+}
+
+// BasicEnabled reports whether the application accepts Basic credentials.
+func (a AppConfig) BasicEnabled() bool {
+	if a.Basic != nil {
+		return *a.Basic
+	}
+	return a.Type == "mlflow"
 }
 
 // Default returns the configuration used for every key the file omits.
@@ -169,6 +182,9 @@ func (c *Config) Validate() error {
 	if _, err := authn.NewSPIFFE(c.SPIFFE); err != nil {
 		add("spiffe", "%v", err)
 	}
+	if err := c.Basic.Validate(); err != nil {
+		add("basic", "%v", err)
+	}
 	switch c.Store.Driver {
 	case store.SQLite, store.PostgreSQL, backend.None:
 	default:
@@ -209,6 +225,9 @@ func (c *Config) Validate() error {
 			if err := c.loginIssuer(a.Login.Issuer); err != nil {
 				add(key+".login.issuer", "%v", err)
 			}
+		}
+		if a.Basic != nil && *a.Basic && c.Store.Driver == backend.None {
+			add(key+".basic", "Basic credentials are checked against MLflow's users table: it needs a store (store.driver is none)")
 		}
 		switch a.Type {
 		case "mlflow":

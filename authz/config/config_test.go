@@ -61,6 +61,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"rules app without rules", "store: {driver: none}\napps: [{name: a, type: rules, hosts: [a.example.com]}]\n", nil, []string{"apps[0].rules"}},
 		{"issuer without audience", minimal + "issuers: [{issuer: 'https://kc.example.com/realms/ml'}]\n", nil, []string{"issuers[0]", "audiences"}},
 		{"two documents", minimal + "---\n" + minimal, nil, []string{"more than one YAML document"}},
+		{"basic on without store", strings.Replace(minimal, "type: rules", "type: rules\n    basic: true", 1), nil, []string{"apps[0].basic", "needs a store"}},
+		{"negative basic setting", minimal + "basic: {max_failures: -1}\n", nil, []string{"basic", "max_failures"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,4 +132,25 @@ func FuzzParse(f *testing.F) {
 		require.NoError(t, cfg.Validate())
 		require.NotEmpty(t, cfg.Apps)
 	})
+}
+
+// TestBasicDefaults: Basic is on for MLflow applications (MLflow's client
+// sends MLFLOW_TRACKING_USERNAME/PASSWORD as Basic) and off for rules
+// applications, unless apps[].basic says otherwise.
+func TestBasicDefaults(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		app  AppConfig
+		want bool
+	}{
+		{AppConfig{Type: "mlflow"}, true},
+		{AppConfig{Type: "rules"}, false},
+		{AppConfig{Type: "mlflow", Basic: &no}, false},
+		{AppConfig{Type: "rules", Basic: &yes}, true},
+	} {
+		assert.Equal(t, tt.want, tt.app.BasicEnabled(), "%s basic=%v", tt.app.Type, tt.app.Basic)
+	}
+	cfg, err := Parse([]byte(minimal), env(nil))
+	require.NoError(t, err)
+	assert.False(t, cfg.Apps[0].BasicEnabled())
 }

@@ -85,7 +85,8 @@ func TestBuildWiresLogin(t *testing.T) {
 	for _, a := range rt.Engine.Authenticators {
 		kinds = append(kinds, fmt.Sprintf("%T", a))
 	}
-	assert.Equal(t, []string{"*authn.JWT", "*authn.Sessions", "*authn.SPIFFE"}, kinds)
+	// Bearer and Basic read Authorization, then the cookie, the mTLS peer last.
+	assert.Equal(t, []string{"*authn.JWT", "*authn.Basic", "*authn.Sessions", "*authn.SPIFFE"}, kinds)
 	require.NotNil(t, rt.Engine.Apps[0].Login)
 
 	t.Setenv("KIALI_CLIENT_SECRET", "")
