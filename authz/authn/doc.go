@@ -17,11 +17,12 @@
 //   - any other error for an infrastructure failure (a 503), such as an
 //     issuer whose keys were never fetched.
 //
-// The order is: bearer JWT, then the browser session cookie, then the mTLS
-// peer's SPIFFE ID last, because at an application's sidecar every browser
-// request arrives from the ingress gateway's principal, which must never
-// outrank the user's own credential. Basic credentials (MLflow's
-// users.password_hash) are the authenticator still to come.
+// The order is: bearer JWT, then Basic credentials (both read the
+// Authorization header, and a request carries one scheme or the other),
+// then the browser session cookie, then the mTLS peer's SPIFFE ID last,
+// because at an application's sidecar every browser request arrives from
+// the ingress gateway's principal, which must never outrank the user's own
+// credential.
 //
 // # Layout
 //
@@ -29,6 +30,9 @@
 // and deny reasons:
 //   - jwt.go: JWT, bearer "Authorization" parsing and signature verification
 //     for one or more issuers (Keycloak realms), configured by IssuerConfig;
+//   - basic.go: Basic, "Authorization: Basic" usernames and passwords
+//     checked against MLflow's users.password_hash (or, per issuer, an
+//     access token as the password), configured by BasicConfig;
 //   - spiffe.go: SPIFFE, mTLS peers (Envoy's source principal) mapped to
 //     users by SPIFFEConfig, and ParseSPIFFEID;
 //   - session.go: Sessions, the browser session cookie (sealed with the
@@ -43,6 +47,10 @@
 //     (username, service accounts, groups, roles, admin);
 //   - jwks.go: each issuer's keys, from OpenID Connect discovery and the JWKS,
 //     refreshed in the background and on an unknown kid (rate-limited);
+//   - passwordhash.go: werkzeug's password hashes (scrypt and
+//     pbkdf2:sha256), parsed with bounded parameters and checked in
+//     constant time;
+//   - failurelimit.go: the per-username limit on wrong passwords;
 //   - tokencache.go: TokenCache, verified tokens by SHA-256 until the
 //     earlier of exp and the cache TTL.
 //
