@@ -492,8 +492,17 @@ func TestAdversarial(t *testing.T) {
 		{name: "empty bearer", bearer: "Bearer ", status: 401, reason: "token_malformed"},
 		{name: "bearer scheme only", bearer: "Bearer", status: 401, reason: "token_malformed"},
 		{name: "unknown scheme", bearer: "Token " + goodTok, status: 401, reason: "unauthenticated"},
+		// alice has no password: Basic is checked, never ignored.
 		{name: "Basic credentials", bearer: "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:password")),
-			status: 401, reason: "unauthenticated"},
+			status: 401, reason: "basic_invalid_credentials"},
+		{name: "Basic credentials for nobody", bearer: "Basic " + base64.StdEncoding.EncodeToString([]byte("nobody:password")),
+			status: 401, reason: "basic_invalid_credentials"},
+		{name: "two Basic credentials joined by Envoy", bearer: "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:password")) +
+			",Basic " + base64.StdEncoding.EncodeToString([]byte("carol:password")), status: 401, reason: "basic_malformed"},
+		{name: "Basic and bearer joined by Envoy", bearer: "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:password")) +
+			", Bearer " + goodTok, status: 401, reason: "token_malformed"},
+		{name: "Basic without a colon", bearer: "Basic " + base64.StdEncoding.EncodeToString([]byte("carol")),
+			status: 401, reason: "basic_malformed"},
 		{name: "two bearer tokens joined by Envoy", bearer: "Bearer " + goodTok + ",Bearer " + h.tokens["carol"],
 			status: 401, reason: "token_malformed"},
 		{name: "two bearer tokens joined with a space", bearer: "Bearer " + goodTok + ", Bearer " + goodTok,

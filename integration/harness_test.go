@@ -33,7 +33,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // same store; they differ only in default permission and dry-run.
 const (
 	hostMLflow = "mlflow.test"      // default NO_PERMISSIONS
-	hostOpen   = "mlflow-open.test" // default READ
+	hostOpen   = "mlflow-open.test" // default READ, Basic off
 	hostDryRun = "mlflow-dry.test"  // dry_run, default NO_PERMISSIONS
 )
 
@@ -107,6 +107,7 @@ spiffe:
       default_permission: NO_PERMISSIONS
   - name: mlflow-open
     type: mlflow
+    basic: false
     hosts: [` + hostOpen + `]
     mlflow:
       default_permission: READ
@@ -345,12 +346,17 @@ func (h *harness) as(host, who, method, target, body string, headers map[string]
 	return c
 }
 
-// assertChallenge asserts that a 401 carries a Bearer challenge, so that
-// clients know to fetch a token.
+// assertChallenge asserts that a 401 carries a challenge: Bearer, so that
+// clients know to fetch a token, or, for a refused Basic credential, Basic
+// with MLflow's realm, so that they know to ask for the password again.
 func assertChallenge(t *testing.T, res result) {
 	t.Helper()
-	assert.True(t, strings.HasPrefix(res.DenyHeaders["www-authenticate"], "Bearer"),
-		"401 without a Bearer www-authenticate challenge: %v", res.DenyHeaders)
+	want := "Bearer"
+	if strings.HasPrefix(res.Reason, "basic_") && res.Reason != "basic_disabled" {
+		want = `Basic realm="mlflow"`
+	}
+	assert.True(t, strings.HasPrefix(res.DenyHeaders["www-authenticate"], want),
+		"401 %s without a %s www-authenticate challenge: %v", res.Reason, want, res.DenyHeaders)
 }
 
 // requireDecision asserts an allow, or a deny with exactly status and reason.
