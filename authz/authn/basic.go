@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -169,7 +170,7 @@ type Basic struct {
 	clock   func() time.Time
 	logger  *slog.Logger
 	tokens  *JWT
-	macKey  []byte
+	macs    sync.Pool // of HMAC-SHA256 under a key made per authenticator
 	cache   *basicCache
 	limiter *failureLimiter
 	slots   chan struct{}
@@ -217,7 +218,7 @@ func NewBasic(creds store.Credentials, cfg BasicConfig, hosts []string, opts ...
 		clock:   o.clock,
 		logger:  o.logger,
 		tokens:  o.tokens,
-		macKey:  key,
+		macs:    sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
 		cache:   newBasicCache(cfg.CacheSize),
 		limiter: newFailureLimiter(cfg.MaxFailures, cfg.FailureWindow, BasicMaxTrackedUsernames),
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
@@ -303,12 +304,14 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 	now := b.clock()
 	// The MAC covers "user:password" as sent: a username holds no colon,
 	// so the pair is unambiguous.
-	mac := hmac.New(sha256.New, b.macKey)
+	mac := b.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write([]byte(user))
 	mac.Write([]byte{':'})
 	mac.Write([]byte(password))
 	var key [sha256.Size]byte
 	mac.Sum(key[:0])
+	b.macs.Put(mac)
 
 	if e, ok := b.cache.get(key, now); ok {
 		// The hash the cached success was checked against must still be

@@ -62,7 +62,7 @@ type basicFixture struct {
 
 // newBasicFixture seeds users alice (scrypt default vector), bob (pbkdf2
 // 260000), carol (no password), dave (a hash we refuse: werkzeug < 3 plain).
-func newBasicFixture(t *testing.T, cfg authn.BasicConfig, opts ...authn.BasicOption) basicFixture {
+func newBasicFixture(t testing.TB, cfg authn.BasicConfig, opts ...authn.BasicOption) basicFixture {
 	t.Helper()
 	v := vectors(t)
 	path := filepath.Join(t.TempDir(), "basic_auth.db")
