@@ -45,10 +45,18 @@ func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identi
 	if !iss.audienceOK(claims["aud"]) {
 		return nil, deny(ReasonTokenWrongAudience, "token is not meant for this service (aud)")
 	}
+	generic := iss.cfg.Profile == ProfileGeneric
+	typ, hasTyp := claims["typ"]
+	switch {
 	// Keycloak marks access tokens "Bearer"; ID, refresh and logout tokens
 	// say "ID", "Refresh" and "Logout" (org.keycloak.util.TokenUtil) and
 	// must never pass as access tokens.
-	if typ, _ := claims["typ"].(string); typ != "Bearer" {
+	case !generic && typ != "Bearer":
+		return nil, deny(ReasonTokenWrongType, "token is not an access token (typ)")
+	// Other providers type access tokens in the header (RFC 9068 section
+	// 2.1: at+jwt), or not at all; a typ claim other than Keycloak's
+	// "Bearer" says it is another kind of token.
+	case generic && hasTyp && typ != "Bearer":
 		return nil, deny(ReasonTokenWrongType, "token is not an access token (typ)")
 	}
 
@@ -59,24 +67,25 @@ func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identi
 		Method:  jwtMethod,
 		Subject: claimString(claims, "sub"),
 	}
-	azp := claimString(claims, "azp")
-	id.ClientID = azp
-
-	preferred := claimString(claims, "preferred_username")
-	if strings.HasPrefix(preferred, serviceAccountPrefix) {
-		if err := iss.serviceAccount(id, claims, preferred); err != nil {
+	if generic {
+		if err := iss.genericUser(id, claims); err != nil {
 			return nil, err
 		}
 	} else {
-		id.Username = claimString(claims, iss.cfg.UsernameClaim)
-		if id.Username == "" {
+		id.ClientID = claimString(claims, "azp")
+		preferred := claimString(claims, "preferred_username")
+		if strings.HasPrefix(preferred, serviceAccountPrefix) {
+			if err := iss.serviceAccount(id, claims, preferred); err != nil {
+				return nil, err
+			}
+		} else if id.Username = iss.username(claims); id.Username == "" {
 			return nil, deny(ReasonTokenMissingUsername, fmt.Sprintf(
-				"token has no %q claim; if the client uses lightweight access tokens, enable \"Add to lightweight access token\" on that claim's mapper",
-				iss.cfg.UsernameClaim))
+				"token has none of the claims %q; if the client uses lightweight access tokens, enable \"Add to lightweight access token\" on that claim's mapper",
+				[]string(iss.cfg.UsernameClaim)))
 		}
 	}
 
-	groups, ok := stringArray(claims[iss.cfg.GroupsClaim])
+	groups, ok := claimList(claims, iss.cfg.GroupsClaim, generic)
 	if !ok {
 		return nil, deny(ReasonTokenMalformed, "token groups claim is not a list of strings")
 	}
@@ -84,9 +93,19 @@ func (iss *issuer) identity(claims map[string]any, now time.Time) (*authz.Identi
 		groups[k] = authz.NormalizeGroup(g)
 	}
 	id.Groups = groups
-	roles, err := keycloakRoles(claims)
-	if err != nil {
-		return nil, err
+	var roles []string
+	if !generic {
+		var err error
+		if roles, err = keycloakRoles(claims); err != nil {
+			return nil, err
+		}
+	}
+	if iss.cfg.RolesClaim != "" {
+		more, ok := claimList(claims, iss.cfg.RolesClaim, generic)
+		if !ok {
+			return nil, deny(ReasonTokenMalformed, "token roles claim is not a list of strings")
+		}
+		roles = append(roles, more...)
 	}
 	id.Roles = roles
 	id.Admin = slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(iss.adminGroups, g) }) ||
@@ -120,6 +139,83 @@ func (iss *issuer) serviceAccount(id *authz.Identity, claims map[string]any, pre
 		id.Username = serviceAccountPrefix + client
 	}
 	return nil
+}
+
+// username returns the first of the issuer's username claims that the
+// token carries as a non-empty string.
+func (iss *issuer) username(claims map[string]any) string {
+	for _, name := range iss.cfg.UsernameClaim {
+		if v, ok := claimAt(claims, name); ok {
+			if s, _ := v.(string); s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// genericUser fills id for the generic profile. The client is client_id
+// (RFC 9068 section 2.2) or else azp. A token whose sub is its client is a
+// client-credentials token, which RFC 9068 section 2.2 says carries the
+// client's identifier as sub: it acts as the client's service account,
+// named as Keycloak names them unless service_accounts maps it. Any other
+// token is a person's, and may not take a name of the service-account
+// form, which would give it a client's grants.
+func (iss *issuer) genericUser(id *authz.Identity, claims map[string]any) error {
+	client := claimString(claims, "client_id")
+	if client == "" {
+		client = claimString(claims, "azp")
+	}
+	id.ClientID = client
+	if client != "" && id.Subject == client {
+		id.Kind = authz.KindServiceAccount
+		if u, ok := iss.cfg.ServiceAccounts[client]; ok {
+			id.Username = u
+		} else {
+			id.Username = serviceAccountPrefix + client
+		}
+		return nil
+	}
+	id.Username = iss.username(claims)
+	switch {
+	case id.Username == "":
+		return deny(ReasonTokenMissingUsername, fmt.Sprintf("token has none of the claims %q", []string(iss.cfg.UsernameClaim)))
+	case strings.HasPrefix(strings.ToLower(id.Username), serviceAccountPrefix):
+		return deny(ReasonTokenBadServiceAcct, "a person's token may not name a service account")
+	}
+	return nil
+}
+
+// claimAt returns the claim called name: the top-level claim of exactly
+// that name when there is one (namespaced claims such as
+// "https://example.com/roles" hold dots), else the value at the dotted
+// path through nested objects ("realm_access.roles").
+func claimAt(claims map[string]any, name string) (any, bool) {
+	if v, ok := claims[name]; ok {
+		return v, true
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// claimList reads a list of strings at name. A missing claim is an empty
+// list; with single, a lone string is a list of one (some providers write
+// one group as a string).
+func claimList(claims map[string]any, name string, single bool) ([]string, bool) {
+	v, _ := claimAt(claims, name)
+	if s, ok := v.(string); ok && single {
+		return []string{s}, true
+	}
+	return stringArray(v)
 }
 
 // audienceOK reports whether aud, one string or an array of them (RFC 7519

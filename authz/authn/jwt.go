@@ -83,10 +83,24 @@ type IssuerConfig struct {
 	JWKSURL string `yaml:"jwks_url"`
 	// Audiences are the accepted aud values; a token must carry at least one.
 	Audiences []string `yaml:"audiences"`
-	// UsernameClaim holds the MLflow username. Defaults to preferred_username.
-	UsernameClaim string `yaml:"username_claim"`
-	// GroupsClaim holds group paths. Defaults to groups.
+	// Profile is the kind of provider: keycloak (the default: Keycloak's
+	// access tokens, typ "Bearer", realm and client roles, service accounts
+	// by preferred_username) or generic (any OpenID provider: RFC 9068
+	// access tokens or tokens with no typ claim, the client in client_id
+	// or azp, a client-credentials token when sub is the client).
+	Profile string `yaml:"profile"`
+	// UsernameClaim names the claims that may hold the MLflow username, in
+	// order; the first the token carries as a non-empty string wins. A name
+	// is a top-level claim or a dotted path into nested objects. Defaults
+	// to preferred_username (keycloak) or sub (generic).
+	UsernameClaim ClaimNames `yaml:"username_claim"`
+	// GroupsClaim holds group paths: a claim name or a dotted path.
+	// Defaults to groups.
 	GroupsClaim string `yaml:"groups_claim"`
+	// RolesClaim holds more roles: a claim name or a dotted path. Unset,
+	// the keycloak profile reads realm_access and resource_access, and the
+	// generic profile reads no roles.
+	RolesClaim string `yaml:"roles_claim"`
 	// AdminGroups make their members Identity.Admin.
 	AdminGroups []string `yaml:"admin_groups"`
 	// AdminRoles (realm roles, or "<client>/<role>") make holders Identity.Admin.
@@ -107,6 +121,31 @@ type IssuerConfig struct {
 	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
 	// HTTPTimeout bounds each discovery and JWKS request.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
+}
+
+// Issuer profiles (IssuerConfig.Profile).
+const (
+	ProfileKeycloak = "keycloak"
+	ProfileGeneric  = "generic"
+)
+
+// ClaimNames is one claim name or an ordered list of them. In YAML it is a
+// string or a list of strings.
+type ClaimNames []string
+
+// UnmarshalYAML accepts a single name or a list of names.
+func (c *ClaimNames) UnmarshalYAML(unmarshal func(any) error) error {
+	var one string
+	if err := unmarshal(&one); err == nil {
+		*c = ClaimNames{one}
+		return nil
+	}
+	var list []string
+	if err := unmarshal(&list); err != nil {
+		return errors.New("want a claim name or a list of claim names")
+	}
+	*c = list
+	return nil
 }
 
 // JWTOption configures NewJWT.
@@ -245,8 +284,24 @@ func (c IssuerConfig) compile() (IssuerConfig, error) {
 	if slices.Contains(c.Audiences, "") {
 		return c, errors.New("audiences: empty audience")
 	}
-	if c.UsernameClaim == "" {
-		c.UsernameClaim = "preferred_username"
+	switch c.Profile {
+	case "":
+		c.Profile = ProfileKeycloak
+	case ProfileKeycloak, ProfileGeneric:
+	default:
+		return c, fmt.Errorf("profile: %q is not %s or %s", c.Profile, ProfileKeycloak, ProfileGeneric)
+	}
+	if slices.Contains(c.UsernameClaim, "") {
+		return c, errors.New("username_claim: empty claim name")
+	}
+	if len(c.UsernameClaim) == 0 {
+		c.UsernameClaim = ClaimNames{"preferred_username"}
+		if c.Profile == ProfileGeneric {
+			// OpenID Connect Core 1.0 section 5.7: only iss and sub are
+			// stable and unique; other providers may let people choose
+			// their preferred_username.
+			c.UsernameClaim = ClaimNames{"sub"}
+		}
 	}
 	if c.GroupsClaim == "" {
 		c.GroupsClaim = "groups"

@@ -570,7 +570,7 @@ http_timeout: 2s
 		Issuer:                 "https://sso.example.com/realms/ml",
 		DiscoveryURL:           "https://keycloak.sso.svc:8443/realms/ml/.well-known/openid-configuration",
 		Audiences:              []string{"mlflow", "kiali"},
-		UsernameClaim:          "email",
+		UsernameClaim:          authn.ClaimNames{"email"},
 		GroupsClaim:            "team_paths",
 		AdminGroups:            []string{"/platform-admins"},
 		AdminRoles:             []string{"mlflow/admin"},
@@ -589,7 +589,7 @@ func TestJWTCustomClaims(t *testing.T) {
 	k := jwtRSAKey(t)
 	ti := newJWTTestIssuer(t, "ml", k)
 	cfg := jwtTestConfig(ti.URL)
-	cfg.UsernameClaim = "email"
+	cfg.UsernameClaim = authn.ClaimNames{"email"}
 	cfg.GroupsClaim = "team_paths"
 	j := newTestJWT(t, newJWTClock(), cfg)
 
