@@ -279,11 +279,18 @@ func parseKeySet(body []byte) (*keySet, error) {
 }
 
 // refreshForKid re-fetches the JWKS because a token names a kid we do not
-// have (Keycloak rotated, or the token is forged). The kid itself is
-// attacker-chosen, so it decides nothing but whether to refresh. Concurrent callers share
-// one fetch, and fetches happen at most once per minRefresh, so a flood of
-// forged kids costs Keycloak one request per interval. It returns the key
-// set to look in, which may be unchanged.
+// have (the issuer rotated, or the token is forged). The kid itself is
+// attacker-chosen, so it decides nothing but whether to refresh. It returns
+// the key set to look in, which may be unchanged.
+//
+// Concurrent callers share one fetch, and a fetch that finds no new key
+// (what every forged kid causes) closes the window for minRefresh: a flood
+// of forged kids costs the issuer one request per interval. A fetch that
+// does find new keys is a rotation, which forged tokens cannot cause; it
+// leaves the window as it was, so the next rotation, or the next key of
+// the same rotation, is fetched at once too. A new key is therefore
+// refused for at most minRefresh, and only when some token with an unknown
+// kid caused a fruitless fetch just before.
 func (s *keySource) refreshForKid(ctx context.Context) *keySet {
 	ch := s.sf.DoChan("kid-miss", func() (any, error) {
 		now := s.clock()
@@ -292,8 +299,10 @@ func (s *keySource) refreshForKid(ctx context.Context) *keySet {
 			s.mu.Unlock()
 			return nil, nil
 		}
+		prev := s.lastForced
 		s.lastForced = now
 		s.mu.Unlock()
+		before := s.current()
 		// The fetch serves every waiter, so one caller's cancellation must
 		// not abort it; the timeout still bounds it.
 		fctx := context.WithoutCancel(ctx)
@@ -301,6 +310,12 @@ func (s *keySource) refreshForKid(ctx context.Context) *keySet {
 		if err != nil {
 			s.logger.LogAttrs(fctx, slog.LevelWarn, "jwks refresh for unknown kid failed",
 				slog.String("issuer", s.name), slog.String("error", err.Error()))
+		} else if after := s.current(); after.hasKeysNotIn(before) {
+			s.mu.Lock()
+			if s.lastForced.Equal(now) {
+				s.lastForced = prev
+			}
+			s.mu.Unlock()
 		}
 		return nil, err
 	})
@@ -309,4 +324,18 @@ func (s *keySource) refreshForKid(ctx context.Context) *keySet {
 	case <-ctx.Done():
 	}
 	return s.current()
+}
+
+// hasKeysNotIn reports whether s publishes a kid that old does not (old may
+// be nil).
+func (s *keySet) hasKeysNotIn(old *keySet) bool {
+	for kid := range s.keys {
+		if old == nil {
+			return true
+		}
+		if _, ok := old.keys[kid]; !ok {
+			return true
+		}
+	}
+	return false
 }

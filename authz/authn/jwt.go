@@ -50,9 +50,12 @@ const (
 	JWTClockSkew = 30 * time.Second
 	// JWTDefaultRefreshInterval is how often each issuer's JWKS is re-fetched.
 	JWTDefaultRefreshInterval = 5 * time.Minute
-	// JWTDefaultMinRefreshInterval bounds JWKS fetches caused by unknown kids,
-	// so forged tokens cannot make us hammer Keycloak.
-	JWTDefaultMinRefreshInterval = 30 * time.Second
+	// JWTDefaultMinRefreshInterval bounds JWKS fetches caused by unknown
+	// kids that bring no new key, so forged tokens cannot make us hammer the
+	// issuer: a sustained flood costs one fetch per interval (12 a minute
+	// per replica), and a new key waits at most this long even then.
+	// Keycloak's own adapters use 10s (min-time-between-jwks-requests).
+	JWTDefaultMinRefreshInterval = 5 * time.Second
 	// JWTDefaultHTTPTimeout bounds each discovery or JWKS request.
 	JWTDefaultHTTPTimeout = 5 * time.Second
 )
@@ -117,7 +120,8 @@ type IssuerConfig struct {
 	ServiceAccounts map[string]string `yaml:"service_accounts"`
 	// JWKSRefreshInterval is the background JWKS refresh period.
 	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
-	// JWKSMinRefreshInterval rate-limits refreshes caused by unknown kids.
+	// JWKSMinRefreshInterval rate-limits refreshes caused by unknown kids
+	// that bring no new key.
 	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
 	// HTTPTimeout bounds each discovery and JWKS request.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`

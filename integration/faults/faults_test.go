@@ -259,6 +259,47 @@ func TestJWKSFaults(t *testing.T) {
 		requireDeny(t, s.mustCheck(t, tokens[0], "GET", runGet(runA)), 401, "unknown_signing_key")
 	})
 
+	t.Run("rotation during a forged kid flood", func(t *testing.T) {
+		// The worst case for a rotation: forged kids keep the refresh
+		// window closed. The new key must still be accepted within one
+		// jwks_min_refresh_interval, and the flood stays at one fetch per
+		// interval (plus the fetch that found the new key).
+		flood := 3 * interval
+		tokens := make([]string, 64)
+		for i := range tokens {
+			tokens[i] = ks.token(t, "alice", fmt.Sprintf("forged-rot-%d", i))
+		}
+		time.Sleep(interval)
+		before := ks.JWKSFetches()
+		began := time.Now()
+		var wrong atomic.Int32
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := w; time.Since(began) < flood; i++ {
+					res, err := s.check(context.Background(), tokens[i%len(tokens)], "GET", runGet(runA), "")
+					if err != nil || res.Allowed || res.Reason != "unknown_signing_key" {
+						wrong.Add(1)
+					}
+				}
+			})
+		}
+		time.Sleep(interval / 2)
+		ks.addKey(t, "k3")
+		rotated := time.Now()
+		newToken := ks.token(t, "alice", "k3")
+		took, ok := waitUntil(interval+interval/2, func() bool { return s.mustCheck(t, newToken, "GET", runGet(runA)).Allowed })
+		wg.Wait()
+		fetches := ks.JWKSFetches() - before
+		limit := int(time.Since(began)/interval) + 2
+		t.Logf("new key accepted %s after the rotation during the flood; %d JWKS fetches in %s (limit %d)",
+			took.Round(time.Millisecond), fetches, time.Since(began).Round(time.Millisecond), limit)
+		require.True(t, ok, "the new key was refused for %s after the rotation (since %s)", took, rotated.Format(time.StampMilli))
+		assert.Zero(t, wrong.Load(), "forged tokens not denied 401 unknown_signing_key")
+		assert.LessOrEqual(t, took, interval+interval/4)
+		assert.LessOrEqual(t, fetches, limit)
+	})
+
 	t.Run("JWKS down", func(t *testing.T) {
 		ks.SetDown(true)
 		defer ks.SetDown(false)
