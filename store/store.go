@@ -171,11 +171,27 @@ type Reader interface {
 // password hashes. It is separate from Reader because only the Basic
 // authenticator needs it, and a hash is never part of a decision on its own.
 type Credentials interface {
-	// PasswordHash returns users.password_hash of username, verbatim (a
-	// werkzeug hash such as "scrypt:32768:8:1$salt$hex"). ErrNotFound when
+	// Password returns the stored password of username. ErrNotFound when
 	// there is no such user or its hash is NULL or empty (a user created
 	// without a password cannot sign in with one).
-	PasswordHash(ctx context.Context, username string) (string, error)
+	Password(ctx context.Context, username string) (Password, error)
+}
+
+// Password is a user's stored password.
+type Password struct {
+	// Hash is users.password_hash verbatim: a werkzeug hash such as
+	// "scrypt:32768:8:1$salt$hex".
+	Hash string
+	// Expires is users.password_expiration, the column mlflow-oidc-auth
+	// adds for its access tokens (stored in that column's place); zero when
+	// the column is missing or NULL. A value that cannot be read is the
+	// Unix epoch, long past, so the password is refused.
+	Expires time.Time
+}
+
+// Expired reports whether p may no longer be used at now.
+func (p Password) Expired(now time.Time) bool {
+	return !p.Expires.IsZero() && !now.Before(p.Expires)
 }
 
 // TrackedObject is the row of MLflow's tracking tables for an experiment or

@@ -315,11 +315,11 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 
 	if e, ok := b.cache.get(key, now); ok {
 		// The hash the cached success was checked against must still be
-		// the stored one: a password change or deletion flushes the store's
-		// cache, and this read then sees it.
-		stored, err := b.creds.PasswordHash(ctx, user)
+		// the stored one, and unexpired: a password change or deletion
+		// flushes the store's cache, and this read then sees it.
+		stored, err := b.creds.Password(ctx, user)
 		switch {
-		case err == nil && stored == e.hash:
+		case err == nil && stored.Hash == e.hash && !stored.Expired(now):
 			b.cacheHits.Add(1)
 			return &authz.Identity{Kind: authz.KindUser, Username: user, Method: basicMethod}, nil
 		case err != nil && !errors.Is(err, store.ErrNotFound):
@@ -340,7 +340,7 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 		b.limiter.refund(user)
 		return nil, ctx.Err()
 	}
-	ok, stored, err := b.verify(ctx, user, password)
+	ok, stored, err := b.verify(ctx, user, password, now)
 	<-b.slots
 	if err != nil {
 		b.limiter.refund(user)
@@ -355,22 +355,25 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 	return &authz.Identity{Kind: authz.KindUser, Username: user, Method: basicMethod}, nil
 }
 
-// verify reads the user's hash and checks the password against it, or
-// against defaultScryptHash when there is no usable hash. It returns the
-// stored hash on success.
-func (b *Basic) verify(ctx context.Context, user, password string) (ok bool, stored string, err error) {
+// verify reads the user's password and checks it, or checks against
+// defaultScryptHash when there is no usable hash. An expired password
+// (mlflow-oidc-auth's access tokens) is checked but refused. It returns
+// the stored hash on success.
+func (b *Basic) verify(ctx context.Context, user, password string, now time.Time) (ok bool, stored string, err error) {
 	h := defaultScryptHash
 	usable := false
 	if len(user) <= basicMaxUsernameSize {
-		stored, err = b.creds.PasswordHash(ctx, user)
+		var p store.Password
+		p, err = b.creds.Password(ctx, user)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return false, "", err
 		default:
+			stored = p.Hash
 			parsed, perr := parsePasswordHash(stored)
 			if perr == nil {
-				h, usable = parsed, true
+				h, usable = parsed, !p.Expired(now)
 			} else {
 				b.logger.LogAttrs(ctx, slog.LevelWarn, "basic: the stored password hash cannot be checked; the user cannot sign in with a password",
 					slog.String("user", user), slog.String("error", perr.Error()))

@@ -490,3 +490,41 @@ func TestBasicNeedsAStore(t *testing.T) {
 	_, err = authn.NewBasic(nil, authn.BasicConfig{MaxFailures: -1}, nil)
 	require.ErrorContains(t, err, "max_failures")
 }
+
+// TestBasicExpiredPassword: mlflow-oidc-auth stores its users' access
+// tokens as password hashes with a password_expiration; an expired one is
+// refused like a wrong password, cached or not.
+func TestBasicExpiredPassword(t *testing.T) {
+	v := vectors(t)["pbkdf2 utf-8 password"]
+	path := filepath.Join(t.TempDir(), "mlflow_oidc_auth.db")
+	require.NoError(t, sqlite.Migrate(t.Context(), path))
+	exec := storetest.SQLiteExec(t, path)
+	require.NoError(t, storetest.AddPasswordExpiration(t.Context(), exec))
+	// jwtTestNow is 2026-01-01T00:00:00Z; SQLAlchemy writes naive UTC.
+	storetest.Must(t, exec, `INSERT INTO users (id, username, password_hash, password_expiration) VALUES
+		(1, 'alice', '`+v.Hash+`', '2026-01-01 00:10:00.000000'),
+		(2, 'bob', '`+v.Hash+`', '2025-12-31 23:59:59.000000'),
+		(3, 'carol', '`+v.Hash+`', NULL)`)
+	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: path})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	clock := newJWTClock()
+	b, err := authn.NewBasic(cache.New(st, cache.Options{}), authn.BasicConfig{CacheTTL: time.Hour}, []string{basicHost},
+		authn.WithBasicClock(clock.Now))
+	require.NoError(t, err)
+	auth := func(user string) (*authz.Identity, error) {
+		return b.Authenticate(t.Context(), mlflowRequest(t, basicHost, basicHeader(user, v.Password)))
+	}
+
+	_, err = auth("alice")
+	require.NoError(t, err, "expires in ten minutes")
+	_, err = auth("carol")
+	require.NoError(t, err, "no expiration")
+	id, err := auth("bob")
+	requireBasicDeny(t, id, err, authn.ReasonBasicInvalid)
+
+	clock.Advance(10 * time.Minute)
+	id, err = auth("alice")
+	requireBasicDeny(t, id, err, authn.ReasonBasicInvalid)
+	assert.EqualValues(t, 4, b.Stats().Verifications, "the cached success ended with the expiry")
+}

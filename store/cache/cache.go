@@ -85,8 +85,8 @@ type grantVal struct{ g store.Grants }
 
 type userVal struct{ exists, admin bool }
 
-type hashVal struct {
-	hash     string
+type passwordVal struct {
+	p        store.Password
 	notFound bool
 }
 
@@ -105,10 +105,10 @@ type Cache struct {
 
 	gen atomic.Uint64 // generation of grants, users and password hashes
 
-	grants   *table[grantKey, grantVal]
-	users    *table[string, userVal]
-	hashes   *table[string, hashVal]
-	resolves *table[resolveKey, resolveVal]
+	grants    *table[grantKey, grantVal]
+	users     *table[string, userVal]
+	passwords *table[string, passwordVal]
+	resolves  *table[resolveKey, resolveVal]
 
 	flight singleflight.Group
 
@@ -134,7 +134,7 @@ func New(inner store.Reader, opts Options) *Cache {
 		return maphash.String(c.seed, k.user) ^ 31*maphash.String(c.seed, k.id)
 	})
 	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
-	c.hashes = newTable[string, hashVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
+	c.passwords = newTable[string, passwordVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
 	c.resolves = newTable[resolveKey, resolveVal](opts.MaxEntries, func(k resolveKey) uint64 {
 		return maphash.String(c.seed, k.key) ^ 31*maphash.String(c.seed, string(k.lookup))
 	})
@@ -149,7 +149,7 @@ func (c *Cache) Flush() {
 	c.flushes.Add(1)
 	c.grants.clear()
 	c.users.clear()
-	c.hashes.clear()
+	c.passwords.clear()
 }
 
 // Invalidate is called for each change notification. Flushing every grant
@@ -218,39 +218,40 @@ func (c *Cache) User(ctx context.Context, username string) (exists, admin bool, 
 	return v.exists, v.admin, nil
 }
 
-// PasswordHash implements store.Credentials when the cached store does: a
+// Password implements store.Credentials when the cached store does: a
 // password change or a user's deletion flushes it like a revoke, so the
-// Basic authenticator, which re-reads the hash on every request, stops
-// accepting the old password within one notification.
-func (c *Cache) PasswordHash(ctx context.Context, username string) (string, error) {
+// Basic authenticator, which re-reads the password on every request, stops
+// accepting the old one within one notification. The expiry is cached as
+// a time; the caller compares it with its own clock.
+func (c *Cache) Password(ctx context.Context, username string) (store.Password, error) {
 	inner, ok := c.inner.(store.Credentials)
 	if !ok {
-		return "", errors.New("cache: the store cannot read password hashes")
+		return store.Password{}, errors.New("cache: the store cannot read password hashes")
 	}
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
-	v, ok := c.hashes.get(username, gen, now)
+	v, ok := c.passwords.get(username, gen, now)
 	if ok {
 		c.hashHits.Add(1)
 	} else {
 		c.hashMisses.Add(1)
 		var err error
-		v, err = do(ctx, &c.flight, flightKey('p', gen, username), func(ctx context.Context) (hashVal, error) {
-			h, err := inner.PasswordHash(ctx, username)
+		v, err = do(ctx, &c.flight, flightKey('p', gen, username), func(ctx context.Context) (passwordVal, error) {
+			p, err := inner.Password(ctx, username)
 			if errors.Is(err, store.ErrNotFound) {
-				return hashVal{notFound: true}, nil
+				return passwordVal{notFound: true}, nil
 			}
-			return hashVal{hash: h}, err
+			return passwordVal{p: p}, err
 		})
 		if err != nil {
-			return "", err
+			return store.Password{}, err
 		}
-		c.hashes.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
+		c.passwords.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
 	}
 	if v.notFound {
-		return "", store.ErrNotFound
+		return store.Password{}, store.ErrNotFound
 	}
-	return v.hash, nil
+	return v.p, nil
 }
 
 // Resolve implements store.Reader.

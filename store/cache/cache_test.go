@@ -57,11 +57,11 @@ func (g *gated) Resolve(ctx context.Context, l store.Lookup, k string) ([]string
 	return v, err
 }
 
-func (g *gated) PasswordHash(ctx context.Context, u string) (string, error) {
+func (g *gated) Password(ctx context.Context, u string) (store.Password, error) {
 	g.calls.Add(1)
-	h, err := g.Reader.(store.Credentials).PasswordHash(ctx, u)
+	p, err := g.Reader.(store.Credentials).Password(ctx, u)
 	g.wait()
-	return h, err
+	return p, err
 }
 
 type fixture struct {
@@ -113,19 +113,19 @@ func TestGrantsHitMissAndFlush(t *testing.T) {
 	assert.EqualValues(t, 2, f.inner.calls.Load())
 }
 
-// TestPasswordHashHitMissAndFlush: hashes are cached per generation like
+// TestPasswordHitMissAndFlush: hashes are cached per generation like
 // users, a missing user is cached too (an unknown username in a Basic
 // credential costs one query per generation, not one per request), and a
 // store that cannot read hashes is an error, never an empty hash.
-func TestPasswordHashHitMissAndFlush(t *testing.T) {
+func TestPasswordHitMissAndFlush(t *testing.T) {
 	f := newFixture(t)
 	f.exec(`UPDATE users SET password_hash = 'pbkdf2:sha256:1$s$h' WHERE username = 'alice'`)
 	c := cache.New(f.inner, cache.Options{})
 	for range 3 {
-		h, err := c.PasswordHash(t.Context(), "alice")
+		p, err := c.Password(t.Context(), "alice")
 		require.NoError(t, err)
-		require.Equal(t, "pbkdf2:sha256:1$s$h", h)
-		_, err = c.PasswordHash(t.Context(), "ghost")
+		require.Equal(t, store.Password{Hash: "pbkdf2:sha256:1$s$h"}, p)
+		_, err = c.Password(t.Context(), "ghost")
 		require.ErrorIs(t, err, store.ErrNotFound)
 	}
 	assert.EqualValues(t, 2, f.inner.calls.Load())
@@ -133,12 +133,12 @@ func TestPasswordHashHitMissAndFlush(t *testing.T) {
 
 	f.exec(`UPDATE users SET password_hash = NULL WHERE username = 'alice'`)
 	c.Flush()
-	_, err := c.PasswordHash(t.Context(), "alice")
+	_, err := c.Password(t.Context(), "alice")
 	require.ErrorIs(t, err, store.ErrNotFound, "a NULL hash after the flush")
 	assert.EqualValues(t, 3, f.inner.calls.Load())
 
 	bare := cache.New(struct{ store.Reader }{f.inner}, cache.Options{})
-	_, err = bare.PasswordHash(t.Context(), "alice")
+	_, err = bare.Password(t.Context(), "alice")
 	require.Error(t, err)
 	require.NotErrorIs(t, err, store.ErrNotFound)
 }

@@ -82,6 +82,7 @@ type Store struct {
 	tracking *pgxpool.Pool // == auth when both URLs are the same
 	listen   *pgx.ConnConfig
 	grantSQL map[store.ResourceKind]string
+	passSQL  string
 	ws       mlflowdb.Workspaces
 
 	watchUp     atomic.Bool   // the LISTEN connection is established
@@ -129,6 +130,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
 	s.grantSQL = mlflowdb.GrantQueries(expGroups, rmGroups)
+	var expiration bool
+	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
+	}
+	s.passSQL = mlflowdb.PasswordSQL(store.PostgreSQL, expiration)
 	return s, nil
 }
 
@@ -228,21 +235,23 @@ func (s *Store) User(ctx context.Context, username string) (exists, admin bool, 
 	return true, a != nil && *a, nil
 }
 
-// PasswordHash implements store.Credentials.
-func (s *Store) PasswordHash(ctx context.Context, username string) (string, error) {
+// Password implements store.Credentials.
+func (s *Store) Password(ctx context.Context, username string) (store.Password, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
 	defer cancel()
-	var h *string
-	err := s.auth.QueryRow(ctx, mlflowdb.PasswordHashSQL, username).Scan(&h)
+	var (
+		hash    *string
+		has     bool
+		expires *int64
+	)
+	err := s.auth.QueryRow(ctx, s.passSQL, username).Scan(&hash, &has, &expires)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return "", store.ErrNotFound
+		return store.Password{}, store.ErrNotFound
 	case err != nil:
-		return "", unavailable("password hash", err)
-	case h == nil || *h == "":
-		return "", store.ErrNotFound
+		return store.Password{}, unavailable("password", err)
 	}
-	return *h, nil
+	return mlflowdb.StoredPassword(hash, has, expires)
 }
 
 // Resolve implements store.Reader through the tracking tables.

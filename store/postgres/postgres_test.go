@@ -34,6 +34,9 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
 	}
+	if s.PasswordExpiration {
+		require.NoError(t, storetest.AddPasswordExpiration(t.Context(), execAuth))
+	}
 	cfg.TrackingURL, cfg.AuthURL = trackingURL, authURL
 	st, err := postgres.Open(t.Context(), cfg)
 	require.NoError(t, err)
@@ -54,6 +57,9 @@ func TestConformanceOneDatabase(t *testing.T) {
 		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
 		if s.NoGroupTables {
 			require.NoError(t, storetest.DropGroupTables(t.Context(), exec))
+		}
+		if s.PasswordExpiration {
+			require.NoError(t, storetest.AddPasswordExpiration(t.Context(), exec))
 		}
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)

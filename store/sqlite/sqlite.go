@@ -101,6 +101,7 @@ type Store struct {
 	auth     *sql.DB
 	tracking *sql.DB
 	grantSQL map[store.ResourceKind]string
+	passSQL  string
 	ws       mlflowdb.Workspaces
 }
 
@@ -135,6 +136,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
 	}
 	s.grantSQL = mlflowdb.GrantQueries(expGroups, rmGroups)
+	var expiration bool
+	if err := s.auth.QueryRowContext(qctx, mlflowdb.PasswordExpirationSQL[store.SQLite]).Scan(&expiration); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
+	}
+	s.passSQL = mlflowdb.PasswordSQL(store.SQLite, expiration)
 	return s, nil
 }
 
@@ -218,21 +225,31 @@ func (s *Store) User(ctx context.Context, username string) (exists, admin bool, 
 	return true, a.Valid && a.Bool, nil
 }
 
-// PasswordHash implements store.Credentials.
-func (s *Store) PasswordHash(ctx context.Context, username string) (string, error) {
+// Password implements store.Credentials.
+func (s *Store) Password(ctx context.Context, username string) (store.Password, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	var h sql.NullString
-	err := s.auth.QueryRowContext(ctx, mlflowdb.PasswordHashSQL, username).Scan(&h)
+	var (
+		hash    sql.NullString
+		has     bool
+		expires sql.NullInt64
+	)
+	err := s.auth.QueryRowContext(ctx, s.passSQL, username).Scan(&hash, &has, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return "", store.ErrNotFound
+		return store.Password{}, store.ErrNotFound
 	case err != nil:
-		return "", unavailable("password hash", err)
-	case h.String == "":
-		return "", store.ErrNotFound
+		return store.Password{}, unavailable("password", err)
 	}
-	return h.String, nil
+	var hp *string
+	if hash.Valid {
+		hp = &hash.String
+	}
+	var ep *int64
+	if expires.Valid {
+		ep = &expires.Int64
+	}
+	return mlflowdb.StoredPassword(hp, has, ep)
 }
 
 // Resolve implements store.Reader through the tracking tables.

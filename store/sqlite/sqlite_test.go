@@ -24,6 +24,9 @@ func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (ex
 	if s.NoGroupTables {
 		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
 	}
+	if s.PasswordExpiration {
+		require.NoError(t, storetest.AddPasswordExpiration(t.Context(), execAuth))
+	}
 	return execAuth, execTracking
 }
 

@@ -25,6 +25,16 @@ type Setup struct {
 	// NoGroupTables asks for an auth database without mlflow-oidc-auth's
 	// group tables (plain MLflow). Call DropGroupTables before opening.
 	NoGroupTables bool
+	// PasswordExpiration asks for mlflow-oidc-auth's users table, with its
+	// password_expiration column. Call AddPasswordExpiration before opening.
+	PasswordExpiration bool
+}
+
+// AddPasswordExpiration adds mlflow-oidc-auth's users.password_expiration
+// column (a SQLAlchemy DateTime: TIMESTAMP WITHOUT TIME ZONE on
+// PostgreSQL, text such as "2026-01-01 12:00:00.000000" on SQLite).
+func AddPasswordExpiration(ctx context.Context, exec ExecFunc) error {
+	return exec(ctx, "ALTER TABLE users ADD COLUMN password_expiration TIMESTAMP")
 }
 
 // Harness is one backend opened on fresh databases whose auth tables were
@@ -66,7 +76,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("NoGroupTables", func(t *testing.T) { testNoGroups(t, open) })
 	t.Run("MissingTrackingTables", func(t *testing.T) { testMissingTracking(t, open) })
 	t.Run("RevokeSeenThroughCache", func(t *testing.T) { testInvalidation(t, open) })
-	t.Run("PasswordHash", func(t *testing.T) { testPasswordHash(t, open) })
+	t.Run("Password", func(t *testing.T) { testPassword(t, open) })
+	t.Run("PasswordExpiration", func(t *testing.T) { testPasswordExpiration(t, open) })
 	t.Run("PasswordChangeSeenThroughCache", func(t *testing.T) { testPasswordInvalidation(t, open) })
 }
 
@@ -389,7 +400,7 @@ func credentials(t *testing.T, h Harness) store.Credentials {
 // never verified here; the store returns it verbatim).
 var werkzeugHash = "scrypt:32768:8:1$N5yGVtVnAzr6gF0e$" + strings.Repeat("0f", 64)
 
-func testPasswordHash(t *testing.T, open Opener) {
+func testPassword(t *testing.T, open Opener) {
 	h := open(t, Setup{})
 	seedAuth(t, h.ExecAuth, true)
 	Must(t, h.ExecAuth,
@@ -411,15 +422,54 @@ func testPasswordHash(t *testing.T, open Opener) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
-			got, err := cr.PasswordHash(t.Context(), tt.user)
+			got, err := cr.Password(t.Context(), tt.user)
 			if tt.want == "" {
 				require.ErrorIs(t, err, store.ErrNotFound)
 				assert.NotErrorIs(t, err, store.ErrUnavailable)
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, got)
+			assert.Equal(t, store.Password{Hash: tt.want}, got, "MLflow's users table has no expiration")
 		})
+	}
+}
+
+// testPasswordExpiration reads mlflow-oidc-auth's users table, whose
+// password_hash holds an access token that expires.
+func testPasswordExpiration(t *testing.T, open Opener) {
+	h := open(t, Setup{PasswordExpiration: true})
+	seedAuth(t, h.ExecAuth, true)
+	Must(t, h.ExecAuth,
+		`UPDATE users SET password_expiration = '2026-01-01 12:00:00.000000' WHERE username = 'alice'`,
+		`UPDATE users SET password_expiration = '2030-06-30 23:59:59' WHERE username = 'root'`)
+	cr := credentials(t, h)
+	tests := []struct {
+		user string
+		want time.Time
+	}{
+		{"alice", time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)},
+		{"root", time.Date(2030, 6, 30, 23, 59, 59, 0, time.UTC)},
+		{"bob", time.Time{}}, // NULL: never expires
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			got, err := cr.Password(t.Context(), tt.user)
+			require.NoError(t, err)
+			assert.Equal(t, "x", got.Hash)
+			assert.True(t, tt.want.Equal(got.Expires), "expires %v, want %v", got.Expires, tt.want)
+		})
+	}
+	p, _ := cr.Password(t.Context(), "alice")
+	assert.True(t, p.Expired(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)))
+	assert.False(t, p.Expired(time.Date(2026, 1, 1, 11, 59, 59, 0, time.UTC)))
+
+	// SQLite stores whatever text it is given; one it cannot read as a
+	// time is an expiry long past, never "no expiry". (PostgreSQL refuses
+	// to store it at all.)
+	if h.ExecAuth(t.Context(), `UPDATE users SET password_expiration = 'next tuesday' WHERE username = 'bob'`) == nil {
+		got, err := cr.Password(t.Context(), "bob")
+		require.NoError(t, err)
+		assert.True(t, got.Expired(time.Now()), "an unreadable expiration must refuse, got %v", got.Expires)
 	}
 }
 
@@ -432,9 +482,9 @@ func testPasswordInvalidation(t *testing.T, open Opener) {
 	seedAuth(t, h.ExecAuth, true)
 	c := watchedCache(t, h)
 	for range 2 { // the second read is a hit
-		got, err := c.PasswordHash(t.Context(), "alice")
+		got, err := c.Password(t.Context(), "alice")
 		require.NoError(t, err)
-		require.Equal(t, "x", got)
+		require.Equal(t, "x", got.Hash)
 	}
 	require.EqualValues(t, 1, c.Stats().HashHits)
 
@@ -449,9 +499,9 @@ func testPasswordInvalidation(t *testing.T, open Opener) {
 	}
 	Must(t, h.ExecAuth, `UPDATE users SET password_hash = '`+werkzeugHash+`' WHERE username = 'alice'`)
 	waitFor("password change", func() bool {
-		got, err := c.PasswordHash(t.Context(), "alice")
+		got, err := c.Password(t.Context(), "alice")
 		require.NoError(t, err)
-		return got == werkzeugHash
+		return got.Hash == werkzeugHash
 	})
 	Must(t, h.ExecAuth, `DELETE FROM scorer_permissions WHERE user_id = 1`,
 		`DELETE FROM gateway_secret_permissions WHERE user_id = 1`,
@@ -461,7 +511,7 @@ func testPasswordInvalidation(t *testing.T, open Opener) {
 		`DELETE FROM experiment_permissions WHERE user_id = 1`,
 		`DELETE FROM users WHERE username = 'alice'`)
 	waitFor("user deletion", func() bool {
-		_, err := c.PasswordHash(t.Context(), "alice")
+		_, err := c.Password(t.Context(), "alice")
 		if errors.Is(err, store.ErrNotFound) {
 			return true
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
@@ -103,10 +104,48 @@ func JobExperimentID(params string) (string, bool) {
 	return id, true
 }
 
-// PasswordHashSQL reads the werkzeug hash that MLflow's create_user and
-// update_user write (mlflow/server/auth/sqlalchemy_store.py). It runs as is
-// on PostgreSQL and SQLite.
-const PasswordHashSQL = `SELECT password_hash FROM users WHERE username = $1`
+// PasswordExpirationSQL reports whether users has mlflow-oidc-auth's
+// password_expiration column (mlflow_oidc_auth/db/models/user.py): that
+// plugin stores its users' access tokens as password hashes, and they
+// expire.
+var PasswordExpirationSQL = map[store.Dialect]string{
+	store.PostgreSQL: `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = 'users' AND column_name = 'password_expiration')`,
+	store.SQLite: `SELECT EXISTS (SELECT 1 FROM pragma_table_info('users') WHERE name = 'password_expiration')`,
+}
+
+// PasswordSQL reads the werkzeug hash that MLflow's create_user and
+// update_user write (mlflow/server/auth/sqlalchemy_store.py), whether a
+// password_expiration is set, and when, in Unix seconds (NULL when it
+// cannot be read). expiration says whether the column exists. Naive
+// timestamps are UTC, as mlflow-oidc-auth reads them.
+func PasswordSQL(d store.Dialect, expiration bool) string {
+	if !expiration {
+		return `SELECT password_hash, false, CAST(NULL AS BIGINT) FROM users WHERE username = $1`
+	}
+	epoch := `CAST(EXTRACT(EPOCH FROM password_expiration) AS BIGINT)`
+	if d == store.SQLite {
+		epoch = `CAST(strftime('%s', password_expiration) AS INTEGER)`
+	}
+	return `SELECT password_hash, password_expiration IS NOT NULL, ` + epoch + ` FROM users WHERE username = $1`
+}
+
+// StoredPassword assembles what PasswordSQL read. A NULL or empty hash is
+// no password; an expiration that is set but unreadable is the epoch, so
+// the password is refused rather than made eternal.
+func StoredPassword(hash *string, hasExpiration bool, expires *int64) (store.Password, error) {
+	if hash == nil || *hash == "" {
+		return store.Password{}, store.ErrNotFound
+	}
+	p := store.Password{Hash: *hash}
+	switch {
+	case hasExpiration && expires != nil:
+		p.Expires = time.Unix(*expires, 0)
+	case hasExpiration:
+		p.Expires = time.Unix(0, 0)
+	}
+	return p, nil
+}
 
 // DatasetExperimentsSQL reads the experiments an evaluation dataset is
 // linked to: MLflow stores the links in entity_associations
