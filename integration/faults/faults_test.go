@@ -226,35 +226,15 @@ func TestJWKSFaults(t *testing.T) {
 		if long() {
 			flood = 20 * time.Second
 		}
-		tokens := make([]string, 64)
-		for i := range tokens {
-			tokens[i] = ks.token(t, "alice", fmt.Sprintf("forged-%d", i))
-		}
+		tokens := forgedTokens(t, ks, "forged")
 		time.Sleep(interval)
 		before := ks.JWKSFetches()
-		began := time.Now()
-		var sent, wrong, rpcErr atomic.Int32
-		var wg sync.WaitGroup
-		for w := range 8 {
-			wg.Go(func() {
-				for i := w; time.Since(began) < flood; i++ {
-					res, err := s.check(context.Background(), tokens[i%len(tokens)], "GET", runGet(runA), "")
-					sent.Add(1)
-					switch {
-					case err != nil:
-						rpcErr.Add(1)
-					case res.Allowed || res.Status != 401 || res.Reason != "unknown_signing_key":
-						wrong.Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		res := s.floodForged(tokens, 8, flood)
 		fetches := ks.JWKSFetches() - before
 		limit := int(flood/interval) + 1
-		t.Logf("%d forged tokens in %s caused %d JWKS fetches (limit %d)", sent.Load(), flood, fetches, limit)
-		assert.Zero(t, rpcErr.Load())
-		assert.Zero(t, wrong.Load(), "forged tokens not denied 401 unknown_signing_key")
+		t.Logf("%d forged tokens in %s caused %d JWKS fetches (limit %d)", res.sent, flood, fetches, limit)
+		assert.Zero(t, res.rpcErr)
+		assert.Zero(t, res.wrong, "forged tokens not denied 401 unknown_signing_key")
 		assert.LessOrEqual(t, fetches, limit)
 		requireDeny(t, s.mustCheck(t, tokens[0], "GET", runGet(runA)), 401, "unknown_signing_key")
 	})
@@ -264,38 +244,25 @@ func TestJWKSFaults(t *testing.T) {
 		// window closed. The new key must still be accepted within one
 		// jwks_min_refresh_interval, and the flood stays at one fetch per
 		// interval (plus the fetch that found the new key).
-		flood := 3 * interval
-		tokens := make([]string, 64)
-		for i := range tokens {
-			tokens[i] = ks.token(t, "alice", fmt.Sprintf("forged-rot-%d", i))
-		}
+		tokens := forgedTokens(t, ks, "forged-rot")
 		time.Sleep(interval)
 		before := ks.JWKSFetches()
 		began := time.Now()
-		var wrong atomic.Int32
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Go(func() {
-				for i := w; time.Since(began) < flood; i++ {
-					res, err := s.check(context.Background(), tokens[i%len(tokens)], "GET", runGet(runA), "")
-					if err != nil || res.Allowed || res.Reason != "unknown_signing_key" {
-						wrong.Add(1)
-					}
-				}
-			})
-		}
+		flooded := make(chan floodResult, 1)
+		go func() { flooded <- s.floodForged(tokens, 4, 3*interval) }()
 		time.Sleep(interval / 2)
 		ks.addKey(t, "k3")
 		rotated := time.Now()
 		newToken := ks.token(t, "alice", "k3")
 		took, ok := waitUntil(interval+interval/2, func() bool { return s.mustCheck(t, newToken, "GET", runGet(runA)).Allowed })
-		wg.Wait()
+		res := <-flooded
 		fetches := ks.JWKSFetches() - before
 		limit := int(time.Since(began)/interval) + 2
 		t.Logf("new key accepted %s after the rotation during the flood; %d JWKS fetches in %s (limit %d)",
 			took.Round(time.Millisecond), fetches, time.Since(began).Round(time.Millisecond), limit)
 		require.True(t, ok, "the new key was refused for %s after the rotation (since %s)", took, rotated.Format(time.StampMilli))
-		assert.Zero(t, wrong.Load(), "forged tokens not denied 401 unknown_signing_key")
+		assert.Zero(t, res.rpcErr)
+		assert.Zero(t, res.wrong, "forged tokens not denied 401 unknown_signing_key")
 		assert.LessOrEqual(t, took, interval+interval/4)
 		assert.LessOrEqual(t, fetches, limit)
 	})
@@ -311,6 +278,44 @@ func TestJWKSFaults(t *testing.T) {
 		requireDeny(t, s.mustCheck(t, ks.token(t, "alice", "k9"), "GET", runGet(runA)), 401, "unknown_signing_key")
 		assert.Equal(t, http.StatusOK, s.readyz(t), "/readyz with the JWKS down after the first fetch")
 	})
+}
+
+// forgedTokens signs 64 tokens for alice with the attacker's key under
+// key ids prefix-0 … prefix-63, which the key server never publishes.
+func forgedTokens(t *testing.T, ks *keyServer, prefix string) []string {
+	tokens := make([]string, 64)
+	for i := range tokens {
+		tokens[i] = ks.token(t, "alice", fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return tokens
+}
+
+// floodResult counts the checks of a flood: sent, answered other than 401
+// unknown_signing_key, and failed as RPCs.
+type floodResult struct{ sent, wrong, rpcErr int32 }
+
+// floodForged sends tokens round-robin from workers goroutines for d, as
+// an attacker with forged key ids would, and returns once they stop.
+func (s *service) floodForged(tokens []string, workers int, d time.Duration) floodResult {
+	began := time.Now()
+	var sent, wrong, rpcErr atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; time.Since(began) < d; i++ {
+				res, err := s.check(context.Background(), tokens[i%len(tokens)], "GET", runGet(runA), "")
+				sent.Add(1)
+				switch {
+				case err != nil:
+					rpcErr.Add(1)
+				case res.Allowed || res.Status != 401 || res.Reason != "unknown_signing_key":
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return floodResult{sent.Load(), wrong.Load(), rpcErr.Load()}
 }
 
 // waitUntil polls cond until it holds or limit passes.
