@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -135,6 +136,7 @@ func seedDemo(ctx context.Context, dbPath string) error {
 			('` + demoRunB + `', 2, 'active', 'RUNNING', 'bob')`,
 		`INSERT INTO users (id, username, is_admin) VALUES
 			(1, 'alice', 0), (2, 'bob', 0), (3, 'carol', 1), (4, 'trainer-bot', 0)`,
+		`UPDATE users SET password_hash = '` + demoBobHash + `' WHERE username = 'bob'`,
 		`INSERT INTO groups (id, group_name) VALUES (1, 'team-a')`,
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES
 			('1', 1, 'EDIT'), ('1', 2, 'READ'), ('2', 4, 'EDIT'), ('2', 1, 'NO_PERMISSIONS')`,
@@ -180,6 +182,15 @@ apps:
 `, grpcAddr, httpAddr, issuer, dbPath, demoHost, demoCollector)
 }
 
+// demoBobPassword is bob's MLflow password in the demo, and demoBobHash
+// what MLflow stores for it: werkzeug's generate_password_hash with its
+// default scrypt:32768:8:1, for the salt shown.
+const (
+	demoBobPassword = "bob-demo-password"
+	demoBobHash     = "scrypt:32768:8:1$DemoSaltBob12345$4dd8e27eb4c3ac27cc7848f2d75afa746c51ed3cbacc35b05e5597d500b373b4" +
+		"f53159ee13dc91a44922de0e7f5fad811293516d8537b711e88049b438bea8fd"
+)
+
 type demoCheck struct {
 	who    string // a username, "anonymous", or a SPIFFE workload
 	call   extauthz.Call
@@ -211,6 +222,10 @@ func demoChecks(iss *devissuer.Issuer) ([]demoCheck, error) {
 		h["content-type"] = "application/json"
 		return extauthz.Call{Method: "POST", Host: demoHost, Target: target, Headers: h, Body: []byte(body)}
 	}
+	basic := func(user, password string) extauthz.Call {
+		return extauthz.Call{Method: "GET", Host: demoHost, Target: "/api/2.0/mlflow/experiments/get?experiment_id=1",
+			Headers: map[string]string{"authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))}}
+	}
 	tampered := tokens["bob"][:len(tokens["bob"])-4] + "AAAA"
 	otel := extauthz.Call{Method: "POST", Host: demoHost, Target: "/v1/traces", Principal: demoCollector,
 		Headers: map[string]string{"content-type": "application/x-protobuf", "x-mlflow-experiment-id": "1"}, Body: []byte{0x0a, 0x00}}
@@ -225,6 +240,8 @@ func demoChecks(iss *devissuer.Issuer) ([]demoCheck, error) {
 		{"alice", get("alice", "/ajax-api/2.0/mlflow/experiments/get?experiment_id=3"), false, "permission_denied", "no grant: the default is NO_PERMISSIONS"},
 		{"carol", post("carol", "/api/2.0/mlflow/experiments/delete", `{"experiment_id":"3"}`), true, "", "carol is an MLflow admin (users.is_admin)"},
 		{"dave", post("dave", "/api/2.0/mlflow/experiments/delete", `{"experiment_id":"3"}`), true, "", "dave is in the admin group /mlflow-admin"},
+		{"bob (password)", basic("bob", demoBobPassword), true, "", "MLflow's client with MLFLOW_TRACKING_USERNAME/PASSWORD"},
+		{"bob (wrong password)", basic("bob", "guess"), false, "basic_invalid_credentials", "an unknown user gets the same answer"},
 		{"anonymous", extauthz.Call{Method: "GET", Host: demoHost, Target: "/api/2.0/mlflow/experiments/get?experiment_id=1"}, false, "unauthenticated", "no credential"},
 		{"bob (tampered token)", extauthz.Call{Method: "GET", Host: demoHost, Target: "/api/2.0/mlflow/experiments/get?experiment_id=1",
 			Headers: map[string]string{"authorization": "Bearer " + tampered}}, false, "token_bad_signature", "a present but invalid credential is a 401"},
