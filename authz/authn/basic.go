@@ -247,7 +247,11 @@ func denyBasic(reason authz.Reason, msg string) *authz.CredentialError {
 	return ce
 }
 
-var errBasicInvalid = denyBasic(ReasonBasicInvalid, "invalid username or password")
+// denyInvalid is the one answer for a wrong password, an unknown user and
+// a hash we cannot check.
+func denyInvalid() *authz.CredentialError {
+	return denyBasic(ReasonBasicInvalid, "invalid username or password")
+}
 
 // Authenticate implements authz.Authenticator for Basic credentials. It
 // returns (nil, nil) when the Authorization header is absent or another
@@ -348,7 +352,7 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 	}
 	if !ok {
 		b.failures.Add(1)
-		return nil, errBasicInvalid
+		return nil, denyInvalid()
 	}
 	b.limiter.reset(user)
 	b.cache.put(key, stored, now.Add(b.cfg.CacheTTL))
