@@ -33,6 +33,11 @@ const (
 	ReasonBasicTokenUserMismatch authz.Reason = "basic_token_user_mismatch"
 )
 
+// mlflowDefaultAdminPassword is the admin password MLflow's basic-auth app
+// shipped in basic_auth.ini (admin_password) until 3.16.1; it is public, so
+// it never signs anyone in.
+const mlflowDefaultAdminPassword = "password1234"
+
 // Basic defaults and limits.
 const (
 	// BasicDefaultCacheTTL is how long verified credentials are trusted
@@ -352,6 +357,15 @@ func (b *Basic) check(ctx context.Context, user, password string) (*authz.Identi
 	}
 	if !ok {
 		b.failures.Add(1)
+		return nil, denyInvalid()
+	}
+	if password == mlflowDefaultAdminPassword {
+		// A database that MLflow's basic-auth app created may still hold
+		// its initial admin with this published password. It is checked
+		// after the hash, so the refusal costs the same as any other.
+		b.failures.Add(1)
+		b.logger.LogAttrs(ctx, slog.LevelWarn, "basic: refused MLflow's published default admin password; set a new password for this user",
+			slog.String("user", user))
 		return nil, denyInvalid()
 	}
 	b.limiter.reset(user)

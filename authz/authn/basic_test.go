@@ -166,7 +166,7 @@ func TestBasicRefusals(t *testing.T) {
 	v := vectors(t)
 	f := newBasicFixture(t, authn.BasicConfig{})
 	for _, tt := range []struct{ name, user, password string }{
-		{"wrong password", "alice", "password12345"},
+		{"wrong password", "alice", "alice-s3cret-pass2"},
 		{"unknown user", "mallory", v["scrypt default"].Password},
 		{"no password stored", "carol", "anything-long-enough"},
 		{"hash we refuse", "dave", "secret-password"},
@@ -234,7 +234,7 @@ func TestBasicHeader(t *testing.T) {
 // as one that is not ours, unchecked.
 func TestBasicDisabled(t *testing.T) {
 	f := newBasicFixture(t, authn.BasicConfig{})
-	id, err := f.basic.Authenticate(t.Context(), mlflowRequest(t, "phoenix.example.com", basicHeader("alice", "password1234")))
+	id, err := f.basic.Authenticate(t.Context(), mlflowRequest(t, "phoenix.example.com", basicHeader("alice", "alice-s3cret-pass")))
 	require.Nil(t, id)
 	ce, ok := authz.AsCredentialError(err)
 	require.True(t, ok)
@@ -406,7 +406,7 @@ func TestBasicUnknownUserCostsAPasswordCheck(t *testing.T) {
 func TestBasicStoreDown(t *testing.T) {
 	f := newBasicFixture(t, authn.BasicConfig{})
 	f.st.Close()
-	id, err := f.auth(t, "alice", "password1234")
+	id, err := f.auth(t, "alice", "alice-s3cret-pass")
 	require.Nil(t, id)
 	require.Error(t, err)
 	require.Equal(t, http.StatusServiceUnavailable, jwtStatus(err))
@@ -527,4 +527,20 @@ func TestBasicExpiredPassword(t *testing.T) {
 	id, err = auth("alice")
 	requireBasicDeny(t, id, err, authn.ReasonBasicInvalid)
 	assert.EqualValues(t, 4, b.Stats().Verifications, "the cached success ended with the expiry")
+}
+
+// MLflow's published default admin password never signs in, even where
+// the hash in the database matches it (a database its basic-auth app
+// created), and the operator is told which user still has it.
+func TestBasicRefusesMLflowDefaultAdminPassword(t *testing.T) {
+	f := newBasicFixture(t, authn.BasicConfig{})
+	// pbkdf2_hmac("sha256", b"password1234", b"mlflowdefault", 1000), as
+	// werkzeug writes it.
+	storetest.Must(t, f.exec, `INSERT INTO users (id, username, password_hash, is_admin) VALUES
+		(10, 'admin', 'pbkdf2:sha256:1000$mlflowdefault$4b72f4de1857711543d311b714efefa0dcccd39febdf36bab7e15d1aa9ebdd40', true)`)
+	id, err := f.auth(t, "admin", "password1234")
+	requireBasicDeny(t, id, err, authn.ReasonBasicInvalid, "password1234")
+	assert.Contains(t, f.logs.String(), "published default admin password")
+	assert.Contains(t, f.logs.String(), `"user":"admin"`)
+	assert.Equal(t, uint64(1), f.basic.Stats().Failures)
 }

@@ -32,15 +32,15 @@ def pbkdf2(password, salt, iterations, name="sha256"):
 
 
 VECTORS = [
-    # werkzeug >= 3.0 default (what MLflow 2.9+ writes); MLflow's default admin password.
-    ("scrypt default", "password1234", lambda pw: scrypt(pw, "eQ7rJ2mHx9LsTb4K")),
+    # werkzeug >= 3.0 default (what MLflow 2.9+ writes).
+    ("scrypt default", "alice-s3cret-pass", lambda pw: scrypt(pw, "eQ7rJ2mHx9LsTb4K")),
     ("scrypt token_urlsafe salt", "correct horse battery staple",
      lambda pw: scrypt(pw, "Zk3-_q9Xw1Lr7TbPc2Yh0A")),
     ("scrypt utf-8 password", "pässwörd-ünïcode-\U0001f511", lambda pw: scrypt(pw, "Ab12Cd34Ef56Gh78")),
     ("scrypt colon and dollar in password", "a:b$c:d$e-long-enough", lambda pw: scrypt(pw, "colonDollar12345")),
-    ("scrypt other parameters", "password1234", lambda pw: scrypt(pw, "smallParams12345", n=1024, r=4, p=2)),
+    ("scrypt other parameters", "alice-s3cret-pass", lambda pw: scrypt(pw, "smallParams12345", n=1024, r=4, p=2)),
     # werkzeug 2.3-3.0 pbkdf2 default, and werkzeug < 2.3.
-    ("pbkdf2 600000", "password1234", lambda pw: pbkdf2(pw, "pBkDf2SaLt000001", 600000)),
+    ("pbkdf2 600000", "alice-s3cret-pass", lambda pw: pbkdf2(pw, "pBkDf2SaLt000001", 600000)),
     ("pbkdf2 260000", "old-mlflow-pass", lambda pw: pbkdf2(pw, "pBkDf2SaLt000002", 260000)),
     ("pbkdf2 utf-8 password", "pässwörd-ünïcode-\U0001f511", lambda pw: pbkdf2(pw, "pBkDf2SaLt000003", 1000)),
 ]
