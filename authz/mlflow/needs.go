@@ -63,6 +63,10 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 		if p.optional || (p.list && p.empty) {
 			return nil
 		}
+		if p.filterOptional {
+			op.NeedsFilter = true
+			return nil
+		}
 		if p.list {
 			return deny(http.StatusBadRequest, ReasonMissingParameter, "at least one "+p.name+" is required")
 		}
@@ -114,6 +118,7 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 		if d != nil {
 			return d
 		}
+		n.FilterEnforced = p.byFilter
 		op.Needs = append(op.Needs, n)
 	}
 	return nil

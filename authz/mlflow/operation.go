@@ -36,6 +36,15 @@ type Need struct {
 	Source string
 	// Param names the parameter, for messages and the explain trace.
 	Param string
+	// FilterEnforced marks an id whose READ the ext_proc filter enforces
+	// itself, as MLflow does after the request: it drops the id from the
+	// request when the caller cannot read it (runs/search and GraphQL
+	// mlflowSearchRuns experiment ids: filter_experiment_ids), or drops the
+	// rows of that experiment from the response (logged-models/search:
+	// filter_search_logged_models). With the filter deployed
+	// (Config.ExtProcFilter) such a Need is not required here; without it,
+	// it is, as every other Need.
+	FilterEnforced bool
 }
 
 // Operation is what a request asks MLflow to do, and what that needs.
@@ -54,6 +63,10 @@ type Operation struct {
 	ClaimedUsers []string
 	// Note explains an Access made stricter than the route's.
 	Note string
+	// NeedsFilter is true when the request is safe only behind the ext_proc
+	// filter, which removes the rows the caller cannot read: a ListScorers
+	// across every experiment. Without the filter it is refused.
+	NeedsFilter bool
 	// NewName is the name a create or a rename gives its object, read from
 	// the body as MLflow reads it; "" when absent or unreadable. It is
 	// recorded after an allow, never checked, so it never causes a deny.

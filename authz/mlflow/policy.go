@@ -41,6 +41,14 @@ type Config struct {
 	// PendingTTL is how long an allowed create, rename or delete waits for
 	// MLflow's tables to show it before it expires without effect (default 2m).
 	PendingTTL time.Duration `yaml:"pending_ttl"`
+	// ExtProcFilter says that Envoy's ext_proc filter (package
+	// authz/extproc) is deployed in front of this MLflow, so search
+	// responses are filtered row by row and runs/search narrowed as MLflow
+	// does after the request. The check then leaves to the filter the READ
+	// it enforces itself (Need.FilterEnforced) and allows a ListScorers
+	// across experiments. Default false: every named experiment needs READ,
+	// as when only ext_authz sees the request.
+	ExtProcFilter bool `yaml:"ext_proc_filter"`
 	// Recorder receives the allowed creates, renames and deletes. It is set
 	// by the code that builds the service, never by YAML; nil records nothing.
 	Recorder Recorder `yaml:"-"`
@@ -73,6 +81,7 @@ type Policy struct {
 	createGroups []string
 	recorder     Recorder // nil when creator grants are off
 	pendingTTL   time.Duration
+	filter       bool // Config.ExtProcFilter
 }
 
 var _ authz.Policy = (*Policy)(nil)
@@ -115,6 +124,7 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if cfg.PendingTTL < 0 {
 		return nil, fmt.Errorf("mlflow: pending_ttl %s must not be negative", cfg.PendingTTL)
 	}
+	p.filter = cfg.ExtProcFilter
 	p.pendingTTL = cfg.PendingTTL
 	if p.pendingTTL == 0 {
 		p.pendingTTL = DefaultPendingTTL
@@ -148,6 +158,9 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 	if d != nil {
 		return *d
 	}
+	if op, d = p.withFilter(op); d != nil {
+		return *d
+	}
 	if tr != nil {
 		traceNeeds(tr, op)
 	}
@@ -166,6 +179,36 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 		p.record(ctx, op, id)
 	}
 	return dec
+}
+
+// withFilter applies ExtProcFilter to a classified operation: with the
+// filter deployed, the Needs it enforces itself are dropped (an operation
+// left with none needs only an authenticated caller); without it, an
+// operation that is safe only behind the filter is refused.
+func (p *Policy) withFilter(op Operation) (Operation, *authz.Decision) {
+	if !p.filter {
+		if op.NeedsFilter {
+			return op, deny(http.StatusBadRequest, ReasonMissingParameter, "missing required parameter experiment_id (listing across experiments needs the ext_proc filter; see apps[].mlflow.ext_proc_filter)")
+		}
+		return op, nil
+	}
+	kept := op.Needs[:0:0]
+	for _, n := range op.Needs {
+		if !n.FilterEnforced {
+			kept = append(kept, n)
+		}
+	}
+	if len(kept) == len(op.Needs) {
+		return op, nil
+	}
+	if op.Note == "" {
+		op.Note = "experiment ids narrowed by the ext_proc filter"
+	}
+	op.Needs = kept
+	if op.Access == AccessResource && len(kept) == 0 {
+		op.Access = AccessAuthenticated
+	}
+	return op, nil
 }
 
 // checkClaims compares the user names a run-writing request asks MLflow to

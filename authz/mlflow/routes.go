@@ -99,9 +99,19 @@ type param struct {
 	empty    bool // a list may be empty
 	perm     store.Permission
 	name2    string // idScorer: the key holding the scorer name
+	// byFilter marks ids whose READ the ext_proc filter enforces itself
+	// (Need.FilterEnforced).
+	byFilter bool
+	// filterOptional lets the id be absent when the ext_proc filter is
+	// deployed: the request then spans every resource and the filter
+	// removes the rows the caller cannot read (a ListScorers without
+	// experiment_id). Without the filter, absent is still a 400.
+	filterOptional bool
 }
 
 func (p param) opt() param                        { p.optional = true; return p }
+func (p param) enforcedByFilter() param           { p.byFilter = true; return p }
+func (p param) optionalWithFilter() param         { p.filterOptional = true; return p }
 func (p param) allowEmpty() param                 { p.empty = true; return p }
 func (p param) withPerm(x store.Permission) param { p.perm = x; return p }
 func (p param) or(alt string) param               { p.alt = alt; return p }
@@ -214,7 +224,7 @@ func routeTable() []*Route {
 		res("DeleteTag", v2, "POST", "/mlflow/runs/delete-tag", permUpdate, runP),
 		res("LogInputs", v2, "POST", "/mlflow/runs/log-inputs", permUpdate, runP),
 		res("LogOutputs", v2, "POST", "/mlflow/runs/outputs", permUpdate, runP),
-		res("SearchRuns", v2, "POST", "/mlflow/runs/search", permRead, expsP.allowEmpty()),
+		res("SearchRuns", v2, "POST", "/mlflow/runs/search", permRead, expsP.allowEmpty().enforcedByFilter()),
 		res("GetMetricHistory", v2, "GET", "/mlflow/metrics/get-history", permRead, runP),
 		res("GetMetricHistoryBulkInterval", v2, "GET", "/mlflow/metrics/get-history-bulk-interval", permRead, prList(idRun, srcQuery, "run_ids")),
 		res("ListArtifacts", v2, "GET", "/mlflow/artifacts/list", permRead, runP),
@@ -273,7 +283,7 @@ func routeTable() []*Route {
 
 		// Logged models (LOGGED_MODEL_BEFORE_REQUEST_VALIDATORS).
 		res("CreateLoggedModel", v2, "POST", "/mlflow/logged-models", permUpdate, expP),
-		res("SearchLoggedModels", v2, "POST", "/mlflow/logged-models/search", permRead, expsP.allowEmpty()),
+		res("SearchLoggedModels", v2, "POST", "/mlflow/logged-models/search", permRead, expsP.allowEmpty().enforcedByFilter()),
 		res("GetLoggedModel", v2, "GET", "/mlflow/logged-models/{model_id}", permRead, lmP),
 		res("FinalizeLoggedModel", v2, "PATCH", "/mlflow/logged-models/{model_id}", permUpdate, lmP),
 		res("DeleteLoggedModel", v2, "DELETE", "/mlflow/logged-models/{model_id}", permDelete, lmP),
@@ -311,7 +321,7 @@ func routeTable() []*Route {
 		// Scorers. Online-scoring configs have dedicated validators in later
 		// MLflow releases whose bodies we have not verified: admin only.
 		res("RegisterScorer", v3, "POST", "/mlflow/scorers/register", permUpdate, expP),
-		res("ListScorers", v3, "GET", "/mlflow/scorers/list", permRead, expP),
+		res("ListScorers", v3, "GET", "/mlflow/scorers/list", permRead, expP.optionalWithFilter()),
 		res("GetScorer", v3, "GET", "/mlflow/scorers/get", permRead, scorerP),
 		res("ListScorerVersions", v3, "GET", "/mlflow/scorers/versions", permRead, scorerP),
 		res("DeleteScorer", v3, "DELETE", "/mlflow/scorers/delete", permDelete, scorerP),

@@ -1,0 +1,133 @@
+package mlflow
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// What the ext_proc filter (package authz/extproc) needs from the policy:
+// which route a request is, and which rows of a response the caller may
+// read. MLflow answers the second question in its after-request handlers
+// (mlflow/server/auth/__init__.py: filter_search_experiments and the other
+// filter_* and redact_* functions, all built on _role_based_read_predicate).
+
+// Route returns the route table row for method and a canonical path, or nil
+// when no row matches. It reads nothing else of the request: the ext_proc
+// filter picks what to do with a response from the route alone.
+func (p *Policy) Route(method, path string) *Route {
+	var vars pathVars
+	return p.cls.match(method, path, &vars)
+}
+
+// DefaultPermission is the permission of a caller with no row on a resource.
+func (p *Policy) DefaultPermission() store.Permission { return p.defaultPerm }
+
+// Rows answers, row by row, whether the caller may read the resource a row
+// of a listing stands for: MLflow's _role_based_read_predicate. A row is
+// readable exactly when the point route for it would be allowed, from the
+// same grants, groups and default as Decide. It remembers each answer, so a
+// page that repeats a resource asks the store once. One Rows serves one
+// response; it is not safe for concurrent use.
+type Rows struct {
+	p    *Policy
+	id   *authz.Identity
+	all  bool
+	memo map[store.Resource]bool
+}
+
+// Rows returns the row predicate of id. An admin, by token or by
+// users.is_admin, reads every row without any further lookup, as MLflow's
+// filters return at once for sender_is_admin(). An error is an
+// infrastructure failure, never an answer: callers fail closed.
+func (p *Policy) Rows(ctx context.Context, id *authz.Identity) (*Rows, error) {
+	if id == nil {
+		id = authz.Anonymous
+	}
+	r := &Rows{p: p, id: id}
+	if id.Admin {
+		r.all = true
+		return r, nil
+	}
+	if id.Username != "" {
+		_, admin, err := p.store.User(ctx, id.Username)
+		if err != nil {
+			return nil, fmt.Errorf("mlflow: rows: %w", err)
+		}
+		r.all = admin
+	}
+	return r, nil
+}
+
+// All reports whether the caller reads every row (an admin).
+func (r *Rows) All() bool { return r.all }
+
+// CanRead reports whether the caller may read res: READ or better by
+// EffectivePermission. Experiments are keyed by id, registered models (and
+// the versions under them) by name, scorers by experiment id and name,
+// gateway objects by id.
+func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
+	if r.all {
+		return true, nil
+	}
+	if ok, seen := r.memo[res]; seen {
+		return ok, nil
+	}
+	g, err := r.p.store.Grants(ctx, r.id.Username, res)
+	if err != nil {
+		return false, fmt.Errorf("mlflow: rows: %w", err)
+	}
+	var ok bool
+	if g.UserAdmin {
+		r.all, ok = true, true
+	} else {
+		ok = EffectivePermission(g, r.id.Groups, r.p.defaultPerm, nil).CanRead()
+	}
+	if r.memo == nil {
+		r.memo = make(map[store.Resource]bool)
+	}
+	r.memo[res] = ok
+	return ok, nil
+}
+
+// ParseJSONBody reads a request body as MLflow's parser does, with the
+// strictness of Decide: a duplicate key, invalid UTF-8 or anything but one
+// JSON object is a 400 deny, the same deny the check gives.
+func ParseJSONBody(body []byte) (map[string]any, *authz.Decision) {
+	rd := reader{req: &authz.Request{Body: body}}
+	return rd.loadBody(false)
+}
+
+// LookupKey reads key from a parsed JSON object in snake or camel case, as
+// protobuf's JSON parser (and so MLflow) accepts both: spelled is the
+// spelling found. Both spellings at once is a 400 deny.
+func LookupKey(obj map[string]any, key string) (v any, spelled string, present bool, d *authz.Decision) {
+	v, present, d = lookupKey(obj, key)
+	if d != nil || !present {
+		return nil, "", false, d
+	}
+	if _, snake := obj[key]; snake {
+		return v, key, true, nil
+	}
+	return v, camel(key), true, nil
+}
+
+// ParseGraphQL parses a GraphQL document with the limits of Decide.
+func ParseGraphQL(query string) (*ast.QueryDocument, *authz.Decision) {
+	if len(query) > maxGraphQLBytes {
+		return nil, badParam("GraphQL document too large")
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Name: graphqlSourceName, Input: query}, maxGraphQLTokens)
+	if err != nil {
+		return nil, badParam("GraphQL document does not parse")
+	}
+	return doc, nil
+}
+
+// ValidID reports whether s is an id the check would accept.
+func ValidID(s string) bool { return validID(s) }
