@@ -196,6 +196,25 @@ func (e *Engine) Authenticate(ctx context.Context, r *Request) (*Identity, *Deci
 	return e.state.Load().authenticate(ctx, r, &App{})
 }
 
+// Identify selects the application of r's host and authenticates r the
+// way Check does, without deciding anything: for the ext_proc filter,
+// which acts on requests Check already allowed and must know who sent them
+// from the same headers. app is nil when the host belongs to no
+// application; deny is non-nil exactly when no identity could be
+// established (the deny Check would have given).
+func (e *Engine) Identify(ctx context.Context, r *Request) (app *App, id *Identity, deny *Decision) {
+	st := e.state.Load()
+	app = st.byHost[r.Host]
+	if app == nil {
+		return nil, nil, nil
+	}
+	id, deny = st.authenticate(ctx, r, app)
+	if deny != nil {
+		deny.App = app.Name
+	}
+	return app, id, deny
+}
+
 func (st *engineState) authenticate(ctx context.Context, r *Request, app *App) (*Identity, *Decision) {
 	for _, a := range st.auth {
 		id, err := a.Authenticate(ctx, r)

@@ -26,7 +26,21 @@ type Config struct {
 	// Session is the browser session cookie of every app with login on.
 	Session authn.SessionConfig `yaml:"session"`
 	Store   backend.Config      `yaml:"store"`
-	Apps    []AppConfig         `yaml:"apps"`
+	// ExtProc configures the ext_proc filter, served on server.grpc_addr.
+	ExtProc ExtProcConfig `yaml:"ext_proc"`
+	Apps    []AppConfig   `yaml:"apps"`
+}
+
+// ExtProcConfig bounds the ext_proc filter's work on one request.
+type ExtProcConfig struct {
+	// MaxBodyBytes is the largest response (or narrowed request) body the
+	// filter reads; a larger one is refused with 503 response_too_large.
+	// Envoy sends a buffered body in one gRPC message, so it must stay below
+	// server.max_recv_msg_size.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// Timeout bounds the filter's work on each message; keep it below the
+	// message_timeout of the Envoy filter.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // ServerConfig holds the listeners and gRPC connection management.
@@ -111,6 +125,7 @@ func Default() *Config {
 			ShutdownGrace:    15 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json"},
+		ExtProc:    ExtProcConfig{MaxBodyBytes: 4 << 20, Timeout: 2 * time.Second},
 		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
 		Store:      backend.Config{Driver: store.SQLite},
 	}
@@ -150,6 +165,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxRecvMsgSize < 1<<20 {
 		add("server.max_recv_msg_size", "must be at least 1048576 (bodies up to Istio's maxRequestBytes must fit)")
+	}
+	if c.ExtProc.MaxBodyBytes < 64<<10 || c.ExtProc.MaxBodyBytes > c.Server.MaxRecvMsgSize-64<<10 {
+		add("ext_proc.max_body_bytes", "must be between 65536 and server.max_recv_msg_size - 65536 (Envoy sends the whole body in one gRPC message)")
+	}
+	if c.ExtProc.Timeout <= 0 {
+		add("ext_proc.timeout", "must be positive")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -310,6 +331,9 @@ func RestartRequired(live, next *Config) error {
 	}
 	if live.Log != next.Log {
 		keys = append(keys, "log")
+	}
+	if live.ExtProc != next.ExtProc {
+		keys = append(keys, "ext_proc")
 	}
 	if len(keys) > 0 {
 		return fmt.Errorf("config: %s changed; these settings need a restart", strings.Join(keys, ", "))

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -48,6 +49,9 @@ type GRPCOptions struct {
 	KeepaliveMinTime time.Duration
 	// ServerOptions are appended, for TLS credentials or interceptors.
 	ServerOptions []grpc.ServerOption
+	// Register adds further services beside Check on the same server and
+	// port (the ext_proc filter); nil adds none.
+	Register func(*grpc.Server)
 }
 
 // NewGRPCServer returns a gRPC server with the Authorization service, the
@@ -82,33 +86,57 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 	}, opts.ServerOptions...)
 	gs := grpc.NewServer(so...)
 	authv3.RegisterAuthorizationServer(gs, opts.Server)
+	if opts.Register != nil {
+		opts.Register(gs)
+	}
 	healthpb.RegisterHealthServer(gs, opts.Health.Server)
 	reflection.Register(gs)
 	return gs
 }
 
 // Health is the grpc.health.v1 service, reporting one status for the whole
-// server ("") and for AuthorizationService together: Kubernetes probes ask
-// for the first, Envoy-style health checks may name the second.
+// server ("") and for AuthorizationService (and any service added with
+// Track) together: Kubernetes probes ask for the first, Envoy-style health
+// checks may name the others.
 type Health struct {
 	*health.Server
+
+	mu      sync.Mutex
+	names   []string
+	serving bool
 }
 
 // NewHealth returns a Health that reports NOT_SERVING until SetServing(true):
 // a replica should take traffic only once its configuration is loaded.
 func NewHealth() *Health {
-	h := &Health{Server: health.NewServer()}
+	h := &Health{Server: health.NewServer(), names: []string{"", AuthorizationService}}
 	h.SetServing(false)
 	return h
 }
 
-// SetServing switches both the overall and the Authorization service status,
-// for instance to NOT_SERVING on SIGTERM so load balancers drain us first.
+// Track adds a service name (the ext_proc filter's) whose status follows
+// the server's.
+func (h *Health) Track(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.names = append(h.names, name)
+	h.SetServingStatus(name, servingStatus(h.serving))
+}
+
+// SetServing switches the overall and every service's status, for instance
+// to NOT_SERVING on SIGTERM so load balancers drain us first.
 func (h *Health) SetServing(serving bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if serving {
-		st = healthpb.HealthCheckResponse_SERVING
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serving = serving
+	for _, n := range h.names {
+		h.SetServingStatus(n, servingStatus(serving))
 	}
-	h.SetServingStatus("", st)
-	h.SetServingStatus(AuthorizationService, st)
+}
+
+func servingStatus(serving bool) healthpb.HealthCheckResponse_ServingStatus {
+	if serving {
+		return healthpb.HealthCheckResponse_SERVING
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING
 }

@@ -2,6 +2,7 @@ package mlflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/vektah/gqlparser/v2/ast"
@@ -131,3 +132,27 @@ func ParseGraphQL(query string) (*ast.QueryDocument, *authz.Decision) {
 
 // ValidID reports whether s is an id the check would accept.
 func ValidID(s string) bool { return validID(s) }
+
+// CanReadOwned reports whether the caller may read the experiments that
+// own key through l (a trace's, a run's): every one of them, as the check
+// requires. A key that resolves to nothing is not readable.
+func (r *Rows) CanReadOwned(ctx context.Context, l store.Lookup, key string) (bool, error) {
+	if r.all {
+		return true, nil
+	}
+	ids, err := r.p.store.Resolve(ctx, l, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("mlflow: rows: %w", err)
+	case len(ids) == 0:
+		return false, nil
+	}
+	for _, id := range ids {
+		if ok, err := r.CanRead(ctx, store.Resource{Kind: store.Experiment, ID: id}); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -58,3 +58,7 @@ func (tw *TraceWriters) Decide(ctx context.Context, r *authz.Request, id *authz.
 	}
 	return tw.next.Decide(ctx, r, id)
 }
+
+// Unwrap returns the policy that decides everything but the exception, for
+// code that needs the application's own policy (the ext_proc filter).
+func (tw *TraceWriters) Unwrap() authz.Policy { return tw.next }

@@ -1,7 +1,8 @@
 // Package server runs mlflow-authz from a configuration: it opens the
 // permission store behind its cache and change watch, builds the engine, and
-// serves Envoy's Check (with gRPC health and reflection) on the gRPC address
-// and metrics, health and readiness on the HTTP address.
+// serves Envoy's Check and the ext_proc response filter (with gRPC health
+// and reflection) on the gRPC address and metrics, health and readiness on
+// the HTTP address.
 //
 // `mlflow-authz serve`, `mlflow-authz demo` and the end-to-end tests all start
 // the service through Start, so the tests exercise exactly the wiring that
@@ -31,6 +32,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/extproc"
 	"github.com/mlflow-authz/mlflow-authz/authz/ops"
 	"github.com/mlflow-authz/mlflow-authz/authz/ownership"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -135,12 +137,19 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	filterMetrics, err := extproc.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	filter := extproc.NewServer(r.engine, log, filterMetrics, extproc.Options{MaxBodyBytes: cfg.ExtProc.MaxBodyBytes, Timeout: cfg.ExtProc.Timeout})
 	r.grpcHealth = extauthz.NewHealth()
+	r.grpcHealth.Track(extproc.ServiceName)
 	r.gs = extauthz.NewGRPCServer(extauthz.GRPCOptions{
 		Server:           extauthz.NewServer(r.engine, log, metrics, extauthz.WithTimeout(cfg.Server.CheckTimeout)),
 		Health:           r.grpcHealth,
 		MaxConnectionAge: cfg.Server.MaxConnectionAge,
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
+		Register:         filter.Register,
 	})
 	r.registerAdmin()
 	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
