@@ -198,11 +198,15 @@ func start(t *testing.T) *harness { return startOn(t, backendPostgres) }
 
 // startOn seeds a fresh database of backend b and starts the whole service
 // on it.
-func startOn(t *testing.T, b backend) *harness {
+func startOn(t *testing.T, b backend) *harness { return startWith(t, b, testConfig, seed, users) }
+
+// startWith seeds a fresh database of backend b with rows and starts the
+// service from doc (written for PostgreSQL; the store section is swapped
+// for SQLite), with a token for each of tokenUsers.
+func startWith(t *testing.T, b backend, doc string, rows []string, tokenUsers []devissuer.User) *harness {
 	t.Helper()
 	ctx := t.Context()
 	h := &harness{tokens: map[string]string{}, logs: &authztest.LogBuffer{}, env: map[string]string{}}
-	doc := testConfig
 	switch b {
 	case backendPostgres:
 		h.dbURL = storetest.Postgres(t)
@@ -221,7 +225,7 @@ func startOn(t *testing.T, b backend) *harness {
 	default:
 		t.Fatalf("integration: unknown backend %q", b)
 	}
-	for _, s := range seed {
+	for _, s := range rows {
 		require.NoError(t, h.exec(ctx, s), s)
 	}
 
@@ -229,7 +233,7 @@ func startOn(t *testing.T, b backend) *harness {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = iss.Close() })
 	h.iss = iss
-	for _, u := range users {
+	for _, u := range tokenUsers {
 		tok, err := iss.Token(u)
 		require.NoError(t, err)
 		h.tokens[u.Username] = tok

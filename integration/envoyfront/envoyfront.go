@@ -19,6 +19,9 @@
 //     statusOnError):
 //     https://istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-ExtensionProvider-EnvoyExternalAuthorizationGrpcProvider
 //
+// With Options.ExtProc it also runs Envoy's ext_proc filter after
+// ext_authz (extproc.go), with the same care.
+//
 // It is not an Envoy: no path normalization, retries, timeouts per route
 // or HTTP/2 specifics beyond what the tests need.
 package envoyfront
@@ -58,6 +61,9 @@ type Options struct {
 	// StatusOnError answers a failed Check (RPC error, timeout) with
 	// failOpen false. Default 403, Envoy's default.
 	StatusOnError int
+	// ExtProc, when set, runs Envoy's ext_proc filter after ext_authz
+	// (extproc.go).
+	ExtProc *ExtProc
 }
 
 // Front is an http.Handler: Check first, then the upstream.
@@ -81,22 +87,54 @@ func New(client authv3.AuthorizationClient, upstream *url.URL, opts Options) *Fr
 		opts.StatusOnError = http.StatusForbidden
 	}
 	f := &Front{client: client, upstream: upstream, opts: opts}
+	// Envoy neither asks the upstream for gzip nor decompresses its answer
+	// (Go's transport would do both when the request has no
+	// Accept-Encoding).
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DisableCompression = true
 	f.proxy = &httputil.ReverseProxy{
+		Transport: transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.Out.Host = pr.In.Host // the upstream sees the client's host, as behind a sidecar
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if mutations, ok := resp.Request.Context().Value(responseMutationsKey{}).([]*corev3.HeaderValueOption); ok {
+			ctx := resp.Request.Context()
+			if p, ok := ctx.Value(procKey{}).(*procStream); ok {
+				reply, err := p.onResponse(ctx, resp)
+				if err != nil {
+					return err
+				}
+				if reply != nil {
+					resp.StatusCode = reply.status
+					resp.Header = reply.headers
+					resp.Header.Set("Content-Length", strconv.Itoa(len(reply.body)))
+					resp.Body = io.NopCloser(bytes.NewReader(reply.body))
+					resp.ContentLength = int64(len(reply.body))
+					return nil
+				}
+			}
+			if mutations, ok := ctx.Value(responseMutationsKey{}).([]*corev3.HeaderValueOption); ok {
 				applyHeaders(resp.Header, mutations)
 			}
 			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if _, ok := r.Context().Value(procKey{}).(*procStream); ok {
+				// The upstream's body broke after its headers: Envoy has
+				// started the response and resets the client's stream.
+				panic(http.ErrAbortHandler)
+			}
+			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
 	return f
 }
 
-type responseMutationsKey struct{}
+type (
+	responseMutationsKey struct{}
+	procKey              struct{}
+)
 
 // ServeHTTP checks r and answers or forwards it as Envoy would.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -215,7 +253,28 @@ func (f *Front) allow(w http.ResponseWriter, r *http.Request, body []byte, ok *a
 	if add := ok.GetResponseHeadersToAdd(); len(add) > 0 {
 		out = out.WithContext(context.WithValue(out.Context(), responseMutationsKey{}, add))
 	}
+	if p := f.extProcFor(r); p != nil {
+		defer p.close()
+		mutated, reply := p.onRequest(out.Context(), out, body)
+		if reply != nil {
+			writeReply(w, reply)
+			return
+		}
+		out.Body = io.NopCloser(bytes.NewReader(mutated))
+		out.ContentLength = int64(len(mutated))
+		out = out.WithContext(context.WithValue(out.Context(), procKey{}, p))
+	}
 	f.proxy.ServeHTTP(w, out)
+}
+
+// writeReply sends an ext_proc local reply.
+func writeReply(w http.ResponseWriter, r *procReply) {
+	for k, v := range r.headers {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(r.body)))
+	w.WriteHeader(r.status)
+	_, _ = w.Write(r.body)
 }
 
 // localReply is Envoy's sendLocalReply for a deny: the status, the
