@@ -94,7 +94,8 @@ func (f *fakeMLflow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/mlflow/traces/search":
 		out = obj("traces", f.ds.traceList())
 	case p == "/mlflow/runs/search":
-		ids := params["experiment_ids"]
+		// MLflow's parser takes the proto name or its JSON (camel) name.
+		ids := append(params["experiment_ids"], params["experimentIds"]...)
 		f.lastRunsSearch.Store(&ids)
 		out = obj("runs", f.ds.runsIn(ids))
 	case r.URL.Path == "/graphql":
@@ -302,8 +303,8 @@ func camelize(v any) any {
 // service's store holds, from the same numbers.
 type dataset struct {
 	experiments, models, versions, loggedModels, scorers, secrets, endpoints, modelDefs []any
-	traces                                                                                map[string]map[string]any
-	runs                                                                                  []map[string]any
+	traces                                                                              map[string]map[string]any
+	runs                                                                                []map[string]any
 }
 
 // newDataset builds n experiments (ids 1..n) and, for each, a registered
