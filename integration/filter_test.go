@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -136,9 +137,19 @@ func filterProcessing() *extprocfilterv3.ExternalProcessor {
 	}
 }
 
-// filteredPaths is the manifest's matcher: the filter runs only for these
-// paths (static prefix, then /api or /ajax-api), any query.
-var filteredPaths = regexp.MustCompile(`^(/[^?]*)?/(graphql|(ajax-)?api/[23]\.0/mlflow/(experiments/search|registered-models/(search|get)|model-versions/search|logged-models/search|runs/search|scorers/list|gateway/(secrets|endpoints|model-definitions)/list|gateway/secrets/config|traces/(get|batchGet|batchGetInfos|search|tr-[^/?]+)))(\?.*)?$`)
+// filterManifest is the EnvoyFilter that wires the filter in Istio.
+const filterManifest = "../manifests/components/filter/envoyfilter.yaml"
+
+// filteredPaths is the manifest's own path matcher: the front skips the
+// filter for any other path, as Envoy's ExtensionWithMatcher does.
+func filteredPaths(t *testing.T) *regexp.Regexp {
+	t.Helper()
+	data, err := os.ReadFile(filterManifest)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^\s*regex: '([^']+)'$`).FindSubmatch(data)
+	require.NotNil(t, m, "no regex in %s", filterManifest)
+	return regexp.MustCompile(string(m[1]))
+}
 
 type filterEnv struct {
 	h     *harness
@@ -161,7 +172,7 @@ func startFilter(t *testing.T, b backend, bufferLimit int) *filterEnv {
 		ExtProc: &envoyfront.ExtProc{
 			Client:      extprocv3.NewExternalProcessorClient(conn),
 			Config:      filterProcessing(),
-			Match:       filteredPaths,
+			Match:       filteredPaths(t),
 			BufferLimit: bufferLimit,
 		},
 	}))

@@ -51,6 +51,7 @@ type install struct {
 	monitoring *rendered
 	collector  *rendered
 	mesh       *meshv1alpha1.MeshConfig
+	gateway    *gatewayFile
 	dockerfile string
 	installDoc string
 
@@ -92,6 +93,7 @@ func (in *install) check() []error {
 	in.checkDockerfile(c)
 	in.checkMonitoring(c)
 	in.checkCollector(c)
+	in.checkFilter(c)
 	return c.errs
 }
 
@@ -891,6 +893,9 @@ func load(root, installDoc, dockerfile string) (*install, error) {
 		errs = append(errs, err)
 	}
 	if in.mesh, err = meshFragment(root + "/istio/meshconfig.yaml"); err != nil {
+		errs = append(errs, err)
+	}
+	if in.gateway, err = loadGateway(root + "/gateway/envoyextensionpolicy.yaml"); err != nil {
 		errs = append(errs, err)
 	}
 	if data, err := os.ReadFile(installDoc); err != nil {

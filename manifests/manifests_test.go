@@ -109,6 +109,8 @@ func TestMisspelledFieldsFail(t *testing.T) {
 		{"mesh config value", "istio/meshconfig.yaml", "normalization: MERGE_SLASHES", "normalization: MERGE_SLASH", "MERGE_SLASH"},
 		{"Prometheus Operator field", "monitoring/prometheusrule.yaml", "expr: mlflow_authz_store_up == 0", "exp: mlflow_authz_store_up == 0", `unknown field "spec.groups[0].rules[3].exp"`},
 		{"service configuration key", "overlays/example/config.yaml", "check_timeout: 400ms", "check_timout: 400ms", "unknown key check_timout"},
+		{"Envoy field in the EnvoyFilter's patch", "components/filter/envoyfilter.yaml", "allow_mode_override: true", "allow_mode_overide: true", `unknown field "allow_mode_overide"`},
+		{"Envoy Gateway field", "gateway/envoyextensionpolicy.yaml", "messageTimeout: 3s", "messageTimout: 3s", `unknown field "spec.extProc[0].messageTimout"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +171,22 @@ func TestBrokenCrossReferencesFail(t *testing.T) {
 			"Deployment mlflow-authz: container mlflow-authz needs readOnlyRootFilesystem: true"},
 		{"image user differs from the pods", "base/deployment.yaml", "runAsUser: 65532", "runAsUser: 1000",
 			"runAsUser must be the image's USER 65532"},
+		{"response filter fails open", "components/filter/envoyfilter.yaml", "failure_mode_allow: false", "failure_mode_allow: true",
+			"failure_mode_allow must be false"},
+		{"gateway filter fails open", "gateway/envoyextensionpolicy.yaml", "failOpen: false", "failOpen: true",
+			"failOpen must be set to false"},
+		{"filter deployed, configuration not told", "overlays/example/config.yaml", "ext_proc_filter: true", "ext_proc_filter: false",
+			"no MLflow application sets ext_proc_filter: true"},
+		{"filter skips a filtered route", "components/filter/envoyfilter.yaml", "|runs/search|", "|",
+			"the path matcher skips /api/2.0/mlflow/runs/search, a filtered route"},
+		{"filter gives up before the service", "components/filter/envoyfilter.yaml", "message_timeout: 3s", "message_timeout: 1s",
+			"message_timeout (1s) must be set and exceed ext_proc.timeout (2s)"},
+		{"filter calls another cluster", "components/filter/envoyfilter.yaml", "cluster_name: outbound|9191||", "cluster_name: outbound|8080||",
+			"is not Istio's cluster for the Service's grpc port"},
+		{"filter on other pods", "components/filter/envoyfilter.yaml", "workloadSelector:\n    labels:\n      app: mlflow", "workloadSelector:\n    labels:\n      app: mlflow-ui",
+			"selects no workload that a CUSTOM AuthorizationPolicy protects"},
+		{"gateway policy without its ReferenceGrant", "gateway/envoyextensionpolicy.yaml", "      kind: EnvoyExtensionPolicy\n      namespace: mlflow", "      kind: EnvoyExtensionPolicy\n      namespace: other",
+			"no ReferenceGrant lets it use Service mlflow-authz/mlflow-authz"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

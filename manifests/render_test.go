@@ -14,6 +14,7 @@ import (
 	"github.com/golang/protobuf/proto" //lint:ignore SA1019 jsonpb's message type.
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -47,6 +48,7 @@ type rendered struct {
 	clusterBindings []*rbacv1.ClusterRoleBinding
 	authzPolicies   []*securityv1.AuthorizationPolicy
 	peerAuths       []*securityv1.PeerAuthentication
+	envoyFilters    []*networkingv1alpha3.EnvoyFilter
 	podMonitors     []*monitoringv1.PodMonitor
 	prometheusRules []*monitoringv1.PrometheusRule
 
@@ -122,6 +124,10 @@ func (r *rendered) add(data []byte) error {
 	case "security.istio.io/v1 PeerAuthentication":
 		pa, err := decodeIstio[securityv1.PeerAuthentication](data, func(o *securityv1.PeerAuthentication) proto.Message { return &o.Spec })
 		r.peerAuths = append(r.peerAuths, pa)
+		return err
+	case "networking.istio.io/v1alpha3 EnvoyFilter":
+		ef, err := decodeIstio[networkingv1alpha3.EnvoyFilter](data, func(o *networkingv1alpha3.EnvoyFilter) proto.Message { return &o.Spec })
+		r.envoyFilters = append(r.envoyFilters, ef)
 		return err
 	case "monitoring.coreos.com/v1 PodMonitor":
 		return decodeInto(data, &r.podMonitors)

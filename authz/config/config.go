@@ -43,6 +43,15 @@ type ExtProcConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// MaxBody returns the body limit in force: max_body_bytes, or when unset
+// 4 MiB, less if server.max_recv_msg_size leaves no room for it.
+func (c *Config) MaxBody() int {
+	if c.ExtProc.MaxBodyBytes != 0 {
+		return c.ExtProc.MaxBodyBytes
+	}
+	return min(4<<20, c.Server.MaxRecvMsgSize-64<<10)
+}
+
 // ServerConfig holds the listeners and gRPC connection management.
 type ServerConfig struct {
 	// GRPCAddr serves Envoy's Check, gRPC health and reflection.
@@ -125,7 +134,7 @@ func Default() *Config {
 			ShutdownGrace:    15 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json"},
-		ExtProc:    ExtProcConfig{MaxBodyBytes: 4 << 20, Timeout: 2 * time.Second},
+		ExtProc:    ExtProcConfig{Timeout: 2 * time.Second},
 		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
 		Store:      backend.Config{Driver: store.SQLite},
 	}
@@ -166,7 +175,7 @@ func (c *Config) Validate() error {
 	if c.Server.MaxRecvMsgSize < 1<<20 {
 		add("server.max_recv_msg_size", "must be at least 1048576 (bodies up to Istio's maxRequestBytes must fit)")
 	}
-	if c.ExtProc.MaxBodyBytes < 64<<10 || c.ExtProc.MaxBodyBytes > c.Server.MaxRecvMsgSize-64<<10 {
+	if c.ExtProc.MaxBodyBytes != 0 && (c.ExtProc.MaxBodyBytes < 64<<10 || c.ExtProc.MaxBodyBytes > c.Server.MaxRecvMsgSize-64<<10) {
 		add("ext_proc.max_body_bytes", "must be between 65536 and server.max_recv_msg_size - 65536 (Envoy sends the whole body in one gRPC message)")
 	}
 	if c.ExtProc.Timeout <= 0 {

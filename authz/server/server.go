@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	filter := extproc.NewServer(r.engine, log, filterMetrics, extproc.Options{MaxBodyBytes: cfg.ExtProc.MaxBodyBytes, Timeout: cfg.ExtProc.Timeout})
+	filter := extproc.NewServer(r.engine, log, filterMetrics, extproc.Options{MaxBodyBytes: cfg.MaxBody(), Timeout: cfg.ExtProc.Timeout})
 	r.grpcHealth = extauthz.NewHealth()
 	r.grpcHealth.Track(extproc.ServiceName)
 	r.gs = extauthz.NewGRPCServer(extauthz.GRPCOptions{
