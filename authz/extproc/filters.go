@@ -75,17 +75,12 @@ type rowFunc func(ctx context.Context, d *jsonDoc, row []member, rows rowReader)
 // is the empty result; null is read the same way.
 func listFilter(key string, keep rowFunc) responseFilter {
 	return func(ctx context.Context, d *jsonDoc, rows rowReader) error {
-		root, err := d.root()
-		if err != nil {
-			return err
-		}
-		m, ok := find(root, key)
-		if !ok || d.kind(m.val) == 'n' {
-			return nil
-		}
-		return d.rows(m.val, 1, func(row []member) (bool, error) {
-			return keep(ctx, d, row, rows)
+		_, err := d.rootWith(key, func(start int) (int, error) {
+			return d.rowsAt(start, 1, func(row []member) (bool, error) {
+				return keep(ctx, d, row, rows)
+			})
 		})
+		return err
 	}
 }
 

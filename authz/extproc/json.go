@@ -66,8 +66,25 @@ func newDoc(b []byte) (*jsonDoc, error) {
 // root returns the members of the document's top-level object, checking
 // that nothing but whitespace follows it.
 func (d *jsonDoc) root() ([]member, error) {
+	return d.rootWith("", nil)
+}
+
+// rootWith is root, with the value of the top-level member key read by
+// read (which returns the index after the value) instead of skipped: the
+// rows of a listing are scanned once, by the filter that decides them.
+func (d *jsonDoc) rootWith(key string, read func(start int) (int, error)) ([]member, error) {
 	i := d.ws(0)
-	ms, end, err := d.object(i, 0, nil)
+	var hook func(k []byte, vs int) (int, bool, error)
+	if read != nil {
+		hook = func(k []byte, vs int) (int, bool, error) {
+			if string(k) != key {
+				return 0, false, nil
+			}
+			end, err := read(vs)
+			return end, true, err
+		}
+	}
+	ms, end, err := d.objectHook(i, 0, nil, hook)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +126,12 @@ func (d *jsonDoc) kind(v span) byte { return d.b[v.start] }
 // returns its members (appended to buf[:0]) and the index after its
 // closing brace.
 func (d *jsonDoc) object(i, depth int, buf []member) ([]member, int, error) {
+	return d.objectHook(i, depth, buf, nil)
+}
+
+// objectHook is object, letting hook read a member's value itself (ok
+// true) instead of it being skipped.
+func (d *jsonDoc) objectHook(i, depth int, buf []member, hook func(key []byte, vs int) (int, bool, error)) ([]member, int, error) {
 	if i >= len(d.b) || d.b[i] != '{' {
 		return nil, 0, errMalformed
 	}
@@ -135,9 +158,18 @@ func (d *jsonDoc) object(i, depth int, buf []member) ([]member, int, error) {
 			return nil, 0, errMalformed
 		}
 		vs := d.ws(i + 1)
-		ve, err := d.value(vs, depth+1)
-		if err != nil {
-			return nil, 0, err
+		var ve int
+		handled := false
+		if hook != nil {
+			ve, handled, err = hook(key, vs)
+			if err != nil {
+				return nil, 0, err
+			}
+		}
+		if !handled {
+			if ve, err = d.value(vs, depth+1); err != nil {
+				return nil, 0, err
+			}
 		}
 		ms = append(ms, member{key: key, keyStart: ks, val: span{vs, ve}})
 		i = d.ws(ve)
@@ -233,43 +265,53 @@ func (d *jsonDoc) elements(v span, depth int) ([]span, error) {
 // whether to keep the row. It then deletes the rows not kept. The members
 // slice is reused between calls.
 func (d *jsonDoc) rows(v span, depth int, fn func(ms []member) (bool, error)) error {
-	if d.b[v.start] != '[' || depth >= maxDepth {
-		return errMalformed
+	_, err := d.rowsAt(v.start, depth, fn)
+	return err
+}
+
+// rowsAt is rows for the array starting at start, returning the index
+// after it. null stands for no rows.
+func (d *jsonDoc) rowsAt(start, depth int, fn func(ms []member) (bool, error)) (int, error) {
+	if start < len(d.b) && d.b[start] == 'n' {
+		return d.literal(start, "null")
+	}
+	if start >= len(d.b) || d.b[start] != '[' || depth >= maxDepth {
+		return 0, errMalformed
 	}
 	var (
 		es   []span
 		keep []bool
 		buf  []member
 	)
-	i := d.ws(v.start + 1)
+	i := d.ws(start + 1)
 	if i < len(d.b) && d.b[i] == ']' {
-		return nil
+		return i + 1, nil
 	}
 	for {
 		ms, end, err := d.object(i, depth+1, buf)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		buf = ms
 		ok, err := fn(ms)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		es, keep = append(es, span{i, end}), append(keep, ok)
 		i = d.ws(end)
 		if i >= len(d.b) {
-			return errMalformed
+			return 0, errMalformed
 		}
 		if d.b[i] == ']' {
 			break
 		}
 		if d.b[i] != ',' {
-			return errMalformed
+			return 0, errMalformed
 		}
 		i = d.ws(i + 1)
 	}
 	d.dropElements(es, keep)
-	return nil
+	return i + 1, nil
 }
 
 // value validates the value starting at i and returns the index after it.
@@ -344,14 +386,30 @@ func (d *jsonDoc) skipContainer(i, depth int) (struct{}, int, error) {
 	}
 }
 
+// plain marks the bytes a string may hold as they are: not '"', '\\', or
+// a control character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str validates the string starting at i and returns the index after its
 // closing quote.
 func (d *jsonDoc) str(i int) (int, error) {
 	if i >= len(d.b) || d.b[i] != '"' {
 		return 0, errMalformed
 	}
-	for i++; i < len(d.b); i++ {
-		switch c := d.b[i]; {
+	b := d.b
+	for i++; i < len(b); i++ {
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; {
 		case c == '"':
 			return i + 1, nil
 		case c == '\\':
@@ -485,6 +543,16 @@ func (d *jsonDoc) dropMembers(ms []member, keep []bool) {
 	d.drop(len(ms), func(i int) (int, int) { return ms[i].keyStart, ms[i].val.end }, keep)
 }
 
+// cut deletes b[start:end], merged with the previous deletion when the two
+// touch: a page of a thousand rows with few kept makes a few edits.
+func (d *jsonDoc) cut(start, end int) {
+	if n := len(d.edits); n > 0 && d.edits[n-1].end == start && d.edits[n-1].repl == nil {
+		d.edits[n-1].end = end
+		return
+	}
+	d.edits = append(d.edits, edit{start: start, end: end})
+}
+
 // drop deletes items of a comma-separated list. Everything before the
 // first kept item goes up to that item's start (so its trailing comma goes
 // too); every later dropped item goes from the end of the item before it,
@@ -496,14 +564,14 @@ func (d *jsonDoc) drop(n int, at func(int) (int, int), keep []bool) {
 		if n > 0 {
 			start, _ := at(0)
 			_, end := at(n - 1)
-			d.edits = append(d.edits, edit{start: start, end: end})
+			d.cut(start, end)
 		}
 		return
 	}
 	if first > 0 {
 		start, _ := at(0)
 		end, _ := at(first)
-		d.edits = append(d.edits, edit{start: start, end: end})
+		d.cut(start, end)
 	}
 	for i := first + 1; i < n; i++ {
 		if keep[i] {
@@ -511,7 +579,7 @@ func (d *jsonDoc) drop(n int, at func(int) (int, int), keep []bool) {
 		}
 		_, start := at(i - 1)
 		_, end := at(i)
-		d.edits = append(d.edits, edit{start: start, end: end})
+		d.cut(start, end)
 	}
 }
 
