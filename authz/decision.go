@@ -1,6 +1,9 @@
 package authz
 
-import "net/http"
+import (
+	"encoding/json"
+	"net/http"
+)
 
 // Reason is a stable, machine-readable code for a decision. It appears in the
 // decision log, in the deny body and as a metric label, so values never change
@@ -86,6 +89,18 @@ func Allow(reason Reason) Decision {
 // Deny returns a denying decision.
 func Deny(status int, reason Reason, message string) Decision {
 	return Decision{Status: status, Reason: reason, Message: message}
+}
+
+// ErrorBody is a deny's body in MLflow's error shape, so that MLflow's
+// clients print it like one of MLflow's own errors, with our reason code.
+func (d Decision) ErrorBody() []byte {
+	// Marshalling three strings cannot fail.
+	b, _ := json.Marshal(struct {
+		ErrorCode string `json:"error_code"`
+		Message   string `json:"message"`
+		Reason    string `json:"reason"`
+	}{d.ErrorCode(), d.Message, string(d.Reason)})
+	return b
 }
 
 // ErrorCode maps a deny to the MLflow error_code that MLflow's clients know,

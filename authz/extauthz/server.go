@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -253,21 +252,11 @@ func allowResponse(d authz.Decision) *authv3.CheckResponse {
 	}
 }
 
-// denyBody is the JSON body of a deny, in MLflow's error shape so that
-// MLflow clients print it like one of MLflow's own errors.
-type denyBody struct {
-	ErrorCode string `json:"error_code"`
-	Message   string `json:"message"`
-	Reason    string `json:"reason"`
-}
-
 func denyResponse(d authz.Decision) *authv3.CheckResponse {
 	httpStatus := denyHTTPStatus(d.Status)
 	body, contentType := d.Body, d.ContentType
 	if body == "" {
-		// Marshalling three strings cannot fail.
-		b, _ := json.Marshal(denyBody{ErrorCode: d.ErrorCode(), Message: d.Message, Reason: string(d.Reason)})
-		body, contentType = string(b), "application/json"
+		body, contentType = string(d.ErrorBody()), "application/json"
 	}
 	headers := make([]*corev3.HeaderValueOption, 0, 2+len(d.ResponseHeaders))
 	headers = append(headers, headerOption("content-type", contentType), headerOption(ReasonHeader, string(d.Reason)))

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -164,16 +165,7 @@ func dropMembers(keys ...string) responseFilter {
 		if err != nil {
 			return err
 		}
-		keep := make([]bool, len(root))
-		for i, m := range root {
-			keep[i] = true
-			for _, k := range keys {
-				if string(m.key) == k {
-					keep[i] = false
-				}
-			}
-		}
-		d.dropMembers(root, keep)
+		d.dropKeys(root, keys...)
 		return nil
 	}
 }
@@ -278,16 +270,26 @@ func redactAssessments(ctx context.Context, d *jsonDoc, info span, rows rowReade
 			}
 		}
 	}
-	readable, err := rows.CanRead(ctx, store.Resource{Kind: store.Experiment, ID: exp})
+	return d.dropUnless(ctx, ms, "assessments", store.Resource{Kind: store.Experiment, ID: exp}, rows)
+}
+
+// dropUnless removes member key of an object unless the caller reads res.
+func (d *jsonDoc) dropUnless(ctx context.Context, ms []member, key string, res store.Resource, rows rowReader) error {
+	readable, err := rows.CanRead(ctx, res)
 	if err != nil || readable {
 		return err
 	}
+	d.dropKeys(ms, key)
+	return nil
+}
+
+// dropKeys removes the members called keys.
+func (d *jsonDoc) dropKeys(ms []member, keys ...string) {
 	keep := make([]bool, len(ms))
 	for i, m := range ms {
-		keep[i] = string(m.key) != "assessments"
+		keep[i] = !slices.Contains(keys, string(m.key))
 	}
 	d.dropMembers(ms, keep)
-	return nil
 }
 
 // registeredModelVersions is GetRegisteredModel's redaction of the model's
@@ -315,14 +317,5 @@ func registeredModelVersions(ctx context.Context, d *jsonDoc, rows rowReader) er
 	if err != nil {
 		return err
 	}
-	readable, err := rows.CanRead(ctx, store.Resource{Kind: store.RegisteredModel, ID: name})
-	if err != nil || readable {
-		return err
-	}
-	keep := make([]bool, len(ms))
-	for i, mm := range ms {
-		keep[i] = string(mm.key) != "latest_versions"
-	}
-	d.dropMembers(ms, keep)
-	return nil
+	return d.dropUnless(ctx, ms, "latest_versions", store.Resource{Kind: store.RegisteredModel, ID: name}, rows)
 }

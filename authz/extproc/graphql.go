@@ -318,11 +318,7 @@ func markedElement(ctx context.Context, d *jsonDoc, e span, depth int, rows rowR
 		if !readable {
 			return false, nil
 		}
-		keep := make([]bool, len(ms))
-		for i, mm := range ms {
-			keep[i] = string(mm.key) != modelAlias
-		}
-		d.dropMembers(ms, keep)
+		d.dropKeys(ms, modelAlias)
 	}
 	for _, m := range ms {
 		if string(m.key) == modelAlias {

@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -396,17 +395,10 @@ func (x *exchange) storeFailure(ctx context.Context, err error) *extprocv3.Proce
 	return x.immediate(authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry"))
 }
 
-// denyBody is a deny in MLflow's error shape, as Check writes it.
-type denyBody struct {
-	ErrorCode string `json:"error_code"`
-	Message   string `json:"message"`
-	Reason    string `json:"reason"`
-}
-
 // immediate ends the exchange with d as a local reply.
 func (x *exchange) immediate(d authz.Decision) *extprocv3.ProcessingResponse {
 	x.outcome, x.reason, x.status = outcomeDenied, d.Reason, d.Status
-	body, _ := json.Marshal(denyBody{ErrorCode: d.ErrorCode(), Message: d.Message, Reason: string(d.Reason)})
+	body := d.ErrorBody()
 	headers := []*corev3.HeaderValueOption{
 		headerOption("content-type", "application/json"),
 		headerOption("x-authz-reason", string(d.Reason)),
