@@ -94,19 +94,6 @@ func (d *jsonDoc) rootWith(key string, read func(start int) (int, error)) ([]mem
 	return ms, nil
 }
 
-// rootValue validates a document of any top-level value.
-func (d *jsonDoc) rootValue() (span, error) {
-	i := d.ws(0)
-	end, err := d.value(i, 0)
-	if err != nil {
-		return span{}, err
-	}
-	if d.ws(end) != len(d.b) {
-		return span{}, errMalformed
-	}
-	return span{i, end}, nil
-}
-
 func (d *jsonDoc) ws(i int) int {
 	for i < len(d.b) {
 		switch d.b[i] {

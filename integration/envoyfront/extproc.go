@@ -271,7 +271,9 @@ func applyMutation(h http.Header, m *extprocv3.HeaderMutation) {
 		if v == "" {
 			v = o.GetHeader().GetValue()
 		}
-		applyHeaders(h, []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: o.GetAppendAction(), Append: o.GetAppend()}})
+		//lint:ignore SA1019 Envoy still honours the deprecated field first
+		appendField := o.GetAppend()
+		applyHeaders(h, []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: o.GetAppendAction(), Append: appendField}})
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		if strings.HasPrefix(k, ":") || strings.EqualFold(k, "host") {
