@@ -175,6 +175,7 @@ func FuzzClassify(f *testing.F) {
 	f.Add("GET", "/api/2.0/mlflow-artifacts/artifacts", "path=1/r", "", "")
 	f.Add("POST", "/api/3.0/mlflow/traces/search", "", `{"locations":[{"mlflow_experiment":{"experiment_id":"1"}}]}`, "application/json")
 	f.Add("GET", "/graphql", "query=%7B__typename%7D", "", "")
+	f.Add("GET", "/graphql", "", `{"query":"{ mlflowGetRun(input: {runId: \"r1\"}) { run { info { runId } } } }"}`, "text/plain")
 	f.Add("POST", "/gateway/gemini/v1beta/models/ep:generateContent", "", `{}`, "application/json")
 	f.Fuzz(func(t *testing.T, method, path, query, body, ct string) {
 		target := path
