@@ -600,6 +600,8 @@ func TestAdversarial(t *testing.T) {
 		gql("bulk metrics hide run C", q(`{ mlflowGetMetricHistoryBulkInterval(input: {runIds: ["`+runA+`", "`+runC+`"], metricKey: "loss"}) { metrics { key } } }`), 403, "permission_denied"),
 		gql("syntax error", q(`{ mlflowGetExperiment(input: {experimentId: "3"}`), 400, "invalid_parameter"),
 		gql("query over GET", "", 0, ""),
+		gql("GET body under a harmless URL query", q(`{ `+getExp("", "3")+` }`), 400, "graphql_query_in_url"),
+		gql("GET body decides", q(`{ `+getExp("", "3")+` }`), 403, "permission_denied"),
 		gql("truncated body", q(`{ `+getExp("", "1")+` }`), 413, "body_truncated"),
 	)
 	// Fix up the two rows that need more than gql gives.
@@ -608,7 +610,12 @@ func TestAdversarial(t *testing.T) {
 		case "graphql/query over GET":
 			tests[i].method = http.MethodGet
 			tests[i].target = "/graphql?query=" + strings.ReplaceAll(`{ `+getExp("", "3")+` }`, " ", "%20")
-			tests[i].status, tests[i].reason = 403, "permission_denied"
+			tests[i].status, tests[i].reason = 400, "graphql_query_in_url"
+		case "graphql/GET body under a harmless URL query":
+			tests[i].method = http.MethodGet
+			tests[i].target = "/graphql?query=%7B__typename%7D"
+		case "graphql/GET body decides":
+			tests[i].method = http.MethodGet
 		case "graphql/batched operations":
 			tests[i].headers = map[string]string{"content-type": "application/json"}
 		case "graphql/truncated body":

@@ -72,8 +72,10 @@ func gql(name, doc, vars string, perm store.Permission, access mlflow.Access) pr
 	return probe{name: name, method: "POST", body: body + "}", perm: perm, access: access}
 }
 
+// gqlGet is a GraphQL GET: MLflow reads its document from the JSON body,
+// as for a POST (handlers._graphql).
 func gqlGet(name, doc string, perm store.Permission, access mlflow.Access) probe {
-	return probe{name: name, method: "GET", query: "query=" + queryEscape(doc), perm: perm, access: access}
+	return probe{name: name, method: "GET", body: `{"query":` + jsonString(doc) + `}`, perm: perm, access: access}
 }
 
 // probes is a request builder for every row of the MLflow route table, by

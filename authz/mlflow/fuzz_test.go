@@ -218,6 +218,7 @@ func BenchmarkClassify(b *testing.B) {
 	cases := []struct{ name, method, target, body string }{
 		{"GetRun", "GET", "/api/2.0/mlflow/runs/get?run_id=0123456789abcdef0123456789abcdef", ""},
 		{"LogMetric", "POST", "/api/2.0/mlflow/runs/log-metric", `{"run_id":"0123456789abcdef0123456789abcdef","key":"loss","value":0.25,"timestamp":1700000000000,"step":3}`},
+		{"LogBatch", "POST", "/api/2.0/mlflow/runs/log-batch", `{"run_id":"0123456789abcdef0123456789abcdef","metrics":[{"key":"loss","value":0.25,"timestamp":1700000000000,"step":3},{"key":"acc","value":0.9,"timestamp":1700000000000,"step":3}],"params":[],"tags":[]}`},
 		{"ArtifactDownload", "GET", "/api/2.0/mlflow-artifacts/artifacts/12/0123456789abcdef0123456789abcdef/artifacts/model/model.pkl", ""},
 		{"TraceTags", "PATCH", "/api/3.0/mlflow/traces/tr-0123456789abcdef/tags", `{"key":"k","value":"v"}`},
 		{"Static", "GET", "/static-files/static/js/main.js", ""},

@@ -142,34 +142,30 @@ func needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
 	return nil
 }
 
-// graphQLParams reads the query and variables of a /graphql request: GET
-// from the query string, POST from the JSON body.
+// graphQLURLKeys are the parameters GraphQL-over-HTTP servers read from a
+// GET's query string. MLflow reads none of them.
+var graphQLURLKeys = [...]string{"query", "variables", "operationName"}
+
+// graphQLParams reads the query and variables of a /graphql request from
+// its JSON body, for GET as for POST: MLflow's handlers._graphql reads
+// request.get_json(force=True, silent=True) and never the query string;
+// only a POST must say it is JSON (mlflow/server/validation.py:
+// _validate_content_type). A GraphQL parameter in the URL is refused, even
+// one that agrees with the body: MLflow ignores it, so whatever reads the URL
+// (an access log, a cache, another proxy, an earlier version of this service)
+// would see another request than the one MLflow runs.
 func graphQLParams(req *authz.Request) (string, map[string]any, *authz.Decision) {
-	if req.Method == http.MethodGet {
-		q, err := req.Query()
-		if err != nil {
-			return "", nil, badParam("the query string cannot be parsed unambiguously")
+	q, err := req.Query()
+	if err != nil {
+		return "", nil, badParam("the query string cannot be parsed unambiguously")
+	}
+	for _, k := range graphQLURLKeys {
+		if _, ok := q[k]; ok {
+			return "", nil, deny(http.StatusBadRequest, ReasonGraphQLQueryInURL, "GraphQL parameter "+k+" in the URL: MLflow reads /graphql only from the JSON body, send the query there")
 		}
-		for _, k := range []string{"query", "variables", "operationName"} {
-			if len(q[k]) > 1 {
-				return "", nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" repeated in the query")
-			}
-		}
-		v := q.Get("variables")
-		if v == "" {
-			return q.Get("query"), nil, nil
-		}
-		vars, err := parseJSONObject([]byte(v))
-		if err == errJSONDuplicate {
-			return "", nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "duplicate key in GraphQL variables")
-		}
-		if err != nil {
-			return "", nil, deny(http.StatusBadRequest, ReasonInvalidJSON, "GraphQL variables are not a JSON object")
-		}
-		return q.Get("query"), vars, nil
 	}
 	rd := reader{req: req}
-	body, d := rd.loadBody(true)
+	body, d := rd.loadBody(req.Method == http.MethodPost)
 	if d != nil {
 		return "", nil, d
 	}

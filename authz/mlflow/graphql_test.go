@@ -75,9 +75,16 @@ func TestGraphQL(t *testing.T) {
 		{name: "no query", method: "POST", target: "/graphql", body: `{}`, status: 400, reason: ReasonMissingParameter},
 		{name: "form post", method: "POST", target: "/graphql", body: `query=x`, headers: map[string]string{"content-type": "application/x-www-form-urlencoded"}, status: 400, reason: ReasonUnsupportedContentType},
 		{name: "truncated", method: "POST", target: "/graphql", body: `{"query":"`, trunc: true, status: 413, reason: authz.ReasonBodyTruncated},
-		{name: "GET query and variables", method: "GET", target: "/graphql?query=" + url.QueryEscape(getRun) + "&variables=" + url.QueryEscape(`{"input":{"runId":"r1"}}`), needs: "READ:graphql:run:r1"},
-		{name: "GET bad variables", method: "GET", target: "/graphql?query=" + url.QueryEscape(getRun) + "&variables=%7B", status: 400, reason: ReasonInvalidJSON},
-		{name: "GET repeated query", method: "GET", target: "/graphql?query=%7B__typename%7D&query=%7Btest%7D", status: 400, reason: ReasonDuplicateParameter},
-		{name: "GET no query", method: "GET", target: "/graphql", status: 400, reason: ReasonMissingParameter},
+		// MLflow's _graphql reads the JSON body whatever the method, never the URL.
+		{name: "GET reads the body", method: "GET", target: "/graphql", body: gqlBody(t, getRun, map[string]any{"input": map[string]any{"runId": "r1"}}), needs: "READ:graphql:run:r1"},
+		{name: "GET body of any content type", method: "GET", target: "/graphql", body: gqlBody(t, getRun, map[string]any{"input": map[string]any{"runId": "r1"}}), headers: map[string]string{"content-type": "text/plain"}, needs: "READ:graphql:run:r1"},
+		{name: "GET query in the URL", method: "GET", target: "/graphql?query=" + url.QueryEscape(getRun) + "&variables=" + url.QueryEscape(`{"input":{"runId":"r1"}}`), status: 400, reason: ReasonGraphQLQueryInURL},
+		{name: "GET URL query beside a body", method: "GET", target: "/graphql?query=%7B__typename%7D", body: gqlBody(t, getRun, map[string]any{"input": map[string]any{"runId": "r1"}}), status: 400, reason: ReasonGraphQLQueryInURL},
+		{name: "GET empty URL query", method: "GET", target: "/graphql?query=", body: gqlBody(t, "{ __typename }", nil), status: 400, reason: ReasonGraphQLQueryInURL},
+		{name: "POST operationName in the URL", method: "POST", target: "/graphql?operationName=A", body: gqlBody(t, "{ __typename }", nil), status: 400, reason: ReasonGraphQLQueryInURL},
+		{name: "POST variables in the URL", method: "POST", target: "/graphql?variables=%7B%7D", body: gqlBody(t, "{ __typename }", nil), status: 400, reason: ReasonGraphQLQueryInURL},
+		{name: "other URL parameters are ignored, as MLflow does", method: "GET", target: "/graphql?_=123", body: gqlBody(t, "{ __typename }", nil), needs: "-", access: "authenticated"},
+		{name: "GET truncated body", method: "GET", target: "/graphql", body: `{"query":"`, trunc: true, status: 413, reason: authz.ReasonBodyTruncated},
+		{name: "GET no body", method: "GET", target: "/graphql", status: 400, reason: ReasonMissingParameter},
 	})
 }

@@ -20,6 +20,9 @@ const (
 	ReasonUnsupportedContentType authz.Reason = "unsupported_content_type"
 	// ReasonGraphQLDenied: a GraphQL document touches a field we do not allow.
 	ReasonGraphQLDenied authz.Reason = "graphql_field_denied"
+	// ReasonGraphQLQueryInURL: a /graphql request carries query, variables
+	// or operationName in its URL; MLflow reads only the JSON body.
+	ReasonGraphQLQueryInURL authz.Reason = "graphql_query_in_url"
 )
 
 // Need is one permission an operation requires.
