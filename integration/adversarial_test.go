@@ -583,6 +583,7 @@ func TestAdversarial(t *testing.T) {
 		gql("introspection __schema", q(`{ __schema { types { name } } }`), 403, "admin_required"),
 		gql("introspection __type", q(`{ __type(name: "Query") { fields { name } } }`), 403, "admin_required"),
 		gql("introspection in a fragment", q(`query { ...F } fragment F on Query { __schema { queryType { name } } }`), 403, "admin_required"),
+		gql("search runs query names exp 3", q(`query SearchRuns { mlflowSearchRuns(input: {experimentIds: ["1", "3"]}) { runs { info { runId } } } }`), 403, "permission_denied"),
 		gql("mutation on a run of exp 3", q(`mutation { mlflowSearchRuns(input: {experimentIds: ["1", "3"]}) { runs { info { runId } } } }`), 403, "permission_denied"),
 		gql("unknown mutation", q(`mutation { mlflowDeleteExperiment(input: {experimentId: "1"}) { ok } }`), 403, "graphql_field_denied"),
 		gql("unknown query field", q(`{ mlflowGetSecret(input: {id: "1"}) { x } }`), 403, "graphql_field_denied"),

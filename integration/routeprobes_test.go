@@ -354,6 +354,7 @@ var probes = map[string][]probe{
 		gql("mlflowListArtifacts", `query { mlflowListArtifacts(input: {runUuid: "`+runA+`", path: "x"}) { files { path } } }`, "", store.Read, 0),
 		gql("mlflowGetMetricHistoryBulkInterval", `query { mlflowGetMetricHistoryBulkInterval(input: {runIds: ["`+runA+`", "`+runA2+`"], metricKey: "loss"}) { metrics { key } } }`, "", store.Read, 0),
 		gql("mlflowSearchModelVersions", `query { mlflowSearchModelVersions(input: {filter: "name='x'"}) { modelVersions { name } } }`, "", 0, mlflow.AccessAuthenticated),
+		gql("mlflowSearchRuns query", `query SearchRuns($data: MlflowSearchRunsInput) { mlflowSearchRuns(input: $data) { runs { info { runId } } } }`, `{"data":{"experimentIds":["1"],"maxResults":10}}`, store.Read, 0),
 		gql("mlflowSearchRuns", `mutation { mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }`, "", store.Read, 0),
 		gql("mlflowSearchDatasets", `mutation { mlflowSearchDatasets(input: {experimentIds: ["1"]}) { datasetSummaries { name } } }`, "", store.Read, 0),
 	},

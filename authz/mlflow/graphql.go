@@ -49,8 +49,16 @@ type gqlID struct {
 // and any authenticated caller may search (denying it would break the UI's
 // run page). Introspection (__schema, __type) is admin-only; the UI never
 // sends it. POST RPCs become mutations (the schema's MutationType), so
-// mlflowSearchRuns and mlflowSearchDatasets are mutations that only read.
+// mlflowSearchRuns and mlflowSearchDatasets are mutations that only read;
+// MLflow's schema extensions add mlflowSearchRuns to Query as well
+// (mlflow/server/graphql/graphql_schema_extensions.py: Query), and the run
+// page sends it as `query SearchRuns`, so both forms get the same rule.
 var (
+	gqlSearchRuns = gqlField{
+		ids:   []gqlID{{field: "experimentIds", kind: idExperiment, list: true, byFilter: true}},
+		input: set("experimentIds", "filter", "runViewType", "maxResults", "orderBy", "pageToken"),
+	}
+
 	gqlQueries = map[string]gqlField{
 		"mlflowGetExperiment": {
 			ids:   []gqlID{{field: "experimentId", kind: idExperiment, required: true}},
@@ -74,12 +82,10 @@ var (
 		"mlflowSearchModelVersions": {
 			input: set("filter", "maxResults", "orderBy", "pageToken"),
 		},
+		"mlflowSearchRuns": gqlSearchRuns,
 	}
 	gqlMutations = map[string]gqlField{
-		"mlflowSearchRuns": {
-			ids:   []gqlID{{field: "experimentIds", kind: idExperiment, list: true, byFilter: true}},
-			input: set("experimentIds", "filter", "runViewType", "maxResults", "orderBy", "pageToken"),
-		},
+		"mlflowSearchRuns": gqlSearchRuns,
 		"mlflowSearchDatasets": {
 			ids:   []gqlID{{field: "experimentIds", kind: idExperiment, list: true, required: true, byFilter: true}},
 			input: set("experimentIds"),

@@ -61,7 +61,11 @@ func TestGraphQL(t *testing.T) {
 		post("other mutation", `mutation { testMutation(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
 		post("unknown query field", `{ test(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
 		post("query field as mutation", `mutation { mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
-		post("mutation field as query", `{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		post("mutation-only field as query", `{ mlflowSearchDatasets(input: {experimentIds: ["1"]}) { datasetSummaries { name } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
+		// The run page's query SearchRuns (graphql_schema_extensions.Query).
+		post("search runs query", `query SearchRuns($data: MlflowSearchRunsInput) { mlflowSearchRuns(input: $data) { runs { info { runId } } } }`, map[string]any{"data": map[string]any{"experimentIds": []string{"1", "2"}, "maxResults": 50}}, classifyCase{needs: "READ:graphql:experiment:1,READ:graphql:experiment:2"}),
+		post("search runs query without experiments", `query { mlflowSearchRuns(input: {filter: "x"}) { runs { info { runId } } } }`, nil, classifyCase{needs: "-", access: "authenticated"}),
+		post("search runs query with an unknown input field", `query { mlflowSearchRuns(input: {experimentIds: ["1"], runIds: ["r"]}) { runs { info { runId } } } }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
 		post("subscription", `subscription { mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
 		post("unknown field hidden in a fragment", `query { ...F } fragment F on Query { test(inputString: "x") { output } }`, nil, classifyCase{status: 403, reason: ReasonGraphQLDenied}),
 		post("undefined fragment", `query { ...F }`, nil, classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
