@@ -154,6 +154,9 @@ const (
 	IssueExperiment       Lookup = "issue"           // issues.issue_id → experiment_id
 	DatasetExperiments    Lookup = "dataset"         // dataset → linked experiment ids (zero or more)
 	GatewayEndpointByName Lookup = "gateway_endpoint_name"
+	// AssessmentExperiment: assessments.assessment_id → the experiment of
+	// the trace that holds it.
+	AssessmentExperiment Lookup = "assessment"
 )
 
 // Reader is what the decision pipeline needs from a backend.
@@ -192,6 +195,15 @@ type Password struct {
 // Expired reports whether p may no longer be used at now.
 func (p Password) Expired(now time.Time) bool {
 	return !p.Expires.IsZero() && !now.Before(p.Expires)
+}
+
+// FreshResolver is a Reader whose Resolve may answer from a cache and that
+// can also read past it. Ownership is cached because it almost never
+// changes; a check that must see it as it is now (a trace id that MLflow
+// merges into, and may move, if it exists) asks for a fresh answer, which
+// also replaces what the cache held.
+type FreshResolver interface {
+	ResolveFresh(ctx context.Context, l Lookup, key string) ([]string, error)
 }
 
 // TrackedObject is the row of MLflow's tracking tables for an experiment or

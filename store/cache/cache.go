@@ -8,6 +8,8 @@
 // before a revoke is never served after the flush that announces it, even
 // when that read was still in flight during the flush. Ownership lookups
 // (Resolve) survive flushes: a run never moves to another experiment.
+// The few ids that can move (a trace that MLflow's StartTraceV3 merges into
+// may change experiment) are read with ResolveFresh, past the cache.
 package cache
 
 import (
@@ -285,6 +287,28 @@ func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return nil, store.ErrNotFound
 	}
 	return v.ids, nil
+}
+
+// ResolveFresh implements store.FreshResolver: it reads through to the
+// store whatever the cache holds, without joining a read already in
+// flight (which may have started before a change), and keeps the answer
+// for the next Resolve.
+func (c *Cache) ResolveFresh(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	c.resolveMisses.Add(1)
+	ids, err := c.inner.Resolve(ctx, l, key)
+	v := resolveVal{ids: ids}
+	ttl := c.opts.ResolveTTL
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		v, ttl = resolveVal{notFound: true}, c.opts.NotFoundTTL
+	case err != nil:
+		return nil, err
+	}
+	c.resolves.put(resolveKey{lookup: l, key: key}, v, 0, zeroGen, c.opts.Now().UnixNano()+int64(ttl))
+	if v.notFound {
+		return nil, store.ErrNotFound
+	}
+	return ids, nil
 }
 
 func zeroGen() uint64 { return 0 }

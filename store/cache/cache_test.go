@@ -271,6 +271,39 @@ func TestTTLs(t *testing.T) {
 	assert.EqualValues(t, 3, s.ResolveMisses)
 }
 
+// TestResolveFresh: a fresh resolve reads past a cached answer, positive
+// or negative, and what it read is what Resolve answers next.
+func TestResolveFresh(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, ResolveTTL: 10 * time.Minute, NotFoundTTL: 2 * time.Second})
+	var _ store.FreshResolver = c
+
+	_, err := c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	f.exec(`INSERT INTO runs VALUES ('r2', 5)`)
+	ids, err := c.ResolveFresh(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err, "a cached not-found does not hide a row created since")
+	assert.Equal(t, []string{"5"}, ids)
+
+	f.exec(`UPDATE runs SET experiment_id = 9 WHERE run_uuid = 'r2'`)
+	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"5"}, ids, "Resolve still answers from the cache")
+	ids, err = c.ResolveFresh(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"9"}, ids, "a fresh resolve sees the move")
+	ids, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"9"}, ids, "and replaces the cached answer")
+
+	f.exec(`DELETE FROM runs WHERE run_uuid = 'r2'`)
+	_, err = c.ResolveFresh(t.Context(), store.RunExperiment, "r2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = c.Resolve(t.Context(), store.RunExperiment, "r2")
+	require.ErrorIs(t, err, store.ErrNotFound, "the fresh not-found is cached like any other")
+}
+
 func TestBounded(t *testing.T) {
 	f := newFixture(t)
 	c := cache.New(f.inner, cache.Options{MaxEntries: 128})

@@ -268,6 +268,8 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			WHERE model_id = $1 AND lifecycle_stage IS DISTINCT FROM 'deleted'`, key)
 	case store.IssueExperiment:
 		return s.one(ctx, l, `SELECT experiment_id::text FROM issues WHERE issue_id = $1`, key)
+	case store.AssessmentExperiment:
+		return s.one(ctx, l, mlflowdb.AssessmentExperimentSQL, key)
 	case store.ExperimentByID:
 		id, ok := mlflowdb.CanonicalExperimentID(key)
 		if !ok {

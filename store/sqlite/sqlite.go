@@ -266,6 +266,8 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			WHERE model_id = ? AND lifecycle_stage IS NOT 'deleted'`, key)
 	case store.IssueExperiment:
 		return s.one(ctx, l, `SELECT CAST(experiment_id AS TEXT) FROM issues WHERE issue_id = ?`, key)
+	case store.AssessmentExperiment:
+		return s.one(ctx, l, mlflowdb.AssessmentExperimentSQL, key)
 	case store.ExperimentByID:
 		id, ok := mlflowdb.CanonicalExperimentID(key)
 		if !ok {

@@ -117,6 +117,8 @@ func seedTracking(t *testing.T, exec ExecFunc) {
 		`INSERT INTO runs (run_uuid, experiment_id, lifecycle_stage) VALUES
 			('r1', 1, 'active'), ('r2', 2, 'deleted')`,
 		`INSERT INTO trace_info (request_id, experiment_id, timestamp_ms, status) VALUES ('tr-1', 2, 0, 'OK')`,
+		`INSERT INTO assessments (assessment_id, trace_id, name, assessment_type, value, created_timestamp,
+			last_updated_timestamp, source_type, valid) VALUES ('a-1', 'tr-1', 'q', 'feedback', '1', 0, 0, 'HUMAN', true)`,
 		`INSERT INTO logged_models (model_id, experiment_id, name, artifact_location, creation_timestamp_ms,
 			last_updated_timestamp_ms, status, lifecycle_stage) VALUES
 			('m-1', 1, 'a', 'x', 0, 0, 1, 'active'), ('m-del', 1, 'b', 'x', 0, 0, 1, 'deleted')`,
@@ -234,6 +236,8 @@ func testResolve(t *testing.T, open Opener) {
 		{"run missing", store.RunExperiment, "nope", nil},
 		{"trace", store.TraceExperiment, "tr-1", []string{"2"}},
 		{"trace missing", store.TraceExperiment, "tr-2", nil},
+		{"assessment", store.AssessmentExperiment, "a-1", []string{"2"}},
+		{"assessment missing", store.AssessmentExperiment, "a-2", nil},
 		{"logged model", store.LoggedModelExperiment, "m-1", []string{"1"}},
 		{"deleted logged model", store.LoggedModelExperiment, "m-del", nil},
 		{"experiment by name in default workspace", store.ExperimentByName, "exp-one", []string{"1"}},
@@ -302,11 +306,11 @@ func testNoGroups(t *testing.T, open Opener) {
 
 func testMissingTracking(t *testing.T, open Opener) {
 	h := open(t, Setup{})
-	for _, tbl := range []string{"issues", "jobs", "entity_associations", "endpoints", "logged_models", "trace_info"} {
+	for _, tbl := range []string{"issues", "jobs", "entity_associations", "endpoints", "logged_models", "assessments", "trace_info"} {
 		Must(t, h.ExecTracking, "DROP TABLE "+tbl)
 	}
 	for _, l := range []store.Lookup{store.IssueExperiment, store.JobExperiment, store.DatasetExperiments,
-		store.GatewayEndpointByName, store.LoggedModelExperiment, store.TraceExperiment} {
+		store.GatewayEndpointByName, store.LoggedModelExperiment, store.TraceExperiment, store.AssessmentExperiment} {
 		t.Run(string(l), func(t *testing.T) {
 			_, err := h.Reader.Resolve(t.Context(), l, "x")
 			require.ErrorIs(t, err, store.ErrNotFound)

@@ -155,6 +155,11 @@ const DatasetExperimentsSQL = `SELECT destination_id FROM entity_associations
 	WHERE source_type = 'EVALUATION_DATASET' AND source_id = $1 AND destination_type = 'EXPERIMENT'
 	ORDER BY destination_id`
 
+// AssessmentExperimentSQL reads the experiment of the trace that holds an
+// assessment (SqlAssessments.trace_id → trace_info.experiment_id).
+const AssessmentExperimentSQL = `SELECT CAST(t.experiment_id AS TEXT) FROM assessments a
+	JOIN trace_info t ON t.request_id = a.trace_id WHERE a.assessment_id = $1`
+
 // GrantQueries builds one UNION ALL query per resource kind: the users row,
 // the user's own permission row and every group row, in one round trip.
 // The SQL is portable: PostgreSQL and SQLite (3.23+ knows false) run it as is,

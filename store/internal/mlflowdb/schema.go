@@ -163,6 +163,18 @@ var trackingTables = []string{
 		CONSTRAINT trace_info_pk PRIMARY KEY (request_id),
 		CONSTRAINT fk_trace_info_experiment_id FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id))`,
 	`CREATE INDEX index_trace_info_experiment_id_timestamp_ms ON trace_info (experiment_id, timestamp_ms)`,
+	`CREATE TABLE assessments (
+		assessment_id VARCHAR(50) NOT NULL,
+		trace_id VARCHAR(50) NOT NULL,
+		name VARCHAR(250) NOT NULL,
+		assessment_type VARCHAR(50) NOT NULL,
+		value TEXT NOT NULL,
+		created_timestamp BIGINT NOT NULL,
+		last_updated_timestamp BIGINT NOT NULL,
+		source_type VARCHAR(50) NOT NULL,
+		valid BOOLEAN NOT NULL,
+		CONSTRAINT assessments_pkey PRIMARY KEY (assessment_id),
+		FOREIGN KEY (trace_id) REFERENCES trace_info (request_id) ON DELETE CASCADE)`,
 	`CREATE TABLE logged_models (
 		model_id VARCHAR(36) NOT NULL,
 		experiment_id INTEGER NOT NULL,
