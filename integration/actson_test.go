@@ -21,8 +21,8 @@ type actsOnCase struct {
 
 // TestMLflowActsOnWhatWeCheck sends, through gRPC Check on PostgreSQL and
 // SQLite, requests where MLflow acts on something other than the obvious
-// id: a GraphQL document in the body of a GET. bob may read experiment 1,
-// never 3.
+// id: a GraphQL document in the body of a GET (bob may read experiment 1,
+// never 3), and a StartTraceV3 into a trace id that already exists.
 func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	getExp := func(id string) string {
 		return `{"query":"{ mlflowGetExperiment(input: {experimentId: \"` + id + `\"}) { experiment { name } } }"}`
@@ -50,15 +50,92 @@ func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 		{name: "graphql POST still needs JSON", who: "bob", method: "POST", target: "/graphql", body: getExp("1"),
 			headers: map[string]string{"content-type": "text/plain"}, status: http.StatusBadRequest, reason: "unsupported_content_type"},
 	}
+	tests = append(tests, startTraceCases()...)
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
 			h := startOn(t, b)
+			for _, s := range actsOnSeed {
+				storetestMust(t, h, s)
+			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					res := h.check(t, h.as(hostMLflow, tt.who, tt.method, tt.target, tt.body, tt.headers))
 					requireDecision(t, res, tt.allow, tt.status, tt.reason)
 				})
 			}
+			t.Run("a trace created after a cached not-found", func(t *testing.T) {
+				// The check reads past the cache's 2 s not-found: a trace
+				// created meanwhile in experiment 3 must not be merged into
+				// from experiment 1.
+				body := startTraceV3("tr-created-late", "1", "")
+				res := h.check(t, h.as(hostMLflow, "alice", "POST", "/api/3.0/mlflow/traces", body, nil))
+				requireDecision(t, res, true, 0, "")
+				storetestMust(t, h, `INSERT INTO trace_info (request_id, experiment_id, timestamp_ms, status) VALUES ('tr-created-late', 3, 1, 'OK')`)
+				res = h.check(t, h.as(hostMLflow, "alice", "POST", "/api/3.0/mlflow/traces", body, nil))
+				requireDecision(t, res, false, http.StatusForbidden, "permission_denied")
+			})
 		})
+	}
+}
+
+// actsOnSeed adds to the harness seed: alice may also EDIT experiment 2,
+// frank may EDIT experiments 1 and 2 (not MANAGE either), and experiment 3
+// holds assessment a-3 on trace3.
+var actsOnSeed = []string{
+	`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES ('2', 1, 'EDIT'), ('1', 7, 'EDIT'), ('2', 7, 'EDIT')`,
+	`INSERT INTO assessments (assessment_id, trace_id, name, assessment_type, value, created_timestamp,
+		last_updated_timestamp, source_type, valid) VALUES ('a-3', '` + trace3 + `', 'correct', 'feedback', 'true', 1, 1, 'HUMAN', true)`,
+}
+
+func storetestMust(t *testing.T, h *harness, stmt string) {
+	t.Helper()
+	if err := h.exec(t.Context(), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// startTraceV3 is a StartTraceV3 body for traceID into experiment exp, with
+// the assessments JSON list if any.
+func startTraceV3(traceID, exp, assessments string) string {
+	b := `{"trace":{"trace_info":{"trace_id":"` + traceID + `","trace_location":{"type":"MLFLOW_EXPERIMENT","mlflow_experiment":{"experiment_id":"` + exp + `"}},"request_time":"2026-01-01T00:00:00Z","state":"OK"`
+	if assessments != "" {
+		b += `,"assessments":` + assessments
+	}
+	return b + `}}}`
+}
+
+// startTraceCases: MLflow's store merges a StartTraceV3 into an existing
+// trace_id, rewriting its experiment_id, and upserts assessments by
+// assessment_id wherever they are (sqlalchemy_store.start_trace). alice
+// may MANAGE experiment 1 and EDIT 2; frank may EDIT 1 and 2; trace1 is
+// in experiment 1, trace3 in experiment 3.
+func startTraceCases() []actsOnCase {
+	const v3 = "/api/3.0/mlflow/traces"
+	st := func(name, who, body string, allow bool, status int, reason string) actsOnCase {
+		return actsOnCase{name: "StartTraceV3 " + name, who: who, method: "POST", target: v3, body: body, allow: allow, status: status, reason: reason}
+	}
+	deny := func(name, who, body string) actsOnCase {
+		return st(name, who, body, false, http.StatusForbidden, "permission_denied")
+	}
+	return []actsOnCase{
+		st("new trace", "frank", startTraceV3("tr-new-1", "1", ""), true, 0, ""),
+		st("new trace, camelCase", "frank", `{"trace":{"traceInfo":{"traceId":"tr-new-2","traceLocation":{"mlflowExperiment":{"experimentId":"1"}}}}}`, true, 0, ""),
+		st("merge into a trace of the same experiment", "frank", startTraceV3(trace1, "1", ""), true, 0, ""),
+		deny("merge into another user's trace, moving it", "alice", startTraceV3(trace3, "1", "")),
+		deny("merge into another user's trace, camelCase", "alice", `{"trace":{"traceInfo":{"traceId":"`+trace3+`","traceLocation":{"mlflowExperiment":{"experimentId":"1"}}}}}`),
+		deny("move out of an experiment the caller may only EDIT", "frank", startTraceV3(trace1, "2", "")),
+		st("move out of an experiment the caller may MANAGE", "alice", startTraceV3(trace1, "2", ""), true, 0, ""),
+		deny("move needs EDIT on the destination too", "alice", startTraceV3(trace1, "3", "")),
+		deny("a workload moves another experiment's trace", trainerMTLS, startTraceV3(trace1, "2", "")),
+		deny("existing assessment of another experiment", "alice", startTraceV3("tr-new-3", "1", `[{"assessment_id":"a-3","assessment_name":"x","feedback":{"value":true}}]`)),
+		deny("existing assessment, camelCase", "alice", startTraceV3("tr-new-3", "1", `[{"assessmentId":"a-3","assessmentName":"x","feedback":{"value":true}}]`)),
+		deny("assessment naming another experiment's trace", "alice", startTraceV3("tr-new-3", "1", `[{"trace_id":"`+trace3+`","assessment_name":"x","feedback":{"value":true}}]`)),
+		st("new assessments", "alice", startTraceV3("tr-new-3", "1", `[{"assessment_id":"a-new","assessment_name":"x","feedback":{"value":true}},{"assessment_name":"y","feedback":{"value":1}}]`), true, 0, ""),
+		st("no trace_id: MLflow would store an empty id and merge into it", "alice", `{"trace":{"trace_info":{"trace_location":{"mlflow_experiment":{"experiment_id":"1"}}}}}`,
+			false, http.StatusBadRequest, "missing_parameter"),
+		st("trace_id in both spellings", "alice", `{"trace":{"trace_info":{"trace_id":"tr-new-4","traceId":"`+trace3+`","trace_location":{"mlflow_experiment":{"experiment_id":"1"}}}}}`,
+			false, http.StatusBadRequest, "duplicate_parameter"),
+		st("assessments not a list", "alice", startTraceV3("tr-new-5", "1", `{"assessment_id":"a-3"}`),
+			false, http.StatusBadRequest, "invalid_parameter"),
 	}
 }

@@ -113,12 +113,26 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 		op.Needs = append(op.Needs, Need{Lookup: store.ExperimentByID, Key: exp, Resource: store.Resource{Kind: store.Experiment}, Permission: perm, Source: source, Param: p.name})
 		return nil
 	}
+	movedTo := ""
+	if p.movesTo != "" {
+		// The destination was read first (the route lists it first);
+		// without one there is nothing the move could be checked against.
+		for _, n := range op.Needs {
+			if n.Param == p.movesTo {
+				movedTo = n.Key
+			}
+		}
+		if movedTo == "" {
+			return deny(http.StatusBadRequest, ReasonMissingParameter, "missing required parameter "+p.movesTo)
+		}
+	}
 	for _, v := range vals {
 		n, d := needFor(p, v, perm, source)
 		if d != nil {
 			return d
 		}
 		n.FilterEnforced = p.byFilter
+		n.IfExists, n.MovedTo = p.ifExists, movedTo
 		op.Needs = append(op.Needs, n)
 	}
 	return nil
@@ -141,6 +155,8 @@ func needFor(p *param, v string, perm store.Permission, source string) (Need, *a
 		n.Lookup = store.RunExperiment
 	case idTrace:
 		n.Lookup = store.TraceExperiment
+	case idAssessment:
+		n.Lookup = store.AssessmentExperiment
 	case idLoggedModel:
 		n.Lookup = store.LoggedModelExperiment
 	case idJob:

@@ -48,6 +48,15 @@ type Need struct {
 	// (Config.ExtProcFilter) such a Need is not required here; without it,
 	// it is, as every other Need.
 	FilterEnforced bool
+	// IfExists: Key names something MLflow creates when it is absent and
+	// merges into when it exists, so a Key that resolves to nothing needs
+	// nothing. It is resolved past the cache: a cached "not found" from
+	// before someone created it must not let the merge through.
+	IfExists bool
+	// MovedTo is the experiment the request re-homes the resource to. An
+	// owner other than MovedTo gives the resource up, which needs DELETE
+	// there instead of Permission.
+	MovedTo string
 }
 
 // Operation is what a request asks MLflow to do, and what that needs.

@@ -199,13 +199,13 @@ func pickAlt(p *param, a, b []string) ([]string, *authz.Decision) {
 
 // bodyValues reads p, and its fallback spelling, from a parsed JSON body.
 func bodyValues(body map[string]any, p *param) ([]string, *authz.Decision) {
-	a, d := jsonPathValues(body, p.name, p.list)
+	a, d := jsonPathValues(body, p.name, p.list, p.emptyUnset)
 	if d != nil {
 		return nil, d
 	}
 	var b []string
 	if p.alt != "" {
-		if b, d = jsonPathValues(body, p.alt, p.list); d != nil {
+		if b, d = jsonPathValues(body, p.alt, p.list, p.emptyUnset); d != nil {
 			return nil, d
 		}
 	}
@@ -216,8 +216,9 @@ func bodyValues(body map[string]any, p *param) ([]string, *authz.Decision) {
 // spelled in snake or camel case, as protobuf's JSON parser accepts both;
 // both at once is refused. A non-string where an id belongs is refused: a
 // JSON number for a string field is rejected by MLflow's parser, and we
-// would rather not guess how.
-func jsonPathValues(m map[string]any, path string, list bool) ([]string, *authz.Decision) {
+// would rather not guess how. An empty string in a list is refused, unless
+// emptyUnset says it is protobuf's unset field, which MLflow fills in.
+func jsonPathValues(m map[string]any, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
 	var out []string
 	var walk func(v any, rest string) *authz.Decision
 	walk = func(v any, rest string) *authz.Decision {
@@ -283,7 +284,7 @@ func jsonPathValues(m map[string]any, path string, list bool) ([]string, *authz.
 	res := out[:0]
 	for _, s := range out {
 		if s == "" {
-			if list {
+			if list && !emptyUnset {
 				return nil, badParam("empty value in " + path)
 			}
 			continue // proto: an empty string is an unset field

@@ -128,8 +128,15 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 			}
 			continue
 		}
-		ids, err := p.store.Resolve(ctx, n.Lookup, n.Key)
+		ids, err := p.resolve(ctx, n)
 		if err != nil {
+			if errors.Is(err, store.ErrNotFound) && n.IfExists {
+				// MLflow creates it: nothing of anyone else's is touched.
+				if tr != nil {
+					tr.Addf("resource", "%s %q does not exist yet: MLflow creates it, no further need", n.Lookup, n.Key)
+				}
+				continue
+			}
 			if errors.Is(err, store.ErrNotFound) {
 				if tr != nil {
 					tr.Addf("resource", "%s %q not found", n.Lookup, n.Key)
@@ -149,8 +156,19 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 		}
 		for _, rid := range ids {
 			res := store.Resource{Kind: n.Resource.Kind, ID: rid}
-			if d, admin := p.checkOne(ctx, id, res, n, memo); d != nil || admin {
+			need := n
+			if n.MovedTo != "" && rid != n.MovedTo {
+				// The merge takes it out of rid: a delete there.
+				need.Permission = permDelete
+				if tr != nil {
+					tr.Addf("resource", "%s %q moves from %s %s to %s: %s there", n.Lookup, n.Key, n.Resource.Kind, rid, n.MovedTo, permDelete)
+				}
+			}
+			if d, admin := p.checkOne(ctx, id, res, need, memo); d != nil || admin {
 				if d != nil {
+					if need.Permission != n.Permission {
+						d.Message += fmt.Sprintf(": the request moves %s %s out of it", lookupNoun(n.Lookup), n.Key)
+					}
 					return *d
 				}
 				return authz.Allow(authz.ReasonAllowed)
@@ -160,6 +178,15 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 	return authz.Allow(authz.ReasonAllowed)
 }
 
+// resolve finds the owners of n's key. A key that MLflow merges into is read
+// past the cache (store.FreshResolver), when the store has one.
+func (p *Policy) resolve(ctx context.Context, n Need) ([]string, error) {
+	if fr, ok := p.store.(store.FreshResolver); ok && n.IfExists {
+		return fr.ResolveFresh(ctx, n.Lookup, n.Key)
+	}
+	return p.store.Resolve(ctx, n.Lookup, n.Key)
+}
+
 // lookupNoun names what a Lookup's key is, for deny messages.
 func lookupNoun(l store.Lookup) string {
 	switch l {
@@ -167,6 +194,8 @@ func lookupNoun(l store.Lookup) string {
 		return "run"
 	case store.TraceExperiment:
 		return "trace"
+	case store.AssessmentExperiment:
+		return "assessment"
 	case store.LoggedModelExperiment:
 		return "logged model"
 	case store.ExperimentByName:

@@ -243,7 +243,14 @@ func unauthenticated() authz.Decision {
 // traceNeeds writes what Classify found to the explain trace.
 func traceNeeds(tr *authz.Trace, op Operation) {
 	for _, n := range op.Needs {
-		tr.Addf("params", "%s=%q from %s → %s on %s", n.Param, n.Key+n.Resource.ID, n.Source, n.Permission, needTarget(n))
+		cond := ""
+		if n.IfExists {
+			cond = " if it exists"
+		}
+		if n.MovedTo != "" {
+			cond += fmt.Sprintf(" (%s where it leaves for %s)", permDelete, n.MovedTo)
+		}
+		tr.Addf("params", "%s=%q from %s → %s on %s%s", n.Param, n.Key+n.Resource.ID, n.Source, n.Permission, needTarget(n), cond)
 	}
 	if op.Note != "" {
 		tr.Addf("params", "%s: %s required", op.Note, op.Access)

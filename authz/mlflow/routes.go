@@ -60,6 +60,7 @@ const (
 	idExperimentName
 	idRun
 	idTrace
+	idAssessment
 	idLoggedModel
 	idJob
 	idIssue
@@ -107,11 +108,24 @@ type param struct {
 	// removes the rows the caller cannot read (a ListScorers without
 	// experiment_id). Without the filter, absent is still a 400.
 	filterOptional bool
+	// ifExists: the id names something MLflow creates when it is absent and
+	// merges into when it exists, so only an existing one needs the
+	// permission (read past the cache: see Need.IfExists).
+	ifExists bool
+	// movesTo names the parameter holding the experiment a merge re-homes
+	// the resource to; an existing resource elsewhere must be given up.
+	movesTo string
+	// emptyUnset: an empty string in a list is protobuf's unset field, which
+	// MLflow fills in itself, not an id.
+	emptyUnset bool
 }
 
 func (p param) opt() param                        { p.optional = true; return p }
 func (p param) enforcedByFilter() param           { p.byFilter = true; return p }
 func (p param) optionalWithFilter() param         { p.filterOptional = true; return p }
+func (p param) ifExisting() param                 { p.ifExists = true; return p }
+func (p param) movingTo(dest string) param        { p.movesTo = dest; return p }
+func (p param) unsetIfEmpty() param               { p.emptyUnset = true; return p }
 func (p param) allowEmpty() param                 { p.empty = true; return p }
 func (p param) withPerm(x store.Permission) param { p.perm = x; return p }
 func (p param) or(alt string) param               { p.alt = alt; return p }
@@ -189,6 +203,9 @@ var (
 	artP      = pr(idArtifactPath, srcPath, "artifact_path")
 )
 
+// startTraceExperiment is where StartTraceV3 writes its trace.
+const startTraceExperiment = "trace.trace_info.trace_location.mlflow_experiment.experiment_id"
+
 // routeTable is MLflow's surface as we enforce it: every proto endpoint and
 // Flask or FastAPI route, each with the permission MLflow's auth validators
 // require (mlflow/server/auth/__init__.py: BEFORE_REQUEST_VALIDATORS and
@@ -243,7 +260,20 @@ func routeTable() []*Route {
 		res("LinkPromptsToTrace", v2, "POST", "/mlflow/traces/link-prompts", permUpdate, pr(idTrace, srcParam, "trace_id")),
 		admin("SearchUnifiedTraces", v2, "GET", "/mlflow/unified-traces"),
 		admin("GetOnlineTraceDetails", v2, "GET", "/mlflow/get-online-trace-details"),
-		res("StartTraceV3", v3, "POST", "/mlflow/traces", permUpdate, pr(idExperiment, srcParam, "trace.trace_info.trace_location.mlflow_experiment.experiment_id")),
+		// MLflow's store does not refuse a trace_id that exists: it merges the
+		// body into that trace, rewriting its experiment_id, and upserts each
+		// assessment by assessment_id wherever it lives
+		// (mlflow/store/tracking/sqlalchemy_store.py: start_trace, on
+		// IntegrityError). So an existing trace needs EDIT where it is, and
+		// DELETE there if the body moves it to another experiment; an
+		// existing assessment, or a trace an assessment names, needs EDIT on
+		// its experiment. MLflow's newest validator checks the destination
+		// only (validate_can_start_trace_v3).
+		res("StartTraceV3", v3, "POST", "/mlflow/traces", permUpdate,
+			pr(idExperiment, srcParam, startTraceExperiment),
+			pr(idTrace, srcParam, "trace.trace_info.trace_id").ifExisting().movingTo(startTraceExperiment),
+			prList(idAssessment, srcParam, "trace.trace_info.assessments[].assessment_id").opt().allowEmpty().ifExisting().unsetIfEmpty(),
+			prList(idTrace, srcParam, "trace.trace_info.assessments[].trace_id").opt().allowEmpty().ifExisting().unsetIfEmpty()),
 		res("GetTraceInfoV3", v3, "GET", "/mlflow/traces/{trace_id}", permRead, traceP),
 		res("GetTrace", v3, "GET", "/mlflow/traces/get", permRead, pr(idTrace, srcParam, "trace_id")),
 		res("BatchGetTraces", v3, "GET", "/mlflow/traces/batchGet", permRead, prList(idTrace, srcParam, "trace_ids")),

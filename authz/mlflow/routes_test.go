@@ -47,6 +47,12 @@ func formatNeeds(op Operation) string {
 				key += "/" + n.Resource.Name
 			}
 		}
+		if n.IfExists {
+			kind += "?"
+		}
+		if n.MovedTo != "" {
+			key += ">" + n.MovedTo
+		}
 		parts = append(parts, n.Permission.String()+":"+n.Source+":"+kind+":"+key)
 	}
 	return strings.Join(parts, ",")
