@@ -1,8 +1,14 @@
 package integration
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 )
 
 // actsOnCase is one request whose check must cover what MLflow then does
@@ -22,7 +28,8 @@ type actsOnCase struct {
 // TestMLflowActsOnWhatWeCheck sends, through gRPC Check on PostgreSQL and
 // SQLite, requests where MLflow acts on something other than the obvious
 // id: a GraphQL document in the body of a GET (bob may read experiment 1,
-// never 3), and a StartTraceV3 into a trace id that already exists.
+// never 3), a StartTraceV3 into a trace id that already exists, and OTLP
+// spans that name a trace of another experiment.
 func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	getExp := func(id string) string {
 		return `{"query":"{ mlflowGetExperiment(input: {experimentId: \"` + id + `\"}) { experiment { name } } }"}`
@@ -51,6 +58,7 @@ func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 			headers: map[string]string{"content-type": "text/plain"}, status: http.StatusBadRequest, reason: "unsupported_content_type"},
 	}
 	tests = append(tests, startTraceCases()...)
+	tests = append(tests, otlpCases(t)...)
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
 			h := startOn(t, b)
@@ -102,6 +110,58 @@ func startTraceV3(traceID, exp, assessments string) string {
 		b += `,"assessments":` + assessments
 	}
 	return b + `}}}`
+}
+
+// otlpCases: MLflow writes OTLP spans into the trace each names, where that
+// trace is, whatever X-MLflow-Experiment-Id says (sqlalchemy_store.log_spans);
+// a span's mlflow.traceRequestId attribute names its trace over its OTel id.
+func otlpCases(t *testing.T) []actsOnCase {
+	id3, err := hex.DecodeString(strings.TrimPrefix(trace3, "tr-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, err := hex.DecodeString(strings.TrimPrefix(trace1, "tr-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := []byte("fresh-trace-0001")
+	pb := func(exp string) map[string]string {
+		return map[string]string{"content-type": "application/x-protobuf", "x-mlflow-experiment-id": exp}
+	}
+	gz := func(b []byte) string {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		_, _ = w.Write(b)
+		_ = w.Close()
+		return buf.String()
+	}
+	export := func(spans ...authztest.OTLPSpan) string { return string(authztest.OTLPExport(spans...)) }
+	o := func(name, who, exp, body string, headers map[string]string, allow bool, status int, reason string) actsOnCase {
+		if headers == nil {
+			headers = pb(exp)
+		}
+		return actsOnCase{name: "OTLP " + name, who: who, method: "POST", target: "/v1/traces", body: body, headers: headers, allow: allow, status: status, reason: reason}
+	}
+	denied := func(name, who, exp, body string, headers map[string]string) actsOnCase {
+		return o(name, who, exp, body, headers, false, http.StatusForbidden, "permission_denied")
+	}
+	withEncoding := pb("1")
+	withEncoding["content-encoding"] = "gzip"
+	asJSON := map[string]string{"content-type": "application/json", "x-mlflow-experiment-id": "1"}
+	return []actsOnCase{
+		o("spans of a new trace", "alice", "1", export(authztest.OTLPSpan{TraceID: fresh}), nil, true, 0, ""),
+		o("spans of a trace in the header's experiment", "alice", "1", export(authztest.OTLPSpan{TraceID: id1}), nil, true, 0, ""),
+		denied("spans into a trace of another experiment, by OTel id", "alice", "1", export(authztest.OTLPSpan{TraceID: fresh}, authztest.OTLPSpan{TraceID: id3}), nil),
+		denied("spans into a trace of another experiment, by mlflow.traceRequestId", "alice", "1", export(authztest.OTLPSpan{TraceID: fresh, RequestID: trace3}), nil),
+		denied("spans into a trace of another experiment, gzip", "alice", "1", gz(authztest.OTLPExport(authztest.OTLPSpan{TraceID: id3})), withEncoding),
+		denied("spans into a trace of another experiment, JSON", "alice", "1",
+			`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"`+strings.TrimPrefix(trace3, "tr-")+`","spanId":"0102030405060708","name":"s"}]}]}]}`, asJSON),
+		denied("EDIT on the header's experiment", "bob", "1", export(authztest.OTLPSpan{TraceID: fresh}), nil),
+		o("snake_case OTLP/JSON MLflow would read differently", "alice", "1", `{"resource_spans":[]}`, asJSON, false, http.StatusBadRequest, "invalid_parameter"),
+		o("not OTLP", "alice", "1", "\x00\x01 raw bytes", nil, false, http.StatusBadRequest, "invalid_parameter"),
+		o("not a content type MLflow reads", "alice", "1", export(authztest.OTLPSpan{TraceID: fresh}), map[string]string{"content-type": "text/plain", "x-mlflow-experiment-id": "1"},
+			false, http.StatusBadRequest, "unsupported_content_type"),
+	}
 }
 
 // startTraceCases: MLflow's store merges a StartTraceV3 into an existing

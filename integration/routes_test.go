@@ -95,7 +95,7 @@ func TestMLflowRoutes(t *testing.T) {
 		{name: "traces v3 search", method: "POST", target: "/api/3.0/mlflow/traces/search", body: `{"locations":[{"mlflow_experiment":{"experiment_id":"1"}}]}`,
 			allow: "bob", deny: "mallory", status: 403, reason: "permission_denied"},
 		{name: "OTLP /v1/traces by header", method: "POST", target: "/v1/traces", body: "\x0a\x00",
-			headers: map[string]string{"x-mlflow-experiment-id": "1"},
+			headers: map[string]string{"x-mlflow-experiment-id": "1", "content-type": "application/x-protobuf"},
 			allow:   "alice", deny: "bob", status: 403, reason: "permission_denied"},
 
 		// Gateway.

@@ -193,6 +193,8 @@ func srcName(s src) string {
 		return "path"
 	case srcHeader:
 		return "header"
+	case srcOTLP:
+		return "otlp"
 	}
 	return "param"
 }

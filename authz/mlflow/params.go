@@ -112,6 +112,8 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 			return nil, badParam(p.name + " is not a valid id")
 		}
 		return []string{v}, nil
+	case srcOTLP:
+		return otlpTraceIDs(rd.req)
 	case srcHeader:
 		v := rd.req.Header(p.name)
 		if v == "" {

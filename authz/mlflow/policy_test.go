@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
@@ -65,6 +66,17 @@ func newStore(t *testing.T) *sqlite.Store {
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	return st
+}
+
+// OTLP exports: spans of a trace that does not exist, and spans whose
+// mlflow.traceRequestId names tr-1 (experiment 1).
+var (
+	otlpNew     = string(authztest.OTLPExport(authztest.OTLPSpan{TraceID: []byte("0123456789abcdef")}))
+	otlpIntoTr1 = string(authztest.OTLPExport(authztest.OTLPSpan{TraceID: []byte("0123456789abcdef")}, authztest.OTLPSpan{TraceID: []byte("0123456789abcdef"), RequestID: "tr-1"}))
+)
+
+func otlpInto(exp string) map[string]string {
+	return map[string]string{"content-type": "application/x-protobuf", "x-mlflow-experiment-id": exp}
 }
 
 func req(t *testing.T, method, target, body string, headers map[string]string) *authz.Request {
@@ -192,8 +204,9 @@ func TestDecide(t *testing.T) {
 		{name: "gateway by body model", id: alice, method: "POST", target: "/gateway/openai/v1/chat/completions", body: `{"model":"chat"}`},
 		{name: "gateway needs USE", cfg: readDefault, id: bob, method: "POST", target: "/gateway/chat/mlflow/invocations", body: `{}`, status: 403, reason: authz.ReasonPermissionDenied, message: "USE on gateway_endpoint ep-1"},
 		{name: "gateway unknown endpoint", id: alice, method: "POST", target: "/gateway/nope/mlflow/invocations", body: `{}`, status: 404, reason: authz.ReasonResourceNotFound},
-		{name: "OTLP needs EDIT", id: alice, method: "POST", target: "/v1/traces", body: "\x00", header: map[string]string{"content-type": "application/x-protobuf", "x-mlflow-experiment-id": "1"}, status: 403, reason: authz.ReasonPermissionDenied},
-		{name: "OTLP with EDIT", id: alice, method: "POST", target: "/v1/traces", body: "\x00", header: map[string]string{"content-type": "application/x-protobuf", "x-mlflow-experiment-id": "2"}},
+		{name: "OTLP needs EDIT", id: alice, method: "POST", target: "/v1/traces", body: otlpNew, header: otlpInto("1"), status: 403, reason: authz.ReasonPermissionDenied},
+		{name: "OTLP with EDIT", id: alice, method: "POST", target: "/v1/traces", body: otlpNew, header: otlpInto("2")},
+		{name: "OTLP spans into an existing trace need EDIT where it is", id: alice, method: "POST", target: "/v1/traces", body: otlpIntoTr1, header: otlpInto("2"), status: 403, reason: authz.ReasonPermissionDenied, message: "EDIT on experiment 1"},
 		{name: "proxied artifact read", id: alice, method: "GET", target: "/api/2.0/mlflow-artifacts/artifacts/1/r1/artifacts/x"},
 		{name: "proxied artifact delete needs MANAGE", id: alice, method: "DELETE", target: "/api/2.0/mlflow-artifacts/artifacts/2/r2/artifacts/x", status: 403, reason: authz.ReasonPermissionDenied},
 		{name: "graphql get run", id: alice, method: "POST", target: "/graphql", body: `{"query":"{ mlflowGetRun(input: {runId: \"r1\"}) { run { info { runId } } } }"}`},

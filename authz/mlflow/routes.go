@@ -87,6 +87,7 @@ const (
 	srcBody       // the JSON body, whatever the content type (FastAPI routes)
 	srcPath       // a path template variable
 	srcHeader     // a request header
+	srcOTLP       // the trace ids an OTLP export's spans name (otlp.go)
 )
 
 // param is one id a route reads.
@@ -454,7 +455,11 @@ func routeTable() []*Route {
 
 		// FastAPI-native routes (mlflow/server/fastapi_app.py, checked by
 		// MLflow's fastapi_permission_middleware).
-		res("OTLPTraces", pRoot, "POST", "/v1/traces", permUpdate, pr(idExperiment, srcHeader, "x-mlflow-experiment-id")),
+		// Spans naming a trace that exists are written into it where it is
+		// (sqlalchemy_store.log_spans), so each such trace needs EDIT too;
+		// MLflow checks the header's experiment only (_get_otel_validator).
+		res("OTLPTraces", pRoot, "POST", "/v1/traces", permUpdate, pr(idExperiment, srcHeader, "x-mlflow-experiment-id"),
+			prList(idTrace, srcOTLP, "spans").opt().allowEmpty().ifExisting()),
 		res("GatewayInvocations", pRoot, "POST", "/gateway/{endpoint_name}/mlflow/invocations", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 		res("GatewayChatCompletions", pRoot, "POST", "/gateway/mlflow/v1/chat/completions", permUse, pr(idEndpointName, srcBody, "model")),
 		res("GatewayOpenAIChatCompletions", pRoot, "POST", "/gateway/openai/v1/chat/completions", permUse, pr(idEndpointName, srcBody, "model")),

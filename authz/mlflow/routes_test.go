@@ -11,7 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 )
+
+// otlpTraceA is the OTel trace id of the "otlp" body of the route data.
+var otlpTraceA = []byte{0xa1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 
 // newReq builds a Request the way the ext_authz server would.
 func newReq(t testing.TB, method, target, body string, headers map[string]string) *authz.Request {
@@ -110,6 +114,8 @@ func (row routeRow) request(t *testing.T, prefix string) *authz.Request {
 	case "raw":
 		body = "\x00\x01 raw bytes"
 		headers["content-type"] = "application/octet-stream"
+	case "otlp":
+		body = string(authztest.OTLPExport(authztest.OTLPSpan{TraceID: otlpTraceA}, authztest.OTLPSpan{TraceID: otlpTraceA, RequestID: "tr-1"}))
 	default:
 		body = row.body
 	}
@@ -218,6 +224,9 @@ func TestStaticPrefix(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			h := map[string]string{"x-mlflow-experiment-id": "1"}
+			if tt.route == "OTLPTraces" {
+				h["content-type"] = "application/x-protobuf"
+			}
 			body := ""
 			if tt.method == "POST" && tt.route == "GraphQL" {
 				body = `{"query":"{__typename}"}`
