@@ -28,8 +28,9 @@ type actsOnCase struct {
 // TestMLflowActsOnWhatWeCheck sends, through gRPC Check on PostgreSQL and
 // SQLite, requests where MLflow acts on something other than the obvious
 // id: a GraphQL document in the body of a GET (bob may read experiment 1,
-// never 3), a StartTraceV3 into a trace id that already exists, and OTLP
-// spans that name a trace of another experiment.
+// never 3), a StartTraceV3 into a trace id that already exists, OTLP spans
+// that name a trace of another experiment, and writes that name a logged
+// model or a source model besides their run or registered model.
 func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	getExp := func(id string) string {
 		return `{"query":"{ mlflowGetExperiment(input: {experimentId: \"` + id + `\"}) { experiment { name } } }"}`
@@ -59,6 +60,7 @@ func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	}
 	tests = append(tests, startTraceCases()...)
 	tests = append(tests, otlpCases(t)...)
+	tests = append(tests, loggedModelCases()...)
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
 			h := startOn(t, b)
@@ -110,6 +112,46 @@ func startTraceV3(traceID, exp, assessments string) string {
 		b += `,"assessments":` + assessments
 	}
 	return b + `}}}`
+}
+
+// loggedModelCases: a metric, an input or output, a presigned upload and a
+// model version can each name a logged model (or a registered model as a
+// source) that MLflow then writes to or copies from. alice may MANAGE
+// experiment 1 (lm1, runA) and fraud-model; lm3 is in experiment 3 and
+// secret-model has no grant.
+func loggedModelCases() []actsOnCase {
+	post := func(name, target, body string, allow bool, status int, reason string) actsOnCase {
+		return actsOnCase{name: name, who: "alice", method: "POST", target: target, body: body, allow: allow, status: status, reason: reason}
+	}
+	denied := func(name, target, body string) actsOnCase {
+		return post(name, target, body, false, http.StatusForbidden, "permission_denied")
+	}
+	const (
+		logMetric = "/api/2.0/mlflow/runs/log-metric"
+		logBatch  = "/api/2.0/mlflow/runs/log-batch"
+		presigned = "/api/2.0/mlflow/artifacts/presigned-upload-url"
+		createMV  = "/api/2.0/mlflow/model-versions/create"
+	)
+	return []actsOnCase{
+		post("LogMetric to its own logged model", logMetric, `{"run_id":"`+runA+`","key":"k","value":1,"timestamp":1,"model_id":"`+lm1+`"}`, true, 0, ""),
+		denied("LogMetric to another experiment's logged model", logMetric, `{"run_id":"`+runA+`","key":"k","value":1,"timestamp":1,"model_id":"`+lm3+`"}`),
+		denied("LogMetric to another experiment's logged model, camelCase", logMetric, `{"run_id":"`+runA+`","key":"k","value":1,"timestamp":1,"modelId":"`+lm3+`"}`),
+		post("LogMetric to a logged model that does not exist", logMetric, `{"run_id":"`+runA+`","key":"k","value":1,"timestamp":1,"model_id":"m-ffff"}`,
+			false, http.StatusNotFound, "resource_not_found"),
+		denied("LogBatch with one metric on another experiment's logged model", logBatch,
+			`{"run_id":"`+runA+`","metrics":[{"key":"a","value":1,"timestamp":1,"model_id":"`+lm1+`"},{"key":"b","value":1,"timestamp":1,"model_id":"`+lm3+`"}]}`),
+		denied("LogInputs linking another experiment's logged model", "/api/2.0/mlflow/runs/log-inputs", `{"run_id":"`+runA+`","models":[{"model_id":"`+lm3+`"}]}`),
+		denied("LogOutputs linking another experiment's logged model", "/ajax-api/2.0/mlflow/runs/outputs", `{"run_id":"`+runA+`","models":[{"model_id":"`+lm3+`","step":0}]}`),
+		post("presigned upload for its own logged model", presigned, `{"model_id":"`+lm1+`","path":"p"}`, true, 0, ""),
+		denied("presigned upload for another experiment's logged model", presigned, `{"model_id":"`+lm3+`","path":"p"}`),
+		post("presigned upload naming a run and a model", presigned, `{"run_id":"`+runA+`","model_id":"`+lm1+`","path":"p"}`, false, http.StatusBadRequest, "duplicate_parameter"),
+		post("model version from its own logged model", createMV, `{"name":"fraud-model","source":"models:/`+lm1+`","model_id":"`+lm1+`"}`, true, 0, ""),
+		denied("model version from another experiment's logged model", createMV, `{"name":"fraud-model","source":"s3://b/3","model_id":"`+lm3+`"}`),
+		denied("model version whose models:/ source is another experiment's logged model", createMV, `{"name":"fraud-model","source":"models:/`+lm3+`"}`),
+		denied("model version copied from an unreadable registered model", createMV, `{"name":"fraud-model","source":"models:/secret-model/1"}`),
+		denied("model version copied by alias", createMV, `{"name":"fraud-model","source":"models:/secret-model@champion"}`),
+		post("model version copied from a readable registered model", createMV, `{"name":"fraud-model","source":"models:/fraud-model/1"}`, true, 0, ""),
+	}
 }
 
 // otlpCases: MLflow writes OTLP spans into the trace each names, where that

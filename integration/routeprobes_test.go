@@ -100,7 +100,7 @@ var probes = map[string][]probe{
 	"UpdateRun":                    {{params: params{"run_id": runA, "status": "FINISHED"}}},
 	"DeleteRun":                    {{params: params{"run_id": runA}}},
 	"RestoreRun":                   {{params: params{"run_id": runA}}},
-	"LogMetric":                    {{params: params{"run_id": runA, "key": "loss"}}},
+	"LogMetric":                    {{params: params{"run_id": runA, "key": "loss"}}, {name: "model_id", params: params{"run_id": runA, "key": "loss", "model_id": lm1}}},
 	"LogParam":                     {{params: params{"run_uuid": runA, "key": "lr", "value": "0.1"}}},
 	"LogBatch":                     {{params: params{"run_id": runA}}},
 	"LogModel":                     {{params: params{"run_id": runA}}},
@@ -112,7 +112,7 @@ var probes = map[string][]probe{
 	"GetMetricHistory":             {{params: params{"run_uuid": runA, "metric_key": "loss"}}},
 	"GetMetricHistoryBulkInterval": {{query: "run_ids=" + runA + "&run_ids=" + runA2 + "&metric_key=loss"}},
 	"ListArtifacts":                {{params: params{"run_id": runA}}},
-	"CreatePresignedUploadUrl":     {{params: params{"run_id": runA, "path": "p"}}},
+	"CreatePresignedUploadUrl":     {{params: params{"run_id": runA, "path": "p"}}, {name: "model_id", params: params{"model_id": lm1, "path": "p"}}},
 
 	// Traces.
 	"StartTrace":            {{params: params{"experiment_id": "1"}}},
@@ -226,7 +226,7 @@ var probes = map[string][]probe{
 	"DeleteGatewaySecret":            {{params: params{"secret_id": secret1}}},
 	"ListGatewaySecretInfos":         {{}},
 	"CreateGatewayEndpoint":          {{body: `{"name":"new-ep","model_configs":[{"model_definition_id":"` + modelDef1 + `"}]}`}},
-	"GetGatewayEndpoint":             {{params: params{"endpoint_id": endpoint1}}},
+	"GetGatewayEndpoint":             {{params: params{"endpoint_id": endpoint1}}, {name: "by name", params: params{"name": "chat-ep"}}},
 	"UpdateGatewayEndpoint":          {{body: `{"endpoint_id":"` + endpoint1 + `","model_configs":[{"model_definition_id":"` + modelDef1 + `"}]}`}},
 	"DeleteGatewayEndpoint":          {{params: params{"endpoint_id": endpoint1}}},
 	"ListGatewayEndpoints":           {{}},

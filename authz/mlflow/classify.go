@@ -57,7 +57,7 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 	switch {
 	case r.graphql:
 		d = needsFromGraphQL(req, &op)
-	case len(r.params) > 0 || r.integrity || r.newName != "":
+	case len(r.params) > 0 || r.integrity || r.newName != "" || len(r.exclusive) > 0:
 		d = needsFromParams(req, &vars, r, &op)
 	default:
 		// The route reads nothing: its Access is the whole answer (a

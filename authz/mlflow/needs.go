@@ -2,6 +2,7 @@ package mlflow
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -24,6 +25,11 @@ func needsFromParams(req *authz.Request, vars *pathVars, r *Route, op *Operation
 			return d
 		}
 	}
+	if len(r.exclusive) > 0 {
+		if d := exactlyOne(op, r.exclusive); d != nil {
+			return d
+		}
+	}
 	if r.integrity {
 		if d := rd.claims(op); d != nil {
 			return d
@@ -33,6 +39,26 @@ func needsFromParams(req *authz.Request, vars *pathVars, r *Route, op *Operation
 		op.NewName = rd.bodyString(r.newName)
 	}
 	return nil
+}
+
+// exactlyOne refuses a request that names none, or more than one, of the
+// parameters in names.
+func exactlyOne(op *Operation, names []string) *authz.Decision {
+	given := map[string]bool{}
+	for _, n := range op.Needs {
+		for _, name := range names {
+			if n.Param == name {
+				given[name] = true
+			}
+		}
+	}
+	switch len(given) {
+	case 1:
+		return nil
+	case 0:
+		return deny(http.StatusBadRequest, ReasonMissingParameter, "one of "+strings.Join(names, ", ")+" is required")
+	}
+	return deny(http.StatusBadRequest, ReasonDuplicateParameter, "give only one of "+strings.Join(names, ", "))
 }
 
 // need reads route parameter p and adds what it requires to op: Needs, or
@@ -96,6 +122,15 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 			return badParam("experiment_id must be a decimal experiment id")
 		}
 		op.Needs = append(op.Needs, Need{Resource: store.Resource{Kind: store.Scorer, ID: vals[0], Name: names[0]}, Permission: perm, Source: source, Param: p.name + "," + p.name2})
+		return nil
+	case idModelSource:
+		n, ok, d := modelSourceNeed(vals[0], perm, source)
+		if d != nil {
+			return d
+		}
+		if ok {
+			op.Needs = append(op.Needs, n)
+		}
 		return nil
 	case idArtifactPath:
 		exp, ok := artifactExperiment(vals[0])
@@ -180,6 +215,59 @@ func needFor(p *param, v string, perm store.Permission, source string) (Need, *a
 		return n, badParam("unsupported parameter " + p.name)
 	}
 	return n, nil
+}
+
+// modelSourceNeed reads a model version's source as MLflow's is_models_uri
+// and _parse_model_uri do (mlflow/utils/uri.py,
+// mlflow/store/artifact/utils/models.py): a models:/ URI names a registered
+// model (models:/name/version, /stage, /latest, models:/name@alias) or a
+// logged model (models:/model_id), which must then be readable. Any other
+// source names no registered object (ok false). A models: URI that Python's
+// urlparse could read in another way than the plain form is refused.
+func modelSourceNeed(src string, perm store.Permission, source string) (Need, bool, *authz.Decision) {
+	trimmed := strings.TrimLeft(src, "\x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f ")
+	if len(trimmed) < len("models:") || !strings.EqualFold(trimmed[:len("models:")], "models:") {
+		return Need{}, false, nil
+	}
+	bad := func() (Need, bool, *authz.Decision) {
+		return Need{}, false, badParam("source is a models: URI MLflow would not read as models:/<name>/<version or stage>, models:/<name>@<alias> or models:/<model_id>")
+	}
+	if trimmed != src || strings.ContainsAny(src, "?#\\ \t\r\n") {
+		return bad()
+	}
+	path := src[len("models:"):]
+	if rest, ok := strings.CutPrefix(path, "//"); ok {
+		// A netloc (a Databricks profile): the path follows it.
+		_, path, _ = strings.Cut(rest, "/")
+		path = "/" + path
+	}
+	if len(path) <= 1 || path[0] != '/' {
+		return bad()
+	}
+	parts := strings.Split(path[1:], "/")
+	if len(parts) > 2 || strings.TrimSpace(parts[0]) == "" {
+		return bad()
+	}
+	p, name := &param{name: "source", kind: idModel}, parts[0]
+	switch {
+	case len(parts) == 2:
+		if strings.TrimSpace(parts[1]) == "" {
+			return bad()
+		}
+	case strings.Contains(name, "@"):
+		i := strings.LastIndexByte(name, '@')
+		if strings.TrimSpace(name[i+1:]) == "" {
+			return bad()
+		}
+		name = name[:i]
+	default:
+		p.kind = idLoggedModel
+	}
+	if !validID(name) {
+		return bad()
+	}
+	n, d := needFor(p, name, perm, source)
+	return n, d == nil, d
 }
 
 // srcName names a parameter source for Need.Source and the explain trace.

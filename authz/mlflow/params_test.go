@@ -2,6 +2,7 @@ package mlflow
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -141,6 +142,49 @@ func TestParameterRules(t *testing.T) {
 		{name: "gateway model from body", method: "POST", target: "/gateway/openai/v1/chat/completions", body: `{"model":"a","model":"b"}`, status: 400, reason: ReasonDuplicateParameter},
 		{name: "gateway body read whatever the content type", method: "POST", target: "/gateway/openai/v1/chat/completions", body: `{"model":"ep"}`, headers: text, needs: "USE:body:gateway_endpoint_name:ep"},
 		{name: "gateway without model", method: "POST", target: "/gateway/openai/v1/chat/completions", body: `{}`, status: 400, reason: ReasonMissingParameter},
+	})
+}
+
+// TestWhatAWriteTouches: ids beside the obvious one that MLflow writes to
+// or copies from (the newest validators: validate_can_log_metric,
+// validate_can_create_model_version, validate_can_update_run_or_logged_model).
+func TestWhatAWriteTouches(t *testing.T) {
+	mv := func(name, source string, c classifyCase) classifyCase {
+		c.name, c.method, c.target = name, "POST", "/api/2.0/mlflow/model-versions/create"
+		c.body = `{"name":"m1","source":` + strconv.Quote(source) + `}`
+		return c
+	}
+	rm := func(name string) string { return "EDIT:body:registered_model:m1,READ:body:registered_model:" + name }
+	lm := func(id string) string { return "EDIT:body:registered_model:m1,READ:body:logged_model:" + id }
+	runClassifyCases(t, []classifyCase{
+		mv("models:/ version", "models:/m2/7", classifyCase{needs: rm("m2")}),
+		mv("models:/ stage", "models:/m2/Production", classifyCase{needs: rm("m2")}),
+		mv("models:/ latest", "models:/m2/latest", classifyCase{needs: rm("m2")}),
+		mv("models:/ alias", "models:/m2@champion", classifyCase{needs: rm("m2")}),
+		mv("models:/ alias with @ in the name", "models:/a@b@champion", classifyCase{needs: rm("a@b")}),
+		mv("models:/ logged model id", "models:/m-0123", classifyCase{needs: lm("m-0123")}),
+		mv("scheme in capitals, as urlparse reads it", "MODELS:/m2/1", classifyCase{needs: rm("m2")}),
+		mv("a Databricks profile before the path", "models://profile@databricks/m2/1", classifyCase{needs: rm("m2")}),
+		mv("run artifact source names nothing more", "runs:/r1/model", classifyCase{needs: "EDIT:body:registered_model:m1"}),
+		mv("object store source names nothing more", "s3://bucket/1/r1/artifacts/model", classifyCase{needs: "EDIT:body:registered_model:m1"}),
+		mv("leading space urlparse would strip", " models:/m2/1", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("three path parts", "models:/m2/1/x", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("no name", "models:/", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("empty alias", "models:/m2@", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("empty name before an alias", "models:/@champion", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("blank suffix", "models:/m2/ ", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("query in the URI", "models:/m2/1?x=1", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		mv("no slash after the scheme", "models:m2/1", classifyCase{status: 400, reason: authz.ReasonInvalidParameter}),
+		{name: "model version from a logged model, camelCase", method: "POST", target: "/api/2.0/mlflow/model-versions/create", body: `{"name":"m1","source":"s","modelId":"m-1"}`, needs: lm("m-1")},
+		{name: "presigned upload for a logged model", method: "POST", target: "/api/2.0/mlflow/artifacts/presigned-upload-url", body: `{"model_id":"m-1","path":"p"}`, needs: "EDIT:body:logged_model:m-1"},
+		{name: "presigned upload names both", method: "POST", target: "/api/2.0/mlflow/artifacts/presigned-upload-url", body: `{"run_id":"r1","model_id":"m-1"}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "presigned upload names neither", method: "POST", target: "/api/2.0/mlflow/artifacts/presigned-upload-url", body: `{"path":"p"}`, status: 400, reason: ReasonMissingParameter},
+		{name: "presigned upload run_uuid is no proto field", method: "POST", target: "/api/2.0/mlflow/artifacts/presigned-upload-url", body: `{"run_uuid":"r1"}`, status: 400, reason: ReasonMissingParameter},
+		{name: "gateway endpoint by name", method: "GET", target: "/api/3.0/mlflow/gateway/endpoints/get?name=chat", needs: "READ:query:gateway_endpoint_name:chat"},
+		{name: "gateway endpoint by id and name", method: "GET", target: "/api/3.0/mlflow/gateway/endpoints/get?name=chat&endpoint_id=e1", status: 400, reason: ReasonDuplicateParameter},
+		{name: "log-batch model ids must be strings", method: "POST", target: "/api/2.0/mlflow/runs/log-batch", body: `{"run_id":"r1","metrics":[{"key":"a","model_id":5}]}`, status: 400, reason: authz.ReasonInvalidParameter},
+		{name: "log-batch model id in both spellings", method: "POST", target: "/api/2.0/mlflow/runs/log-batch", body: `{"run_id":"r1","metrics":[{"key":"a","model_id":"m-1","modelId":"m-2"}]}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "log-inputs models not a list", method: "POST", target: "/api/2.0/mlflow/runs/log-inputs", body: `{"run_id":"r1","models":{"model_id":"m-1"}}`, status: 400, reason: authz.ReasonInvalidParameter},
 	})
 }
 

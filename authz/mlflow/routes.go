@@ -66,6 +66,7 @@ const (
 	idIssue
 	idDataset
 	idModel
+	idModelSource
 	idScorer
 	idSecret
 	idEndpoint
@@ -155,6 +156,10 @@ type Route struct {
 	graphql   bool
 	integrity bool   // runs/create, set-tag, log-batch: identity-integrity claims
 	newName   string // body field naming what a create or rename makes, for ownership
+	// exclusive names parameters of which the request must give exactly
+	// one, as MLflow refuses both or neither (CreatePresignedUploadUrl's
+	// run_id or model_id).
+	exclusive []string
 	segs      []segment
 }
 
@@ -234,19 +239,24 @@ func routeTable() []*Route {
 		res("UpdateRun", v2, "POST", "/mlflow/runs/update", permUpdate, runP),
 		res("DeleteRun", v2, "POST", "/mlflow/runs/delete", permDelete, runP),
 		res("RestoreRun", v2, "POST", "/mlflow/runs/restore", permDelete, runP),
-		res("LogMetric", v2, "POST", "/mlflow/runs/log-metric", permUpdate, runP),
+		// A metric, and an input or output, may name a logged model, which
+		// MLflow then writes to: UPDATE on each, as its newest validators
+		// require (validate_can_log_metric, _log_batch, _log_inputs,
+		// _log_outputs); a model may live in another experiment.
+		res("LogMetric", v2, "POST", "/mlflow/runs/log-metric", permUpdate, runP, pr(idLoggedModel, srcParam, "model_id").opt()),
 		res("LogParam", v2, "POST", "/mlflow/runs/log-parameter", permUpdate, runP),
-		res("LogBatch", v2, "POST", "/mlflow/runs/log-batch", permUpdate, runP),
+		res("LogBatch", v2, "POST", "/mlflow/runs/log-batch", permUpdate, runP, prList(idLoggedModel, srcParam, "metrics[].model_id").opt().allowEmpty().unsetIfEmpty()),
 		res("LogModel", v2, "POST", "/mlflow/runs/log-model", permUpdate, runP),
 		res("SetTag", v2, "POST", "/mlflow/runs/set-tag", permUpdate, runP),
 		res("DeleteTag", v2, "POST", "/mlflow/runs/delete-tag", permUpdate, runP),
-		res("LogInputs", v2, "POST", "/mlflow/runs/log-inputs", permUpdate, runP),
-		res("LogOutputs", v2, "POST", "/mlflow/runs/outputs", permUpdate, runP),
+		res("LogInputs", v2, "POST", "/mlflow/runs/log-inputs", permUpdate, runP, prList(idLoggedModel, srcParam, "models[].model_id").opt().allowEmpty().unsetIfEmpty()),
+		res("LogOutputs", v2, "POST", "/mlflow/runs/outputs", permUpdate, runP, prList(idLoggedModel, srcParam, "models[].model_id").opt().allowEmpty().unsetIfEmpty()),
 		res("SearchRuns", v2, "POST", "/mlflow/runs/search", permRead, expsP.allowEmpty().enforcedByFilter()),
 		res("GetMetricHistory", v2, "GET", "/mlflow/metrics/get-history", permRead, runP),
 		res("GetMetricHistoryBulkInterval", v2, "GET", "/mlflow/metrics/get-history-bulk-interval", permRead, prList(idRun, srcQuery, "run_ids")),
 		res("ListArtifacts", v2, "GET", "/mlflow/artifacts/list", permRead, runP),
-		res("CreatePresignedUploadUrl", v2, "POST", "/mlflow/artifacts/presigned-upload-url", permUpdate, runP),
+		// Exactly one of run_id or model_id (validate_can_update_run_or_logged_model).
+		res("CreatePresignedUploadUrl", v2, "POST", "/mlflow/artifacts/presigned-upload-url", permUpdate, pr(idRun, srcParam, "run_id").opt(), pr(idLoggedModel, srcParam, "model_id").opt()),
 
 		// Traces: MLflow 3.11 checked none; later releases check each trace
 		// through its experiment, as here.
@@ -337,9 +347,13 @@ func routeTable() []*Route {
 		res("SetRegisteredModelAlias", v2, "POST", "/mlflow/registered-models/alias", permUpdate, modelP),
 		res("DeleteRegisteredModelAlias", v2, "DELETE", "/mlflow/registered-models/alias", permDelete, modelP),
 		res("GetModelVersionByAlias", v2, "GET", "/mlflow/registered-models/alias", permRead, modelP),
-		// The source run must be readable too: MLflow 3.11 did not check it,
-		// later releases do (validate_can_create_model_version).
-		res("CreateModelVersion", v2, "POST", "/mlflow/model-versions/create", permUpdate, modelP, pr(idRun, srcParam, "run_id").opt().withPerm(permRead)),
+		// What the version is made from must be readable: the run, the
+		// logged model, and a models:/ source's registered model (MLflow
+		// 3.11 checked none; validate_can_create_model_version does).
+		res("CreateModelVersion", v2, "POST", "/mlflow/model-versions/create", permUpdate, modelP,
+			pr(idRun, srcParam, "run_id").opt().withPerm(permRead),
+			pr(idLoggedModel, srcParam, "model_id").opt().withPerm(permRead),
+			pr(idModelSource, srcParam, "source").opt().withPerm(permRead)),
 		res("UpdateModelVersion", v2, "PATCH", "/mlflow/model-versions/update", permUpdate, modelP),
 		res("TransitionModelVersionStage", v2, "POST", "/mlflow/model-versions/transition-stage", permUpdate, modelP),
 		res("DeleteModelVersion", v2, "DELETE", "/mlflow/model-versions/delete", permDelete, modelP),
@@ -374,7 +388,8 @@ func routeTable() []*Route {
 		res("DeleteGatewaySecret", v3, "DELETE", "/mlflow/gateway/secrets/delete", permDelete, secretP),
 		authn("ListGatewaySecretInfos", v3, "GET", "/mlflow/gateway/secrets/list"),
 		res("CreateGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/create", permUse, prList(idModelDef, srcParam, "model_configs[].model_definition_id").opt().allowEmpty()),
-		res("GetGatewayEndpoint", v3, "GET", "/mlflow/gateway/endpoints/get", permRead, endpointP),
+		// By endpoint_id or by name (validate_can_read_gateway_endpoint).
+		res("GetGatewayEndpoint", v3, "GET", "/mlflow/gateway/endpoints/get", permRead, endpointP.opt(), pr(idEndpointName, srcParam, "name").opt()),
 		res("UpdateGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/update", permUpdate, endpointP, prList(idModelDef, srcParam, "model_configs[].model_definition_id").opt().allowEmpty().withPerm(permUse)),
 		res("DeleteGatewayEndpoint", v3, "DELETE", "/mlflow/gateway/endpoints/delete", permDelete, endpointP),
 		authn("ListGatewayEndpoints", v3, "GET", "/mlflow/gateway/endpoints/list"),
@@ -514,6 +529,10 @@ func routeTable() []*Route {
 			r.newName = "name"
 		case "RenameRegisteredModel":
 			r.newName = "new_name"
+		case "CreatePresignedUploadUrl":
+			r.exclusive = []string{"run_id", "model_id"}
+		case "GetGatewayEndpoint":
+			r.exclusive = []string{"endpoint_id", "name"}
 		}
 	}
 	return t
