@@ -206,14 +206,37 @@ type FreshResolver interface {
 	ResolveFresh(ctx context.Context, l Lookup, key string) ([]string, error)
 }
 
-// TrackedObject is the row of MLflow's tracking tables for an experiment or
-// a registered model: the proof that MLflow carried out a create, rename or
-// delete that mlflow-authz allowed.
+// TrackedName names an object of MLflow's tracking tables the way a create
+// request does, before MLflow has given it an id: by its name, and a scorer
+// also by the experiment it belongs to.
+type TrackedName struct {
+	Kind ResourceKind
+	// Experiment is the scorer's experiment id ("" for other kinds).
+	Experiment string
+	// Name is the experiment, registered model, scorer or gateway object
+	// name (secrets.secret_name for a gateway secret).
+	Name string
+}
+
+// Resource is what grants on the tracked object are keyed by, given the id
+// MLflow gave it (o.ID).
+func (n TrackedName) Resource(o TrackedObject) Resource {
+	if n.Kind == Scorer {
+		return Resource{Kind: Scorer, ID: o.ID, Name: n.Name}
+	}
+	return Resource{Kind: n.Kind, ID: o.ID}
+}
+
+// TrackedObject is the row of MLflow's tracking tables for an experiment, a
+// registered model, a scorer or a gateway object: the proof that MLflow
+// carried out a create, rename or delete that mlflow-authz allowed.
 type TrackedObject struct {
-	// ID is the experiment id, or the registered model's name.
+	// ID is what grants are keyed by: the experiment id (a scorer's too),
+	// the registered model's name, or the gateway object's id.
 	ID string
 	// Created is creation_time (milliseconds since the epoch, MLflow's
-	// server clock). HasCreated is false when the column is NULL: such a row
+	// server clock): a scorer's first version's, a gateway object's
+	// created_at. HasCreated is false when the column is NULL: such a row
 	// proves nothing about when it was made, so it never earns a grant.
 	Created    time.Time
 	HasCreated bool

@@ -16,20 +16,32 @@ import (
 // The names come from the Operation: Classify read them with the rest of the
 // request, so this step, the last of Decide, reads nothing more.
 func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
-	switch op.Route.Name {
-	case "CreateExperiment", "CreateRegisteredModel":
-		kind := store.Experiment
-		if op.Route.Name == "CreateRegisteredModel" {
-			kind = store.RegisteredModel
+	tr := authz.TraceFrom(ctx)
+	if kind, ok := creates[op.Route.Name]; ok {
+		n := store.TrackedName{Kind: kind, Name: op.NewName}
+		if kind == store.Scorer {
+			n.Experiment = needKey(op, store.ExperimentByID)
 		}
-		name := op.NewName
-		if name == "" || id.Username == "" {
+		if n.Name == "" || id.Username == "" || (kind == store.Scorer && n.Experiment == "") {
 			return
 		}
-		if tr := authz.TraceFrom(ctx); tr != nil {
-			tr.Addf("ownership", "creator %q of %s %q gets MANAGE once MLflow's row exists", id.Username, kind, name)
+		if tr != nil {
+			tr.Addf("ownership", "creator %q of %s %q gets MANAGE once MLflow's row exists", id.Username, kind, n.Name)
 		}
-		p.recorder.RecordCreate(ctx, kind, name, id.Username, p.pendingTTL)
+		p.recorder.RecordCreate(ctx, n, id.Username, p.pendingTTL)
+		return
+	}
+	switch op.Route.Name {
+	case "DeleteScorer":
+		for _, n := range op.Needs {
+			if n.Lookup == "" && n.Resource.Kind == store.Scorer {
+				if tr != nil {
+					tr.Addf("ownership", "permission rows of scorer %q of experiment %s go once MLflow's row is gone", n.Resource.Name, n.Resource.ID)
+				}
+				p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.Scorer, Experiment: n.Resource.ID, Name: n.Resource.Name}, p.pendingTTL)
+				return
+			}
+		}
 	case "RenameRegisteredModel", "DeleteRegisteredModel":
 		name := ""
 		for _, n := range op.Needs {
@@ -41,12 +53,11 @@ func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 		if name == "" {
 			return
 		}
-		tr := authz.TraceFrom(ctx)
 		if op.Route.Name == "DeleteRegisteredModel" {
 			if tr != nil {
 				tr.Addf("ownership", "permission rows of registered model %q go once MLflow's row is gone", name)
 			}
-			p.recorder.RecordDelete(ctx, store.RegisteredModel, name, p.pendingTTL)
+			p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.RegisteredModel, Name: name}, p.pendingTTL)
 			return
 		}
 		to := op.NewName
@@ -58,4 +69,25 @@ func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 		}
 		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
 	}
+}
+
+// creates maps each route whose creator MLflow grants MANAGE
+// (set_can_manage_*_permission) to the kind it creates.
+var creates = map[string]store.ResourceKind{
+	"CreateExperiment":             store.Experiment,
+	"CreateRegisteredModel":        store.RegisteredModel,
+	"RegisterScorer":               store.Scorer,
+	"CreateGatewaySecret":          store.GatewaySecret,
+	"CreateGatewayEndpoint":        store.GatewayEndpoint,
+	"CreateGatewayModelDefinition": store.GatewayModelDefinition,
+}
+
+// needKey is the key of op's first need through lookup l.
+func needKey(op Operation, l store.Lookup) string {
+	for _, n := range op.Needs {
+		if n.Lookup == l {
+			return n.Key
+		}
+	}
+	return ""
 }

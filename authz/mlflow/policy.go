@@ -32,9 +32,11 @@ type Config struct {
 	CreateGroups []string `yaml:"create_groups"`
 	// StaticPrefix is MLflow's --static-prefix ("" or "/something").
 	StaticPrefix string `yaml:"static_prefix"`
-	// CreatorGrants gives the creator of an experiment or registered model
-	// MANAGE once MLflow's row exists, and makes registered-model permission
-	// rows follow renames and deletes (MLflow's after-request handlers).
+	// CreatorGrants gives the creator of an experiment, registered model,
+	// scorer or gateway secret, endpoint or model definition MANAGE once
+	// MLflow's row exists, makes registered-model permission rows follow
+	// renames, and removes a registered model's or scorer's rows with it
+	// (MLflow's after-request handlers).
 	// Default true; it needs a Recorder (the server wires one when the
 	// store can write).
 	CreatorGrants *bool `yaml:"creator_grants"`
@@ -59,13 +61,12 @@ type Config struct {
 // responses, so it must check MLflow's tables before acting
 // (authz/ownership). Calls happen on the check's path and must be quick.
 type Recorder interface {
-	// RecordCreate: user was allowed to create an experiment or registered
-	// model named name.
-	RecordCreate(ctx context.Context, kind store.ResourceKind, name, user string, ttl time.Duration)
+	// RecordCreate: user was allowed to create the object n names.
+	RecordCreate(ctx context.Context, n store.TrackedName, user string, ttl time.Duration)
 	// RecordRename: a registered model may be renamed from → to.
 	RecordRename(ctx context.Context, kind store.ResourceKind, from, to string, ttl time.Duration)
-	// RecordDelete: a registered model may be deleted.
-	RecordDelete(ctx context.Context, kind store.ResourceKind, name string, ttl time.Duration)
+	// RecordDelete: a registered model or a scorer may be deleted.
+	RecordDelete(ctx context.Context, n store.TrackedName, ttl time.Duration)
 }
 
 // DefaultPendingTTL is PendingTTL's default.

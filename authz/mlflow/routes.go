@@ -525,8 +525,10 @@ func routeTable() []*Route {
 		switch r.Name {
 		case "CreateRun", "SetTag", "LogBatch":
 			r.integrity = true
-		case "CreateExperiment", "CreateRegisteredModel":
+		case "CreateExperiment", "CreateRegisteredModel", "RegisterScorer", "CreateGatewayEndpoint", "CreateGatewayModelDefinition":
 			r.newName = "name"
+		case "CreateGatewaySecret":
+			r.newName = "secret_name"
 		case "RenameRegisteredModel":
 			r.newName = "new_name"
 		case "CreatePresignedUploadUrl":

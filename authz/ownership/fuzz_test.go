@@ -18,9 +18,9 @@ type capture struct {
 	name, newName string
 }
 
-func (c *capture) RecordCreate(_ context.Context, _ store.ResourceKind, name, _ string, _ time.Duration) {
+func (c *capture) RecordCreate(_ context.Context, n store.TrackedName, _ string, _ time.Duration) {
 	c.calls++
-	c.name = name
+	c.name = n.Name
 }
 
 func (c *capture) RecordRename(_ context.Context, _ store.ResourceKind, from, to string, _ time.Duration) {
@@ -28,9 +28,9 @@ func (c *capture) RecordRename(_ context.Context, _ store.ResourceKind, from, to
 	c.name, c.newName = from, to
 }
 
-func (c *capture) RecordDelete(_ context.Context, _ store.ResourceKind, name string, _ time.Duration) {
+func (c *capture) RecordDelete(_ context.Context, n store.TrackedName, _ time.Duration) {
 	c.calls++
-	c.name = name
+	c.name = n.Name
 }
 
 // FuzzRecordedNames: whatever the body, a name handed to the recorder is

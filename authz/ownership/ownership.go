@@ -1,23 +1,29 @@
 // Package ownership carries out, without a hook inside MLflow, what MLflow's
 // basic-auth after-request handlers do (AFTER_REQUEST_PATH_HANDLERS in
-// mlflow/server/auth/__init__.py): the
-// creator of an experiment or registered model gets MANAGE, and the
-// permission rows of a registered model follow its renames and are removed
-// with its delete.
+// mlflow/server/auth/__init__.py): the creator of an experiment, a
+// registered model, a scorer, a gateway secret, endpoint or model
+// definition gets MANAGE; the permission rows of a registered model follow
+// its renames; those of a registered model or a scorer are removed with it,
+// so a new one of the same name inherits nothing.
 //
 // ext_authz sees requests, never responses, so the MLflow policy hands every
 // allowed create, rename and delete to a Reconciler as a pending record. The
 // Reconciler polls MLflow's tracking tables while anything is pending and
 // writes the permission rows only once the tables prove that MLflow did it:
 //
-//   - create: a row with that name whose creation_time falls in
+//   - create: a row with that name whose creation_time (a scorer's first
+//     version's, a gateway object's created_at) falls in
 //     [allowed − ClockSkew, allowed + ClockSkew + CreateWindow]. MLflow
 //     rejects a duplicate name and leaves the old row, whose creation_time
 //     predates the request, so a rejected create earns nothing; a name that
 //     already existed when the create was allowed is not even recorded.
+//     Registering a scorer under an existing name adds a version to it;
+//     MLflow then grants the caller MANAGE too, we do not: only the
+//     scorer's creator owns it.
 //   - rename: the old name is gone and the new one exists, last updated
 //     after the rename was allowed (MLflow stamps last_updated_time).
-//   - delete: the name is gone (or was re-created after the delete).
+//   - delete (registered models, scorers): the name is gone (or was
+//     re-created after the delete).
 //
 // A grant is SetGrant(MANAGE), which is idempotent, and the record is dropped
 // once written, so each allowed create grants at most once. A record that is
@@ -48,9 +54,9 @@ import (
 // a create, rename or delete that we allowed. The backends implement it
 // (postgres.OpenTracking, sqlite.OpenTracking).
 type Tracking interface {
-	// Lookup returns the experiment or registered model named name in
-	// workspace default, or store.ErrNotFound.
-	Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error)
+	// Lookup returns the object n names in workspace default, or
+	// store.ErrNotFound.
+	Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error)
 }
 
 // Options tunes a Reconciler. Zero values take the defaults.
@@ -132,10 +138,10 @@ func (k opKind) String() string {
 }
 
 type key struct {
-	op       opKind
-	kind     store.ResourceKind
-	name, to string
-	user     string
+	op   opKind
+	name store.TrackedName
+	to   string // a rename's new name
+	user string
 }
 
 type record struct {
@@ -191,32 +197,44 @@ func (r *Reconciler) Stats() Stats {
 	}
 }
 
-// RecordCreate records that user was allowed to create the experiment or
-// registered model named name. The name is read once now: if it already
-// exists MLflow will refuse the create, so nothing is recorded.
-func (r *Reconciler) RecordCreate(ctx context.Context, kind store.ResourceKind, name, user string, ttl time.Duration) {
-	if (kind != store.Experiment && kind != store.RegisteredModel) || name == "" || user == "" {
+// creatable are the kinds whose creator MLflow grants MANAGE.
+var creatable = map[store.ResourceKind]bool{
+	store.Experiment: true, store.RegisteredModel: true, store.Scorer: true,
+	store.GatewaySecret: true, store.GatewayEndpoint: true, store.GatewayModelDefinition: true,
+}
+
+// valid reports whether n names one object: a name, and for a scorer its
+// experiment.
+func valid(n store.TrackedName) bool {
+	return n.Name != "" && (n.Kind == store.Scorer) == (n.Experiment != "")
+}
+
+// RecordCreate records that user was allowed to create the object n names.
+// The name is read once now: if it already exists MLflow will refuse the
+// create (or, for a scorer, add a version to it), so nothing is recorded.
+func (r *Reconciler) RecordCreate(ctx context.Context, n store.TrackedName, user string, ttl time.Duration) {
+	if !creatable[n.Kind] || !valid(n) || user == "" {
 		return
 	}
 	at := r.opt.Now()
 	pctx, cancel := context.WithTimeout(ctx, maxPrecheck)
-	_, err := r.tracking.Lookup(pctx, kind, name)
+	_, err := r.tracking.Lookup(pctx, n)
 	cancel()
 	switch {
 	case err == nil:
 		r.refused.Add(1)
-		r.opt.Logger.InfoContext(ctx, "ownership: create of an existing name, MLflow will refuse it: no grant",
-			slog.String("kind", string(kind)), slog.String("name", name), slog.String("user", user))
+		r.opt.Logger.InfoContext(ctx, "ownership: create of an existing name, MLflow will refuse it or add a version: no grant",
+			logName(n), slog.String("user", user))
 		return
 	case !errors.Is(err, store.ErrNotFound):
 		// Without knowing whether the name existed we cannot tell a
 		// rejected duplicate from a new row within the clock skew.
 		r.dropped.Add(1)
 		r.opt.Logger.WarnContext(ctx, "ownership: cannot read tracking tables: creator gets no grant",
-			slog.String("kind", string(kind)), slog.String("name", name), slog.String("user", user), slog.Any("error", err))
+			logName(n), slog.String("user", user), slog.Any("error", err))
 		return
 	}
-	r.add(ctx, key{op: opCreate, kind: kind, name: name, user: user}, at, ttl)
+	r.add(ctx, key{op: opCreate, name: n, user: user}, at, ttl)
 }
 
 // RecordRename records an allowed rename of a registered model.
@@ -224,17 +242,27 @@ func (r *Reconciler) RecordRename(ctx context.Context, kind store.ResourceKind, 
 	if kind != store.RegisteredModel || from == "" || to == "" || from == to {
 		return
 	}
-	r.add(ctx, key{op: opRename, kind: kind, name: from, to: to}, r.opt.Now(), ttl)
+	r.add(ctx, key{op: opRename, name: store.TrackedName{Kind: kind, Name: from}, to: to}, r.opt.Now(), ttl)
 }
 
-// RecordDelete records an allowed delete of a registered model. MLflow keeps
-// experiment rows (experiments are soft-deleted and their ids never reused),
-// so experiment deletes are not recorded.
-func (r *Reconciler) RecordDelete(ctx context.Context, kind store.ResourceKind, name string, ttl time.Duration) {
-	if kind != store.RegisteredModel || name == "" {
+// RecordDelete records an allowed delete of a registered model or a scorer.
+// MLflow keeps experiment rows (experiments are soft-deleted and their ids
+// never reused), and gateway ids are never reused, so those deletes are not
+// recorded.
+func (r *Reconciler) RecordDelete(ctx context.Context, n store.TrackedName, ttl time.Duration) {
+	if (n.Kind != store.RegisteredModel && n.Kind != store.Scorer) || !valid(n) {
 		return
 	}
-	r.add(ctx, key{op: opDelete, kind: kind, name: name}, r.opt.Now(), ttl)
+	r.add(ctx, key{op: opDelete, name: n}, r.opt.Now(), ttl)
+}
+
+// logName is the slog attribute naming a tracked object.
+func logName(n store.TrackedName) slog.Attr {
+	attrs := []any{slog.String("kind", string(n.Kind)), slog.String("name", n.Name)}
+	if n.Experiment != "" {
+		attrs = append(attrs, slog.String("experiment_id", n.Experiment))
+	}
+	return slog.Group("object", attrs...)
 }
 
 func (r *Reconciler) add(ctx context.Context, k key, at time.Time, ttl time.Duration) {
@@ -253,7 +281,7 @@ func (r *Reconciler) add(ctx context.Context, k key, at time.Time, ttl time.Dura
 		r.mu.Unlock()
 		r.dropped.Add(1)
 		r.opt.Logger.WarnContext(ctx, "ownership: too many pending records, dropping one",
-			slog.String("op", k.op.String()), slog.String("kind", string(k.kind)), slog.String("name", k.name), slog.String("user", k.user))
+			slog.String("op", k.op.String()), logName(k.name), slog.String("user", k.user))
 		return
 	}
 	r.pending[k] = &record{key: k, at: at, expires: at.Add(ttl)}
@@ -315,18 +343,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) {
 		}
 		return recs[i].at.Before(recs[j].at)
 	})
-	p := pass{r: r, seen: map[lookupKey]lookupResult{}}
+	p := pass{r: r, seen: map[store.TrackedName]lookupResult{}}
 	for _, rec := range recs {
 		if ctx.Err() != nil {
 			return
 		}
 		p.apply(ctx, rec, recs)
 	}
-}
-
-type lookupKey struct {
-	kind store.ResourceKind
-	name string
 }
 
 type lookupResult struct {
@@ -337,16 +360,15 @@ type lookupResult struct {
 // pass reads each name at most once per pass, however many records wait on it.
 type pass struct {
 	r    *Reconciler
-	seen map[lookupKey]lookupResult
+	seen map[store.TrackedName]lookupResult
 }
 
-func (p *pass) lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
-	k := lookupKey{kind, name}
-	if res, ok := p.seen[k]; ok {
+func (p *pass) lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error) {
+	if res, ok := p.seen[n]; ok {
 		return res.obj, res.err
 	}
-	o, err := p.r.tracking.Lookup(ctx, kind, name)
-	p.seen[k] = lookupResult{o, err}
+	o, err := p.r.tracking.Lookup(ctx, n)
+	p.seen[n] = lookupResult{o, err}
 	return o, err
 }
 
@@ -355,7 +377,7 @@ func (p *pass) apply(ctx context.Context, rec *record, all []*record) {
 	if !r.isPending(rec) {
 		return // dropped earlier in this pass (a concurrent create)
 	}
-	log := r.opt.Logger.With(slog.String("op", rec.op.String()), slog.String("kind", string(rec.kind)), slog.String("name", rec.name))
+	log := r.opt.Logger.With(slog.String("op", rec.op.String()), logName(rec.name))
 	now := r.opt.Now()
 	if now.After(rec.expires) {
 		r.expired.Add(1)
@@ -382,7 +404,7 @@ func (r *Reconciler) inWindow(created, at time.Time) bool {
 
 func (p *pass) applyCreate(ctx context.Context, rec *record, all []*record, log *slog.Logger) {
 	r := p.r
-	o, err := p.lookup(ctx, rec.kind, rec.name)
+	o, err := p.lookup(ctx, rec.name)
 	if errors.Is(err, store.ErrNotFound) {
 		return // not yet (or never: then it expires)
 	}
@@ -406,7 +428,7 @@ func (p *pass) applyCreate(ctx context.Context, rec *record, all []*record, log 
 	// Two callers allowed to create the same name at nearly the same time:
 	// MLflow made one row, and we cannot tell whose. Grant neither.
 	for _, other := range all {
-		if other != rec && other.op == opCreate && other.kind == rec.kind && other.name == rec.name &&
+		if other != rec && other.op == opCreate && other.name == rec.name &&
 			other.user != rec.user && r.inWindow(o.Created, other.at) && r.isPending(other) {
 			r.refused.Add(1)
 			r.drop(other)
@@ -414,7 +436,7 @@ func (p *pass) applyCreate(ctx context.Context, rec *record, all []*record, log 
 			return
 		}
 	}
-	res := store.Resource{Kind: rec.kind, ID: o.ID}
+	res := rec.name.Resource(o)
 	if _, _, err := r.admin.SetGrant(ctx, store.Grantee{User: rec.user}, res, store.Manage); err != nil {
 		log.WarnContext(ctx, "ownership: writing the creator grant failed, retrying", slog.String("user", rec.user), slog.Any("error", err))
 		return
@@ -427,10 +449,10 @@ func (p *pass) applyCreate(ctx context.Context, rec *record, all []*record, log 
 
 func (p *pass) applyRename(ctx context.Context, rec *record, log *slog.Logger) {
 	r := p.r
-	if _, err := p.lookup(ctx, rec.kind, rec.name); !errors.Is(err, store.ErrNotFound) {
+	if _, err := p.lookup(ctx, rec.name); !errors.Is(err, store.ErrNotFound) {
 		return // the old name is still there (not yet, or refused), or the read failed
 	}
-	o, err := p.lookup(ctx, rec.kind, rec.to)
+	o, err := p.lookup(ctx, store.TrackedName{Kind: rec.name.Kind, Name: rec.to})
 	if err != nil {
 		return // the new name is not there (yet), or the read failed
 	}
@@ -441,7 +463,7 @@ func (p *pass) applyRename(ctx context.Context, rec *record, log *slog.Logger) {
 		// old model's grants to another model; wait, and expire.
 		return
 	}
-	if err := r.admin.RenameRegisteredModel(ctx, rec.name, rec.to); err != nil {
+	if err := r.admin.RenameRegisteredModel(ctx, rec.name.Name, rec.to); err != nil {
 		log.WarnContext(ctx, "ownership: moving permission rows failed, retrying", slog.String("new_name", rec.to), slog.Any("error", err))
 		return
 	}
@@ -453,25 +475,31 @@ func (p *pass) applyRename(ctx context.Context, rec *record, log *slog.Logger) {
 
 func (p *pass) applyDelete(ctx context.Context, rec *record, log *slog.Logger) {
 	r := p.r
-	o, err := p.lookup(ctx, rec.kind, rec.name)
+	o, err := p.lookup(ctx, rec.name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return
 	case o.HasCreated && !o.Created.Before(rec.at.Add(-r.opt.ClockSkew)):
 		// Deleted and created again since: the old rows must not carry
-		// over to the new model (the new creator's record, applied after
+		// over to the new one (the new creator's record, applied after
 		// deletes in this pass, grants again).
 	default:
 		return // still there: not yet deleted, or the delete was refused
 	}
-	if err := r.admin.DeleteResourceGrants(ctx, store.Resource{Kind: rec.kind, ID: rec.name}); err != nil {
+	// A deleted object has no row to read its id from; registered models
+	// and scorers are keyed by what the request named.
+	gone := store.TrackedObject{ID: rec.name.Name}
+	if rec.name.Kind == store.Scorer {
+		gone.ID = rec.name.Experiment
+	}
+	if err := r.admin.DeleteResourceGrants(ctx, rec.name.Resource(gone)); err != nil {
 		log.WarnContext(ctx, "ownership: removing permission rows failed, retrying", slog.Any("error", err))
 		return
 	}
 	r.deleted.Add(1)
 	r.drop(rec)
-	log.InfoContext(ctx, "ownership: permission rows removed with the model", slog.Int64("latency_ms", r.opt.Now().Sub(rec.at).Milliseconds()))
+	log.InfoContext(ctx, "ownership: permission rows removed with the object", slog.Int64("latency_ms", r.opt.Now().Sub(rec.at).Milliseconds()))
 }
 
 func (r *Reconciler) isPending(rec *record) bool {

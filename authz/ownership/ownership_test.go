@@ -137,7 +137,7 @@ func grants(t *testing.T, a store.Admin, r store.Resource) []string {
 
 func experimentID(t *testing.T, tr ownership.Tracking, name string) string {
 	t.Helper()
-	o, err := tr.Lookup(t.Context(), store.Experiment, name)
+	o, err := tr.Lookup(t.Context(), store.TrackedName{Kind: store.Experiment, Name: name})
 	require.NoError(t, err)
 	return o.ID
 }
@@ -341,6 +341,89 @@ func TestCreatorGrants(t *testing.T) {
 				assert.Equal(t, ownership.Stats{Granted: 1, Deleted: 1}, f.rec.Stats())
 			})
 
+			t.Run("RegisterScorerGrantsItsCreator", func(t *testing.T) {
+				// MLflow grants MANAGE on a registered scorer
+				// (set_can_manage_scorer_permission); the proof is the
+				// scorer row and its first version, stamped in the window.
+				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
+				storetest.Must(t, f.mlflow, `INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'one', 'active')`)
+				_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, store.Resource{Kind: store.Experiment, ID: "1"}, store.Edit)
+				require.NoError(t, err)
+				require.True(t, f.decide(t, "alice", nil, "POST", "/api/3.0/mlflow/scorers/register", `{"experiment_id": "1", "name": "relevance", "serialized_scorer": "{}"}`).Allowed)
+				require.Equal(t, 1, f.rec.Pending())
+				f.rec.Reconcile(t.Context())
+				assert.Zero(t, f.rec.Stats().Granted)
+				storetest.Must(t, f.mlflow, `INSERT INTO scorers (experiment_id, scorer_name, scorer_id) VALUES (1, 'relevance', 'sc-1')`,
+					fmt.Sprintf(`INSERT INTO scorer_versions (scorer_id, scorer_version, serialized_scorer, creation_time) VALUES ('sc-1', 1, '{}', %d)`, f.nowMS()))
+				f.rec.Reconcile(t.Context())
+				sc := store.Resource{Kind: store.Scorer, ID: "1", Name: "relevance"}
+				assert.Equal(t, []string{"alice=MANAGE"}, grants(t, f.admin, sc))
+				assert.Equal(t, ownership.Stats{Granted: 1}, f.rec.Stats())
+
+				// Registering a new version of alice's scorer adds a version;
+				// MLflow would make bob its manager too, we do not.
+				_, _, err = f.admin.SetGrant(t.Context(), store.Grantee{User: "bob"}, store.Resource{Kind: store.Experiment, ID: "1"}, store.Edit)
+				require.NoError(t, err)
+				require.True(t, f.decide(t, "bob", nil, "POST", "/api/3.0/mlflow/scorers/register", `{"experiment_id": "1", "name": "relevance", "serialized_scorer": "{}"}`).Allowed)
+				assert.Zero(t, f.rec.Pending())
+				assert.Equal(t, []string{"alice=MANAGE"}, grants(t, f.admin, sc))
+
+				// DeleteScorer takes every row of the scorer with it
+				// (delete_scorer_permissions_cascade), once MLflow's row is gone.
+				_, _, err = f.admin.SetGrant(t.Context(), store.Grantee{User: "bob"}, sc, store.Read)
+				require.NoError(t, err)
+				f.clock.Advance(time.Minute) // a scorer stamped at the delete would look re-created
+				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/3.0/mlflow/scorers/delete", `{"experiment_id": "1", "name": "relevance"}`).Allowed)
+				require.Equal(t, 1, f.rec.Pending())
+				f.rec.Reconcile(t.Context())
+				assert.Equal(t, []string{"alice=MANAGE", "bob=READ"}, grants(t, f.admin, sc), "not deleted yet")
+				storetest.Must(t, f.mlflow, `DELETE FROM scorer_versions WHERE scorer_id = 'sc-1'`, `DELETE FROM scorers WHERE scorer_id = 'sc-1'`)
+				f.rec.Reconcile(t.Context())
+				assert.Empty(t, grants(t, f.admin, sc), "a scorer registered again under the name inherits nothing")
+				assert.Equal(t, ownership.Stats{Granted: 1, Refused: 1, Deleted: 1}, f.rec.Stats())
+			})
+
+			t.Run("DeleteOneScorerVersionKeepsRows", func(t *testing.T) {
+				f := newFixture(t, b.open(t), mlflow.Config{PendingTTL: time.Minute}, ownership.Options{})
+				old := f.clock.Now().Add(-time.Hour).UnixMilli()
+				storetest.Must(t, f.mlflow, `INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'one', 'active')`,
+					`INSERT INTO scorers (experiment_id, scorer_name, scorer_id) VALUES (1, 'kept', 'sc-2')`,
+					fmt.Sprintf(`INSERT INTO scorer_versions (scorer_id, scorer_version, serialized_scorer, creation_time) VALUES ('sc-2', 1, '{}', %d), ('sc-2', 2, '{}', %d)`, old, old))
+				sc := store.Resource{Kind: store.Scorer, ID: "1", Name: "kept"}
+				_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, sc, store.Manage)
+				require.NoError(t, err)
+				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/3.0/mlflow/scorers/delete?experiment_id=1&name=kept&version=2", "").Allowed)
+				storetest.Must(t, f.mlflow, `DELETE FROM scorer_versions WHERE scorer_id = 'sc-2' AND scorer_version = 2`)
+				f.clock.Advance(2 * time.Minute)
+				f.rec.Reconcile(t.Context())
+				assert.Equal(t, []string{"alice=MANAGE"}, grants(t, f.admin, sc), "the scorer is still there")
+				assert.Equal(t, ownership.Stats{Expired: 1}, f.rec.Stats())
+			})
+
+			t.Run("GatewayObjectsGrantTheirCreator", func(t *testing.T) {
+				// set_can_manage_gateway_{secret,endpoint,model_definition}_permission:
+				// the id is MLflow's, found by the name the request gave.
+				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
+				require.True(t, f.decide(t, "eve", nil, "POST", "/api/3.0/mlflow/gateway/secrets/create", `{"secret_name": "openai-key", "secret_value": "x", "provider": "openai"}`).Allowed)
+				require.True(t, f.decide(t, "eve", nil, "POST", "/ajax-api/3.0/mlflow/gateway/model-definitions/create", `{"name": "gpt", "provider": "openai", "model_name": "gpt-4o"}`).Allowed)
+				require.True(t, f.decide(t, "eve", nil, "POST", "/api/3.0/mlflow/gateway/endpoints/create", `{"name": "chat"}`).Allowed)
+				require.Equal(t, 3, f.rec.Pending())
+				now := f.nowMS()
+				storetest.Must(t, f.mlflow,
+					fmt.Sprintf(`INSERT INTO secrets (secret_id, secret_name, created_at, last_updated_at) VALUES ('s-1', 'openai-key', %d, %d)`, now, now),
+					fmt.Sprintf(`INSERT INTO model_definitions (model_definition_id, name, created_at, last_updated_at) VALUES ('md-1', 'gpt', %d, %d)`, now, now),
+					fmt.Sprintf(`INSERT INTO endpoints (endpoint_id, name, created_at, last_updated_at) VALUES ('ep-1', 'chat', %d, %d)`, now, now))
+				f.rec.Reconcile(t.Context())
+				assert.Equal(t, []string{"eve=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.GatewaySecret, ID: "s-1"}))
+				assert.Equal(t, []string{"eve=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.GatewayModelDefinition, ID: "md-1"}))
+				assert.Equal(t, []string{"eve=MANAGE"}, grants(t, f.admin, store.Resource{Kind: store.GatewayEndpoint, ID: "ep-1"}))
+				assert.Equal(t, ownership.Stats{Granted: 3}, f.rec.Stats())
+
+				// A name that exists already: MLflow refuses it, nothing is recorded.
+				require.True(t, f.decide(t, "mallory", nil, "POST", "/api/3.0/mlflow/gateway/secrets/create", `{"secret_name": "openai-key"}`).Allowed)
+				assert.Zero(t, f.rec.Pending())
+			})
+
 			t.Run("NothingRecorded", func(t *testing.T) {
 				off := false
 				tests := []struct {
@@ -474,11 +557,13 @@ func TestLookupWithoutTables(t *testing.T) {
 	tr, err := sqlite.OpenTracking(filepath.Join(t.TempDir(), "empty.db"), 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
-	for _, k := range []store.ResourceKind{store.Experiment, store.RegisteredModel} {
-		_, err := tr.Lookup(t.Context(), k, "x")
-		assert.ErrorIs(t, err, store.ErrNotFound)
+	for _, n := range []store.TrackedName{{Kind: store.Experiment, Name: "x"}, {Kind: store.RegisteredModel, Name: "x"},
+		{Kind: store.Scorer, Experiment: "1", Name: "x"}, {Kind: store.GatewaySecret, Name: "x"},
+		{Kind: store.GatewayEndpoint, Name: "x"}, {Kind: store.GatewayModelDefinition, Name: "x"}} {
+		_, err := tr.Lookup(t.Context(), n)
+		assert.ErrorIs(t, err, store.ErrNotFound, n.Kind)
 	}
-	_, err = tr.Lookup(t.Context(), store.Scorer, "x")
+	_, err = tr.Lookup(t.Context(), store.TrackedName{Kind: "bogus", Name: "x"})
 	assert.Error(t, err)
 }
 
@@ -488,9 +573,9 @@ type countingTracking struct {
 	n atomic.Int64
 }
 
-func (c *countingTracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
+func (c *countingTracking) Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error) {
 	c.n.Add(1)
-	return c.Tracking.Lookup(ctx, kind, name)
+	return c.Tracking.Lookup(ctx, n)
 }
 
 // TestIdleReadsNothing: the tracking tables are read only while a record
@@ -507,7 +592,7 @@ func TestIdleReadsNothing(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	assert.Zero(t, ct.n.Load(), "reads while nothing is pending")
 
-	rec.RecordCreate(t.Context(), store.RegisteredModel, "quiet", "alice", time.Minute)
+	rec.RecordCreate(t.Context(), store.TrackedName{Kind: store.RegisteredModel, Name: "quiet"}, "alice", time.Minute)
 	require.Equal(t, 1, rec.Pending())
 	time.Sleep(50 * time.Millisecond)
 	assert.Greater(t, ct.n.Load(), int64(2), "polls while the record waits")

@@ -129,7 +129,7 @@ func Migrate(ctx context.Context, cfg Config) error {
 // Tracking reads MLflow's tracking tables for the creator-grant reconciler
 // (authz/ownership), on connections of its own.
 type Tracking interface {
-	Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error)
+	Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error)
 	Close() error
 }
 

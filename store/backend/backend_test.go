@@ -52,6 +52,6 @@ func TestSQLite(t *testing.T) {
 	tr, err := backend.OpenTracking(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })
-	_, err = tr.Lookup(t.Context(), store.Experiment, "missing")
+	_, err = tr.Lookup(t.Context(), store.TrackedName{Kind: store.Experiment, Name: "missing"})
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }

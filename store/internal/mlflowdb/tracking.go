@@ -38,34 +38,56 @@ func NewTracking(db *sql.DB, d store.Dialect, timeout time.Duration, missing fun
 // Close releases the connections.
 func (t *Tracking) Close() error { return t.db.Close() }
 
-// Lookup returns the experiment or registered model named name in
-// workspace default, or store.ErrNotFound.
-func (t *Tracking) Lookup(ctx context.Context, kind store.ResourceKind, name string) (store.TrackedObject, error) {
-	var table, q string
-	switch kind {
-	case store.Experiment:
-		table, q = "experiments", `SELECT CAST(experiment_id AS TEXT), creation_time, last_update_time FROM experiments WHERE name = $1`
-	case store.RegisteredModel:
-		table, q = "registered_models", `SELECT name, creation_time, last_updated_time FROM registered_models WHERE name = $1`
-	default:
-		return store.TrackedObject{}, fmt.Errorf("%s: lookup: unsupported resource kind %q", t.dialect, kind)
+// trackedQueries read, per kind, a tracked object by its name: its id, when
+// it was made and last changed. Gateway tables and registered models and
+// experiments have MLflow 3.10's workspace column; scorers belong to their
+// experiment. A scorer was made when its first version was.
+var trackedQueries = map[store.ResourceKind]struct{ table, sql string }{
+	store.Experiment: {"experiments",
+		`SELECT CAST(experiment_id AS TEXT), creation_time, last_update_time FROM experiments WHERE name = $1`},
+	store.RegisteredModel: {"registered_models",
+		`SELECT name, creation_time, last_updated_time FROM registered_models WHERE name = $1`},
+	store.Scorer: {"scorers",
+		`SELECT CAST(s.experiment_id AS TEXT), MIN(v.creation_time), MAX(v.creation_time) FROM scorers s
+		LEFT JOIN scorer_versions v ON v.scorer_id = s.scorer_id
+		WHERE s.scorer_name = $1 AND CAST(s.experiment_id AS TEXT) = $2 GROUP BY s.experiment_id`},
+	store.GatewaySecret: {"secrets",
+		`SELECT secret_id, created_at, last_updated_at FROM secrets WHERE secret_name = $1`},
+	store.GatewayEndpoint: {"endpoints",
+		`SELECT endpoint_id, created_at, last_updated_at FROM endpoints WHERE name = $1`},
+	store.GatewayModelDefinition: {"model_definitions",
+		`SELECT model_definition_id, created_at, last_updated_at FROM model_definitions WHERE name = $1`},
+}
+
+// Lookup returns the object n names, in workspace default, or
+// store.ErrNotFound.
+func (t *Tracking) Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error) {
+	qs, ok := trackedQueries[n.Kind]
+	if !ok {
+		return store.TrackedObject{}, fmt.Errorf("%s: lookup: unsupported resource kind %q", t.dialect, n.Kind)
+	}
+	table, q, args := qs.table, qs.sql, []any{n.Name}
+	if n.Kind == store.Scorer {
+		args = append(args, n.Experiment)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	ws, err := t.hasWorkspace(ctx, table)
-	if err != nil {
-		return store.TrackedObject{}, t.err(table, err)
-	}
-	if ws {
-		// Only workspace default: mlflow-authz removes X-MLFLOW-WORKSPACE,
-		// so that is where MLflow acted.
-		q += ` AND workspace = 'default'`
+	if n.Kind != store.Scorer {
+		ws, err := t.hasWorkspace(ctx, table)
+		if err != nil {
+			return store.TrackedObject{}, t.err(table, err)
+		}
+		if ws {
+			// Only workspace default: mlflow-authz removes X-MLFLOW-WORKSPACE,
+			// so that is where MLflow acted.
+			q += ` AND workspace = 'default'`
+		}
 	}
 	var (
 		o                store.TrackedObject
 		created, updated sql.NullInt64
 	)
-	if err := t.db.QueryRowContext(ctx, q, name).Scan(&o.ID, &created, &updated); err != nil {
+	if err := t.db.QueryRowContext(ctx, q, args...).Scan(&o.ID, &created, &updated); err != nil {
 		return store.TrackedObject{}, t.err(table, err)
 	}
 	if created.Valid {
