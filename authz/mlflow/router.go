@@ -35,7 +35,9 @@ func (v *pathVars) add(name, val string) {
 // --static-prefix applies to the UI, ajax, graphql and get-artifact routes
 // only; /api/... and the FastAPI routes stay at the root
 // (mlflow/server/handlers.py: _get_ajax_path applies _add_static_prefix,
-// _get_rest_path does not).
+// _get_rest_path does not). Some FastAPI routes live under /ajax-api/3.0
+// (the jobs and assistant routers), never static-prefixed: a path there
+// that no ajax row matches is looked up at the root.
 func (c *Classifier) match(method, path string, vars *pathVars) *Route {
 	const api2, api3, ajax2, ajax3 = "/api/2.0/", "/api/3.0/", "/ajax-api/2.0/", "/ajax-api/3.0/"
 	switch {
@@ -45,13 +47,16 @@ func (c *Classifier) match(method, path string, vars *pathVars) *Route {
 		return c.matchIn(1, method, path[len(api3)-1:], vars)
 	}
 	if rest, ok := c.cutStatic(path); ok {
+		var r *Route
 		switch {
 		case strings.HasPrefix(rest, ajax2):
-			return c.matchIn(2, method, rest[len(ajax2)-1:], vars)
+			r = c.matchIn(2, method, rest[len(ajax2)-1:], vars)
 		case strings.HasPrefix(rest, ajax3):
-			return c.matchIn(3, method, rest[len(ajax3)-1:], vars)
+			r = c.matchIn(3, method, rest[len(ajax3)-1:], vars)
+		default:
+			r = c.matchIn(4, method, rest, vars)
 		}
-		if r := c.matchIn(4, method, rest, vars); r != nil {
+		if r != nil {
 			return r
 		}
 	}

@@ -452,13 +452,12 @@ func routeTable() []*Route {
 		admin("InvokeIssueDetection", pAJAX3, "POST", "/mlflow/issues/invoke"),
 		authn("DemoGenerate", pAJAX3, "POST", "/mlflow/demo/generate"),
 		admin("DemoDelete", pAJAX3, "POST", "/mlflow/demo/delete"),
+		// Jobs (Flask views, static-prefixed). Every job MLflow runs names
+		// its experiment in params (invoke_scorer, issue detection, prompt
+		// optimization, online scoring); MLflow's newest rule is the job's
+		// creator, a column 3.11's jobs table lacks.
 		res("GetJob", pAJAX3, "GET", "/mlflow/jobs/{job_id}", permRead, jobP),
 		res("CancelJob", pAJAX3, "PATCH", "/mlflow/jobs/cancel/{job_id}", permUpdate, jobP),
-		res("GetJobFastAPI", pAJAX3, "GET", "/jobs/{job_id}", permRead, jobP),
-		res("CancelJobFastAPI", pAJAX3, "PATCH", "/jobs/cancel/{job_id}", permUpdate, jobP),
-		admin("SubmitJob", pAJAX3, "POST", "/jobs"),
-		authn("SearchJobs", pAJAX3, "POST", "/jobs/search"),
-		admin("Assistant", pAJAX3, "GET,POST,PUT,PATCH,DELETE", "/mlflow/assistant/{rest...}"),
 		authn("Version", pUI, "GET", "/version"),
 		authn("UI", pUI, "GET", "/"),
 		anyone("StaticFiles", pUI, "GET", "/static-files/{path...}"),
@@ -483,6 +482,18 @@ func routeTable() []*Route {
 		res("GatewayAnthropicMessages", pRoot, "POST", "/gateway/anthropic/v1/messages", permUse, pr(idEndpointName, srcBody, "model")),
 		res("GatewayGeminiGenerate", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:generateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 		res("GatewayGeminiStream", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+		// The jobs router (mlflow/server/job_api.py, prefix /ajax-api/3.0/jobs;
+		// submit is "/" so its path ends in a slash). Submitting runs any
+		// registered job function with the caller's params, in a worker that
+		// checks nothing: admin only, as the UI never submits directly.
+		res("GetJobFastAPI", pRoot, "GET", "/ajax-api/3.0/jobs/{job_id}", permRead, jobP),
+		res("CancelJobFastAPI", pRoot, "PATCH", "/ajax-api/3.0/jobs/cancel/{job_id}", permUpdate, jobP),
+		admin("SubmitJob", pRoot, "POST", "/ajax-api/3.0/jobs/"),
+		authn("SearchJobs", pRoot, "POST", "/ajax-api/3.0/jobs/search"),
+		// The assistant router (mlflow/server/assistant/api.py) runs a coding
+		// agent on the server and is localhost-only (_require_localhost);
+		// behind the sidecar every request comes from localhost: admin only.
+		admin("Assistant", pRoot, "GET,POST,PUT,PATCH", "/ajax-api/3.0/mlflow/assistant/{rest...}"),
 
 		// Auth management (mlflow/server/auth/routes.py; REST only).
 		admin("CreateUser", pAPI2, "POST", "/mlflow/users/create"),

@@ -186,6 +186,12 @@ func TestUnknownRoutesDeny404(t *testing.T) {
 		{"GET", "/v1/traces"},
 		{"GET", "/version/extra"},
 		{"DELETE", "/"},
+		// FastAPI's jobs router: submit is "/" under its prefix; without the
+		// slash the request reaches Flask, which has no such route.
+		{"POST", "/ajax-api/3.0/jobs"},
+		{"DELETE", "/ajax-api/3.0/jobs/j1"},
+		{"GET", "/api/3.0/jobs/j1"},
+		{"DELETE", "/ajax-api/3.0/mlflow/assistant/sessions/s1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -220,6 +226,15 @@ func TestStaticPrefix(t *testing.T) {
 		{"GET", "/health", ""},
 		{"GET", "/mlflowX/health", ""},
 		{"GET", "/", ""},
+		// FastAPI routers under /ajax-api/3.0 stay at the root; the Flask
+		// job views move under the prefix.
+		{"POST", "/ajax-api/3.0/jobs/", "SubmitJob"},
+		{"GET", "/ajax-api/3.0/jobs/j1", "GetJobFastAPI"},
+		{"GET", "/mlflow/ajax-api/3.0/jobs/j1", ""},
+		{"POST", "/ajax-api/3.0/mlflow/assistant/message", "Assistant"},
+		{"POST", "/mlflow/ajax-api/3.0/mlflow/assistant/message", ""},
+		{"GET", "/mlflow/ajax-api/3.0/mlflow/jobs/j1", "GetJob"},
+		{"GET", "/ajax-api/3.0/mlflow/jobs/j1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
