@@ -22,8 +22,8 @@
 //     scorer's creator owns it.
 //   - rename: the old name is gone and the new one exists, last updated
 //     after the rename was allowed (MLflow stamps last_updated_time).
-//   - delete (registered models, scorers): the name is gone (or was
-//     re-created after the delete).
+//   - delete (registered models, scorers): the name existed when the
+//     delete was allowed and is gone (or was re-created after the delete).
 //
 // A grant is SetGrant(MANAGE), which is idempotent, and the record is dropped
 // once written, so each allowed create grants at most once. A record that is
@@ -248,12 +248,24 @@ func (r *Reconciler) RecordRename(ctx context.Context, kind store.ResourceKind, 
 // RecordDelete records an allowed delete of a registered model or a scorer.
 // MLflow keeps experiment rows (experiments are soft-deleted and their ids
 // never reused), and gateway ids are never reused, so those deletes are not
-// recorded.
+// recorded. The name is read once now: MLflow refuses to delete what does
+// not exist and then keeps its rows (its after-request hook runs only on
+// success), so nothing is recorded; when the read fails the delete is
+// recorded, and the rows go if the name is gone later.
 func (r *Reconciler) RecordDelete(ctx context.Context, n store.TrackedName, ttl time.Duration) {
 	if (n.Kind != store.RegisteredModel && n.Kind != store.Scorer) || !valid(n) {
 		return
 	}
-	r.add(ctx, key{op: opDelete, name: n}, r.opt.Now(), ttl)
+	at := r.opt.Now()
+	pctx, cancel := context.WithTimeout(ctx, maxPrecheck)
+	_, err := r.tracking.Lookup(pctx, n)
+	cancel()
+	if errors.Is(err, store.ErrNotFound) {
+		r.refused.Add(1)
+		r.opt.Logger.InfoContext(ctx, "ownership: delete of a name that does not exist, MLflow will refuse it: rows kept", logName(n))
+		return
+	}
+	r.add(ctx, key{op: opDelete, name: n}, at, ttl)
 }
 
 // logName is the slog attribute naming a tracked object.

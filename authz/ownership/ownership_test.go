@@ -324,6 +324,26 @@ func TestCreatorGrants(t *testing.T) {
 				assert.Equal(t, 1, f.rec.Pending())
 			})
 
+			t.Run("DeleteOfAMissingNameKeepsRows", func(t *testing.T) {
+				// MLflow answers 404 and keeps the rows (its hook runs on
+				// success only): a delete of what does not exist records
+				// nothing, so a grant made ahead of a create survives.
+				f := newFixture(t, b.open(t), mlflow.Config{}, ownership.Options{})
+				rm := store.Resource{Kind: store.RegisteredModel, ID: "not-yet"}
+				sc := store.Resource{Kind: store.Scorer, ID: "1", Name: "not-yet"}
+				for _, r := range []store.Resource{rm, sc} {
+					_, _, err := f.admin.SetGrant(t.Context(), store.Grantee{User: "alice"}, r, store.Manage)
+					require.NoError(t, err)
+				}
+				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/2.0/mlflow/registered-models/delete", `{"name": "not-yet"}`).Allowed)
+				require.True(t, f.decide(t, "alice", nil, "DELETE", "/api/3.0/mlflow/scorers/delete", `{"experiment_id": "1", "name": "not-yet"}`).Allowed)
+				assert.Zero(t, f.rec.Pending())
+				f.rec.Reconcile(t.Context())
+				assert.Equal(t, []string{"alice=MANAGE"}, grants(t, f.admin, rm))
+				assert.Equal(t, []string{"alice=MANAGE"}, grants(t, f.admin, sc))
+				assert.Equal(t, ownership.Stats{Refused: 2}, f.rec.Stats())
+			})
+
 			t.Run("DeleteThenRecreate", func(t *testing.T) {
 				// Deleted and created again between two polls: the old rows
 				// go, and the new creator is granted.
