@@ -30,7 +30,8 @@ type actsOnCase struct {
 // id: a GraphQL document in the body of a GET (bob may read experiment 1,
 // never 3), a StartTraceV3 into a trace id that already exists, OTLP spans
 // that name a trace of another experiment, and writes that name a logged
-// model or a source model besides their run or registered model.
+// model or a source model besides their run or registered model, and the
+// scorer and issue-detection jobs, which read whatever traces they are given.
 func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	getExp := func(id string) string {
 		return `{"query":"{ mlflowGetExperiment(input: {experimentId: \"` + id + `\"}) { experiment { name } } }"}`
@@ -61,6 +62,7 @@ func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 	tests = append(tests, startTraceCases()...)
 	tests = append(tests, otlpCases(t)...)
 	tests = append(tests, loggedModelCases()...)
+	tests = append(tests, invokeCases()...)
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
 			h := startOn(t, b)
@@ -92,6 +94,8 @@ func TestMLflowActsOnWhatWeCheck(t *testing.T) {
 // frank may EDIT experiments 1 and 2 (not MANAGE either), and experiment 3
 // holds assessment a-3 on trace3.
 var actsOnSeed = []string{
+	`INSERT INTO scorers (experiment_id, scorer_name, scorer_id) VALUES (3, 'judge', 'sc-3'), (1, 'unscheduled', 'sc-1')`,
+	`INSERT INTO online_scoring_configs (online_scoring_config_id, scorer_id, sample_rate, experiment_id) VALUES ('osc-3', 'sc-3', 1, 3)`,
 	`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES ('2', 1, 'EDIT'), ('1', 7, 'EDIT'), ('2', 7, 'EDIT')`,
 	`INSERT INTO assessments (assessment_id, trace_id, name, assessment_type, value, created_timestamp,
 		last_updated_timestamp, source_type, valid) VALUES ('a-3', '` + trace3 + `', 'correct', 'feedback', 'true', 1, 1, 'HUMAN', true)`,
@@ -112,6 +116,38 @@ func startTraceV3(traceID, exp, assessments string) string {
 		b += `,"assessments":` + assessments
 	}
 	return b + `}}}`
+}
+
+// invokeCases: the UI's scorer and issue-detection jobs read every trace they
+// are given, whatever its experiment, and may annotate it; online-scoring
+// configurations are read through their experiments. alice may MANAGE
+// experiment 1; trace3 and scorer sc-3's configuration are in experiment 3.
+func invokeCases() []actsOnCase {
+	c := func(name, method, target, body string, allow bool, status int, reason string) actsOnCase {
+		return actsOnCase{name: name, who: "alice", method: method, target: target, body: body, allow: allow, status: status, reason: reason}
+	}
+	denied := func(name, method, target, body string) actsOnCase {
+		return c(name, method, target, body, false, http.StatusForbidden, "permission_denied")
+	}
+	const scorerInvoke, issuesInvoke = "/ajax-api/3.0/mlflow/scorer/invoke", "/ajax-api/3.0/mlflow/issues/invoke"
+	return []actsOnCase{
+		c("scorer invoke on its own traces", "POST", scorerInvoke, `{"experiment_id":"1","serialized_scorer":"{}","trace_ids":["`+trace1+`"]}`, true, 0, ""),
+		denied("scorer invoke on another experiment's trace", "POST", scorerInvoke, `{"experiment_id":"1","serialized_scorer":"{}","trace_ids":["`+trace1+`","`+trace3+`"],"log_assessments":true}`),
+		denied("scorer invoke into another experiment", "POST", scorerInvoke, `{"experiment_id":"3","serialized_scorer":"{}","trace_ids":["`+trace1+`"]}`),
+		c("issue detection on its own traces", "POST", issuesInvoke, `{"experiment_id":"1","trace_ids":["`+trace1+`"],"provider":"openai","model":"gpt-4o"}`, true, 0, ""),
+		denied("issue detection on another experiment's trace", "POST", issuesInvoke, `{"experiment_id":"1","trace_ids":["`+trace3+`"]}`),
+		c("issue detection with alice's endpoint", "POST", issuesInvoke, `{"experiment_id":"1","trace_ids":["`+trace1+`"],"endpoint_name":"chat-ep"}`, true, 0, ""),
+		denied("issue detection with an endpoint she may not use", "POST", issuesInvoke, `{"experiment_id":"1","trace_ids":["`+trace1+`"],"endpoint_name":"secret-ep"}`),
+		denied("issue detection decrypting a secret she may not use", "POST", issuesInvoke, `{"experiment_id":"1","trace_ids":["`+trace1+`"],"secret_id":"sec-other"}`),
+		denied("online scoring configs of another experiment's scorer", "GET", "/api/3.0/mlflow/scorers/online-configs?scorer_ids=sc-3", ""),
+		denied("online scoring configs named in the body", "GET", "/ajax-api/3.0/mlflow/scorers/online-configs", `{"scorer_ids":["sc-1","sc-3"]}`),
+		c("online scoring configs of a scorer that has none", "GET", "/api/3.0/mlflow/scorers/online-configs?scorer_ids=sc-1", "", true, 0, ""),
+		c("online scoring config set in her experiment", "PUT", "/api/3.0/mlflow/scorers/online-config", `{"experiment_id":"1","name":"unscheduled","sample_rate":0.5}`, true, 0, ""),
+		denied("online scoring config set in another experiment", "PUT", "/api/3.0/mlflow/scorers/online-config", `{"experiment_id":"3","name":"judge","sample_rate":1}`),
+		denied("guardrail attached to an endpoint she may only use", "POST", "/api/3.0/mlflow/gateway/guardrails/add-to-endpoint", `{"endpoint_id":"ep-1","guardrail_id":"g1"}`),
+		c("guardrails of an endpoint she may use", "GET", "/api/3.0/mlflow/gateway/guardrails/list-for-endpoint?endpoint_id=ep-1", "", true, 0, ""),
+		c("guardrail creation is for admins", "POST", "/api/3.0/mlflow/gateway/guardrails/create", `{"name":"g"}`, false, http.StatusForbidden, "admin_required"),
+	}
 }
 
 // loggedModelCases: a metric, an input or output, a presigned upload and a

@@ -37,6 +37,8 @@ func allRoutesSeed() []string {
 		`INSERT INTO jobs (id, creation_time, job_name, params, status, last_update_time) VALUES
 			('` + job1 + `', 1, 'optimize_prompts', '{"experiment_id": "1"}', 0, 1)`,
 		`INSERT INTO issues (issue_id, experiment_id, name) VALUES ('` + issue1 + `', 1, 'hallucination')`,
+		`INSERT INTO scorers (experiment_id, scorer_name, scorer_id) VALUES (1, '` + scorer1 + `', '` + scorerID1 + `')`,
+		`INSERT INTO online_scoring_configs (online_scoring_config_id, scorer_id, sample_rate, experiment_id) VALUES ('osc-1', '` + scorerID1 + `', 1, 1)`,
 		`INSERT INTO evaluation_datasets (dataset_id, name) VALUES ('` + dataset1 + `', 'golden')`,
 		`INSERT INTO entity_associations (association_id, source_type, source_id, destination_type, destination_id) VALUES
 			('as-1', 'EVALUATION_DATASET', '` + dataset1 + `', 'EXPERIMENT', '1')`,

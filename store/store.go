@@ -157,6 +157,9 @@ const (
 	// AssessmentExperiment: assessments.assessment_id → the experiment of
 	// the trace that holds it.
 	AssessmentExperiment Lookup = "assessment"
+	// OnlineScoringExperiments: a scorer id → the experiments of its online
+	// scoring configurations (zero or more).
+	OnlineScoringExperiments Lookup = "online_scoring_config"
 )
 
 // Reader is what the decision pipeline needs from a backend.

@@ -203,6 +203,8 @@ func needFor(p *param, v string, perm store.Permission, source string) (Need, *a
 	case idEndpointName:
 		n.Lookup = store.GatewayEndpointByName
 		n.Resource.Kind = store.GatewayEndpoint
+	case idOnlineScorer:
+		n.Lookup = store.OnlineScoringExperiments
 	case idModel:
 		n.Key, n.Resource = "", store.Resource{Kind: store.RegisteredModel, ID: v}
 	case idSecret:
@@ -283,6 +285,8 @@ func srcName(s src) string {
 		return "header"
 	case srcOTLP:
 		return "otlp"
+	case srcArgsOrJSON:
+		return "args_or_json"
 	}
 	return "param"
 }

@@ -114,6 +114,8 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 		return []string{v}, nil
 	case srcOTLP:
 		return otlpTraceIDs(rd.req)
+	case srcArgsOrJSON:
+		return rd.argsOrJSON(p)
 	case srcHeader:
 		v := rd.req.Header(p.name)
 		if v == "" {
@@ -133,6 +135,34 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 		}
 		return bodyValues(body, p)
 	}
+}
+
+// argsOrJSON reads p as MLflow's _get_validated_flask_request_json does
+// (mlflow/server/handlers.py): from the query string when a GET has one,
+// else from the JSON body, whatever the content type. A GET that names p in
+// both is refused, since only one of them is read.
+func (rd *reader) argsOrJSON(p *param) ([]string, *authz.Decision) {
+	q, err := rd.req.Query()
+	if err != nil {
+		return nil, badParam("the query string cannot be parsed unambiguously")
+	}
+	if rd.req.Method == http.MethodGet && len(q) > 0 {
+		if body, d := rd.loadBody(false); d == nil && hasBodyKey(body, p.name) {
+			return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+p.name+" given both in the query and in the body")
+		}
+		return queryValues(q, p)
+	}
+	body, d := rd.loadBody(rd.req.Method != http.MethodGet)
+	if d != nil {
+		return nil, d
+	}
+	return bodyValues(body, p)
+}
+
+func hasBodyKey(body map[string]any, k string) bool {
+	_, ok := body[k]
+	_, cok := body[camel(k)]
+	return ok || cok
 }
 
 // queryValues reads p from the query string. Only the proto field name

@@ -184,6 +184,11 @@ func TestWhatAWriteTouches(t *testing.T) {
 		{name: "gateway endpoint by id and name", method: "GET", target: "/api/3.0/mlflow/gateway/endpoints/get?name=chat&endpoint_id=e1", status: 400, reason: ReasonDuplicateParameter},
 		{name: "log-batch model ids must be strings", method: "POST", target: "/api/2.0/mlflow/runs/log-batch", body: `{"run_id":"r1","metrics":[{"key":"a","model_id":5}]}`, status: 400, reason: authz.ReasonInvalidParameter},
 		{name: "log-batch model id in both spellings", method: "POST", target: "/api/2.0/mlflow/runs/log-batch", body: `{"run_id":"r1","metrics":[{"key":"a","model_id":"m-1","modelId":"m-2"}]}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "online configs named in the query and the body", method: "GET", target: "/api/3.0/mlflow/scorers/online-configs?scorer_ids=a", body: `{"scorer_ids":["b"]}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "online configs: a query string means the body is not read", method: "GET", target: "/api/3.0/mlflow/scorers/online-configs?x=1", body: `{"scorerIds":["b"]}`, status: 400, reason: ReasonDuplicateParameter},
+		{name: "online configs from a body of any content type", method: "GET", target: "/api/3.0/mlflow/scorers/online-configs", body: `{"scorer_ids":["b"]}`, headers: map[string]string{"content-type": "text/plain"}, needs: "READ:args_or_json:online_scoring_config?:b"},
+		{name: "dataset needs an experiment", method: "POST", target: "/api/3.0/mlflow/datasets/create", body: `{"name":"d","experiment_ids":[]}`, status: 400, reason: ReasonMissingParameter},
+		{name: "scorer invoke needs traces", method: "POST", target: "/ajax-api/3.0/mlflow/scorer/invoke", body: `{"experiment_id":"1","serialized_scorer":"{}"}`, status: 400, reason: ReasonMissingParameter},
 		{name: "log-inputs models not a list", method: "POST", target: "/api/2.0/mlflow/runs/log-inputs", body: `{"run_id":"r1","models":{"model_id":"m-1"}}`, status: 400, reason: authz.ReasonInvalidParameter},
 	})
 }

@@ -71,6 +71,7 @@ const (
 	idSecret
 	idEndpoint
 	idEndpointName
+	idOnlineScorer
 	idModelDef
 	idArtifactPath
 	idUsername
@@ -89,6 +90,9 @@ const (
 	srcPath       // a path template variable
 	srcHeader     // a request header
 	srcOTLP       // the trace ids an OTLP export's spans name (otlp.go)
+	// srcArgsOrJSON is MLflow's _get_validated_flask_request_json: the
+	// query string when a GET has one, else the JSON body.
+	srcArgsOrJSON
 )
 
 // param is one id a route reads.
@@ -309,7 +313,8 @@ func routeTable() []*Route {
 		res("UpdateIssue", v3, "PATCH", "/mlflow/issues/{issue_id}", permUpdate, issueP),
 		res("GetIssue", v3, "GET", "/mlflow/issues/{issue_id}", permRead, issueP),
 		res("SearchIssues", v3, "POST", "/mlflow/issues/search", permRead, expP),
-		res("CreateDataset", v3, "POST", "/mlflow/datasets/create", permUpdate, expsP.allowEmpty()),
+		// At least one experiment, as validate_can_create_dataset requires.
+		res("CreateDataset", v3, "POST", "/mlflow/datasets/create", permUpdate, expsP),
 		res("GetDataset", v3, "GET", "/mlflow/datasets/{dataset_id}", permRead, datasetP),
 		res("DeleteDataset", v3, "DELETE", "/mlflow/datasets/{dataset_id}", permDelete, datasetP),
 		res("SearchEvaluationDatasets", v3, "GET,POST", "/mlflow/datasets/search", permRead, expsP),
@@ -363,15 +368,20 @@ func routeTable() []*Route {
 		res("SetModelVersionTag", v2, "POST", "/mlflow/model-versions/set-tag", permUpdate, modelP),
 		res("DeleteModelVersionTag", v2, "DELETE", "/mlflow/model-versions/delete-tag", permDelete, modelP),
 
-		// Scorers. Online-scoring configs have dedicated validators in later
-		// MLflow releases whose bodies we have not verified: admin only.
+		// Scorers.
 		res("RegisterScorer", v3, "POST", "/mlflow/scorers/register", permUpdate, expP),
 		res("ListScorers", v3, "GET", "/mlflow/scorers/list", permRead, expP.optionalWithFilter()),
 		res("GetScorer", v3, "GET", "/mlflow/scorers/get", permRead, scorerP),
 		res("ListScorerVersions", v3, "GET", "/mlflow/scorers/versions", permRead, scorerP),
 		res("DeleteScorer", v3, "DELETE", "/mlflow/scorers/delete", permDelete, scorerP),
-		admin("GetOnlineScoringConfigs", v3, "GET", "/mlflow/scorers/online-configs"),
-		admin("SetOnlineScoringConfig", v3, "PUT", "/mlflow/scorers/online-config"),
+		// Online-scoring configurations (Flask views without a proto): read
+		// through the experiments of each named scorer's configurations, set
+		// with UPDATE on the body's experiment
+		// (validate_can_read_online_scoring_configs,
+		// validate_can_update_online_scoring_config).
+		res("GetOnlineScoringConfigs", v3, "GET", "/mlflow/scorers/online-configs", permRead,
+			prList(idOnlineScorer, srcArgsOrJSON, "scorer_ids").opt().allowEmpty().ifExisting()),
+		res("SetOnlineScoringConfig", v3, "PUT", "/mlflow/scorers/online-config", permUpdate, expP),
 
 		// Prompt optimization jobs, the templated {job_id} routes included
 		// (MLflow 3.11's exact-path lookup never matched them).
@@ -411,7 +421,17 @@ func routeTable() []*Route {
 		authn("GetGatewayBudgetPolicy", v3, "GET", "/mlflow/gateway/budgets/get"),
 		authn("ListGatewayBudgetPolicies", v3, "GET", "/mlflow/gateway/budgets/list"),
 		authn("ListGatewayBudgetWindows", v3, "GET", "/mlflow/gateway/budgets/windows"),
-		admin("GatewayGuardrails", v3, "GET,POST,PATCH,PUT,DELETE", "/mlflow/gateway/guardrails/{op}"),
+		// Guardrails: standalone CRUD is admin only, the endpoint-attached
+		// routes go through the endpoint (BEFORE_REQUEST_HANDLERS of the
+		// newest MLflow; 3.11 checked none).
+		admin("CreateGatewayGuardrail", v3, "POST", "/mlflow/gateway/guardrails/create"),
+		admin("GetGatewayGuardrail", v3, "GET", "/mlflow/gateway/guardrails/get"),
+		admin("ListGatewayGuardrails", v3, "GET", "/mlflow/gateway/guardrails/list"),
+		admin("DeleteGatewayGuardrail", v3, "DELETE", "/mlflow/gateway/guardrails/delete"),
+		res("AddGuardrailToEndpoint", v3, "POST", "/mlflow/gateway/guardrails/add-to-endpoint", permUpdate, endpointP),
+		res("RemoveGuardrailFromEndpoint", v3, "DELETE", "/mlflow/gateway/guardrails/remove-from-endpoint", permUpdate, endpointP),
+		res("UpdateEndpointGuardrailConfig", v3, "PATCH", "/mlflow/gateway/guardrails/update-config", permUpdate, endpointP),
+		res("ListEndpointGuardrailConfigs", v3, "GET", "/mlflow/gateway/guardrails/list-for-endpoint", permRead, endpointP),
 		authn("GatewaySupportedProviders", pAJAX3, "GET", "/mlflow/gateway/supported-providers"),
 		authn("GatewaySupportedModels", pAJAX3, "GET", "/mlflow/gateway/supported-models"),
 		authn("GatewayProviderConfig", pAJAX3, "GET", "/mlflow/gateway/provider-config"),
@@ -446,10 +466,18 @@ func routeTable() []*Route {
 		res("SearchDatasets", v2, "POST", "/mlflow/experiments/search-datasets", permRead, expsP),
 		res("CreatePromptlabRun", pAJAX2, "POST", "/mlflow/runs/create-promptlab-run", permUpdate, expP),
 		authn("GatewayProxy", pAJAX2, "GET,POST", "/mlflow/gateway-proxy"),
-		admin("InvokeScorer", pAJAX3, "POST", "/mlflow/scorer/invoke"),
+		// Applying a scorer, or issue detection, to traces: UPDATE on the
+		// experiment (validate_can_invoke_scorer); issue detection also USE
+		// on the secret it decrypts (validate_can_invoke_issue_detection).
+		// The job then reads every trace named, whatever its experiment,
+		// and may write assessments onto it, and calls the gateway endpoint
+		// named, unchecked behind the sidecar: EDIT on each trace's
+		// experiment and USE on the endpoint too (MLflow checks neither).
+		res("InvokeScorer", pAJAX3, "POST", "/mlflow/scorer/invoke", permUpdate, expP, prList(idTrace, srcParam, "trace_ids")),
 		authn("UITelemetry", pAJAX3, "GET,POST", "/mlflow/ui-telemetry"),
 		authn("ServerInfo", v3, "GET", "/mlflow/server-info"),
-		admin("InvokeIssueDetection", pAJAX3, "POST", "/mlflow/issues/invoke"),
+		res("InvokeIssueDetection", pAJAX3, "POST", "/mlflow/issues/invoke", permUpdate, expP, prList(idTrace, srcParam, "trace_ids"),
+			secretP.opt().withPerm(permUse), pr(idEndpointName, srcParam, "endpoint_name").opt().withPerm(permUse)),
 		authn("DemoGenerate", pAJAX3, "POST", "/mlflow/demo/generate"),
 		admin("DemoDelete", pAJAX3, "POST", "/mlflow/demo/delete"),
 		// Jobs (Flask views, static-prefixed). Every job MLflow runs names

@@ -291,8 +291,12 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			return nil, store.ErrNotFound
 		}
 		return []string{id}, nil
-	case store.DatasetExperiments:
-		rows, err := s.tracking.Query(ctx, mlflowdb.DatasetExperimentsSQL, key)
+	case store.DatasetExperiments, store.OnlineScoringExperiments:
+		q := mlflowdb.DatasetExperimentsSQL
+		if l == store.OnlineScoringExperiments {
+			q = mlflowdb.OnlineScoringExperimentsSQL
+		}
+		rows, err := s.tracking.Query(ctx, q, key)
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}
@@ -301,8 +305,8 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			return nil, resolveErr(l, err)
 		}
 		if len(ids) == 0 {
-			// No linked experiment: nothing could grant access, and MLflow
-			// denies too (its dataset validators find no experiment to check).
+			// No linked experiment (no configuration): nothing could grant
+			// access, and MLflow's dataset validators deny too.
 			return nil, store.ErrNotFound
 		}
 		return ids, nil

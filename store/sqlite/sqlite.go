@@ -289,8 +289,12 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			return nil, store.ErrNotFound
 		}
 		return []string{id}, nil
-	case store.DatasetExperiments:
-		rows, err := s.tracking.QueryContext(ctx, mlflowdb.DatasetExperimentsSQL, key)
+	case store.DatasetExperiments, store.OnlineScoringExperiments:
+		q := mlflowdb.DatasetExperimentsSQL
+		if l == store.OnlineScoringExperiments {
+			q = mlflowdb.OnlineScoringExperimentsSQL
+		}
+		rows, err := s.tracking.QueryContext(ctx, q, key)
 		if err != nil {
 			return nil, resolveErr(l, err)
 		}

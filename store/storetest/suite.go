@@ -135,6 +135,9 @@ func seedTracking(t *testing.T, exec ExecFunc) {
 			('a2', 'EVALUATION_DATASET', 'd1', 'EXPERIMENT', '1'),
 			('a3', 'EVALUATION_DATASET', 'd1', 'RUN', 'r1'),
 			('a4', 'TRACE', 'd-none', 'EXPERIMENT', '1')`,
+		`INSERT INTO scorers (experiment_id, scorer_name, scorer_id) VALUES (1, 'sc', 'sc-1'), (1, 'idle', 'sc-2')`,
+		`INSERT INTO online_scoring_configs (online_scoring_config_id, scorer_id, sample_rate, experiment_id) VALUES
+			('c1', 'sc-1', 0.5, 2), ('c2', 'sc-1', 1, 1), ('c3', 'sc-1', 1, 2)`,
 		`INSERT INTO endpoints (endpoint_id, name, created_at, last_updated_at, workspace) VALUES
 			('ep-123', 'chat', 0, 0, 'default'), ('ep-999', 'chat', 0, 0, 'other')`,
 	)
@@ -262,6 +265,8 @@ func testResolve(t *testing.T, open Opener) {
 		{"dataset", store.DatasetExperiments, "d1", []string{"1", "2"}},
 		{"dataset without experiments", store.DatasetExperiments, "d-none", nil},
 		{"dataset missing", store.DatasetExperiments, "d9", nil},
+		{"online scoring configs of a scorer", store.OnlineScoringExperiments, "sc-1", []string{"1", "2"}},
+		{"scorer without online scoring", store.OnlineScoringExperiments, "sc-2", nil},
 		{"gateway endpoint by name", store.GatewayEndpointByName, "chat", []string{"ep-123"}},
 		{"gateway endpoint missing", store.GatewayEndpointByName, "nope", nil},
 	}
@@ -306,11 +311,12 @@ func testNoGroups(t *testing.T, open Opener) {
 
 func testMissingTracking(t *testing.T, open Opener) {
 	h := open(t, Setup{})
-	for _, tbl := range []string{"issues", "jobs", "entity_associations", "endpoints", "logged_models", "assessments", "trace_info"} {
+	for _, tbl := range []string{"issues", "jobs", "entity_associations", "endpoints", "logged_models", "assessments", "trace_info", "online_scoring_configs"} {
 		Must(t, h.ExecTracking, "DROP TABLE "+tbl)
 	}
 	for _, l := range []store.Lookup{store.IssueExperiment, store.JobExperiment, store.DatasetExperiments,
-		store.GatewayEndpointByName, store.LoggedModelExperiment, store.TraceExperiment, store.AssessmentExperiment} {
+		store.GatewayEndpointByName, store.LoggedModelExperiment, store.TraceExperiment, store.AssessmentExperiment,
+		store.OnlineScoringExperiments} {
 		t.Run(string(l), func(t *testing.T) {
 			_, err := h.Reader.Resolve(t.Context(), l, "x")
 			require.ErrorIs(t, err, store.ErrNotFound)

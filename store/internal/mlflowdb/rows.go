@@ -160,6 +160,12 @@ const DatasetExperimentsSQL = `SELECT destination_id FROM entity_associations
 const AssessmentExperimentSQL = `SELECT CAST(t.experiment_id AS TEXT) FROM assessments a
 	JOIN trace_info t ON t.request_id = a.trace_id WHERE a.assessment_id = $1`
 
+// OnlineScoringExperimentsSQL reads the experiments of a scorer's online
+// scoring configurations (SqlOnlineScoringConfig), what
+// get_online_scoring_configs returns for a scorer id.
+const OnlineScoringExperimentsSQL = `SELECT DISTINCT CAST(experiment_id AS TEXT) FROM online_scoring_configs
+	WHERE scorer_id = $1 ORDER BY 1`
+
 // GrantQueries builds one UNION ALL query per resource kind: the users row,
 // the user's own permission row and every group row, in one round trip.
 // The SQL is portable: PostgreSQL and SQLite (3.23+ knows false) run it as is,

@@ -270,6 +270,15 @@ var trackingTables = []string{
 		creation_time BIGINT,
 		CONSTRAINT scorer_version_pk PRIMARY KEY (scorer_id, scorer_version),
 		FOREIGN KEY (scorer_id) REFERENCES scorers (scorer_id) ON DELETE CASCADE)`,
+	`CREATE TABLE online_scoring_configs (
+		online_scoring_config_id VARCHAR(36) NOT NULL,
+		scorer_id VARCHAR(36) NOT NULL,
+		sample_rate DOUBLE PRECISION NOT NULL,
+		experiment_id INTEGER NOT NULL,
+		filter_string TEXT,
+		CONSTRAINT online_scoring_config_pk PRIMARY KEY (online_scoring_config_id),
+		FOREIGN KEY (scorer_id) REFERENCES scorers (scorer_id) ON DELETE CASCADE,
+		FOREIGN KEY (experiment_id) REFERENCES experiments (experiment_id))`,
 	`CREATE TABLE evaluation_datasets (
 		dataset_id VARCHAR(36) NOT NULL,
 		name VARCHAR(255) NOT NULL,
