@@ -305,7 +305,6 @@ var probes = map[string][]probe{
 	"UI":               {{}},
 	"StaticFiles":      {{}},
 	"Health":           {{}},
-	"Favicon":          {{}},
 	"Signup":           {{}},
 	"CreateUserUI":     {{body: "username=x&password=y"}},
 	"OTLPTraces": {{body: string(authztest.OTLPExport(authztest.OTLPSpan{TraceID: []byte("new-trace-000001")}, authztest.OTLPSpan{TraceID: []byte("new-trace-000001"), RequestID: trace1})),

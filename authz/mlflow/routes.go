@@ -403,7 +403,10 @@ func routeTable() []*Route {
 		res("UpdateGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/update", permUpdate, endpointP, prList(idModelDef, srcParam, "model_configs[].model_definition_id").opt().allowEmpty().withPerm(permUse)),
 		res("DeleteGatewayEndpoint", v3, "DELETE", "/mlflow/gateway/endpoints/delete", permDelete, endpointP),
 		authn("ListGatewayEndpoints", v3, "GET", "/mlflow/gateway/endpoints/list"),
-		res("AttachModelToGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/models/attach", permUpdate, endpointP),
+		// Attaching a model definition uses it: USE on it too
+		// (validate_can_attach_model_to_gateway_endpoint).
+		res("AttachModelToGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/models/attach", permUpdate, endpointP,
+			pr(idModelDef, srcParam, "model_config.model_definition_id").opt().withPerm(permUse)),
 		res("DetachModelFromGatewayEndpoint", v3, "POST", "/mlflow/gateway/endpoints/models/detach", permUpdate, endpointP),
 		res("CreateGatewayEndpointBinding", v3, "POST", "/mlflow/gateway/endpoints/bindings/create", permUpdate, endpointP),
 		res("DeleteGatewayEndpointBinding", v3, "DELETE", "/mlflow/gateway/endpoints/bindings/delete", permUpdate, endpointP),
@@ -462,8 +465,9 @@ func routeTable() []*Route {
 		res("GetTraceArtifact", pAJAX2, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id")),
 		res("GetTraceArtifactV3", pAJAX3, "GET", "/mlflow/get-trace-artifact", permRead, pr(idTrace, srcQuery, "request_id").or("trace_id")),
 		res("GetMetricHistoryBulk", pAJAX2, "GET", "/mlflow/metrics/get-history-bulk", permRead, prList(idRun, srcQuery, "run_id")),
-		// The /api twin exists once the proto path typo is fixed upstream.
-		res("SearchDatasets", v2, "POST", "/mlflow/experiments/search-datasets", permRead, expsP),
+		// Only the Flask ajax route: the proto's REST path lacks a slash
+		// (/api/2.0mlflow/...) and its handler is not implemented.
+		res("SearchDatasets", pAJAX2, "POST", "/mlflow/experiments/search-datasets", permRead, expsP),
 		res("CreatePromptlabRun", pAJAX2, "POST", "/mlflow/runs/create-promptlab-run", permUpdate, expP),
 		authn("GatewayProxy", pAJAX2, "GET,POST", "/mlflow/gateway-proxy"),
 		// Applying a scorer, or issue detection, to traces: UPDATE on the
@@ -490,8 +494,8 @@ func routeTable() []*Route {
 		authn("UI", pUI, "GET", "/"),
 		anyone("StaticFiles", pUI, "GET", "/static-files/{path...}"),
 		anyone("Health", pUI, "GET", "/health"),
-		anyone("Favicon", pUI, "GET", "/favicon.ico"),
-		admin("Signup", pUI, "GET", "/signup"),
+		// MLflow's auth app adds /signup unprefixed (auth.create_app).
+		admin("Signup", pRoot, "GET", "/signup"),
 		admin("CreateUserUI", pAPI2, "POST", "/mlflow/users/create-ui"),
 		{Name: "GraphQL", Methods: []string{"GET", "POST"}, Path: "/graphql", Access: AccessResource, prefixes: pUI, graphql: true},
 

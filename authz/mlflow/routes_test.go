@@ -234,6 +234,8 @@ func TestStaticPrefix(t *testing.T) {
 		{"POST", "/ajax-api/3.0/mlflow/assistant/message", "Assistant"},
 		{"POST", "/mlflow/ajax-api/3.0/mlflow/assistant/message", ""},
 		{"GET", "/mlflow/ajax-api/3.0/mlflow/jobs/j1", "GetJob"},
+		{"GET", "/signup", "Signup"}, // the auth app's /signup is not prefixed
+		{"GET", "/mlflow/signup", ""},
 		{"GET", "/ajax-api/3.0/mlflow/jobs/j1", ""},
 	}
 	for _, tt := range tests {
