@@ -370,6 +370,8 @@ func TestMLflowRoutesEveryNeed(t *testing.T) {
 			`{"name":"e","model_configs":[{"model_definition_id":"` + modelDef1 + `"},{"model_definition_id":"md-other"}]}`},
 		{"UpdateGatewayEndpoint ungranted model definition", "POST", "/api/3.0/mlflow/gateway/endpoints/update",
 			`{"endpoint_id":"` + endpoint1 + `","model_configs":[{"model_definition_id":"md-other"}]}`},
+		{"AttachModelToGatewayEndpoint ungranted model definition", "POST", "/api/3.0/mlflow/gateway/endpoints/models/attach",
+			`{"endpoint_id":"` + endpoint1 + `","model_config":{"model_definition_id":"md-other"}}`},
 		{"UpdateGatewayModelDefinition ungranted secret", "POST", "/api/3.0/mlflow/gateway/model-definitions/update",
 			`{"model_definition_id":"` + modelDef1 + `","secret_id":"sec-other"}`},
 		{"SearchRuns foreign experiment", "POST", "/api/2.0/mlflow/runs/search", `{"experiment_ids":["1","3"]}`},
