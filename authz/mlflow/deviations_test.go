@@ -79,7 +79,7 @@ var deviations = []deviation{
 	{
 		title: "searches name their experiments",
 		why: "MLflow lets any signed-in user search runs and logged models and narrows the result to what they may read (search_runs_impl, filter_search_logged_models). A check cannot filter a response: " +
-			"every experiment the request names needs READ (the ext_proc filter narrows the request instead where it is deployed).",
+			"without the ext_proc filter every experiment the request names needs READ; with it (Config.ExtProcFilter) the filter drops the unreadable ids from the request or the unreadable rows from the response, as MLflow does.",
 		mlflow: rows("authenticated", "SearchRuns", "SearchLoggedModels"),
 	},
 	{
