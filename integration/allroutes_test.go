@@ -194,8 +194,6 @@ func jsonString(s string) string {
 	return string(b)
 }
 
-func queryEscape(s string) string { return url.QueryEscape(s) }
-
 // routeCases builds the sweep from the route table: every row, every
 // method, every mount the row lives under, every probe. A row or method
 // without a probe, a probe for no row, a probe that reaches its row under
