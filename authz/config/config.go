@@ -13,6 +13,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/backend"
+	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 )
 
 // Config is the whole configuration file.
@@ -222,6 +223,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Driver == store.PostgreSQL && c.Store.Postgres.TrackingURL == "" {
 		add("store.postgres.tracking_url", "required with driver postgres (or set %s)", EnvTrackingURL)
+	}
+	switch c.Store.Postgres.Notify {
+	case "", postgres.NotifyOn, postgres.NotifyOff:
+	default:
+		add("store.postgres.notify", "%q is not on or off", c.Store.Postgres.Notify)
 	}
 	if len(c.Apps) == 0 {
 		add("apps", "at least one application is required")

@@ -40,7 +40,7 @@ const storePingTimeout = time.Second
 // watchReporter is a store with a change feed that can say whether it is
 // live (PostgreSQL's LISTEN connection; SQLite polls and has none).
 type watchReporter interface {
-	WatchStatus() (up bool, losses uint64)
+	WatchStatus() (up bool, losses uint64, enabled bool)
 }
 
 // statusCollector exports the descs above for a running service.
@@ -82,9 +82,12 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		cancel()
 		gauge(descStoreUp, up)
 		if w, ok := r.be.(watchReporter); ok {
-			live, losses := w.WatchStatus()
-			gauge(descWatchUp, boolValue(live))
-			counter(descWatchLosses, losses)
+			// With store.postgres.notify off there is no connection to be
+			// up: exporting a 0 would fire the alert forever.
+			if live, losses, enabled := w.WatchStatus(); enabled {
+				gauge(descWatchUp, boolValue(live))
+				counter(descWatchLosses, losses)
+			}
 		}
 	}
 	r.mu.Lock()

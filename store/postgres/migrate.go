@@ -15,14 +15,16 @@ import (
 // creates that table.
 const AuthHead = mlflowdb.AuthHead
 
-// WatchedTables are the auth tables whose changes notify NotifyChannel.
-var WatchedTables = []string{
-	"users", "experiment_permissions", "registered_model_permissions", "scorer_permissions",
-	"gateway_secret_permissions", "gateway_endpoint_permissions", "gateway_model_definition_permissions",
-	"groups", "experiment_group_permissions", "registered_model_group_permissions",
-}
+// WatchedTables returns the auth tables whose changes notify
+// NotifyChannel once Migrate has run: every table that mlflow-authz reads
+// grants from (mlflowdb.NotifyTables), where it exists.
+func WatchedTables() []string { return mlflowdb.NotifyTables() }
 
-const notifyFunc = `CREATE OR REPLACE FUNCTION mlflow_authz_notify() RETURNS trigger
+// triggerName names both the notify function and the trigger on every
+// watched table.
+const triggerName = "mlflow_authz_notify"
+
+const notifyFunc = `CREATE OR REPLACE FUNCTION ` + triggerName + `() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM pg_notify('` + NotifyChannel + `', TG_TABLE_NAME);
@@ -59,12 +61,13 @@ func Migrate(ctx context.Context, authURL string) error {
 }
 
 // installTriggers (re)creates the notify function and a trigger on every
-// watched table that exists.
+// watched table that exists. Run again after an MLflow upgrade that added
+// a table, it covers that table too.
 func installTriggers(ctx context.Context, tx pgx.Tx) error {
 	if _, err := tx.Exec(ctx, notifyFunc); err != nil {
 		return fmt.Errorf("create notify function: %w", err)
 	}
-	for _, t := range WatchedTables {
+	for _, t := range WatchedTables() {
 		var ok bool
 		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&ok); err != nil {
 			return err
@@ -75,12 +78,12 @@ func installTriggers(ctx context.Context, tx pgx.Tx) error {
 		// Statement-level, so a bulk revoke is one notification. DROP and
 		// CREATE (not CREATE OR REPLACE TRIGGER) works on PostgreSQL < 14.
 		ident := pgx.Identifier{t}.Sanitize()
-		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS mlflow_authz_notify ON `+ident); err != nil {
+		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+triggerName+` ON `+ident); err != nil {
 			return fmt.Errorf("trigger on %s: %w", t, err)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TRIGGER mlflow_authz_notify
+		if _, err := tx.Exec(ctx, `CREATE TRIGGER `+triggerName+`
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON `+ident+`
-	FOR EACH STATEMENT EXECUTE FUNCTION mlflow_authz_notify()`); err != nil {
+	FOR EACH STATEMENT EXECUTE FUNCTION `+triggerName+`()`); err != nil {
 			return fmt.Errorf("trigger on %s: %w", t, err)
 		}
 	}

@@ -14,9 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 )
 
 // Config is the YAML configuration of the PostgreSQL store.
@@ -41,6 +42,13 @@ type Config struct {
 	StatementTimeout time.Duration `yaml:"statement_timeout"`
 	// ConnectTimeout bounds dialing the server (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Notify is on (default) or off. On, a LISTEN connection hears the
+	// triggers that Migrate installs, and the service is not ready while a
+	// watched table lacks one. Off (for a pooler that cannot LISTEN, or a
+	// database where triggers may not be created), nothing listens and
+	// nothing is checked: the cache's grant_ttl alone bounds how long a
+	// grant changed with SQL is served stale.
+	Notify string `yaml:"notify"`
 	// Logger receives reconnect and watch messages; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -57,6 +65,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.Notify == "" {
+		c.Notify = NotifyOn
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -87,6 +98,10 @@ type Store struct {
 
 	watchUp     atomic.Bool   // the LISTEN connection is established
 	watchLosses atomic.Uint64 // established LISTEN connections lost
+
+	notifyMu      sync.Mutex
+	notifyErr     error // *MissingTriggersError from the last trigger check
+	notifyChecked bool
 }
 
 // Open connects to the databases in cfg and reads which optional tables
@@ -96,6 +111,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TrackingURL == "" {
 		return nil, errors.New("postgres: tracking_url is required")
+	}
+	if cfg.Notify != NotifyOn && cfg.Notify != NotifyOff {
+		return nil, fmt.Errorf("postgres: notify %q is not on or off", cfg.Notify)
 	}
 	s := &Store{cfg: cfg}
 	s.Writer = mlflowdb.Writer{Run: s.admin}

@@ -18,7 +18,18 @@ import (
 // live. Watch returns ctx.Err().
 //
 // Wire it to a cache like this: go s.Watch(ctx, func(string) { c.Invalidate() }, c.Flush).
+//
+// On every (re)connect, and whenever the connection has been idle, Watch
+// checks that every watched table has its trigger (see NotifyStatus). With
+// Config.Notify off it listens to nothing: it warns once that the cache's
+// TTL alone bounds staleness and waits for ctx.
 func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush func()) error {
+	if s.cfg.Notify == NotifyOff {
+		s.cfg.Logger.WarnContext(ctx, "postgres: store.postgres.notify is off: nothing listens for grant changes, "+
+			"so a grant changed with SQL reaches this replica only when store.cache.grant_ttl expires")
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for {
@@ -48,9 +59,10 @@ func (s *Store) Watch(ctx context.Context, invalidate func(table string), flush 
 // WatchStatus reports whether Watch's LISTEN connection is established now,
 // and how many established connections it has lost. While it is down, grant
 // changes reach this replica only through the cache's TTL: operators alert
-// on it.
-func (s *Store) WatchStatus() (up bool, losses uint64) {
-	return s.watchUp.Load(), s.watchLosses.Load()
+// on it. enabled is false with Config.Notify off, when there is no such
+// connection to watch.
+func (s *Store) WatchStatus() (up bool, losses uint64, enabled bool) {
+	return s.watchUp.Load(), s.watchLosses.Load(), s.cfg.Notify != NotifyOff
 }
 
 // listenOnce connects, listens and delivers notifications until the
@@ -67,10 +79,14 @@ func (s *Store) listenOnce(ctx context.Context, invalidate func(string), flush f
 	if err != nil {
 		return false, err
 	}
+	if err := s.checkTriggers(ctx, conn); err != nil {
+		return false, err
+	}
 	s.watchUp.Store(true)
 	flush()
 	// A connection that silently died (no RST) would block forever, so idle
-	// periods end with a ping.
+	// periods end with a query: the trigger check, which also notices a
+	// trigger dropped, or a table added by an MLflow upgrade, meanwhile.
 	const idle = 10 * time.Second
 	for {
 		wctx, cancel := context.WithTimeout(ctx, idle)
@@ -82,10 +98,7 @@ func (s *Store) listenOnce(ctx context.Context, invalidate func(string), flush f
 		case ctx.Err() != nil:
 			return true, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
+			if err := s.checkTriggers(ctx, conn); err != nil {
 				return true, err
 			}
 		default:

@@ -44,21 +44,50 @@ type kindSpec struct {
 	// groupTable holds mlflow-oidc-auth's group rows, "" when the kind has
 	// none; groupInsertCol and groupInsertVal are written on insert.
 	groupTable, groupInsertCol, groupInsertVal string
+
+	// The rest is mlflow-oidc-auth's layout, read (never written) when its
+	// tables exist. compatGroupTable holds group rows that only
+	// mlflow.compat: oidc-auth applies (its scorer group table).
+	compatGroupTable string
+	// regexTable and groupRegexTable hold its regex and group-regex rows
+	// (regex, priority, permission); regexScope restricts both to the rows
+	// its resolver reads for the kind.
+	regexTable, groupRegexTable, regexScope string
 }
 
 // kinds in ListGrants order (the order of store.ResourceKind's constants).
+// The table names of mlflow-oidc-auth's layout are those of its alembic
+// migrations (mlflow_oidc_auth/db/migrations/versions, revisions
+// 1ddf23934b63, 3c3272527ade and 6a7b8c9def01).
 var kinds = []kindSpec{
 	{kind: store.Experiment, table: "experiment_permissions", idCol: "experiment_id",
-		groupTable: "experiment_group_permissions"},
+		groupTable: "experiment_group_permissions",
+		regexTable: "experiment_regex_permissions", groupRegexTable: "experiment_group_regex_permissions"},
 	{kind: store.RegisteredModel, table: "registered_model_permissions", idCol: "name",
 		scope: "workspace = 'default'", insertCol: "workspace", insertVal: "'default'",
 		// The prompt flag only sorts rows for mlflow-oidc-auth's listings;
 		// the grant is by name either way, so a new row says false.
-		groupTable: "registered_model_group_permissions", groupInsertCol: "prompt", groupInsertVal: "false"},
-	{kind: store.Scorer, table: "scorer_permissions", idCol: "experiment_id", nameCol: "scorer_name"},
-	{kind: store.GatewaySecret, table: "gateway_secret_permissions", idCol: "secret_id"},
-	{kind: store.GatewayEndpoint, table: "gateway_endpoint_permissions", idCol: "endpoint_id"},
-	{kind: store.GatewayModelDefinition, table: "gateway_model_definition_permissions", idCol: "model_definition_id"},
+		groupTable: "registered_model_group_permissions", groupInsertCol: "prompt", groupInsertVal: "false",
+		// Prompts are registered models. Its request validators resolve
+		// every registered-model request, prompts included, with the
+		// prompt = false regex rows (utils/permissions.py
+		// _build_registered_model_sources); the prompt = true rows serve
+		// only its admin UI's listings.
+		regexTable: "registered_model_regex_permissions", groupRegexTable: "registered_model_group_regex_permissions",
+		regexScope: "prompt = false"},
+	{kind: store.Scorer, table: "scorer_permissions", idCol: "experiment_id", nameCol: "scorer_name",
+		regexTable: "scorer_regex_permissions", groupRegexTable: "scorer_group_regex_permissions",
+		compatGroupTable: "scorer_group_permissions"},
+	// Its gateway group rows are never applied: its resolver passes the
+	// username where the group name belongs
+	// (sqlalchemy_store.get_user_groups_gateway_*_permission), so they are
+	// not read here either.
+	{kind: store.GatewaySecret, table: "gateway_secret_permissions", idCol: "secret_id",
+		regexTable: "gateway_secret_regex_permissions", groupRegexTable: "gateway_secret_group_regex_permissions"},
+	{kind: store.GatewayEndpoint, table: "gateway_endpoint_permissions", idCol: "endpoint_id",
+		regexTable: "gateway_endpoint_regex_permissions", groupRegexTable: "gateway_endpoint_group_regex_permissions"},
+	{kind: store.GatewayModelDefinition, table: "gateway_model_definition_permissions", idCol: "model_definition_id",
+		regexTable: "gateway_model_definition_regex_permissions", groupRegexTable: "gateway_model_definition_group_regex_permissions"},
 }
 
 func specOf(k store.ResourceKind) (kindSpec, int, bool) {

@@ -1,0 +1,19 @@
+package mlflowdb
+
+// NotifyTables returns every auth table that a read query of the backends
+// may read grants from: users, groups, and each kind's user, group, regex
+// and group-regex tables. It is derived from the same table registry the
+// queries are built from, so a table that is read is a table that must
+// announce its changes; which of them exist is for the caller to ask the
+// database (an MLflow upgrade may add one later).
+func NotifyTables() []string {
+	out := []string{"users", "groups"}
+	for _, k := range kinds {
+		for _, t := range []string{k.table, k.groupTable, k.compatGroupTable, k.regexTable, k.groupRegexTable} {
+			if t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
