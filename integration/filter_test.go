@@ -161,7 +161,7 @@ type filterEnv struct {
 func startFilter(t *testing.T, b backend, bufferLimit int) *filterEnv {
 	t.Helper()
 	ds := newDataset(datasetSize)
-	h := startWith(t, b, filterConfig, filterSeed(ds), filterUsers)
+	h := startWith(t, b, startOptions{doc: filterConfig, seed: filterSeed(ds), tokenUsers: filterUsers})
 	fake, up := startFakeMLflow(t, ds)
 	conn, err := grpc.NewClient(h.run.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -198,32 +200,68 @@ func start(t *testing.T) *harness { return startOn(t, backendPostgres) }
 
 // startOn seeds a fresh database of backend b and starts the whole service
 // on it.
-func startOn(t *testing.T, b backend) *harness { return startWith(t, b, testConfig, seed, users) }
+func startOn(t *testing.T, b backend) *harness { return startWith(t, b, startOptions{}) }
 
-// startWith seeds a fresh database of backend b with rows and starts the
-// service from doc (written for PostgreSQL; the store section is swapped
-// for SQLite), with a token for each of tokenUsers.
-func startWith(t *testing.T, b backend, doc string, rows []string, tokenUsers []devissuer.User) *harness {
+// startOptions change how startWith prepares the database and the
+// configuration; the zero value is what startOn does.
+type startOptions struct {
+	// authSchema creates the auth tables in place of `mlflow-authz
+	// migrate`.
+	authSchema func(ctx context.Context, d store.Dialect, exec storetest.ExecFunc) error
+	// doc replaces testConfig (written for PostgreSQL; the store section
+	// is swapped for SQLite).
+	doc string
+	// seed replaces the harness's seed.
+	seed []string
+	// config edits the configuration document.
+	config func(doc string) string
+	// tokenUsers replaces users: a token is minted for each.
+	tokenUsers []devissuer.User
+}
+
+// startWith prepares a fresh database of backend b as opts says and starts
+// the whole service on it.
+func startWith(t *testing.T, b backend, opts startOptions) *harness {
 	t.Helper()
 	ctx := t.Context()
 	h := &harness{tokens: map[string]string{}, logs: &authztest.LogBuffer{}, env: map[string]string{}}
+	doc := cmp.Or(opts.doc, testConfig)
+	tokenUsers := users
+	if opts.tokenUsers != nil {
+		tokenUsers = opts.tokenUsers
+	}
+	var d store.Dialect
+	var migrate func() error
 	switch b {
 	case backendPostgres:
+		d = store.PostgreSQL
 		h.dbURL = storetest.Postgres(t)
 		h.env["DATABASE_URL"] = h.dbURL
-		require.NoError(t, postgres.Migrate(ctx, h.dbURL))
 		h.exec = storetest.PostgresExec(t, h.dbURL)
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, h.exec))
+		migrate = func() error { return postgres.Migrate(ctx, h.dbURL) }
 	case backendSQLite:
 		// One file for tracking and auth, MLflow's embedded default.
+		d = store.SQLite
 		path := filepath.Join(t.TempDir(), "mlflow.db")
 		h.env["SQLITE_PATH"] = path
-		require.NoError(t, sqlite.Migrate(ctx, path))
 		h.exec = storetest.SQLiteExec(t, path)
-		require.NoError(t, storetest.CreateTrackingSchema(ctx, store.SQLite, h.exec))
+		migrate = func() error { return sqlite.Migrate(ctx, path) }
 		doc = strings.Replace(doc, storePostgres, storeSQLite, 1)
 	default:
 		t.Fatalf("integration: unknown backend %q", b)
+	}
+	if opts.authSchema != nil {
+		require.NoError(t, opts.authSchema(ctx, d, h.exec))
+	} else {
+		require.NoError(t, migrate())
+	}
+	require.NoError(t, storetest.CreateTrackingSchema(ctx, d, h.exec))
+	if opts.config != nil {
+		doc = opts.config(doc)
+	}
+	rows := seed
+	if opts.seed != nil {
+		rows = opts.seed
 	}
 	for _, s := range rows {
 		require.NoError(t, h.exec(ctx, s), s)
@@ -266,12 +304,24 @@ func (h *harness) parse(t *testing.T, doc string) *config.Config {
 // readyz returns the status of the service's readiness endpoint.
 func (h *harness) readyz(t *testing.T) int {
 	t.Helper()
+	status, _ := h.readiness(t)
+	return status
+}
+
+// readiness returns the status of the service's readiness endpoint and the
+// failing checks it names, each with its message.
+func (h *harness) readiness(t *testing.T) (status int, failing map[string]string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+h.run.HTTPAddr+"/readyz", nil)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var body struct {
+		Failing map[string]string `json:"failing"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	return resp.StatusCode, body.Failing
 }
 
 // result is a CheckResponse read back, with the deny's response headers

@@ -98,6 +98,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	if be != nil {
 		r.be = be
 		cleanup = append(cleanup, be.Close)
+		if n, ok := be.(notifyChecker); ok {
+			// At start, and then on every LISTEN reconnect (Watch): a table
+			// without its trigger would serve SQL grant changes stale with
+			// nobody told. An error reading the catalog leaves readiness to
+			// the store ping.
+			if err := n.CheckNotify(ctx); err != nil {
+				log.Warn("server: cannot check the change-notification triggers", "error", err)
+			}
+		}
 		c := cache.New(be, cfg.Store.Cache)
 		// The watch flushes the cache whenever a grant may have changed or a
 		// notification may have been missed, so a revoke is never served
@@ -131,6 +140,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 				return nil
 			}
 			return r.be.Ping(ctx)
+		}},
+		ops.ReadyCheck{Name: "notify", Check: func(ctx context.Context) error {
+			n, ok := r.be.(notifyChecker)
+			if !ok {
+				return nil
+			}
+			// Checked afresh, so a migrate shows at the next probe; if the
+			// catalog cannot be read, the last answer stands (and the store
+			// check reports the outage).
+			_ = n.CheckNotify(ctx)
+			return n.NotifyStatus()
 		}},
 	)
 	metrics, err := extauthz.NewMetrics(reg)
@@ -172,6 +192,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	// traffic.
 	r.grpcHealth.SetServing(true)
 	return r, nil
+}
+
+// notifyChecker is a store whose change notifications rest on triggers
+// that may be missing (PostgreSQL; see postgres.Store.NotifyStatus).
+type notifyChecker interface {
+	CheckNotify(ctx context.Context) error
+	NotifyStatus() error
 }
 
 // Engine returns the live engine.
