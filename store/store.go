@@ -136,8 +136,46 @@ type Grants struct {
 	// User is the user's own row on the resource, if any.
 	User *Grant
 	// Groups maps group name to its row on the resource, for every group
-	// with a row (callers pick the groups the identity belongs to).
+	// with a row (callers pick the groups the identity belongs to). For a
+	// scorer these are mlflow-oidc-auth's scorer group rows, which only
+	// its resolution (mlflow.compat: oidc-auth) applies.
 	Groups map[string]Grant
+}
+
+// Source names where a permission row comes from, with the names of
+// mlflow-oidc-auth's PERMISSION_SOURCE_ORDER.
+type Source string
+
+// Permission sources.
+const (
+	SourceUser       Source = "user"        // the user's own row on the resource
+	SourceGroup      Source = "group"       // a row of one of the user's groups on the resource
+	SourceRegex      Source = "regex"       // a regex row of the user that matches the resource's name
+	SourceGroupRegex Source = "group-regex" // a regex row of one of the user's groups
+)
+
+// PatternGrant is one row of mlflow-oidc-auth's regex or group-regex
+// tables: a permission on every resource of a kind whose name the regex
+// matches (Python's re.match).
+type PatternGrant struct {
+	// ID is the row's id (the tables' primary key).
+	ID int64
+	// Group is the group's name as stored, "" for a user's own row.
+	Group    string
+	Regex    string
+	Priority int64
+	Grant    Grant
+}
+
+// Patterns is every regex row bearing on one user's permission on one
+// kind of resource, read in a single round trip. Each list is in
+// mlflow-oidc-auth's order: priority ascending (a lower number is
+// consulted first), then id.
+type Patterns struct {
+	// User holds the user's own regex rows (Source regex).
+	User []PatternGrant
+	// Groups holds the group-regex rows of the groups asked for.
+	Groups []PatternGrant
 }
 
 // Lookup names a way to resolve an id to the experiments that own it.
@@ -160,7 +198,25 @@ const (
 	// OnlineScoringExperiments: a scorer id → the experiments of its online
 	// scoring configurations (zero or more).
 	OnlineScoringExperiments Lookup = "online_scoring_config"
+
+	// Names, which mlflow-oidc-auth's regex rows match and its gateway
+	// rows are keyed by. A rename changes them, so unlike ownership they
+	// are cached no longer than grants (see Renamable).
+	NameOfExperiment             Lookup = "name_of_experiment"               // experiments.experiment_id → name
+	NameOfGatewaySecret          Lookup = "name_of_gateway_secret"           // secrets.secret_id → secret_name
+	NameOfGatewayEndpoint        Lookup = "name_of_gateway_endpoint"         // endpoints.endpoint_id → name
+	NameOfGatewayModelDefinition Lookup = "name_of_gateway_model_definition" // model_definitions.model_definition_id → name
 )
+
+// Renamable reports whether l's answer can change for the same key: a
+// name, unlike the experiment that owns a run, can be renamed.
+func (l Lookup) Renamable() bool {
+	switch l {
+	case NameOfExperiment, NameOfGatewaySecret, NameOfGatewayEndpoint, NameOfGatewayModelDefinition:
+		return true
+	}
+	return false
+}
 
 // Reader is what the decision pipeline needs from a backend.
 type Reader interface {
@@ -169,8 +225,13 @@ type Reader interface {
 	// User returns whether username has a users row and whether it is an admin.
 	User(ctx context.Context, username string) (exists, admin bool, err error)
 	// Resolve maps key through l to the ids that own it (experiment ids, or
-	// the gateway endpoint id). ErrNotFound when key does not exist.
+	// the gateway endpoint id), or to its name. ErrNotFound when key does
+	// not exist.
 	Resolve(ctx context.Context, l Lookup, key string) ([]string, error)
+	// Patterns returns mlflow-oidc-auth's regex rows of username and its
+	// group-regex rows of groups (names as the identity carries them) for
+	// kind. Without its regex tables both lists are empty.
+	Patterns(ctx context.Context, username string, groups []string, kind ResourceKind) (Patterns, error)
 }
 
 // Credentials reads what Basic authentication checks: MLflow's own

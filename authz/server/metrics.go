@@ -12,7 +12,7 @@ import (
 // keys. The decision counters and latency live in package extauthz.
 var (
 	descCacheLookups = prometheus.NewDesc("mlflow_authz_cache_lookups_total",
-		"Permission-cache lookups, by cache (grant, user, resolve) and result (hit, miss).",
+		"Permission-cache lookups, by cache (grant, pattern, user, resolve) and result (hit, miss).",
 		[]string{"cache", "result"}, nil)
 	descCacheFlushes = prometheus.NewDesc("mlflow_authz_cache_flushes_total",
 		"Flushes of the grant and user caches: one per announced grant change, and on every loss and re-establishment of the change feed.",
@@ -67,6 +67,8 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		s := r.cache.Stats()
 		counter(descCacheLookups, s.GrantHits, "grant", "hit")
 		counter(descCacheLookups, s.GrantMisses, "grant", "miss")
+		counter(descCacheLookups, s.PatternHits, "pattern", "hit")
+		counter(descCacheLookups, s.PatternMisses, "pattern", "miss")
 		counter(descCacheLookups, s.UserHits, "user", "hit")
 		counter(descCacheLookups, s.UserMisses, "user", "miss")
 		counter(descCacheLookups, s.ResolveHits, "resolve", "hit")

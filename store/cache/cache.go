@@ -2,12 +2,13 @@
 // store.Reader. It is the hot path of every check: a hit takes a shard read
 // lock and allocates nothing.
 //
-// Grants, users and password hashes are cached per generation. Flush (and
-// Invalidate, which
-// the PostgreSQL watcher calls) starts a new generation, so a result read
-// before a revoke is never served after the flush that announces it, even
-// when that read was still in flight during the flush. Ownership lookups
-// (Resolve) survive flushes: a run never moves to another experiment.
+// Grants, regex rows, users, password hashes and names are cached per
+// generation. Flush (and Invalidate, which the PostgreSQL watcher calls)
+// starts a new generation, so a result read before a revoke is never served
+// after the flush that announces it, even when that read was still in flight
+// during the flush. Ownership lookups (Resolve) survive flushes: a run never
+// moves to another experiment. Names (store.Lookup.Renamable) do not: they
+// are cached like grants, so a rename is seen within GrantTTL.
 // The few ids that can move (a trace that MLflow's StartTraceV3 merges into
 // may change experiment) are read with ResolveFresh, past the cache.
 package cache
@@ -17,6 +18,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -28,11 +30,12 @@ import (
 
 // Options tunes a Cache. Zero values take the defaults.
 type Options struct {
-	// MaxEntries bounds each of the grants, users, password-hash and
-	// ownership tables (default 100000).
+	// MaxEntries bounds each of the grants, regex-row, users, password-hash
+	// and ownership tables (default 100000).
 	MaxEntries int `yaml:"max_entries"`
-	// GrantTTL is the safety net for grants, users and password hashes
-	// should an invalidation be lost (default 60s).
+	// GrantTTL is the safety net for grants, regex rows, users and password
+	// hashes should an invalidation be lost (default 60s), and how long a
+	// name is kept.
 	GrantTTL time.Duration `yaml:"grant_ttl"`
 	// ResolveTTL keeps resolved ownership (default 10m).
 	ResolveTTL time.Duration `yaml:"resolve_ttl"`
@@ -65,6 +68,7 @@ func (o Options) withDefaults() Options {
 // Stats counts lookups since the cache was made.
 type Stats struct {
 	GrantHits, GrantMisses     uint64
+	PatternHits, PatternMisses uint64
 	UserHits, UserMisses       uint64
 	ResolveHits, ResolveMisses uint64
 	HashHits, HashMisses       uint64
@@ -76,6 +80,20 @@ type grantKey struct {
 	kind store.ResourceKind
 	id   string
 	name string
+}
+
+// patternKey identifies one Patterns read. groups is a hash of the group
+// list; the list itself is kept in the value and compared on a hit, so a
+// hit allocates nothing and a hash collision is only a miss.
+type patternKey struct {
+	user   string
+	kind   store.ResourceKind
+	groups uint64
+}
+
+type patternVal struct {
+	groups []string
+	p      store.Patterns
 }
 
 type resolveKey struct {
@@ -105,9 +123,10 @@ type Cache struct {
 	opts  Options
 	seed  maphash.Seed
 
-	gen atomic.Uint64 // generation of grants, users and password hashes
+	gen atomic.Uint64 // generation of grants, regex rows, users, password hashes and names
 
 	grants    *table[grantKey, grantVal]
+	patterns  *table[patternKey, patternVal]
 	users     *table[string, userVal]
 	passwords *table[string, passwordVal]
 	resolves  *table[resolveKey, resolveVal]
@@ -115,6 +134,7 @@ type Cache struct {
 	flight singleflight.Group
 
 	grantHits, grantMisses     atomic.Uint64
+	patternHits, patternMisses atomic.Uint64
 	userHits, userMisses       atomic.Uint64
 	resolveHits, resolveMisses atomic.Uint64
 	hashHits, hashMisses       atomic.Uint64
@@ -135,6 +155,9 @@ func New(inner store.Reader, opts Options) *Cache {
 		// fewer hashes keep the hit cheap.
 		return maphash.String(c.seed, k.user) ^ 31*maphash.String(c.seed, k.id)
 	})
+	c.patterns = newTable[patternKey, patternVal](opts.MaxEntries, func(k patternKey) uint64 {
+		return maphash.String(c.seed, k.user) ^ k.groups
+	})
 	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
 	c.passwords = newTable[string, passwordVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
 	c.resolves = newTable[resolveKey, resolveVal](opts.MaxEntries, func(k resolveKey) uint64 {
@@ -150,8 +173,11 @@ func (c *Cache) Flush() {
 	c.gen.Add(1)
 	c.flushes.Add(1)
 	c.grants.clear()
+	c.patterns.clear()
 	c.users.clear()
 	c.passwords.clear()
+	// Renamable lookups are in the generation too; the stale ones are never
+	// served again and age out.
 }
 
 // Invalidate is called for each change notification. Flushing every grant
@@ -162,6 +188,7 @@ func (c *Cache) Invalidate() { c.Flush() }
 func (c *Cache) Stats() Stats {
 	return Stats{
 		GrantHits: c.grantHits.Load(), GrantMisses: c.grantMisses.Load(),
+		PatternHits: c.patternHits.Load(), PatternMisses: c.patternMisses.Load(),
 		UserHits: c.userHits.Load(), UserMisses: c.userMisses.Load(),
 		ResolveHits: c.resolveHits.Load(), ResolveMisses: c.resolveMisses.Load(),
 		HashHits: c.hashHits.Load(), HashMisses: c.hashMisses.Load(),
@@ -198,6 +225,34 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 func (c *Cache) grantExpiry(now int64) int64 {
 	ttl := int64(c.opts.GrantTTL)
 	return now + ttl - rand.Int64N(ttl/10+1)
+}
+
+// Patterns implements store.Reader.
+func (c *Cache) Patterns(ctx context.Context, username string, groups []string, kind store.ResourceKind) (store.Patterns, error) {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	for _, g := range groups {
+		h.WriteString(g)
+		h.WriteByte(0)
+	}
+	k := patternKey{user: username, kind: kind, groups: h.Sum64()}
+	now := c.opts.Now().UnixNano()
+	gen := c.gen.Load()
+	if v, ok := c.patterns.get(k, gen, now); ok && slices.Equal(v.groups, groups) {
+		c.patternHits.Add(1)
+		return v.p, nil
+	}
+	c.patternMisses.Add(1)
+	fk := flightKey('p', gen, append([]string{username, string(kind)}, groups...)...)
+	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (patternVal, error) {
+		p, err := c.inner.Patterns(ctx, username, groups, kind)
+		return patternVal{groups: slices.Clone(groups), p: p}, err
+	})
+	if err != nil {
+		return store.Patterns{}, err
+	}
+	c.patterns.put(k, v, gen, c.gen.Load, c.grantExpiry(now))
+	return v.p, nil
 }
 
 // User implements store.Reader.
@@ -260,7 +315,12 @@ func (c *Cache) Password(ctx context.Context, username string) (store.Password, 
 func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
 	k := resolveKey{lookup: l, key: key}
 	now := c.opts.Now().UnixNano()
-	if v, ok := c.resolves.get(k, 0, now); ok {
+	// Ownership is of no generation; a name is of the grants' one.
+	gen, current := uint64(0), zeroGen
+	if l.Renamable() {
+		gen, current = c.gen.Load(), c.gen.Load
+	}
+	if v, ok := c.resolves.get(k, gen, now); ok {
 		c.resolveHits.Add(1)
 		if v.notFound {
 			return nil, store.ErrNotFound
@@ -268,7 +328,7 @@ func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return v.ids, nil
 	}
 	c.resolveMisses.Add(1)
-	v, err := do(ctx, &c.flight, flightKey('r', 0, string(l), key), func(ctx context.Context) (resolveVal, error) {
+	v, err := do(ctx, &c.flight, flightKey('r', gen, string(l), key), func(ctx context.Context) (resolveVal, error) {
 		ids, err := c.inner.Resolve(ctx, l, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return resolveVal{notFound: true}, nil
@@ -278,11 +338,14 @@ func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	ttl := c.opts.ResolveTTL
-	if v.notFound {
-		ttl = c.opts.NotFoundTTL
+	expires := now + int64(c.opts.ResolveTTL)
+	switch {
+	case v.notFound:
+		expires = now + int64(c.opts.NotFoundTTL)
+	case l.Renamable():
+		expires = c.grantExpiry(now)
 	}
-	c.resolves.put(k, v, 0, zeroGen, now+int64(ttl))
+	c.resolves.put(k, v, gen, current, expires)
 	if v.notFound {
 		return nil, store.ErrNotFound
 	}

@@ -50,6 +50,13 @@ func (g *gated) User(ctx context.Context, u string) (bool, bool, error) {
 	return e, a, err
 }
 
+func (g *gated) Patterns(ctx context.Context, u string, groups []string, k store.ResourceKind) (store.Patterns, error) {
+	g.calls.Add(1)
+	v, err := g.Reader.Patterns(ctx, u, groups, k)
+	g.wait()
+	return v, err
+}
+
 func (g *gated) Resolve(ctx context.Context, l store.Lookup, k string) ([]string, error) {
 	g.calls.Add(1)
 	v, err := g.Reader.Resolve(ctx, l, k)
@@ -67,6 +74,7 @@ func (g *gated) Password(ctx context.Context, u string) (store.Password, error) 
 type fixture struct {
 	inner *gated
 	exec  func(q string)
+	path  string
 }
 
 // newFixture opens a real SQLite store with alice holding READ on
@@ -87,7 +95,7 @@ func newFixture(t *testing.T) fixture {
 	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: p})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	return fixture{inner: &gated{Reader: st, entered: make(chan struct{}), release: make(chan struct{})}, exec: exec}
+	return fixture{inner: &gated{Reader: st, entered: make(chan struct{}), release: make(chan struct{})}, exec: exec, path: p}
 }
 
 var exp1 = store.Resource{Kind: store.Experiment, ID: "1"}
@@ -304,6 +312,65 @@ func TestResolveFresh(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound, "the fresh not-found is cached like any other")
 }
 
+// TestPatternsAndNames: regex rows are cached per user, kind and group
+// list, and flushed with the grants; a name (renamable) is flushed too,
+// and kept no longer than GrantTTL, unlike ownership.
+func TestPatternsAndNames(t *testing.T) {
+	f := newFixture(t)
+	f.exec(`CREATE TABLE experiment_regex_permissions (id INTEGER PRIMARY KEY, regex VARCHAR(255) NOT NULL,
+		priority INTEGER NOT NULL, user_id INTEGER NOT NULL, permission VARCHAR(255))`)
+	f.exec(`CREATE TABLE experiment_group_regex_permissions (id INTEGER PRIMARY KEY, regex VARCHAR(255) NOT NULL,
+		priority INTEGER NOT NULL, group_id INTEGER NOT NULL, permission VARCHAR(255))`)
+	f.exec(`CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name VARCHAR(256) NOT NULL)`)
+	f.exec(`INSERT INTO groups (id, group_name) VALUES (1, 'team'), (2, 'ops')`)
+	f.exec(`INSERT INTO experiment_regex_permissions VALUES (1, '^a', 1, 1, 'READ')`)
+	f.exec(`INSERT INTO experiment_group_regex_permissions VALUES (1, '^b', 1, 1, 'EDIT'), (2, '^c', 1, 2, 'MANAGE')`)
+	f.exec(`INSERT INTO experiments VALUES (1, 'alpha')`)
+	// The store reads which tables exist when it opens.
+	st, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: f.path})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	f.inner.Reader = st
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	ctx := t.Context()
+
+	team := []string{"team"}
+	for range 2 {
+		p, err := c.Patterns(ctx, "alice", team, store.Experiment)
+		require.NoError(t, err)
+		require.Len(t, p.User, 1)
+		require.Len(t, p.Groups, 1)
+		assert.Equal(t, "team", p.Groups[0].Group)
+	}
+	p, err := c.Patterns(ctx, "alice", []string{"ops"}, store.Experiment)
+	require.NoError(t, err)
+	assert.Equal(t, "ops", p.Groups[0].Group, "another group list is another entry")
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+	assert.EqualValues(t, 1, c.Stats().PatternHits)
+
+	f.exec(`UPDATE experiment_regex_permissions SET permission = 'MANAGE'`)
+	c.Invalidate()
+	p, err = c.Patterns(ctx, "alice", team, store.Experiment)
+	require.NoError(t, err)
+	assert.Equal(t, store.Manage, p.User[0].Grant.Permission, "flushed with the grants")
+
+	name := func() []string {
+		t.Helper()
+		v, err := c.Resolve(ctx, store.NameOfExperiment, "1")
+		require.NoError(t, err)
+		return v
+	}
+	assert.Equal(t, []string{"alpha"}, name())
+	f.exec(`UPDATE experiments SET name = 'beta'`)
+	assert.Equal(t, []string{"alpha"}, name(), "cached")
+	c.Flush()
+	assert.Equal(t, []string{"beta"}, name(), "a name does not survive a flush")
+	f.exec(`UPDATE experiments SET name = 'gamma'`)
+	clk.Advance(time.Minute)
+	assert.Equal(t, []string{"gamma"}, name(), "nor GrantTTL")
+}
+
 func TestBounded(t *testing.T) {
 	f := newFixture(t)
 	c := cache.New(f.inner, cache.Options{MaxEntries: 128})
@@ -329,13 +396,16 @@ func TestHitDoesNotAllocate(t *testing.T) {
 	f := newFixture(t)
 	c := cache.New(f.inner, cache.Options{})
 	ctx := t.Context()
+	groups := []string{"team", "ops"}
 	_, _ = c.Grants(ctx, "alice", exp1)
 	_, _, _ = c.User(ctx, "alice")
 	_, _ = c.Resolve(ctx, store.RunExperiment, "r1")
+	_, _ = c.Patterns(ctx, "alice", groups, store.Experiment)
 	allocs := testing.AllocsPerRun(1000, func() {
 		_, _ = c.Grants(ctx, "alice", exp1)
 		_, _, _ = c.User(ctx, "alice")
 		_, _ = c.Resolve(ctx, store.RunExperiment, "r1")
+		_, _ = c.Patterns(ctx, "alice", groups, store.Experiment)
 	})
 	assert.Zero(t, allocs)
 }

@@ -33,6 +33,9 @@ func (t pgTx) Query(ctx context.Context, sql string, args ...any) (mlflowdb.Rows
 
 // Tables lists the tables visible through the search path, as to_regclass
 // (which Open uses) sees them.
+// Dialect implements mlflowdb.Tx.
+func (pgTx) Dialect() store.Dialect { return store.PostgreSQL }
+
 func (t pgTx) Tables(ctx context.Context) (map[string]bool, error) {
 	rows, err := t.Tx.Query(ctx, `SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false))`)

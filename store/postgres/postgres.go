@@ -92,7 +92,7 @@ type Store struct {
 	auth     *pgxpool.Pool
 	tracking *pgxpool.Pool // == auth when both URLs are the same
 	listen   *pgx.ConnConfig
-	grantSQL map[store.ResourceKind]string
+	q        mlflowdb.Queries
 	passSQL  string
 	ws       mlflowdb.Workspaces
 
@@ -105,8 +105,9 @@ type Store struct {
 }
 
 // Open connects to the databases in cfg and reads which optional tables
-// (mlflow-oidc-auth's group tables) exist, to pick the Grants SQL once.
-// Tables created later are seen after a restart.
+// (mlflow-oidc-auth's group and regex tables) and columns (its
+// users.password_expiration) exist, to build the read queries once. Tables
+// and columns created later are read after a restart.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TrackingURL == "" {
@@ -138,16 +139,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 	qctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.StatementTimeout)
 	defer cancel()
-	var expGroups, rmGroups bool
-	err = s.auth.QueryRow(qctx, `SELECT
-		to_regclass('groups') IS NOT NULL AND to_regclass('experiment_group_permissions') IS NOT NULL,
-		to_regclass('groups') IS NOT NULL AND to_regclass('registered_model_group_permissions') IS NOT NULL`).
-		Scan(&expGroups, &rmGroups)
+	schema := mlflowdb.Schema{Tables: map[string]bool{}}
+	rows, err := s.auth.Query(qctx, mlflowdb.SchemaSQL[store.PostgreSQL])
+	if err == nil {
+		var (
+			table string
+			ws    bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&table, &ws}, func() error {
+			schema.Tables[table] = true
+			schema.ModelWorkspace = schema.ModelWorkspace || ws
+			return nil
+		})
+	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
-	s.grantSQL = mlflowdb.GrantQueries(expGroups, rmGroups)
+	s.q = mlflowdb.BuildQueries(schema, store.PostgreSQL)
 	var expiration bool
 	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
 		s.Close()
@@ -203,7 +212,7 @@ func (s *Store) Close() {
 // Grants implements store.Reader in one round trip to the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
 	var g store.Grants
-	q, ok := s.grantSQL[res.Kind]
+	q, ok := s.q.Grants[res.Kind]
 	if !ok {
 		return g, fmt.Errorf("postgres: grants: unknown resource kind %q", res.Kind)
 	}
@@ -236,6 +245,40 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 		return store.Grants{}, unavailable("grants", err)
 	}
 	return g, nil
+}
+
+// Patterns implements store.Reader in one round trip to the auth database.
+func (s *Store) Patterns(ctx context.Context, username string, groups []string, kind store.ResourceKind) (store.Patterns, error) {
+	var p store.Patterns
+	if _, ok := s.q.Grants[kind]; !ok {
+		return p, fmt.Errorf("postgres: patterns: unknown resource kind %q", kind)
+	}
+	q, ok := s.q.Patterns[kind]
+	if !ok {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	rows, err := s.auth.Query(ctx, q, username, mlflowdb.GroupsArg(groups))
+	if err != nil {
+		return p, unavailable("patterns", err)
+	}
+	var (
+		kindCol  int32
+		group    string
+		id       int64
+		regex    string
+		priority int64
+		perm     *string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&kindCol, &group, &id, &regex, &priority, &perm}, func() error {
+		mlflowdb.AddPattern(&p, int(kindCol), group, id, regex, priority, perm)
+		return nil
+	})
+	if err != nil {
+		return store.Patterns{}, unavailable("patterns", err)
+	}
+	return p, nil
 }
 
 // User implements store.Reader.
@@ -298,6 +341,12 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return s.byName(ctx, l, "experiments", `SELECT experiment_id::text FROM experiments WHERE name = $1`, key)
 	case store.GatewayEndpointByName:
 		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = $1`, key)
+	case store.NameOfExperiment, store.NameOfGatewaySecret, store.NameOfGatewayEndpoint, store.NameOfGatewayModelDefinition:
+		arg, ok := mlflowdb.NameKey(l, key)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, mlflowdb.NameSQL[l], arg)
 	case store.JobExperiment:
 		var params string
 		err := s.tracking.QueryRow(ctx, `SELECT params FROM jobs WHERE id = $1`, key).Scan(&params)

@@ -29,15 +29,9 @@ func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {
 func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harness, string) {
 	t.Helper()
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
-	require.NoError(t, postgres.Migrate(t.Context(), authURL))
 	execAuth, execTracking := storetest.PostgresExec(t, authURL), storetest.PostgresExec(t, trackingURL)
+	storetest.PrepareAuth(t, s, store.PostgreSQL, execAuth, func(ctx context.Context) error { return postgres.Migrate(ctx, authURL) })
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, execTracking))
-	if s.NoGroupTables {
-		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
-	}
-	if s.PasswordExpiration {
-		require.NoError(t, storetest.AddPasswordExpiration(t.Context(), execAuth))
-	}
 	cfg.TrackingURL, cfg.AuthURL = trackingURL, authURL
 	st, err := postgres.Open(t.Context(), cfg)
 	require.NoError(t, err)
@@ -53,15 +47,9 @@ func TestConformance(t *testing.T) { storetest.Run(t, openSplit) }
 func TestConformanceOneDatabase(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, s storetest.Setup) storetest.Harness {
 		url := storetest.Postgres(t)
-		require.NoError(t, postgres.Migrate(t.Context(), url))
 		exec := storetest.PostgresExec(t, url)
+		storetest.PrepareAuth(t, s, store.PostgreSQL, exec, func(ctx context.Context) error { return postgres.Migrate(ctx, url) })
 		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
-		if s.NoGroupTables {
-			require.NoError(t, storetest.DropGroupTables(t.Context(), exec))
-		}
-		if s.PasswordExpiration {
-			require.NoError(t, storetest.AddPasswordExpiration(t.Context(), exec))
-		}
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)
 		t.Cleanup(st.Close)
@@ -322,4 +310,39 @@ func TestOpenUnreachable(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	_, err = postgres.Open(t.Context(), postgres.Config{})
 	require.Error(t, err)
+}
+
+// TestMigrateOIDCAuthDB runs Migrate on mlflow-oidc-auth's own database,
+// made by its migrations: no table is created or altered and nothing is
+// stamped (the database is the plugin's), but every table read for grants
+// gets its trigger, so a change made there is announced. Run twice, it
+// changes nothing more.
+func TestMigrateOIDCAuthDB(t *testing.T) {
+	url := storetest.Postgres(t)
+	exec := storetest.PostgresExec(t, url)
+	require.NoError(t, storetest.CreateOIDCAuthSchema(t.Context(), store.PostgreSQL, exec))
+	tablesQ := `SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'`
+	columnsQ := `SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'public'`
+	tables, columns := queryStrings(t, url, tablesQ), queryStrings(t, url, columnsQ)
+	for range 2 {
+		require.NoError(t, postgres.Migrate(t.Context(), url))
+		assert.Equal(t, tables, queryStrings(t, url, tablesQ))
+		assert.Equal(t, columns, queryStrings(t, url, columnsQ))
+	}
+	assert.Equal(t, []string{storetest.OIDCAuthHead}, queryStrings(t, url, `SELECT version_num FROM alembic_version`))
+	triggers := queryStrings(t, url, `SELECT DISTINCT event_object_table::text FROM information_schema.triggers WHERE trigger_name = 'mlflow_authz_notify'`)
+	assert.Equal(t, []string{
+		"experiment_group_permissions", "experiment_group_regex_permissions", "experiment_permissions", "experiment_regex_permissions",
+		"gateway_endpoint_group_regex_permissions", "gateway_endpoint_permissions", "gateway_endpoint_regex_permissions",
+		"gateway_model_definition_group_regex_permissions", "gateway_model_definition_permissions", "gateway_model_definition_regex_permissions",
+		"gateway_secret_group_regex_permissions", "gateway_secret_permissions", "gateway_secret_regex_permissions",
+		"groups", "registered_model_group_permissions", "registered_model_group_regex_permissions", "registered_model_permissions",
+		"registered_model_regex_permissions", "scorer_group_permissions", "scorer_group_regex_permissions", "scorer_permissions",
+		"scorer_regex_permissions", "users",
+	}, triggers)
+	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	require.NoError(t, st.CheckNotify(t.Context()))
+	require.NoError(t, st.NotifyStatus())
 }

@@ -35,6 +35,9 @@ func (t sqlTx) Query(ctx context.Context, q string, args ...any) (mlflowdb.Rows,
 	return sqlRows{rows}, nil
 }
 
+// Dialect implements mlflowdb.Tx.
+func (sqlTx) Dialect() store.Dialect { return store.SQLite }
+
 func (t sqlTx) Tables(ctx context.Context) (map[string]bool, error) {
 	rows, err := t.conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
 )
 
 const driverName = "sqlite"
@@ -100,13 +100,15 @@ type Store struct {
 	cfg      Config
 	auth     *sql.DB
 	tracking *sql.DB
-	grantSQL map[store.ResourceKind]string
+	q        mlflowdb.Queries
 	passSQL  string
 	ws       mlflowdb.Workspaces
 }
 
 // Open opens the databases in cfg and reads which optional tables
-// (mlflow-oidc-auth's group tables) exist, to pick the Grants SQL once.
+// (mlflow-oidc-auth's group and regex tables) and columns (its
+// users.password_expiration) exist, to build the read queries once. Tables
+// and columns created later are read after a restart.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TrackingPath == "" {
@@ -126,16 +128,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	qctx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout+cfg.BusyTimeout)
 	defer cancel()
-	var expGroups, rmGroups bool
-	err = s.auth.QueryRowContext(qctx, `SELECT
-		(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('groups', 'experiment_group_permissions')) = 2,
-		(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('groups', 'registered_model_group_permissions')) = 2`).
-		Scan(&expGroups, &rmGroups)
+	schema, err := readSchema(qctx, s.auth)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
 	}
-	s.grantSQL = mlflowdb.GrantQueries(expGroups, rmGroups)
+	s.q = mlflowdb.BuildQueries(schema, store.SQLite)
 	var expiration bool
 	if err := s.auth.QueryRowContext(qctx, mlflowdb.PasswordExpirationSQL[store.SQLite]).Scan(&expiration); err != nil {
 		s.Close()
@@ -143,6 +141,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.passSQL = mlflowdb.PasswordSQL(store.SQLite, expiration)
 	return s, nil
+}
+
+func readSchema(ctx context.Context, db *sql.DB) (mlflowdb.Schema, error) {
+	schema := mlflowdb.Schema{Tables: map[string]bool{}}
+	rows, err := db.QueryContext(ctx, mlflowdb.SchemaSQL[store.SQLite])
+	if err != nil {
+		return schema, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			table string
+			ws    bool
+		)
+		if err := rows.Scan(&table, &ws); err != nil {
+			return schema, err
+		}
+		schema.Tables[table] = true
+		schema.ModelWorkspace = schema.ModelWorkspace || ws
+	}
+	return schema, rows.Err()
 }
 
 // Ping checks that both databases answer.
@@ -171,7 +190,7 @@ func (s *Store) Close() {
 // Grants implements store.Reader in one query on the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
 	var g store.Grants
-	q, ok := s.grantSQL[res.Kind]
+	q, ok := s.q.Grants[res.Kind]
 	if !ok {
 		return g, fmt.Errorf("sqlite: grants: unknown resource kind %q", res.Kind)
 	}
@@ -208,6 +227,47 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 		return store.Grants{}, unavailable("grants", err)
 	}
 	return g, nil
+}
+
+// Patterns implements store.Reader in one query on the auth database.
+func (s *Store) Patterns(ctx context.Context, username string, groups []string, kind store.ResourceKind) (store.Patterns, error) {
+	var p store.Patterns
+	if _, ok := s.q.Grants[kind]; !ok {
+		return p, fmt.Errorf("sqlite: patterns: unknown resource kind %q", kind)
+	}
+	q, ok := s.q.Patterns[kind]
+	if !ok {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	rows, err := s.auth.QueryContext(ctx, q, username, mlflowdb.GroupsArg(groups))
+	if err != nil {
+		return p, unavailable("patterns", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			kindCol  int
+			group    string
+			id       int64
+			regex    string
+			priority int64
+			perm     sql.NullString
+		)
+		if err := rows.Scan(&kindCol, &group, &id, &regex, &priority, &perm); err != nil {
+			return store.Patterns{}, unavailable("patterns", err)
+		}
+		var pp *string
+		if perm.Valid {
+			pp = &perm.String
+		}
+		mlflowdb.AddPattern(&p, kindCol, group, id, regex, priority, pp)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Patterns{}, unavailable("patterns", err)
+	}
+	return p, nil
 }
 
 // User implements store.Reader.
@@ -278,6 +338,12 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return s.byName(ctx, l, "experiments", `SELECT CAST(experiment_id AS TEXT) FROM experiments WHERE name = ?`, key)
 	case store.GatewayEndpointByName:
 		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = ?`, key)
+	case store.NameOfExperiment, store.NameOfGatewaySecret, store.NameOfGatewayEndpoint, store.NameOfGatewayModelDefinition:
+		arg, ok := mlflowdb.NameKey(l, key)
+		if !ok {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, mlflowdb.NameSQL[l], arg)
 	case store.JobExperiment:
 		var params string
 		err := s.tracking.QueryRowContext(ctx, `SELECT params FROM jobs WHERE id = ?`, key).Scan(&params)

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"cmp"
+	"context"
 	"database/sql"
 	"path/filepath"
 	"sort"
@@ -18,15 +19,9 @@ import (
 
 func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (execAuth, execTracking storetest.ExecFunc) {
 	t.Helper()
-	require.NoError(t, sqlite.Migrate(t.Context(), authPath))
 	execAuth, execTracking = storetest.SQLiteExec(t, authPath), storetest.SQLiteExec(t, trackingPath)
+	storetest.PrepareAuth(t, s, store.SQLite, execAuth, func(ctx context.Context) error { return sqlite.Migrate(ctx, authPath) })
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
-	if s.NoGroupTables {
-		require.NoError(t, storetest.DropGroupTables(t.Context(), execAuth))
-	}
-	if s.PasswordExpiration {
-		require.NoError(t, storetest.AddPasswordExpiration(t.Context(), execAuth))
-	}
 	return execAuth, execTracking
 }
 
@@ -145,4 +140,15 @@ func TestOpenErrors(t *testing.T) {
 	// A directory that does not exist cannot be opened.
 	_, err = sqlite.Open(t.Context(), sqlite.Config{TrackingPath: filepath.Join(t.TempDir(), "no", "such", "dir.db")})
 	require.ErrorIs(t, err, store.ErrUnavailable)
+}
+
+// TestMigrateOIDCAuthDB: on mlflow-oidc-auth's own database Migrate
+// creates and stamps nothing (SQLite needs no triggers).
+func TestMigrateOIDCAuthDB(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "auth.db")
+	require.NoError(t, storetest.CreateOIDCAuthSchema(t.Context(), store.SQLite, storetest.SQLiteExec(t, p)))
+	schema := `SELECT type || ' ' || name || ' ' || COALESCE(sql, '') FROM sqlite_master`
+	before := names(t, p, schema)
+	require.NoError(t, sqlite.Migrate(t.Context(), p))
+	assert.Equal(t, before, names(t, p, schema))
 }

@@ -20,14 +20,18 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store/cache"
 )
 
-// Setup says what database an Opener must prepare.
+// Setup says what database an Opener must prepare; PrepareAuth does it.
 type Setup struct {
 	// NoGroupTables asks for an auth database without mlflow-oidc-auth's
-	// group tables (plain MLflow). Call DropGroupTables before opening.
+	// group tables (plain MLflow).
 	NoGroupTables bool
 	// PasswordExpiration asks for mlflow-oidc-auth's users table, with its
-	// password_expiration column. Call AddPasswordExpiration before opening.
+	// password_expiration column, on a database migrate made (an OIDCAuth
+	// database has that column already).
 	PasswordExpiration bool
+	// OIDCAuth asks for mlflow-oidc-auth's users database, made by its own
+	// migrations (CreateOIDCAuthSchema), on which migrate then ran.
+	OIDCAuth bool
 }
 
 // AddPasswordExpiration adds mlflow-oidc-auth's users.password_expiration
@@ -35,6 +39,24 @@ type Setup struct {
 // PostgreSQL, text such as "2026-01-01 12:00:00.000000" on SQLite).
 func AddPasswordExpiration(ctx context.Context, exec ExecFunc) error {
 	return exec(ctx, "ALTER TABLE users ADD COLUMN password_expiration TIMESTAMP")
+}
+
+// PrepareAuth prepares a fresh auth database as s says, through exec:
+// mlflow-oidc-auth's schema when asked, then migrate (the backend's
+// Migrate on that database), then the group tables dropped and the
+// password_expiration column added when asked.
+func PrepareAuth(t testing.TB, s Setup, d store.Dialect, exec ExecFunc, migrate func(context.Context) error) {
+	t.Helper()
+	if s.OIDCAuth {
+		require.NoError(t, CreateOIDCAuthSchema(t.Context(), d, exec))
+	}
+	require.NoError(t, migrate(t.Context()))
+	if s.NoGroupTables {
+		require.NoError(t, DropGroupTables(t.Context(), exec))
+	}
+	if s.PasswordExpiration && !s.OIDCAuth {
+		require.NoError(t, AddPasswordExpiration(t.Context(), exec))
+	}
 }
 
 // Harness is one backend opened on fresh databases whose auth tables were
@@ -79,6 +101,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Password", func(t *testing.T) { testPassword(t, open) })
 	t.Run("PasswordExpiration", func(t *testing.T) { testPasswordExpiration(t, open) })
 	t.Run("PasswordChangeSeenThroughCache", func(t *testing.T) { testPasswordInvalidation(t, open) })
+	t.Run("NoPatterns", func(t *testing.T) { testNoPatterns(t, open) })
+	t.Run("OIDCAuth", func(t *testing.T) { testOIDCAuth(t, open) })
 }
 
 // seedAuth writes users 1 alice, 2 root (admin), 3 nulladmin (is_admin

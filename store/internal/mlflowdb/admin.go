@@ -21,6 +21,8 @@ type Tx interface {
 	Query(ctx context.Context, sql string, args ...any) (Rows, error)
 	// Tables returns the names of the tables of the auth database.
 	Tables(ctx context.Context) (map[string]bool, error)
+	// Dialect is the backend's SQL dialect.
+	Dialect() store.Dialect
 }
 
 // Rows is the part of pgx.Rows and *sql.Rows that Tx.Query returns.
@@ -88,6 +90,24 @@ var kinds = []kindSpec{
 		regexTable: "gateway_endpoint_regex_permissions", groupRegexTable: "gateway_endpoint_group_regex_permissions"},
 	{kind: store.GatewayModelDefinition, table: "gateway_model_definition_permissions", idCol: "model_definition_id",
 		regexTable: "gateway_model_definition_regex_permissions", groupRegexTable: "gateway_model_definition_group_regex_permissions"},
+}
+
+// scoped returns spec as the auth database holds its rows: without the
+// workspace scope when registered_model_permissions has no workspace column
+// (MLflow before 3.10, and mlflow-oidc-auth's layout), where every row is
+// in the one default workspace.
+func scoped(ctx context.Context, tx Tx, spec kindSpec) (kindSpec, error) {
+	if spec.scope == "" {
+		return spec, nil
+	}
+	var exists, ws bool
+	if _, err := queryOne(ctx, tx, WorkspaceSQL[tx.Dialect()], []any{spec.table}, &exists, &ws); err != nil {
+		return spec, err
+	}
+	if !ws {
+		spec.scope, spec.insertCol, spec.insertVal = "", "", ""
+	}
+	return spec, nil
 }
 
 func specOf(k store.ResourceKind) (kindSpec, int, bool) {
@@ -263,6 +283,9 @@ func deref(p *string) string {
 // SetGrant implements store.Admin.SetGrant in tx.
 func SetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource, p store.Permission) (*store.GrantRow, bool, error) {
 	spec, err := checkResource(r)
+	if err == nil {
+		spec, err = scoped(ctx, tx, spec)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -324,6 +347,9 @@ func canonical(id string) bool {
 // DeleteGrant implements store.Admin.DeleteGrant in tx.
 func DeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource) (*store.GrantRow, bool, error) {
 	spec, err := checkResource(r)
+	if err == nil {
+		spec, err = scoped(ctx, tx, spec)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -516,6 +542,9 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 		if f.Kind != "" && f.Kind != spec.kind {
 			continue
 		}
+		if spec, err = scoped(ctx, tx, spec); err != nil {
+			return nil, err
+		}
 		if f.Group == "" {
 			rows, err := listRows(ctx, tx, spec, false, f.ID, f.User)
 			if err != nil {
@@ -618,10 +647,19 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
 	if from == to {
 		return nil
 	}
+	spec, _, _ := specOf(store.RegisteredModel)
+	spec, err := scoped(ctx, tx, spec)
+	if err != nil {
+		return err
+	}
+	scope := ""
+	if spec.scope != "" {
+		scope = spec.scope + " AND "
+	}
 	stmts := []string{
-		`DELETE FROM registered_model_permissions WHERE workspace = 'default' AND name = $1 AND user_id IN
-			(SELECT user_id FROM registered_model_permissions WHERE workspace = 'default' AND name = $2)`,
-		`UPDATE registered_model_permissions SET name = $2 WHERE workspace = 'default' AND name = $1`,
+		`DELETE FROM registered_model_permissions WHERE ` + scope + `name = $1 AND user_id IN
+			(SELECT user_id FROM registered_model_permissions WHERE ` + scope + `name = $2)`,
+		`UPDATE registered_model_permissions SET name = $2 WHERE ` + scope + `name = $1`,
 	}
 	have, err := tx.Tables(ctx)
 	if err != nil {
@@ -647,6 +685,9 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
 // (experiment id, name); an experiment's scorer rows are not touched.
 func DeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) error {
 	spec, err := checkResource(r)
+	if err == nil {
+		spec, err = scoped(ctx, tx, spec)
+	}
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,12 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
 
+// OIDCAuthMarker is a table that only mlflow-oidc-auth's migrations make
+// (revision 1ddf23934b63): an auth database that has it is that plugin's.
+const OIDCAuthMarker = "experiment_regex_permissions"
+
 // Migrate creates, through tx, the auth tables missing from an auth
-// database of dialect d: MLflow's tables at AuthHead (unless
+// database of dialect d (none in mlflow-oidc-auth's database): MLflow's tables at AuthHead (unless
 // alembic_version_auth is at an older revision, whose upgrade MLflow's own
 // alembic must run), mlflow-oidc-auth's group tables, and
 // alembic_version_auth stamped AuthHead if it is missing. It never alters
@@ -22,6 +26,13 @@ func Migrate(ctx context.Context, tx Tx, d store.Dialect) error {
 	have, err := tx.Tables(ctx)
 	if err != nil {
 		return err
+	}
+	if have[OIDCAuthMarker] {
+		// mlflow-oidc-auth's database: its alembic made every table it
+		// reads, with its own columns. Creating MLflow's tables or stamping
+		// alembic_version_auth there would only mislead; the backend still
+		// installs its triggers.
+		return nil
 	}
 	versioned := have["alembic_version_auth"]
 	createMLflow := true

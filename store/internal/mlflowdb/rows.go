@@ -165,39 +165,3 @@ const AssessmentExperimentSQL = `SELECT CAST(t.experiment_id AS TEXT) FROM asses
 // get_online_scoring_configs returns for a scorer id.
 const OnlineScoringExperimentsSQL = `SELECT DISTINCT CAST(experiment_id AS TEXT) FROM online_scoring_configs
 	WHERE scorer_id = $1 ORDER BY 1`
-
-// GrantQueries builds one UNION ALL query per resource kind: the users row,
-// the user's own permission row and every group row, in one round trip.
-// The SQL is portable: PostgreSQL and SQLite (3.23+ knows false) run it as is,
-// and "$2" used twice binds one argument in both. The rows fold with Add.
-func GrantQueries(expGroups, rmGroups bool) map[store.ResourceKind]string {
-	const head = `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
-SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT) FROM u
-UNION ALL
-SELECT 1, '', false, p.permission FROM `
-	own := func(table, cond string) string {
-		return head + table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
-	}
-	group := func(table, cond string) string {
-		return `
-UNION ALL
-SELECT 2, g.group_name, false, gp.permission FROM ` + table + ` gp JOIN groups g ON g.id = gp.group_id WHERE ` + cond
-	}
-	q := map[store.ResourceKind]string{
-		store.Experiment:             own("experiment_permissions", "p.experiment_id = $2"),
-		store.RegisteredModel:        own("registered_model_permissions", "p.workspace = 'default' AND p.name = $2"),
-		store.Scorer:                 own("scorer_permissions", "p.experiment_id = $2 AND p.scorer_name = $3"),
-		store.GatewaySecret:          own("gateway_secret_permissions", "p.secret_id = $2"),
-		store.GatewayEndpoint:        own("gateway_endpoint_permissions", "p.endpoint_id = $2"),
-		store.GatewayModelDefinition: own("gateway_model_definition_permissions", "p.model_definition_id = $2"),
-	}
-	if expGroups {
-		q[store.Experiment] += group("experiment_group_permissions", "gp.experiment_id = $2")
-	}
-	if rmGroups {
-		// Prompts and models share one namespace of names, so the prompt
-		// flag does not split the rows of one name.
-		q[store.RegisteredModel] += group("registered_model_group_permissions", "gp.name = $2")
-	}
-	return q
-}

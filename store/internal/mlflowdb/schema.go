@@ -253,8 +253,10 @@ var trackingTables = []string{
 		name VARCHAR(255) NOT NULL,
 		created_at BIGINT NOT NULL,
 		last_updated_at BIGINT NOT NULL,
+		secret_id VARCHAR(36),
 		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
 		CONSTRAINT model_definitions_pk PRIMARY KEY (model_definition_id),
+		FOREIGN KEY (secret_id) REFERENCES secrets (secret_id),
 		CONSTRAINT uq_model_definitions_workspace_name UNIQUE (workspace, name))`,
 	`CREATE TABLE scorers (
 		experiment_id INTEGER NOT NULL,

@@ -112,3 +112,23 @@ func (t *Tracking) err(table string, err error) error {
 	}
 	return fmt.Errorf("%s: lookup %s: %w: %w", t.dialect, table, store.ErrUnavailable, err)
 }
+
+// NameSQL reads the name of an object by its id from MLflow's tracking
+// tables, for the lookups whose answer is a name. An experiment id is
+// bound as its canonical integer (CanonicalExperimentID).
+var NameSQL = map[store.Lookup]string{
+	store.NameOfExperiment:             `SELECT name FROM experiments WHERE experiment_id = $1`,
+	store.NameOfGatewaySecret:          `SELECT secret_name FROM secrets WHERE secret_id = $1`,
+	store.NameOfGatewayEndpoint:        `SELECT name FROM endpoints WHERE endpoint_id = $1`,
+	store.NameOfGatewayModelDefinition: `SELECT name FROM model_definitions WHERE model_definition_id = $1`,
+}
+
+// NameKey returns the argument NameSQL binds for key, and false when key
+// cannot name such an object (a non-canonical experiment id).
+func NameKey(l store.Lookup, key string) (any, bool) {
+	if l == store.NameOfExperiment {
+		id, ok := CanonicalExperimentID(key)
+		return int64(id), ok
+	}
+	return key, true
+}

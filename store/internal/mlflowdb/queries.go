@@ -1,0 +1,140 @@
+package mlflowdb
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+)
+
+// Schema is what a backend found in the auth database when it opened: the
+// tables that exist, and whether registered_model_permissions has MLflow
+// 3.10's workspace column (mlflow-oidc-auth's has none). The read queries
+// are built from it once; tables created later are read after a restart.
+type Schema struct {
+	Tables         map[string]bool
+	ModelWorkspace bool
+}
+
+// SchemaSQL lists the auth database's tables, and says whether
+// registered_model_permissions has a workspace column, as rows of (name,
+// has workspace column).
+var SchemaSQL = map[store.Dialect]string{
+	store.PostgreSQL: `SELECT c.relname::text, c.relname = 'registered_model_permissions' AND EXISTS (
+			SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'workspace' AND NOT a.attisdropped)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false))`,
+	store.SQLite: `SELECT name, name = 'registered_model_permissions' AND EXISTS (
+			SELECT 1 FROM pragma_table_info('registered_model_permissions') WHERE name = 'workspace')
+		FROM sqlite_master WHERE type = 'table'`,
+}
+
+// Queries are a backend's read queries for one Schema.
+type Queries struct {
+	// Grants holds one query per resource kind, arguments (username, id)
+	// or, for scorers, (username, experiment id, scorer name); its rows
+	// fold with Add.
+	Grants map[store.ResourceKind]string
+	// Patterns holds one query per kind that has regex tables, arguments
+	// (username, GroupsArg(groups)); its rows fold with AddPattern.
+	Patterns map[store.ResourceKind]string
+}
+
+// Kinds of row in a Patterns query (its first column).
+const (
+	UserPattern  = iota // a regex row of the user
+	GroupPattern        // a group-regex row
+)
+
+// BuildQueries builds the read queries for s in dialect d. Each is one
+// UNION ALL, so a read is one round trip; the SQL is portable but for the
+// list of groups, which arrives as one JSON array argument. "$2" used
+// twice binds one argument in both (PostgreSQL and SQLite alike).
+func BuildQueries(s Schema, d store.Dialect) Queries {
+	q := Queries{Grants: map[store.ResourceKind]string{}, Patterns: map[store.ResourceKind]string{}}
+	have := func(t string) bool { return t != "" && s.Tables[t] }
+	for _, k := range kinds {
+		on := func(alias string) string {
+			c := alias + "." + k.idCol + " = $2"
+			if k.nameCol != "" {
+				c += " AND " + alias + "." + k.nameCol + " = $3"
+			}
+			return c
+		}
+		cond, gcond := on("p"), on("g")
+		if k.scope != "" && s.ModelWorkspace {
+			cond += " AND p." + k.scope
+		}
+		sql := `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
+SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT) FROM u
+UNION ALL
+SELECT 1, '', false, p.permission FROM ` + k.table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
+		for _, gt := range []string{k.groupTable, k.compatGroupTable} {
+			if have(gt) && have("groups") {
+				sql += `
+UNION ALL
+SELECT 2, gr.group_name, false, g.permission FROM ` + gt + ` g JOIN groups gr ON gr.id = g.group_id WHERE ` + gcond
+			}
+		}
+		q.Grants[k.kind] = sql
+
+		var userPart, groupPart string
+		scope := ""
+		if k.regexScope != "" {
+			scope = " AND r." + k.regexScope
+		}
+		if have(k.regexTable) {
+			userPart = fmt.Sprintf(`SELECT %d, '', r.id, r.regex, r.priority, r.permission FROM %s r
+	JOIN users u ON u.id = r.user_id WHERE u.username = $1%s`, UserPattern, k.regexTable, scope)
+		}
+		if have(k.groupRegexTable) && have("groups") {
+			groupPart = fmt.Sprintf(`SELECT %d, gr.group_name, r.id, r.regex, r.priority, r.permission FROM %s r
+	JOIN groups gr ON gr.id = r.group_id WHERE gr.group_name IN (%s)%s`, GroupPattern, k.groupRegexTable, groupsIn[d], scope)
+		}
+		switch {
+		case userPart == "" && groupPart == "":
+			continue
+		case groupPart == "":
+			// Both arguments must appear in the SQL, or PostgreSQL cannot
+			// type the missing one.
+			sql = userPart + " AND CAST($2 AS TEXT) IS NOT NULL"
+		case userPart == "":
+			sql = groupPart + " AND CAST($1 AS TEXT) IS NOT NULL"
+		default:
+			sql = userPart + "\nUNION ALL\n" + groupPart
+		}
+		q.Patterns[k.kind] = sql + "\nORDER BY 1, 5, 3"
+	}
+	return q
+}
+
+// groupsIn expands the JSON array of group names bound as $2.
+var groupsIn = map[store.Dialect]string{
+	store.PostgreSQL: `SELECT json_array_elements_text(CAST($2 AS json))`,
+	store.SQLite:     `SELECT value FROM json_each($2)`,
+}
+
+// GroupsArg is the argument a Patterns query takes for groups: a JSON
+// array with each name both as the identity carries it and with
+// Keycloak's leading "/", the two forms mlflow-oidc-auth's groups table
+// may hold (see NormalizeGroup).
+func GroupsArg(groups []string) string {
+	names := make([]string, 0, 2*len(groups))
+	for _, g := range groups {
+		g = NormalizeGroup(g)
+		names = append(names, g, "/"+g)
+	}
+	b, _ := json.Marshal(names)
+	return string(b)
+}
+
+// AddPattern folds one row of a Patterns query into p; the query's order
+// is kept.
+func AddPattern(p *store.Patterns, kind int, group string, id int64, regex string, priority int64, perm *string) {
+	row := store.PatternGrant{ID: id, Group: group, Regex: regex, Priority: priority, Grant: ParseGrant(perm)}
+	if kind == UserPattern {
+		p.User = append(p.User, row)
+		return
+	}
+	p.Groups = append(p.Groups, row)
+}
