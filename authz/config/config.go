@@ -329,6 +329,19 @@ func (c *Config) loginIssuer(name string) error {
 	return fmt.Errorf("%q is not a configured issuer", name)
 }
 
+// Resolution is the permission resolution of the first MLflow
+// application (its compat, source order and default permission; MLflow's
+// with NO_PERMISSIONS when there is none): what the admin API lists and
+// explains beside the stored rows.
+func (c *Config) Resolution() (mlflow.Resolution, error) {
+	for _, a := range c.Apps {
+		if a.Type == "mlflow" {
+			return mlflow.NewResolution(a.MLflow.Compat, a.MLflow.PermissionSourceOrder, c.DefaultPermission(), nil)
+		}
+	}
+	return mlflow.NewResolution("", nil, c.DefaultPermission(), nil)
+}
+
 // RestartRequired returns an error naming the settings that differ between
 // the live configuration and next but cannot change without a restart (the
 // listeners and the store). Reloads refuse such a change rather than apply

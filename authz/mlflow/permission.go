@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -13,7 +14,7 @@ import (
 // The permission check: after Classify, the Operation's Access and Needs are
 // checked against the store. Ids are resolved to the resources that own them
 // (checkNeeds), then the caller's grants on each are read and ranked
-// (checkOne, EffectivePermission).
+// (checkOne, Resolution).
 
 // checkAccess checks op's Access for id: the Needs against the store for
 // AccessResource, the users table for admin-only and self routes.
@@ -104,9 +105,9 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 		// classification bug: fail closed.
 		return authz.Deny(http.StatusForbidden, authz.ReasonForbidden, "nothing to check permission on")
 	}
-	var memo map[store.Resource]store.Permission
+	var memo map[store.Resource]Result
 	if len(op.Needs) > 1 {
-		memo = make(map[store.Resource]store.Permission, len(op.Needs))
+		memo = make(map[store.Resource]Result, len(op.Needs))
 	}
 	var seen map[Need]bool
 	if len(op.Needs) > 1 {
@@ -216,10 +217,24 @@ func lookupNoun(l store.Lookup) string {
 
 // checkOne checks one resource. It returns a deny, or admin=true when the
 // users table says the caller is an admin (then nothing else is checked).
-func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Resource, n Need, memo map[store.Resource]store.Permission) (*authz.Decision, bool) {
-	perm, ok := memo[res]
+func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Resource, n Need, memo map[store.Resource]Result) (*authz.Decision, bool) {
+	r, ok := memo[res]
 	if !ok {
-		g, err := p.store.Grants(ctx, id.Username, res)
+		key, err := p.resolution.GrantKey(ctx, p.store, res)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				// mlflow-oidc-auth keys gateway rows by name and denies when
+				// the id names nothing (validators/gateway.py).
+				if tr := authz.TraceFrom(ctx); tr != nil {
+					tr.Addf("resource", "%s has no name in the tracking tables", describe(res))
+				}
+				d := authz.Deny(http.StatusNotFound, authz.ReasonResourceNotFound, describe(res)+" not found")
+				return &d, false
+			}
+			d := storeDeny(err)
+			return &d, false
+		}
+		g, err := p.store.Grants(ctx, id.Username, key)
 		if err != nil {
 			d := storeDeny(err)
 			if errors.Is(err, store.ErrNotFound) {
@@ -233,13 +248,20 @@ func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Res
 			}
 			return nil, true
 		}
-		perm = p.effective(ctx, id, res, g)
+		if r, err = p.effective(ctx, id, res, key, g); err != nil {
+			d := authz.Deny(http.StatusServiceUnavailable, authz.ReasonUnavailable, "permissions could not be read right now; retry")
+			return &d, false
+		}
 		if memo != nil {
-			memo[res] = perm
+			memo[res] = r
 		}
 	}
-	if perm < n.Permission {
-		d := authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("%s on %s required", n.Permission, describe(res)))
+	if r.Permission < n.Permission {
+		msg := fmt.Sprintf("%s on %s required", n.Permission, describe(res))
+		if r.Unreadable != "" {
+			msg += "; denied because " + r.Unreadable
+		}
+		d := authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied, msg)
 		return &d, false
 	}
 	return nil, false
@@ -256,26 +278,46 @@ func describe(r store.Resource) string {
 	return string(r.Kind) + " " + r.ID
 }
 
-// effective is EffectivePermission, recording each source considered in the
-// explain trace when there is one.
-func (p *Policy) effective(ctx context.Context, id *authz.Identity, res store.Resource, g store.Grants) store.Permission {
+// effective resolves the caller's permission on res from g, the rows read
+// for key, recording each source considered in the explain trace when
+// there is one.
+func (p *Policy) effective(ctx context.Context, id *authz.Identity, res, key store.Resource, g store.Grants) (Result, error) {
 	tr := authz.TraceFrom(ctx)
 	if tr == nil {
-		return EffectivePermission(g, id.Groups, p.defaultPerm, nil)
+		return p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, nil)
 	}
-	return EffectivePermission(g, id.Groups, p.defaultPerm, func(src Source) {
-		switch {
-		case src.Kind == "default":
-			tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), p.defaultPerm)
-		case !src.Found || src.Outranked:
-		case !src.Grant.Valid && src.Kind == "user":
-			tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
-		case !src.Grant.Valid:
-			tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", src.Group, describe(res))
-		case src.Kind == "user":
-			tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), src.Grant.Permission)
-		default:
-			tr.Addf("permission", "group %q row on %s: %s", src.Group, describe(res), src.Grant.Permission)
-		}
+	if !p.resolution.Compat() {
+		return p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, func(src Source) {
+			switch {
+			case src.Kind == "default":
+				tr.Addf("permission", "no row for user %q or its groups on %s: default %s", id.Username, describe(res), src.Grant.Permission)
+			case !src.Found || src.Outranked:
+			case !src.Grant.Valid && src.Kind == "user":
+				tr.Addf("permission", "user %q row on %s is NULL or unknown → deny", id.Username, describe(res))
+			case !src.Grant.Valid:
+				tr.Addf("permission", "group %q row on %s is NULL or unknown → deny", src.Group, describe(res))
+			case src.Kind == "user":
+				tr.Addf("permission", "user %q row on %s: %s", id.Username, describe(res), src.Grant.Permission)
+			default:
+				tr.Addf("permission", "group %q row on %s: %s", src.Group, describe(res), src.Grant.Permission)
+			}
+		})
+	}
+	order := make([]string, len(p.resolution.Order()))
+	for i, s := range p.resolution.Order() {
+		order[i] = string(s)
+	}
+	keyed := ""
+	if key.ID != res.ID {
+		keyed = fmt.Sprintf(" (rows keyed by its name %q)", key.ID)
+	}
+	tr.Addf("permission", "mlflow-oidc-auth resolution on %s%s, sources in order %s; the first with a row decides",
+		describe(res), keyed, strings.Join(order, ", "))
+	r, err := p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, func(src Source) {
+		tr.Addf("permission", "%s", src.Describe(id.Username))
 	})
+	if err == nil {
+		tr.Addf("permission", "%s decides: %s", r.Source, r.Permission)
+	}
+	return r, err
 }

@@ -54,6 +54,8 @@ type Config struct {
 	// Recorder receives the allowed creates, renames and deletes. It is set
 	// by the code that builds the service, never by YAML; nil records nothing.
 	Recorder Recorder `yaml:"-"`
+	// CompatConfig selects MLflow's or mlflow-oidc-auth's resolution.
+	CompatConfig `yaml:",inline"`
 }
 
 // Recorder hears about requests we allowed whose effect on permission rows
@@ -78,6 +80,7 @@ type Policy struct {
 	log          *slog.Logger
 	cls          *Classifier
 	defaultPerm  store.Permission
+	resolution   Resolution
 	integrity    string
 	createGroups []string
 	recorder     Recorder // nil when creator grants are off
@@ -102,6 +105,10 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 			return nil, fmt.Errorf("mlflow: default_permission %q is not one of NO_PERMISSIONS, READ, USE, EDIT, MANAGE", cfg.DefaultPermission)
 		}
 		p.defaultPerm = perm
+	}
+	var err error
+	if p.resolution, err = NewResolution(cfg.Compat, cfg.PermissionSourceOrder, p.defaultPerm, log); err != nil {
+		return nil, err
 	}
 	switch cfg.IdentityIntegrity {
 	case "":
