@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
@@ -174,5 +175,54 @@ func TestNewResolution(t *testing.T) {
 			require.Error(t, err)
 			assert.True(t, strings.Contains(err.Error(), tt.err), "%v", err)
 		}
+	}
+}
+
+// TestRowsResolveAsTheCheck pins the ext_proc filter's row predicate to the
+// policy's resolution: under compat, mlflow-oidc-auth's group rule, regex
+// rows, scorer group rows and gateway rows keyed by name decide a row as
+// they decide the point route; under MLflow's model, scorer group rows
+// still do not count.
+func TestRowsResolveAsTheCheck(t *testing.T) {
+	st := newOIDCAuthStore(t)
+	compat := Config{CompatConfig: CompatConfig{Compat: CompatOIDCAuth}}
+	exp := func(id string) store.Resource { return store.Resource{Kind: store.Experiment, ID: id} }
+	user := func(name string, groups ...string) *authz.Identity {
+		return &authz.Identity{Kind: authz.KindUser, Username: name, Groups: groups, Method: "jwt"}
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		id   *authz.Identity
+		res  store.Resource
+		want bool
+	}{
+		{"compat: NO_PERMISSIONS in one group beats another group's READ", compat, user("bob", "readers", "blocked"), exp("1"), false},
+		{"MLflow: the best group row", Config{}, user("bob", "readers", "blocked"), exp("1"), true},
+		{"compat: a regex row grants", compat, user("bob"), exp("1"), true},
+		{"MLflow: regex rows are not read", Config{}, user("bob"), exp("1"), false},
+		{"compat: a regex NO_PERMISSIONS row denies", compat, user("bob"), exp("2"), false},
+		{"compat: a regex RE2 cannot evaluate denies", compat, user("dave"), exp("4"), false},
+		{"compat: scorer group rows count", compat, user("erin", "readers"), store.Resource{Kind: store.Scorer, ID: "1", Name: "s"}, true},
+		{"MLflow: scorer group rows do not", Config{}, user("erin", "readers"), store.Resource{Kind: store.Scorer, ID: "1", Name: "s"}, false},
+		{"compat: a gateway row keyed by name", compat, user("alice"), store.Resource{Kind: store.GatewayEndpoint, ID: "ep-1"}, true},
+		{"compat: a gateway id that names nothing", compat, user("alice"), store.Resource{Kind: store.GatewayEndpoint, ID: "ep-9"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := New(st, tt.cfg, nil)
+			require.NoError(t, err)
+			rows, err := p.Rows(t.Context(), tt.id)
+			require.NoError(t, err)
+			got, err := rows.CanRead(t.Context(), tt.res)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			if tt.res.Kind == store.Experiment {
+				r, deny := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "mlflow", Target: "/api/2.0/mlflow/experiments/get?experiment_id=" + tt.res.ID})
+				require.Nil(t, deny)
+				d := p.Decide(t.Context(), r, tt.id)
+				assert.Equal(t, tt.want, d.Allowed, "the row and the point route disagree: %s", d.Message)
+			}
+		})
 	}
 }

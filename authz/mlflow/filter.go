@@ -32,9 +32,10 @@ func (p *Policy) DefaultPermission() store.Permission { return p.defaultPerm }
 // Rows answers, row by row, whether the caller may read the resource a row
 // of a listing stands for: MLflow's _role_based_read_predicate. A row is
 // readable exactly when the point route for it would be allowed, from the
-// same grants, groups and default as Decide, read through the same grant
-// cache (a warm lookup allocates nothing, so a page asks it per row). One
-// Rows serves one response; it is not safe for concurrent use.
+// same grants, groups, default and resolution (mlflow.compat) as Decide,
+// read through the same grant cache (a warm lookup allocates nothing, so a
+// page asks it per row). One Rows serves one response; it is not safe for
+// concurrent use.
 type Rows struct {
 	p   *Policy
 	id  *authz.Identity
@@ -67,15 +68,25 @@ func (p *Policy) Rows(ctx context.Context, id *authz.Identity) (*Rows, error) {
 // All reports whether the caller reads every row (an admin).
 func (r *Rows) All() bool { return r.all }
 
-// CanRead reports whether the caller may read res: READ or better by
-// EffectivePermission. Experiments are keyed by id, registered models (and
-// the versions under them) by name, scorers by experiment id and name,
-// gateway objects by id.
+// CanRead reports whether the caller may read res: READ or better by the
+// policy's Resolution (MLflow's EffectivePermission, or mlflow-oidc-auth's
+// resolution under compat), exactly as checkOne resolves it. Experiments
+// are keyed by id, registered models (and the versions under them) by
+// name, scorers by experiment id and name, gateway objects by id (looked
+// up to the name their rows are keyed by under compat; an id that names
+// nothing is not readable, as the point route answers 404).
 func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
 	if r.all {
 		return true, nil
 	}
-	g, err := r.p.store.Grants(ctx, r.id.Username, res)
+	key, err := r.p.resolution.GrantKey(ctx, r.p.store, res)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("mlflow: rows: %w", err)
+	}
+	g, err := r.p.store.Grants(ctx, r.id.Username, key)
 	if err != nil {
 		return false, fmt.Errorf("mlflow: rows: %w", err)
 	}
@@ -83,7 +94,11 @@ func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
 		r.all = true
 		return true, nil
 	}
-	return EffectivePermission(g, r.id.Groups, r.p.defaultPerm, nil).CanRead(), nil
+	got, err := r.p.resolution.Permission(ctx, r.p.store, r.id.Username, r.id.Groups, res, key, g, nil)
+	if err != nil {
+		return false, fmt.Errorf("mlflow: rows: %w", err)
+	}
+	return got.Permission.CanRead(), nil
 }
 
 // ParseJSONBody reads a request body as MLflow's parser does, with the
