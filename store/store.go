@@ -333,6 +333,19 @@ type GrantFilter struct {
 	Group string
 }
 
+// PatternRow is one of mlflow-oidc-auth's regex or group-regex rows, as
+// listed by Admin.ListPatterns.
+type PatternRow struct {
+	// Grantee is the user (regex rows) or group (group-regex rows).
+	Grantee  Grantee
+	Kind     ResourceKind
+	ID       int64
+	Regex    string
+	Priority int64
+	// Permission is the stored string, verbatim ("" for NULL).
+	Permission string
+}
+
 // UserRow is one row of MLflow's users table.
 type UserRow struct {
 	Username string
@@ -366,6 +379,10 @@ type Admin interface {
 	// when there was none.
 	DeleteGrant(ctx context.Context, g Grantee, r Resource) (before *GrantRow, changed bool, err error)
 	ListGrants(ctx context.Context, f GrantFilter) ([]GrantRow, error)
+	// ListPatterns lists mlflow-oidc-auth's regex and group-regex rows of
+	// f's kind, user or group (f.ID is ignored: a regex row names no one
+	// resource), as its resolver reads them; none without its tables.
+	ListPatterns(ctx context.Context, f GrantFilter) ([]PatternRow, error)
 
 	// RenameRegisteredModel moves every user and group row of a registered
 	// model to its new name (MLflow's after-request hook on rename).

@@ -16,6 +16,7 @@
 package adminapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
+	"github.com/mlflow-authz/mlflow-authz/authz/pyregex"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
@@ -42,9 +44,12 @@ type Options struct {
 	// request as a named user builds a throwaway engine from it whose only
 	// authenticator yields that user. Nil disables explain-as-user.
 	EngineConfig func() authz.Config
-	// DefaultPermission is the MLflow application's default_permission,
-	// shown as the last source in permission listings.
-	DefaultPermission store.Permission
+	// Resolution is the MLflow application's permission resolution (its
+	// default_permission, and with compat oidc-auth mlflow-oidc-auth's
+	// sources): permission listings show the rows it reads and resolve the
+	// effective permission with it. The zero value is MLflow's, with
+	// NO_PERMISSIONS as the default.
+	Resolution mlflow.Resolution
 	// Remote requires every call to come from an authenticated admin.
 	Remote bool
 	// LocalActor names the operator in audit lines when Remote is unset.
@@ -305,8 +310,11 @@ func (h *handlers) Revoke(ctx context.Context, req *v1.RevokeRequest) (*v1.Revok
 }
 
 // ListPermissions lists stored rows and, for a target and a user, the
-// effective permission with every source behind it.
+// effective permission with every source behind it. Each row names its
+// source: user or group, and with compat oidc-auth also regex and
+// group-regex (mlflow-oidc-auth's rows that match by name).
 func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsRequest) (*v1.ListPermissionsResponse, error) {
+	rs := h.opts.Resolution
 	f := store.GrantFilter{User: req.GetUser(), Group: authz.NormalizeGroup(req.GetGroup())}
 	var res store.Resource
 	hasTarget := req.GetTarget().GetTarget() != nil
@@ -323,29 +331,52 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	}
 	// A user's view includes the rows of the groups it is said to belong
 	// to: they are sources of its effective permission too.
+	var viewGroups []string
 	if f.User != "" && f.Group == "" {
 		for _, g := range req.GetGroups() {
-			gf := f
-			gf.User, gf.Group = "", authz.NormalizeGroup(g)
-			more, err := h.opts.Store.ListGrants(ctx, gf)
-			if err != nil {
-				return nil, storeErr(err, "")
-			}
-			rows = append(rows, more...)
+			viewGroups = append(viewGroups, authz.NormalizeGroup(g))
 		}
+	}
+	for _, g := range viewGroups {
+		gf := f
+		gf.User, gf.Group = "", g
+		more, err := h.opts.Store.ListGrants(ctx, gf)
+		if err != nil {
+			return nil, storeErr(err, "")
+		}
+		rows = append(rows, more...)
 	}
 	out := &v1.ListPermissionsResponse{}
 	for _, r := range rows {
+		if !rs.Compat() && r.Grantee.Group != "" && r.Resource.Kind != store.Experiment && r.Resource.Kind != store.RegisteredModel {
+			continue // mlflow-oidc-auth's scorer group rows, which MLflow's model ignores
+		}
 		pr := &v1.PermissionRow{ResourceKind: string(r.Resource.Kind), ResourceId: r.Resource.ID, Permission: r.Permission}
-		if r.Grantee.Group != "" {
-			pr.GranteeKind, pr.Grantee, pr.Source = "group", r.Grantee.Group, "group row (applies to members with no user row)"
-		} else {
-			pr.GranteeKind, pr.Grantee, pr.Source = "user", r.Grantee.User, "user row (outranks every group row)"
+		switch {
+		case r.Grantee.Group != "" && rs.Compat():
+			pr.GranteeKind, pr.Grantee, pr.SourceKind = "group", r.Grantee.Group, string(store.SourceGroup)
+			pr.Source = "group row (source group; NO_PERMISSIONS in any of the user's groups outranks the others, else the highest)"
+		case r.Grantee.Group != "":
+			pr.GranteeKind, pr.Grantee, pr.SourceKind = "group", r.Grantee.Group, string(store.SourceGroup)
+			pr.Source = "group row (applies to members with no user row)"
+		case rs.Compat():
+			pr.GranteeKind, pr.Grantee, pr.SourceKind = "user", r.Grantee.User, string(store.SourceUser)
+			pr.Source = "user row (source user)"
+		default:
+			pr.GranteeKind, pr.Grantee, pr.SourceKind = "user", r.Grantee.User, string(store.SourceUser)
+			pr.Source = "user row (outranks every group row)"
 		}
 		if _, ok := store.ParsePermission(r.Permission); !ok {
 			pr.Source += "; NULL or unknown: denies"
 		}
 		out.Rows = append(out.Rows, pr)
+	}
+	if rs.Compat() {
+		patterns, err := h.patternRows(ctx, f, viewGroups, res, hasTarget)
+		if err != nil {
+			return nil, err
+		}
+		out.Rows = append(out.Rows, patterns...)
 	}
 	slices.SortStableFunc(out.Rows, func(x, y *v1.PermissionRow) int {
 		return strings.Compare(x.ResourceKind+"\x00"+x.ResourceId+"\x00"+x.GranteeKind+"\x00"+x.Grantee,
@@ -353,7 +384,7 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	})
 	if hasTarget {
 		out.Rows = append(out.Rows, &v1.PermissionRow{ResourceKind: string(res.Kind), ResourceId: res.ID,
-			GranteeKind: "default", Permission: h.opts.DefaultPermission.String(),
+			GranteeKind: "default", Permission: rs.Default().String(), SourceKind: "default",
 			Source: "default_permission (when neither the user nor any of its groups has a row)"})
 		if req.GetUser() != "" {
 			eff, err := h.effective(ctx, req.GetUser(), req.GetGroups(), res)
@@ -366,11 +397,75 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	return out, nil
 }
 
-// effective follows the resolution order of mlflow.EffectivePermission, as the MLflow
-// policy does: users.is_admin, else the user's own row (an unreadable row
-// denies), else the best of its groups' rows (an unreadable row denies),
-// else the default. Token admin groups are not known here; explain shows them.
+// patternRows lists mlflow-oidc-auth's regex and group-regex rows in f's
+// scope (and of the view's groups); for a target, only those whose regex
+// matches its name, or cannot be evaluated, which bear on it.
+func (h *handlers) patternRows(ctx context.Context, f store.GrantFilter, viewGroups []string, res store.Resource, hasTarget bool) ([]*v1.PermissionRow, error) {
+	pf := f
+	pf.ID = ""
+	rows, err := h.opts.Store.ListPatterns(ctx, pf)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	for _, g := range viewGroups {
+		gf := pf
+		gf.User, gf.Group = "", g
+		more, err := h.opts.Store.ListPatterns(ctx, gf)
+		if err != nil {
+			return nil, storeErr(err, "")
+		}
+		rows = append(rows, more...)
+	}
+	var name string
+	if hasTarget {
+		name = res.ID
+		if res.Kind == store.Experiment {
+			names, err := h.opts.Store.Resolve(ctx, store.NameOfExperiment, res.ID)
+			if err != nil || len(names) != 1 {
+				return nil, storeErr(cmp.Or(err, store.ErrNotFound), fmt.Sprintf("experiment %s not found", res.ID))
+			}
+			name = names[0]
+		}
+	}
+	var out []*v1.PermissionRow
+	for _, r := range rows {
+		pr := &v1.PermissionRow{ResourceKind: string(r.Kind), Permission: r.Permission, Regex: &r.Regex, Priority: &r.Priority}
+		pr.GranteeKind, pr.Grantee, pr.SourceKind = "user", r.Grantee.User, string(store.SourceRegex)
+		if r.Grantee.Group != "" {
+			pr.GranteeKind, pr.Grantee, pr.SourceKind = "group", r.Grantee.Group, string(store.SourceGroupRegex)
+		}
+		pr.Source = fmt.Sprintf("%s row %d, priority %d (the lowest-numbered matching row of the source decides)", pr.SourceKind, r.ID, r.Priority)
+		if hasTarget {
+			m, err := pyregex.Compile(r.Regex)
+			var matched bool
+			if err == nil {
+				matched, err = m.Match(name)
+			}
+			switch {
+			case err != nil:
+				pr.Source += fmt.Sprintf("; cannot be evaluated (%v): denies when reached", err)
+			case !matched:
+				continue
+			default:
+				pr.Source += fmt.Sprintf("; matches %q", name)
+			}
+		}
+		if _, ok := store.ParsePermission(r.Permission); !ok {
+			pr.Source += "; NULL or unknown: denies"
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// effective resolves the user's permission as the MLflow policy does
+// (mlflow.Resolution): users.is_admin, then MLflow's order
+// (mlflow.EffectivePermission: the user's own row, else the best of its
+// groups' rows, else the default; an unreadable row denies) or, with compat
+// oidc-auth, mlflow-oidc-auth's sources. Token admin groups are not known
+// here; explain shows them.
 func (h *handlers) effective(ctx context.Context, user string, groups []string, res store.Resource) (*v1.Effective, error) {
+	rs := h.opts.Resolution
 	eff := &v1.Effective{User: user}
 	for _, g := range groups {
 		eff.Groups = append(eff.Groups, authz.NormalizeGroup(g))
@@ -387,16 +482,35 @@ func (h *handlers) effective(ctx context.Context, user string, groups []string, 
 		eff.Sources = append(eff.Sources, "users.is_admin = true → every permission")
 		return eff, nil
 	}
-	g, err := h.opts.Store.Grants(ctx, user, res)
+	key, err := rs.GrantKey(ctx, h.opts.Store, res)
+	if err != nil {
+		return nil, storeErr(err, fmt.Sprintf("%s %s not found", res.Kind, res.ID))
+	}
+	g, err := h.opts.Store.Grants(ctx, user, key)
 	if err != nil {
 		return nil, storeErr(err, "")
+	}
+	if rs.Compat() {
+		r, err := rs.Permission(ctx, h.opts.Store, user, eff.Groups, res, key, g, func(src mlflow.Source) {
+			eff.Sources = append(eff.Sources, src.Describe(user))
+		})
+		if err != nil {
+			return nil, storeErr(err, "")
+		}
+		line := fmt.Sprintf("%s decides: %s", r.Source, r.Permission)
+		if r.Unreadable != "" {
+			line += " (" + r.Unreadable + ")"
+		}
+		eff.Sources = append(eff.Sources, line)
+		eff.Permission = r.Permission.String()
+		return eff, nil
 	}
 	if g.User == nil {
 		eff.Sources = append(eff.Sources, "no user row")
 	}
 	var best store.Permission
 	var foundGroup, invalidGroup bool
-	p := mlflow.EffectivePermission(g, eff.Groups, h.opts.DefaultPermission, func(src mlflow.Source) {
+	r, err := rs.Permission(ctx, h.opts.Store, user, eff.Groups, res, key, g, func(src mlflow.Source) {
 		var line string
 		switch {
 		case src.Kind == "default":
@@ -418,10 +532,13 @@ func (h *handlers) effective(ctx context.Context, user string, groups []string, 
 		}
 		eff.Sources = append(eff.Sources, line)
 	})
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
 	if g.User == nil && foundGroup && !invalidGroup {
 		eff.Sources = append(eff.Sources, "best group row: "+best.String())
 	}
-	eff.Permission = p.String()
+	eff.Permission = r.Permission.String()
 	return eff, nil
 }
 

@@ -11,10 +11,14 @@ import (
 // authenticated by the live engine's authenticators and allowed to admins
 // only; writes go to the database, and the store's change watch flushes the
 // cache as it does for any other writer.
-func (r *Running) registerAdmin() {
+func (r *Running) registerAdmin() error {
 	admin, ok := r.be.(store.Admin)
 	if !ok {
-		return
+		return nil
+	}
+	resolution, err := r.cfg.Resolution()
+	if err != nil {
+		return err
 	}
 	opts := adminapi.Options{
 		Store:  admin,
@@ -24,9 +28,10 @@ func (r *Running) registerAdmin() {
 			defer r.mu.Unlock()
 			return r.rt.Engine
 		},
-		DefaultPermission: r.cfg.DefaultPermission(),
-		Remote:            true,
-		Log:               r.log,
+		Resolution: resolution,
+		Remote:     true,
+		Log:        r.log,
 	}
 	adminapi.New(opts).Register(r.gs)
+	return nil
 }

@@ -171,7 +171,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
 		Register:         filter.Register,
 	})
-	r.registerAdmin()
+	if err := r.registerAdmin(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	grpcLn, err := net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("server: server.grpc_addr: %w", err)

@@ -135,7 +135,10 @@ func (c *adminConn) openLocal(ctx context.Context) (context.Context, *session, e
 	}
 	closers = append(closers, st.Close)
 	if cfg != nil {
-		opts.DefaultPermission = cfg.DefaultPermission()
+		if opts.Resolution, err = cfg.Resolution(); err != nil {
+			closeAll()
+			return ctx, nil, err
+		}
 		// The engine reads the store uncached: one explanation must see
 		// the rows as they are now.
 		rt, err := config.Build(ctx, cfg, st, slog.New(slog.DiscardHandler))

@@ -20,10 +20,14 @@ func newPermissionsCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the rows behind permissions, filtered by resource, user or group",
-		Long: `list prints every stored row that matches the filters. With a resource it adds the
-configured default, and with a resource and --user it prints the effective permission
-and every source behind it, in MLflow's order: users.is_admin, the user's own row,
-the best row of the groups given with --groups, the default.`,
+		Long: `list prints every stored row that matches the filters, each with its source (user,
+group, and with apps[].mlflow.compat: oidc-auth also mlflow-oidc-auth's regex and
+group-regex rows, which match by name: for a resource, those whose regex matches its
+name). With a resource it adds the configured default, and with a resource and --user
+it prints the effective permission and every source behind it, in the order the
+service applies them: users.is_admin, then MLflow's (the user's own row, the best row
+of the groups given with --groups, the default) or, under compat, mlflow-oidc-auth's
+permission_source_order. Give --config for the compat setting.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			target, err := t.target(true)
@@ -51,9 +55,13 @@ func printPermissions(w io.Writer, resp *v1.ListPermissionsResponse) error {
 		if r.Grantee != "" {
 			who += " " + r.Grantee
 		}
-		rows[i] = []string{r.ResourceKind, r.ResourceId, who, r.Permission, r.Source}
+		id := r.ResourceId
+		if r.Regex != nil {
+			id = fmt.Sprintf("regex %q", r.GetRegex())
+		}
+		rows[i] = []string{r.ResourceKind, id, who, r.Permission, r.SourceKind, r.Source}
 	}
-	if err := printTable(w, []string{"RESOURCE", "ID", "GRANTEE", "PERMISSION", "SOURCE"}, rows); err != nil {
+	if err := printTable(w, []string{"RESOURCE", "ID", "GRANTEE", "PERMISSION", "SOURCE", "MEANING"}, rows); err != nil {
 		return err
 	}
 	if e := resp.Effective; e != nil {

@@ -30,6 +30,7 @@ func AdminRun(t *testing.T, open Opener) {
 	t.Run("WritesSeenThroughCache", func(t *testing.T) { testAdminInvalidation(t, open) })
 	t.Run("ConcurrentSetGrant", func(t *testing.T) { testAdminConcurrent(t, open) })
 	t.Run("Unavailable", func(t *testing.T) { testAdminUnavailable(t, open) })
+	t.Run("OIDCAuth", func(t *testing.T) { testAdminOIDCAuth(t, open) })
 }
 
 func openAdmin(t *testing.T, open Opener, s Setup) (Harness, store.Admin) {

@@ -194,3 +194,48 @@ func testNoPatterns(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	assert.Equal(t, store.Patterns{}, got)
 }
+
+// testAdminOIDCAuth: on mlflow-oidc-auth's database (no workspace column)
+// the admin writes and listings work, and its regex rows are listed as
+// its resolver reads them.
+func testAdminOIDCAuth(t *testing.T, open Opener) {
+	h, a := openAdmin(t, open, Setup{OIDCAuth: true})
+	seedOIDCAuth(t, h.ExecAuth)
+	ctx := t.Context()
+
+	_, changed, err := a.SetGrant(ctx, alice, rm("m2"), store.Edit)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	rows, err := a.ListGrants(ctx, store.GrantFilter{Kind: store.RegisteredModel, User: "alice"})
+	require.NoError(t, err)
+	assert.Equal(t, []store.GrantRow{
+		{Grantee: alice, Resource: rm("m1"), Permission: "MANAGE"},
+		{Grantee: alice, Resource: rm("m2"), Permission: "EDIT"},
+	}, rows)
+	require.NoError(t, a.RenameRegisteredModel(ctx, "m2", "m3"))
+	g, err := a.Grants(ctx, "alice", rm("m3"))
+	require.NoError(t, err)
+	assert.Equal(t, grant(store.Edit), g.User)
+	require.NoError(t, a.DeleteResourceGrants(ctx, rm("m3")))
+
+	patterns, err := a.ListPatterns(ctx, store.GrantFilter{Kind: store.Experiment})
+	require.NoError(t, err)
+	assert.Equal(t, []store.PatternRow{
+		{Grantee: store.Grantee{User: "bob"}, Kind: store.Experiment, ID: 4, Regex: ".*", Priority: 1, Permission: "MANAGE"},
+		{Grantee: alice, Kind: store.Experiment, ID: 2, Regex: "^team-a/secret", Priority: 5, Permission: "NO_PERMISSIONS"},
+		{Grantee: alice, Kind: store.Experiment, ID: 1, Regex: "^team-a/", Priority: 10, Permission: "READ"},
+		{Grantee: alice, Kind: store.Experiment, ID: 3, Regex: ".*", Priority: 10, Permission: ""},
+		{Grantee: store.Grantee{Group: "other"}, Kind: store.Experiment, ID: 3, Regex: ".*", Priority: 0, Permission: "MANAGE"},
+		{Grantee: store.Grantee{Group: "/ops"}, Kind: store.Experiment, ID: 2, Regex: "^ops/", Priority: 1, Permission: "MANAGE"},
+		{Grantee: team, Kind: store.Experiment, ID: 1, Regex: "^shared/", Priority: 3, Permission: "EDIT"},
+	}, patterns)
+	patterns, err = a.ListPatterns(ctx, store.GrantFilter{Group: "team"})
+	require.NoError(t, err)
+	var kinds []store.ResourceKind
+	for _, p := range patterns {
+		kinds = append(kinds, p.Kind)
+		assert.Equal(t, team, p.Grantee)
+	}
+	assert.Equal(t, []store.ResourceKind{store.Experiment, store.RegisteredModel, store.Scorer, store.GatewayEndpoint}, kinds,
+		"the prompt = true group-regex row is not a registered-model row")
+}

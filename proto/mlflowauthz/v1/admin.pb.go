@@ -1232,12 +1232,22 @@ func (x *ListPermissionsRequest) GetGroups() []string {
 type PermissionRow struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	ResourceKind string                 `protobuf:"bytes,1,opt,name=resource_kind,json=resourceKind,proto3" json:"resource_kind,omitempty"`
-	ResourceId   string                 `protobuf:"bytes,2,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	GranteeKind  string                 `protobuf:"bytes,3,opt,name=grantee_kind,json=granteeKind,proto3" json:"grantee_kind,omitempty"` // user, group or default
-	Grantee      string                 `protobuf:"bytes,4,opt,name=grantee,proto3" json:"grantee,omitempty"`
-	Permission   string                 `protobuf:"bytes,5,opt,name=permission,proto3" json:"permission,omitempty"`
+	// resource_id is empty for a regex row, which bears on every resource of
+	// its kind whose name regex matches.
+	ResourceId  string `protobuf:"bytes,2,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	GranteeKind string `protobuf:"bytes,3,opt,name=grantee_kind,json=granteeKind,proto3" json:"grantee_kind,omitempty"` // user, group or default
+	Grantee     string `protobuf:"bytes,4,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	Permission  string `protobuf:"bytes,5,opt,name=permission,proto3" json:"permission,omitempty"`
 	// source says what the row means for the effective permission.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// source_kind names the permission source the row belongs to: user,
+	// group, regex, group-regex (mlflow-oidc-auth's PERMISSION_SOURCE_ORDER
+	// names) or default.
+	SourceKind string `protobuf:"bytes,7,opt,name=source_kind,json=sourceKind,proto3" json:"source_kind,omitempty"`
+	// regex and priority are set on mlflow-oidc-auth's regex and group-regex
+	// rows.
+	Regex         *string `protobuf:"bytes,8,opt,name=regex,proto3,oneof" json:"regex,omitempty"`
+	Priority      *int64  `protobuf:"varint,9,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,6 +1322,27 @@ func (x *PermissionRow) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *PermissionRow) GetSourceKind() string {
+	if x != nil {
+		return x.SourceKind
+	}
+	return ""
+}
+
+func (x *PermissionRow) GetRegex() string {
+	if x != nil && x.Regex != nil {
+		return *x.Regex
+	}
+	return ""
+}
+
+func (x *PermissionRow) GetPriority() int64 {
+	if x != nil && x.Priority != nil {
+		return *x.Priority
+	}
+	return 0
 }
 
 // Effective is the permission a user gets on one resource, with every source
@@ -1752,7 +1783,7 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x16\n" +
-	"\x06groups\x18\x04 \x03(\tR\x06groups\"\xca\x01\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\"\xbe\x02\n" +
 	"\rPermissionRow\x12#\n" +
 	"\rresource_kind\x18\x01 \x01(\tR\fresourceKind\x12\x1f\n" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
@@ -1762,7 +1793,13 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"permission\x18\x05 \x01(\tR\n" +
 	"permission\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"q\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1f\n" +
+	"\vsource_kind\x18\a \x01(\tR\n" +
+	"sourceKind\x12\x19\n" +
+	"\x05regex\x18\b \x01(\tH\x00R\x05regex\x88\x01\x01\x12\x1f\n" +
+	"\bpriority\x18\t \x01(\x03H\x01R\bpriority\x88\x01\x01B\b\n" +
+	"\x06_regexB\v\n" +
+	"\t_priority\"q\n" +
 	"\tEffective\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x12\x1e\n" +
@@ -1913,6 +1950,7 @@ func file_mlflowauthz_v1_admin_proto_init() {
 		(*Grantee_User)(nil),
 		(*Grantee_Group)(nil),
 	}
+	file_mlflowauthz_v1_admin_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

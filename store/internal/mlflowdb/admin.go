@@ -521,7 +521,8 @@ func ListGroups(ctx context.Context, tx Tx) ([]string, error) {
 
 // ListGrants implements store.Admin.ListGrants in tx: user rows (only
 // workspace 'default' for registered models, as Grants reads them) and
-// group rows when the group tables exist, ordered by kind (in the order of
+// group rows when the group tables exist (mlflow-oidc-auth's scorer group
+// rows too, which only its resolution applies), ordered by kind (in the order of
 // store.ResourceKind's constants), id, name, users before groups, grantee
 // name, all compared bytewise so both backends agree.
 func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantRow, error) {
@@ -552,15 +553,92 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 			}
 			out = append(out, rows...)
 		}
-		if f.User == "" && spec.groupTable != "" && have["groups"] && have[spec.groupTable] {
-			rows, err := listRows(ctx, tx, spec, true, f.ID, f.Group)
-			if err != nil {
-				return nil, err
+		for _, gt := range []string{spec.groupTable, spec.compatGroupTable} {
+			if f.User == "" && gt != "" && have["groups"] && have[gt] {
+				gs := spec
+				gs.groupTable = gt
+				rows, err := listRows(ctx, tx, gs, true, f.ID, f.Group)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, rows...)
 			}
-			out = append(out, rows...)
 		}
 	}
 	slices.SortFunc(out, compareRows)
+	return out, nil
+}
+
+// ListPatterns implements store.Admin.ListPatterns in tx: per kind (in the
+// order of store.ResourceKind's constants), the user's regex rows, then the
+// groups' group-regex rows, each by priority and id.
+func ListPatterns(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.PatternRow, error) {
+	if f.Kind != "" {
+		if _, _, ok := specOf(f.Kind); !ok {
+			return nil, invalid("unknown resource kind %q", f.Kind)
+		}
+	}
+	if f.User != "" && f.Group != "" {
+		return nil, nil
+	}
+	have, err := tx.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.PatternRow
+	for _, spec := range kinds {
+		if f.Kind != "" && f.Kind != spec.kind {
+			continue
+		}
+		for _, part := range []struct {
+			table, who, join, col, grantee string
+			group                          bool
+		}{
+			{spec.regexTable, "users", "r.user_id", "username", f.User, false},
+			{spec.groupRegexTable, "groups", "r.group_id", "group_name", f.Group, true},
+		} {
+			if !have[part.table] || !have[part.who] || (part.group && f.User != "") || (!part.group && f.Group != "") {
+				continue
+			}
+			q := `SELECT r.id, w.` + part.col + `, r.regex, r.priority, r.permission FROM ` + part.table +
+				` r JOIN ` + part.who + ` w ON w.id = ` + part.join + ` WHERE 1 = 1`
+			if spec.regexScope != "" {
+				q += ` AND r.` + spec.regexScope
+			}
+			var args []any
+			if part.grantee != "" {
+				q += ` AND w.` + part.col + ` = $1`
+				args = append(args, part.grantee)
+			}
+			rows, err := tx.Query(ctx, q+` ORDER BY r.priority, r.id`, args...)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var (
+					row  store.PatternRow
+					name string
+					perm *string
+				)
+				if err := rows.Scan(&row.ID, &name, &row.Regex, &row.Priority, &perm); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				row.Kind, row.Permission = spec.kind, deref(perm)
+				if part.group {
+					row.Grantee.Group = name
+				} else {
+					row.Grantee.User = name
+				}
+				out = append(out, row)
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -798,6 +876,18 @@ func (w Writer) DeleteGrant(ctx context.Context, g store.Grantee, r store.Resour
 		return nil, false, err
 	}
 	return before, changed, nil
+}
+
+// ListPatterns implements store.Admin.
+func (w Writer) ListPatterns(ctx context.Context, f store.GrantFilter) (rows []store.PatternRow, err error) {
+	err = w.Run(ctx, "list patterns", false, func(tx Tx) error {
+		rows, err = ListPatterns(ctx, tx, f)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
 }
 
 // ListGrants implements store.Admin.
