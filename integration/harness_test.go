@@ -205,12 +205,13 @@ func startOn(t *testing.T, b backend) *harness { return startWith(t, b, startOpt
 // startOptions change how startWith prepares the database and the
 // configuration; the zero value is what startOn does.
 type startOptions struct {
-	// authSchema creates the auth tables in place of `mlflow-authz
-	// migrate`.
+	// authSchema creates the auth tables first, as another tool would.
 	authSchema func(ctx context.Context, d store.Dialect, exec storetest.ExecFunc) error
 	// doc replaces testConfig (written for PostgreSQL; the store section
 	// is swapped for SQLite).
 	doc string
+	// noMigrate skips `mlflow-authz migrate`.
+	noMigrate bool
 	// seed replaces the harness's seed.
 	seed []string
 	// config edits the configuration document.
@@ -252,7 +253,8 @@ func startWith(t *testing.T, b backend, opts startOptions) *harness {
 	}
 	if opts.authSchema != nil {
 		require.NoError(t, opts.authSchema(ctx, d, h.exec))
-	} else {
+	}
+	if !opts.noMigrate {
 		require.NoError(t, migrate())
 	}
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, d, h.exec))

@@ -19,7 +19,7 @@ import (
 // ready and must say why, until migrate runs; and again when a trigger is
 // dropped while it runs.
 func TestNotifyTriggersChecked(t *testing.T) {
-	h := startWith(t, backendPostgres, startOptions{authSchema: storetest.CreateAuthSchema})
+	h := startWith(t, backendPostgres, startOptions{authSchema: storetest.CreateAuthSchema, noMigrate: true})
 	status, failing := h.readiness(t)
 	require.Equal(t, http.StatusServiceUnavailable, status)
 	require.Contains(t, failing, "notify")
@@ -66,6 +66,7 @@ func TestNotifyTriggersChecked(t *testing.T) {
 func TestNotifyOff(t *testing.T) {
 	h := startWith(t, backendPostgres, startOptions{
 		authSchema: storetest.CreateAuthSchema,
+		noMigrate:  true,
 		config: func(doc string) string {
 			return strings.Replace(doc, "    connect_timeout: 1s\n", "    connect_timeout: 1s\n    notify: off\n", 1)
 		},

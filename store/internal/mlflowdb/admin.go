@@ -607,7 +607,7 @@ func ListPatterns(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.Patt
 			}
 			var args []any
 			if part.grantee != "" {
-				q += ` AND w.` + part.col + ` = $1`
+				q += fmt.Sprintf(` AND `+nameIs("w."+part.col, part.group), 1)
 				args = append(args, part.grantee)
 			}
 			rows, err := tx.Query(ctx, q+` ORDER BY r.priority, r.id`, args...)
@@ -642,6 +642,16 @@ func ListPatterns(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.Patt
 	return out, nil
 }
 
+// nameIs is the condition that col names the grantee bound as $%d: a group
+// also under Keycloak's full-path form, "/name", which mlflow-oidc-auth's
+// groups table often holds (see NormalizeGroup).
+func nameIs(col string, group bool) string {
+	if group {
+		return "(" + col + " = $%[1]d OR " + col + " = '/' || $%[1]d)"
+	}
+	return col + " = $%d"
+}
+
 func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee string) ([]store.GrantRow, error) {
 	name := "''"
 	if spec.nameCol != "" {
@@ -666,7 +676,7 @@ func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee
 		if group {
 			col = "group_name"
 		}
-		q += fmt.Sprintf(` AND u.%s = $%d`, col, len(args))
+		q += fmt.Sprintf(` AND `+nameIs("u."+col, group), len(args))
 	}
 	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
