@@ -140,6 +140,12 @@ type Grants struct {
 	// scorer these are mlflow-oidc-auth's scorer group rows, which only
 	// its resolution (mlflow.compat: oidc-auth) applies.
 	Groups map[string]Grant
+	// Name is an experiment's name, which mlflow-oidc-auth's regex rows
+	// match, when the store read it in the same round trip (HasName; the
+	// tracking tables live in the auth database). Otherwise callers that
+	// need it resolve NameOfExperiment.
+	Name    string
+	HasName bool
 }
 
 // Source names where a permission row comes from, with the names of

@@ -239,7 +239,7 @@ func (rs Resolution) Permission(ctx context.Context, r store.Reader, username st
 		})
 		return Result{Permission: p, Source: src}, nil
 	}
-	ev := &evaluation{rs: rs, r: r, username: username, groups: groups, res: res, key: key, note: note}
+	ev := &evaluation{rs: rs, r: r, username: username, groups: groups, res: res, key: key, g: g, note: note}
 	for _, src := range rs.order {
 		var (
 			res Result
@@ -275,6 +275,7 @@ type evaluation struct {
 	username   string
 	groups     []string
 	res, key   store.Resource
+	g          store.Grants
 	note       func(Source)
 	patterns   *store.Patterns
 	name       string
@@ -441,7 +442,8 @@ func weaker(a, b store.Grant) bool {
 }
 
 // resourceName is the name regex rows are matched against: an
-// experiment's name from the tracking tables, a registered model's name
+// experiment's name from the tracking tables (read with the grants when
+// they share its database), a registered model's name
 // (its id), a scorer's name, a gateway object's name (the grant key).
 func (ev *evaluation) resourceName(ctx context.Context) (string, bool, error) {
 	if ev.nameLooked {
@@ -450,6 +452,11 @@ func (ev *evaluation) resourceName(ctx context.Context) (string, bool, error) {
 	ev.nameLooked = true
 	switch ev.res.Kind {
 	case store.Experiment:
+		if ev.g.HasName {
+			// Read with the grants, in the same round trip.
+			ev.name, ev.nameFound = ev.g.Name, true
+			break
+		}
 		names, err := ev.r.Resolve(ctx, store.NameOfExperiment, ev.res.ID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && len(names) != 1) {
 			return "", false, nil

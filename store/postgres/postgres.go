@@ -156,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
+	schema.Tracking = s.tracking == s.auth
 	s.q = mlflowdb.BuildQueries(schema, store.PostgreSQL)
 	var expiration bool
 	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
@@ -218,13 +219,7 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
 	defer cancel()
-	var rows pgx.Rows
-	var err error
-	if res.Kind == store.Scorer {
-		rows, err = s.auth.Query(ctx, q, username, res.ID, res.Name)
-	} else {
-		rows, err = s.auth.Query(ctx, q, username, res.ID)
-	}
+	rows, err := s.auth.Query(ctx, q, s.q.GrantArgs(username, res)...)
 	if err != nil {
 		return g, unavailable("grants", err)
 	}

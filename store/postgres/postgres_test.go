@@ -53,7 +53,8 @@ func TestConformanceOneDatabase(t *testing.T) {
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)
 		t.Cleanup(st.Close)
-		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch, QueryAuth: storetest.PostgresQuery(t, url)}
+		return storetest.Harness{Reader: st, ExecAuth: exec, ExecTracking: exec, Watch: st.Watch, QueryAuth: storetest.PostgresQuery(t, url),
+			OneDatabase: true}
 	})
 }
 

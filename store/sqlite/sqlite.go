@@ -133,6 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
 	}
+	schema.Tracking = s.tracking == s.auth
 	s.q = mlflowdb.BuildQueries(schema, store.SQLite)
 	var expiration bool
 	if err := s.auth.QueryRowContext(qctx, mlflowdb.PasswordExpirationSQL[store.SQLite]).Scan(&expiration); err != nil {
@@ -196,13 +197,7 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	var rows *sql.Rows
-	var err error
-	if res.Kind == store.Scorer {
-		rows, err = s.auth.QueryContext(ctx, q, username, res.ID, res.Name)
-	} else {
-		rows, err = s.auth.QueryContext(ctx, q, username, res.ID)
-	}
+	rows, err := s.auth.QueryContext(ctx, q, s.q.GrantArgs(username, res)...)
 	if err != nil {
 		return g, unavailable("grants", err)
 	}

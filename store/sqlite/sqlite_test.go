@@ -34,7 +34,8 @@ func open(t *testing.T, s storetest.Setup, cfg sqlite.Config) storetest.Harness 
 	st, err := sqlite.Open(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: storetest.SQLiteQuery(t, auth)}
+	return storetest.Harness{Reader: st, ExecAuth: execAuth, ExecTracking: execTracking, Watch: st.Watch, QueryAuth: storetest.SQLiteQuery(t, auth),
+		OneDatabase: auth == cfg.TrackingPath}
 }
 
 func openSplit(t *testing.T, s storetest.Setup) storetest.Harness {

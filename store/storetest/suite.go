@@ -69,6 +69,9 @@ type Harness struct {
 	// QueryAuth returns the first column of every row of a query on the
 	// auth database (cast it to text in the SQL); AdminRun needs it.
 	QueryAuth QueryFunc
+	// OneDatabase says that the tracking and auth tables share one
+	// database.
+	OneDatabase bool
 	// Watch is the backend's change watch (see postgres.Store.Watch).
 	Watch func(ctx context.Context, invalidate func(table string), flush func()) error
 }

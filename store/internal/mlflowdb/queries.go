@@ -14,6 +14,9 @@ import (
 type Schema struct {
 	Tables         map[string]bool
 	ModelWorkspace bool
+	// Tracking says that MLflow's tracking tables are in the auth database
+	// too (one database, or one SQLite file).
+	Tracking bool
 }
 
 // SchemaSQL lists the auth database's tables, and says whether
@@ -31,10 +34,12 @@ var SchemaSQL = map[store.Dialect]string{
 
 // Queries are a backend's read queries for one Schema.
 type Queries struct {
-	// Grants holds one query per resource kind, arguments (username, id)
-	// or, for scorers, (username, experiment id, scorer name); its rows
-	// fold with Add.
+	// Grants holds one query per resource kind, bound with GrantArgs; its
+	// rows fold with Add.
 	Grants map[store.ResourceKind]string
+	// experimentName: the experiments Grants query also reads the
+	// experiment's name (a third argument, its canonical integer id).
+	experimentName bool
 	// Patterns holds one query per kind that has regex tables, arguments
 	// (username, GroupsArg(groups)); its rows fold with AddPattern.
 	Patterns map[store.ResourceKind]string
@@ -76,6 +81,14 @@ UNION ALL
 SELECT 2, gr.group_name, false, g.permission FROM ` + gt + ` g JOIN groups gr ON gr.id = g.group_id WHERE ` + gcond
 			}
 		}
+		if k.kind == store.Experiment && s.Tracking && have("experiments") {
+			// One round trip for the grants and the name that
+			// mlflow-oidc-auth's regex rows match.
+			sql += `
+UNION ALL
+SELECT 3, e.name, false, CAST(NULL AS TEXT) FROM experiments e WHERE e.experiment_id = $3`
+			q.experimentName = true
+		}
 		q.Grants[k.kind] = sql
 
 		var userPart, groupPart string
@@ -106,6 +119,24 @@ SELECT 2, gr.group_name, false, g.permission FROM ` + gt + ` g JOIN groups gr ON
 		q.Patterns[k.kind] = sql + "\nORDER BY 1, 5, 3"
 	}
 	return q
+}
+
+// GrantArgs are the arguments of the Grants query for res: (username, id),
+// then a scorer's name, or an experiment's canonical integer id (NULL when
+// the id is not one) when the query reads its name.
+func (q Queries) GrantArgs(username string, res store.Resource) []any {
+	args := []any{username, res.ID}
+	switch {
+	case res.Kind == store.Scorer:
+		args = append(args, res.Name)
+	case res.Kind == store.Experiment && q.experimentName:
+		var id any
+		if n, ok := CanonicalExperimentID(res.ID); ok {
+			id = int64(n)
+		}
+		args = append(args, id)
+	}
+	return args
 }
 
 // groupsIn expands the JSON array of group names bound as $2.

@@ -17,6 +17,7 @@ const (
 	User  = iota // the users row: exists, is_admin
 	Own          // the user's own permission row on the resource
 	Group        // one group's permission row on the resource
+	Name         // the experiment's name (its second column)
 )
 
 // Add folds one row of a Grants query into g.
@@ -30,6 +31,8 @@ func Add(g *store.Grants, kind int, group string, admin bool, perm *string) {
 			gr = LowerGrant(*g.User, gr)
 		}
 		g.User = &gr
+	case Name:
+		g.Name, g.HasName = group, true
 	case Group:
 		if g.Groups == nil {
 			g.Groups = make(map[string]store.Grant, 2)
