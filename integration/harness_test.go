@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
-	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
@@ -179,7 +178,7 @@ type harness struct {
 	run    *server.Running
 	client authv3.AuthorizationClient
 	tokens map[string]string
-	logs   *authztest.LogBuffer
+	logs   *storetest.LogBuffer
 	env    map[string]string // ${…} values for the configuration
 }
 
@@ -225,7 +224,7 @@ type startOptions struct {
 func startWith(t *testing.T, b backend, opts startOptions) *harness {
 	t.Helper()
 	ctx := t.Context()
-	h := &harness{tokens: map[string]string{}, logs: &authztest.LogBuffer{}, env: map[string]string{}}
+	h := &harness{tokens: map[string]string{}, logs: &storetest.LogBuffer{}, env: map[string]string{}}
 	doc := cmp.Or(opts.doc, testConfig)
 	tokenUsers := users
 	if opts.tokenUsers != nil {

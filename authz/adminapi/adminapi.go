@@ -337,14 +337,8 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 			viewGroups = append(viewGroups, authz.NormalizeGroup(g))
 		}
 	}
-	for _, g := range viewGroups {
-		gf := f
-		gf.User, gf.Group = "", g
-		more, err := h.opts.Store.ListGrants(ctx, gf)
-		if err != nil {
-			return nil, storeErr(err, "")
-		}
-		rows = append(rows, more...)
+	if rows, err = withGroups(ctx, rows, f, viewGroups, h.opts.Store.ListGrants); err != nil {
+		return nil, storeErr(err, "")
 	}
 	out := &v1.ListPermissionsResponse{}
 	for _, r := range rows {
@@ -397,6 +391,21 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	return out, nil
 }
 
+// withGroups appends to rows, for a user's view, the rows list gives for
+// each of its groups (f narrowed to the group).
+func withGroups[R any](ctx context.Context, rows []R, f store.GrantFilter, groups []string, list func(context.Context, store.GrantFilter) ([]R, error)) ([]R, error) {
+	for _, g := range groups {
+		gf := f
+		gf.User, gf.Group = "", g
+		more, err := list(ctx, gf)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, more...)
+	}
+	return rows, nil
+}
+
 // patternRows lists mlflow-oidc-auth's regex and group-regex rows in f's
 // scope (and of the view's groups); for a target, only those whose regex
 // matches its name, or cannot be evaluated, which bear on it.
@@ -404,17 +413,11 @@ func (h *handlers) patternRows(ctx context.Context, f store.GrantFilter, viewGro
 	pf := f
 	pf.ID = ""
 	rows, err := h.opts.Store.ListPatterns(ctx, pf)
+	if err == nil {
+		rows, err = withGroups(ctx, rows, pf, viewGroups, h.opts.Store.ListPatterns)
+	}
 	if err != nil {
 		return nil, storeErr(err, "")
-	}
-	for _, g := range viewGroups {
-		gf := pf
-		gf.User, gf.Group = "", g
-		more, err := h.opts.Store.ListPatterns(ctx, gf)
-		if err != nil {
-			return nil, storeErr(err, "")
-		}
-		rows = append(rows, more...)
 	}
 	var name string
 	if hasTarget {

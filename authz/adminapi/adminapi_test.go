@@ -26,7 +26,6 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
-	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -37,7 +36,7 @@ import (
 type env struct {
 	client v1.AdminServiceClient
 	iss    *devissuer.Issuer
-	audit  *authztest.LogBuffer
+	audit  *storetest.LogBuffer
 	st     *sqlite.Store
 	engine *authz.Engine
 	cfg    authz.Config
@@ -75,7 +74,7 @@ func start(t testing.TB) *env {
 	eng, err := authz.NewEngine(cfg)
 	require.NoError(t, err)
 
-	audit := &authztest.LogBuffer{}
+	audit := &storetest.LogBuffer{}
 	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, EngineConfig: func() authz.Config { return cfg },
 		Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
 	return &env{client: v1.NewAdminServiceClient(serve(t, grpc.NewServer(), svc)), iss: iss, audit: audit, st: st, engine: eng, cfg: cfg}
@@ -410,7 +409,7 @@ const getExp1 = "/api/2.0/mlflow/experiments/get?experiment_id=1"
 // audit apply to admin calls only, and the server's own interceptors still
 // run, outermost.
 func TestInterceptorGuardsOnlyTheAdminService(t *testing.T) {
-	audit := &authztest.LogBuffer{}
+	audit := &storetest.LogBuffer{}
 	svc := adminapi.New(adminapi.Options{Store: start(t).st, Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
 	var mu sync.Mutex
 	var seen []string

@@ -22,7 +22,6 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/authntest"
-	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/mlflow-authz/mlflow-authz/store/cache"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
@@ -57,7 +56,7 @@ type basicFixture struct {
 	exec  storetest.ExecFunc
 	clock *storetest.Clock
 	st    *sqlite.Store
-	logs  *authztest.LogBuffer
+	logs  *storetest.LogBuffer
 }
 
 // newBasicFixture seeds users alice (scrypt default vector), bob (pbkdf2
@@ -78,7 +77,7 @@ func newBasicFixture(t testing.TB, cfg authn.BasicConfig, opts ...authn.BasicOpt
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	c := cache.New(st, cache.Options{})
-	f := basicFixture{cache: c, exec: exec, clock: newJWTClock(), st: st, logs: &authztest.LogBuffer{}}
+	f := basicFixture{cache: c, exec: exec, clock: newJWTClock(), st: st, logs: &storetest.LogBuffer{}}
 	opts = append([]authn.BasicOption{authn.WithBasicClock(f.clock.Now),
 		authn.WithBasicLogger(slog.New(slog.NewJSONHandler(f.logs, nil)))}, opts...)
 	f.basic, err = authn.NewBasic(c, cfg, []string{basicHost}, opts...)

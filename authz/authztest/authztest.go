@@ -5,10 +5,7 @@
 package authztest
 
 import (
-	"bytes"
-	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -48,41 +45,4 @@ func NewRequest(t testing.TB, method, target, principal string, headers map[stri
 	r, d := authz.NewRequest(authz.RequestInput{Method: method, Host: "app.example.com", Target: target, Principal: principal, Headers: headers})
 	require.Nil(t, d, "request %s %s refused", method, target)
 	return r
-}
-
-// LogBuffer collects a JSON log that the service's goroutines write while
-// the test reads it.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// Lines decodes every line written so far as one JSON object, failing the
-// test on a line that is not one.
-func (b *LogBuffer) Lines(t testing.TB) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for l := range strings.SplitSeq(strings.TrimSpace(b.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(l), &m), l)
-		out = append(out, m)
-	}
-	return out
 }

@@ -1,12 +1,10 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/cache"
 	"github.com/mlflow-authz/mlflow-authz/store/postgres"
 	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
@@ -90,24 +89,10 @@ func TestNotifyCheck(t *testing.T) {
 // its LISTEN connection: the reconnect alone (no CheckNotify call) must
 // report the missing trigger.
 func TestNotifyCheckOnReconnect(t *testing.T) {
-	var logs syncLog
+	var logs storetest.LogBuffer
 	h, authURL := open(t, storetest.Setup{}, postgres.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	st := h.Reader.(*postgres.Store)
-	flushes := make(chan struct{}, 16)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- st.Watch(ctx, func(string) {}, func() { flushes <- struct{}{} })
-	}()
-	defer func() { cancel(); <-done }()
-	waitFlush := func(what string) {
-		t.Helper()
-		select {
-		case <-flushes:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no flush after %s", what)
-		}
-	}
+	waitFlush := watch(t, h, cache.New(st, cache.Options{}))
 	waitFlush("first LISTEN")
 	require.NoError(t, st.NotifyStatus())
 
@@ -127,7 +112,7 @@ func TestNotifyOff(t *testing.T) {
 	url := storetest.Postgres(t)
 	exec := storetest.PostgresExec(t, url)
 	require.NoError(t, storetest.CreateAuthSchema(t.Context(), store.PostgreSQL, exec))
-	var logs syncLog
+	var logs storetest.LogBuffer
 	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url, Notify: postgres.NotifyOff,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)
@@ -147,22 +132,4 @@ func TestNotifyOff(t *testing.T) {
 
 	_, err = postgres.Open(t.Context(), postgres.Config{TrackingURL: url, Notify: "no"})
 	require.ErrorContains(t, err, `notify "no"`)
-}
-
-// syncLog is a log sink the watch goroutine writes while the test reads.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -202,6 +202,27 @@ func TestMigrateUnreachable(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrUnavailable)
 }
 
+// watch runs h's change watch into c until the test ends, and returns a
+// function that waits (10s at most) for its next flush.
+func watch(t *testing.T, h storetest.Harness, c *cache.Cache) (waitFlush func(after string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	flushes := make(chan struct{}, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.Watch(ctx, func(string) { c.Invalidate() }, func() { c.Flush(); flushes <- struct{}{} })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func(after string) {
+		t.Helper()
+		select {
+		case <-flushes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no flush after %s", after)
+		}
+	}
+}
+
 // TestListenConnectionKilled terminates the LISTEN backend: the watcher
 // must flush at once, so a change made while it reconnects is seen.
 func TestListenConnectionKilled(t *testing.T) {
@@ -209,21 +230,7 @@ func TestListenConnectionKilled(t *testing.T) {
 	require.NoError(t, h.ExecAuth(t.Context(), `INSERT INTO users (id, username) VALUES (1, 'alice')`))
 	require.NoError(t, h.ExecAuth(t.Context(), `INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES ('1', 1, 'READ')`))
 	c := cache.New(h.Reader, cache.Options{GrantTTL: time.Hour})
-	ctx, cancel := context.WithCancel(t.Context())
-	flushes := make(chan struct{}, 16)
-	done := make(chan error, 1)
-	go func() {
-		done <- h.Watch(ctx, func(string) { c.Invalidate() }, func() { c.Flush(); flushes <- struct{}{} })
-	}()
-	defer func() { cancel(); <-done }()
-	waitFlush := func(what string) {
-		t.Helper()
-		select {
-		case <-flushes:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no flush after %s", what)
-		}
-	}
+	waitFlush := watch(t, h, c)
 	st := h.Reader.(*postgres.Store)
 	waitFlush("first LISTEN")
 	up, losses, _ := st.WatchStatus()
