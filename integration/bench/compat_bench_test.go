@@ -51,23 +51,28 @@ func (c *counted) Resolve(ctx context.Context, l store.Lookup, k string) ([]stri
 
 const compatBenchExperiments = 1000
 
-// compatBenchDB is mlflow-oidc-auth's database on PostgreSQL (auth and
-// tracking in one database) with compatBenchExperiments experiments named
-// team-a/exp-N and two users: gus, whose group g1 has READ on each
-// experiment, and rex (in g2 and g3), who has no direct or group row but
-// ten regex rows (the last one matching) and whose group g2 has five
-// group-regex rows that match nothing.
-func compatBenchDB(b *testing.B) string {
+// compatBenchDB is mlflow-oidc-auth's database on PostgreSQL, beside
+// MLflow's tracking tables (in the same database, or in one of their own
+// when split), with compatBenchExperiments experiments named team-a/exp-N
+// and two users: gus, whose group g1 has READ on each experiment, and rex
+// (in g2 and g3), who has no direct or group row but ten regex rows (the
+// last one matching) and whose group g2 has five group-regex rows that
+// match nothing. It returns the tracking and auth URLs.
+func compatBenchDB(b *testing.B, split bool) (trackingURL, authURL string) {
 	b.Helper()
 	ctx := b.Context()
-	url := storetest.Postgres(b)
-	exec := storetest.PostgresExec(b, url)
-	require.NoError(b, storetest.CreateOIDCAuthSchema(ctx, store.PostgreSQL, exec))
-	require.NoError(b, postgres.Migrate(ctx, url))
-	require.NoError(b, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, exec))
-	storetest.Must(b, exec,
-		fmt.Sprintf(`INSERT INTO experiments (experiment_id, name, lifecycle_stage)
-			SELECT n, 'team-a/exp-' || n, 'active' FROM generate_series(1, %d) n`, compatBenchExperiments),
+	authURL = storetest.Postgres(b)
+	trackingURL = authURL
+	if split {
+		trackingURL = storetest.Postgres(b)
+	}
+	auth, tracking := storetest.PostgresExec(b, authURL), storetest.PostgresExec(b, trackingURL)
+	require.NoError(b, storetest.CreateOIDCAuthSchema(ctx, store.PostgreSQL, auth))
+	require.NoError(b, postgres.Migrate(ctx, authURL))
+	require.NoError(b, storetest.CreateTrackingSchema(ctx, store.PostgreSQL, tracking))
+	storetest.Must(b, tracking, fmt.Sprintf(`INSERT INTO experiments (experiment_id, name, lifecycle_stage)
+		SELECT n, 'team-a/exp-' || n, 'active' FROM generate_series(1, %d) n`, compatBenchExperiments))
+	storetest.Must(b, auth,
 		`INSERT INTO users (id, username, is_admin) VALUES (1, 'gus', false), (2, 'rex', false)`,
 		`INSERT INTO groups (id, group_name) VALUES (1, 'g1'), (2, 'g2'), (3, 'g3')`,
 		fmt.Sprintf(`INSERT INTO experiment_group_permissions (experiment_id, group_id, permission)
@@ -78,7 +83,7 @@ func compatBenchDB(b *testing.B) string {
 		`INSERT INTO experiment_group_regex_permissions (regex, priority, group_id, permission)
 			SELECT '^lab-' || n || '/', n, 2, 'EDIT' FROM generate_series(1, 5) n`,
 	)
-	return url
+	return trackingURL, authURL
 }
 
 // BenchmarkCompatCheck is the in-process cost of one allowed check of
@@ -88,23 +93,31 @@ func compatBenchDB(b *testing.B) string {
 // cold (nothing cached). store-reads/op counts the queries that reached
 // PostgreSQL.
 func BenchmarkCompatCheck(b *testing.B) {
-	url := compatBenchDB(b)
 	iss, err := devissuer.Start("127.0.0.1:0")
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = iss.Close() })
-	st, err := postgres.Open(b.Context(), postgres.Config{TrackingURL: url})
-	require.NoError(b, err)
-	b.Cleanup(st.Close)
+	stores := map[bool]*postgres.Store{}
+	urls := map[bool]string{}
+	for _, split := range []bool{false, true} {
+		trackingURL, authURL := compatBenchDB(b, split)
+		st, err := postgres.Open(b.Context(), postgres.Config{TrackingURL: trackingURL, AuthURL: authURL})
+		require.NoError(b, err)
+		b.Cleanup(st.Close)
+		stores[split], urls[split] = st, trackingURL
+	}
 
 	for _, mode := range []struct {
 		name, compat, user string
 		groups             []string
+		split              bool
 	}{
-		{"off/group-row", "", "gus", []string{"g1", "g2", "g3"}},
-		{"on/group-row", "compat: oidc-auth", "gus", []string{"g1", "g2", "g3"}},
-		{"on/regex", "compat: oidc-auth", "rex", []string{"g2", "g3"}},
+		{"off/group-row", "", "gus", []string{"g1", "g2", "g3"}, false},
+		{"on/group-row", "compat: oidc-auth", "gus", []string{"g1", "g2", "g3"}, false},
+		{"on/regex", "compat: oidc-auth", "rex", []string{"g2", "g3"}, false},
+		{"on/regex-split-databases", "compat: oidc-auth", "rex", []string{"g2", "g3"}, true},
 	} {
-		inner := &counted{Reader: st}
+		url := urls[mode.split]
+		inner := &counted{Reader: stores[mode.split]}
 		c := cache.New(inner, cache.Options{})
 		doc := fmt.Sprintf(`
 issuers:
