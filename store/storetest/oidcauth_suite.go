@@ -57,8 +57,8 @@ func testOIDCAuth(t *testing.T, open Opener) {
 	Must(t, h.ExecTracking,
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (1, 'team-a/churn', 'active'), (2, 'ops/x', 'deleted')`,
 		`INSERT INTO endpoints (endpoint_id, name, created_at, last_updated_at) VALUES ('ep-1', 'chat', 0, 0)`,
-		`INSERT INTO secrets (secret_id, secret_name) VALUES ('sec-1', 'key-1')`,
-		`INSERT INTO model_definitions (model_definition_id, name, secret_id) VALUES ('md-1', 'gpt-x', 'sec-1')`,
+		`INSERT INTO secrets (secret_id, secret_name, created_at, last_updated_at) VALUES ('sec-1', 'key-1', 0, 0)`,
+		`INSERT INTO model_definitions (model_definition_id, name, secret_id, created_at, last_updated_at) VALUES ('md-1', 'gpt-x', 'sec-1', 0, 0)`,
 	)
 	ctx := t.Context()
 
