@@ -28,8 +28,9 @@
 //
 // One file per authenticator, with its config, constructor, Authenticate
 // and deny reasons:
-//   - jwt.go: JWT, bearer "Authorization" parsing and signature verification
-//     for one or more issuers (Keycloak realms), configured by IssuerConfig;
+//   - jwt.go: JWT, bearer token signature verification for one or more
+//     issuers (Keycloak realms), configured by IssuerConfig (issuerconfig.go)
+//     and read from the "Authorization" header by bearer.go;
 //   - basic.go: Basic, "Authorization: Basic" usernames and passwords
 //     checked against MLflow's users.password_hash (or, per issuer, an
 //     access token as the password), configured by BasicConfig;
@@ -39,8 +40,10 @@
 //     keys of SessionConfig, cached by hash, CSRF-checked), and the cookie
 //     codec;
 //   - login.go: Login, one application's OpenID Connect sign-in (an
-//     authz.Login): the redirect to the issuer, the callback, logout and
-//     the session's refresh, configured by LoginConfig.
+//     authz.Login), configured by LoginConfig: which requests are a
+//     browser's (navigation.go), the redirect to the issuer, the callback
+//     and its ID token (callback.go), and a signed-in session's refresh and
+//     logout (refresh.go).
 //
 // and the files that support them:
 //   - claims.go: verified Keycloak access-token claims to an Identity
