@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -183,10 +184,11 @@ func (in *install) checkConfigLoads(c *checker) {
 }
 
 // buildOffline builds the engine from cfg as `serve` does, on an empty
-// SQLite store, except what needs the cluster: the issuers (their JWKS is
-// fetched over the network; Parse has checked their settings) and the files
-// mounted into the pod (a token file is replaced by a local one; checkMounts
-// checks the mount).
+// SQLite store, except what needs the cluster: the issuers' keys (fetched
+// over the network; Parse has checked their settings) come from a local
+// stand-in JWKS, and the files and variables mounted into the pod (the
+// Kiali token, the cookie keys, the client secret) are replaced by local
+// stand-ins (checkMounts checks the mounts).
 func buildOffline(cfg *config.Config) error {
 	dir, err := os.MkdirTemp("", "mlflow-authz-manifests-")
 	if err != nil {
@@ -203,16 +205,43 @@ func buildOffline(cfg *config.Config) error {
 		return err
 	}
 	defer st.Close()
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("stand-in"), 0o600); err != nil {
+	standIn := func(name, content string) (string, error) {
+		p := filepath.Join(dir, name)
+		return p, os.WriteFile(p, []byte(content), 0o600)
+	}
+	token, err := standIn("token", "stand-in")
+	if err != nil {
 		return err
 	}
+	secret, err := standIn("client-secret", "stand-in")
+	if err != nil {
+		return err
+	}
+	keys, err := standIn("session-keys", base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n")
+	if err != nil {
+		return err
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer jwks.Close()
 	offline := *cfg
-	offline.Issuers = nil
+	offline.Issuers = slices.Clone(cfg.Issuers)
+	for i := range offline.Issuers {
+		offline.Issuers[i].DiscoveryURL = ""
+		offline.Issuers[i].JWKSURL = jwks.URL
+	}
+	if offline.Session.KeysFile != "" {
+		offline.Session.KeysFile = keys
+	}
 	offline.Apps = slices.Clone(cfg.Apps)
 	for i := range offline.Apps {
-		if offline.Apps[i].Upstream.TokenFile != "" {
-			offline.Apps[i].Upstream.TokenFile = token
+		a := &offline.Apps[i]
+		if a.Upstream.TokenFile != "" {
+			a.Upstream.TokenFile = token
+		}
+		if a.Login.ClientSecretFile != "" || a.Login.ClientSecretEnv != "" {
+			a.Login.ClientSecretFile, a.Login.ClientSecretEnv = secret, ""
 		}
 	}
 	rt, err := config.Build(ctx, &offline, cache.New(st, cfg.Store.Cache), slog.New(slog.DiscardHandler))
@@ -554,9 +583,32 @@ func podSecrets(ns, owner string, spec *corev1.PodSpec) []secretRef {
 		}
 	}
 	for _, v := range spec.Volumes {
-		if v.Secret != nil {
-			refs = append(refs, secretRef{ns, v.Secret.SecretName, "", owner + " volume " + v.Name, v.Secret.Optional != nil && *v.Secret.Optional})
+		from := owner + " volume " + v.Name
+		if s := v.Secret; s != nil {
+			refs = append(refs, volumeSecretRefs(ns, s.SecretName, from, s.Items, s.Optional)...)
 		}
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if s := src.Secret; s != nil {
+				refs = append(refs, volumeSecretRefs(ns, s.Name, from, s.Items, s.Optional)...)
+			}
+		}
+	}
+	return refs
+}
+
+// volumeSecretRefs are the keys a Secret volume reads: every key it lists
+// (the kubelet fails the mount without one), or the whole Secret.
+func volumeSecretRefs(ns, name, from string, items []corev1.KeyToPath, optional *bool) []secretRef {
+	opt := optional != nil && *optional
+	if len(items) == 0 {
+		return []secretRef{{ns, name, "", from, opt}}
+	}
+	var refs []secretRef
+	for _, it := range items {
+		refs = append(refs, secretRef{ns, name, it.Key, from, opt})
 	}
 	return refs
 }
@@ -590,6 +642,7 @@ func (in *install) checkSecrets(c *checker) {
 		refs = append(refs, podSecrets(j.Namespace, "Job "+j.Name, &j.Spec.Template.Spec)...)
 	}
 	docs := documentedSecrets(in.installDoc)
+	missing := map[string]bool{} // reported once per Secret, not per key
 	for _, r := range refs {
 		produced := false
 		for _, s := range in.overlay.secrets {
@@ -608,7 +661,8 @@ func (in *install) checkSecrets(c *checker) {
 		}
 		keys, documented := docs[r.namespace+"/"+r.name]
 		switch {
-		case !documented && !r.optional:
+		case !documented && !r.optional && !missing[r.from+" "+r.name]:
+			missing[r.from+" "+r.name] = true
 			c.errorf("%s reads Secret %s/%s: the overlay does not produce it and docs/install.md has no `kubectl -n %s create secret generic %s` for the user to create it", r.from, r.namespace, r.name, r.namespace, r.name)
 		case documented && r.key != "" && !r.optional && !keys[r.key]:
 			c.errorf("%s reads key %q of Secret %s/%s, but docs/install.md creates it without that key", r.from, r.key, r.namespace, r.name)
@@ -616,22 +670,103 @@ func (in *install) checkSecrets(c *checker) {
 	}
 }
 
-// checkMounts: files the configuration reads are mounted into the
-// container.
+// mountedFile is what provides one file in the container.
+type mountedFile struct {
+	volume      string // the volume whose mount holds it; "" when none does
+	secret, key string // the Secret key behind it, when a Secret does
+	token       bool   // a projected service-account token
+}
+
+// fileAt resolves the file at p in the container to the volume item that
+// provides it. A mount that covers p without such an item names its volume
+// and nothing else.
+func (in *install) fileAt(p string) mountedFile {
+	spec := &in.dep.Spec.Template.Spec
+	for _, m := range in.ctr.VolumeMounts {
+		v := volume(spec, m.Name)
+		if v == nil {
+			continue
+		}
+		// rel is p's path inside the volume.
+		var rel string
+		switch p, mp := path.Clean(p), path.Clean(m.MountPath); {
+		case p == mp && m.SubPath != "":
+			rel = path.Clean(m.SubPath)
+		case strings.HasPrefix(p, mp+"/"):
+			rel = path.Join(m.SubPath, strings.TrimPrefix(p, mp+"/"))
+		default:
+			continue
+		}
+		f := mountedFile{volume: v.Name}
+		keyAt := func(secret string, items []corev1.KeyToPath) {
+			for _, it := range items {
+				if path.Clean(it.Path) == rel {
+					f.secret, f.key = secret, it.Key
+				}
+			}
+			if len(items) == 0 && !strings.Contains(rel, "/") {
+				f.secret, f.key = secret, rel
+			}
+		}
+		switch {
+		case v.Secret != nil:
+			keyAt(v.Secret.SecretName, v.Secret.Items)
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					keyAt(src.Secret.Name, src.Secret.Items)
+				}
+				if t := src.ServiceAccountToken; t != nil && path.Clean(t.Path) == rel {
+					f.token = true
+				}
+			}
+		}
+		return f
+	}
+	return mountedFile{}
+}
+
+// checkMounts: every file the configuration reads is a file of a volume
+// mounted into the container, and the secrets among them come from
+// Secrets (checkSecrets then holds those keys to the install guide).
 func (in *install) checkMounts(c *checker) {
-	for _, app := range in.cfg.Apps {
+	type file struct{ key, path string }
+	var secrets []file
+	if in.cfg.Session.KeysFile != "" {
+		secrets = append(secrets, file{"session.keys_file", in.cfg.Session.KeysFile})
+	}
+	for i, app := range in.cfg.Apps {
+		l := app.Login
+		if !l.Enabled {
+			continue
+		}
+		key := fmt.Sprintf("apps[%d] (%s): login.client_secret", i, app.Name)
+		if l.ClientSecretFile != "" {
+			secrets = append(secrets, file{key + "_file", l.ClientSecretFile})
+		}
+		if l.ClientSecretEnv != "" && !slices.ContainsFunc(in.ctr.Env, func(e corev1.EnvVar) bool {
+			return e.Name == l.ClientSecretEnv && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+		}) {
+			c.errorf("%s_env: container %s sets no variable %s from a Secret", key, containerName, l.ClientSecretEnv)
+		}
+	}
+	for _, s := range secrets {
+		switch f := in.fileAt(s.path); {
+		case f.volume == "":
+			c.errorf("%s %s is on no volume mounted into container %s", s.key, s.path, containerName)
+		case f.secret == "":
+			c.errorf("%s %s is in the mount of volume %q, but no key of a Secret in that volume is there", s.key, s.path, f.volume)
+		}
+	}
+	for i, app := range in.cfg.Apps {
 		f := app.Upstream.TokenFile
 		if f == "" {
 			continue
 		}
-		mounted := false
-		for _, m := range in.ctr.VolumeMounts {
-			if strings.HasPrefix(f, path.Clean(m.MountPath)+"/") && volume(&in.dep.Spec.Template.Spec, m.Name) != nil {
-				mounted = true
-			}
-		}
-		if !mounted {
-			c.errorf("app %s: upstream.token_file %s is on no volume mounted into container %s", app.Name, f, containerName)
+		if mf := in.fileAt(f); mf.volume == "" {
+			c.errorf("apps[%d] (%s): upstream.token_file %s is on no volume mounted into container %s", i, app.Name, f, containerName)
+		} else if !mf.token && mf.secret == "" {
+			c.errorf("apps[%d] (%s): upstream.token_file %s is in the mount of volume %q, but no token or Secret key of that volume is there", i, app.Name, f, mf.volume)
 		}
 	}
 }
@@ -658,6 +793,22 @@ func (in *install) checkHardening(c *checker) {
 		psc := s.SecurityContext
 		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			c.errorf("%s: the pod must set runAsNonRoot: true and seccompProfile RuntimeDefault", p.owner)
+		}
+		for _, v := range s.Volumes {
+			if v.Secret == nil {
+				continue
+			}
+			// The kubelet's default is 0644, files owned by root.
+			mode := int32(0o644)
+			if v.Secret.DefaultMode != nil {
+				mode = *v.Secret.DefaultMode
+			}
+			switch {
+			case mode&0o007 != 0:
+				c.errorf("%s: Secret volume %s: defaultMode %#o lets every user read it; 0440 with the pod's fsGroup", p.owner, v.Name, mode)
+			case mode&0o040 == 0 || psc == nil || psc.FSGroup == nil:
+				c.errorf("%s: Secret volume %s: the non-root user reads it only through the group: defaultMode 0440 and an fsGroup", p.owner, v.Name)
+			}
 		}
 		for _, ctr := range s.Containers {
 			sc := ctr.SecurityContext
