@@ -119,18 +119,12 @@ var deviations = []deviation{
 	},
 	{
 		title: "not served",
-		why: "Refused as unknown routes (404): Flask's implicit static-folder route (the UI loads its files from /static-files), the REST search-datasets route (its proto path lacks a slash and its handler is not implemented), " +
-			"and the role and user management routes of MLflow's auth app after 3.11 (MLflow runs without its auth app behind mlflow-authz; grants are managed through mlflow-authz's admin API).",
+		why: "Refused as unknown routes (404): Flask's implicit static-folder route (the UI loads its files from /static-files) " +
+			"and the REST search-datasets route (its proto path lacks a slash and its handler is not implemented).",
 		mlflow: map[string]string{
 			"- GET /build/<path:filename>":                           "*",
 			"- POST /api/2.0mlflow/experiments/search-datasets":      "*",
 			"- POST /ajax-api/2.0mlflow/experiments/search-datasets": "*",
-			"- /api/3.0/mlflow/roles/":                               "*",
-			"- /ajax-api/3.0/mlflow/roles/":                          "*",
-			"- /api/3.0/mlflow/users/roles/":                         "*",
-			"- /ajax-api/3.0/mlflow/users/roles/":                    "*",
-			"- /ajax-api/2.0/mlflow/users/":                          "*",
-			"- GET /api/2.0/mlflow/users/current":                    "*",
 		},
 	},
 	{
@@ -210,6 +204,9 @@ const readmePath = "../../README.md"
 const (
 	readmeBegin = "<!-- deviations:begin (generated from authz/mlflow/deviations_test.go: go test ./authz/mlflow -run TestRouteTableAgainstMLflowSource -update) -->"
 	readmeEnd   = "<!-- deviations:end -->"
+
+	readmeNewerBegin = "<!-- newest-rules:begin (generated from authz/mlflow/newest_test.go: go test ./authz/mlflow -run TestRouteTableAgainstMLflowSource -update) -->"
+	readmeNewerEnd   = "<!-- newest-rules:end -->"
 )
 
 // renderDeviations writes the README's table: one row per deviation, the
@@ -243,8 +240,8 @@ func renderDeviations() string {
 	return b.String()
 }
 
-// checkREADME requires the README's table to be renderDeviations' output,
-// or writes it there with -update.
+// checkREADME requires the README's tables to be renderDeviations' and
+// renderNewer's output, or writes them there with -update.
 func checkREADME(t *testing.T) {
 	t.Helper()
 	raw, err := os.ReadFile(readmePath)
@@ -253,6 +250,9 @@ func checkREADME(t *testing.T) {
 	i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
 	require.True(t, i >= 0 && j > i, "README.md has no deviations table between %q and %q", readmeBegin, readmeEnd)
 	want := s[:i+len(readmeBegin)] + "\n" + renderDeviations() + s[j:]
+	i, j = strings.Index(want, readmeNewerBegin), strings.Index(want, readmeNewerEnd)
+	require.True(t, i >= 0 && j > i, "README.md has no table of the newest rules between %q and %q", readmeNewerBegin, readmeNewerEnd)
+	want = want[:i+len(readmeNewerBegin)] + "\n" + renderNewer() + want[j:]
 	if *updateREADME {
 		require.NoError(t, os.WriteFile(readmePath, []byte(want), 0o644))
 		return

@@ -434,9 +434,14 @@ func TestRouteTableAgainstMLflowSource(t *testing.T) {
 					used[key] = true
 				}
 			}
-			// Rows of ours that no route of MLflow reaches.
+			// Rows of ours that no route of MLflow reaches. A row of a
+			// later MLflow (newest_test.go) is not in an older extraction.
+			newer := newerRows()
 			for _, r := range cls.Routes() {
 				for _, m := range r.Methods {
+					if newer[r.Name+" "+m] {
+						continue
+					}
 					for _, p := range ourMounts(r) {
 						k := routeKey{r.Name, m, p}
 						if res.hit[k] {

@@ -261,6 +261,10 @@ func routeTable() []*Route {
 		res("ListArtifacts", v2, "GET", "/mlflow/artifacts/list", permRead, runP),
 		// Exactly one of run_id or model_id (validate_can_update_run_or_logged_model).
 		res("CreatePresignedUploadUrl", v2, "POST", "/mlflow/artifacts/presigned-upload-url", permUpdate, pr(idRun, srcParam, "run_id").opt(), pr(idLoggedModel, srcParam, "model_id").opt()),
+		// A download URL reads the run's artifacts straight from the store:
+		// READ on the run (after 3.11; BEFORE_REQUEST_HANDLERS maps
+		// CreatePresignedDownloadUrl to validate_can_read_run).
+		res("CreatePresignedDownloadUrl", v2, "POST", "/mlflow/artifacts/presigned-download-url", permRead, runP),
 
 		// Traces: MLflow 3.11 checked none; later releases check each trace
 		// through its experiment, as here.
@@ -326,6 +330,29 @@ func routeTable() []*Route {
 		res("GetDatasetExperimentIds", v3, "GET", "/mlflow/datasets/{dataset_id}/experiment-ids", permRead, datasetP),
 		res("AddDatasetToExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/add-experiments", permUpdate, datasetP, expsP),
 		res("RemoveDatasetFromExperiments", v3, "POST", "/mlflow/datasets/{dataset_id}/remove-experiments", permUpdate, datasetP, expsP),
+
+		// Review queues and label schemas (after 3.11), through their
+		// experiment. MLflow's rules for a queue that a request names by
+		// queue_id mix the queue's experiment with its assigned users and
+		// owner, and a label schema named by schema_id lives in a table
+		// MLflow 3.11 lacks; neither is read here, so those routes are for
+		// admins. Listing queues needs EDIT, as MLflow narrows the list of a
+		// READ-only caller to their own queues, and opening one by name
+		// MANAGE, as MLflow also lets its users and owner in.
+		res("CreateReviewQueue", v3, "POST", "/mlflow/review-queues/create", permUpdate, expP),
+		res("GetOrCreateUserQueue", v3, "POST", "/mlflow/review-queues/get-or-create-user", permUpdate, expP),
+		res("ListReviewQueues", v3, "GET", "/mlflow/review-queues/list", permUpdate, expP),
+		res("GetReviewQueueByName", v3, "GET", "/mlflow/review-queues/get-by-name", permManage, expP),
+		admin("ReviewQueue", v3, "GET,POST,PATCH,DELETE", "/mlflow/review-queues/{rest...}"),
+		res("CreateLabelSchema", v3, "POST", "/mlflow/label-schemas/create", permManage, expP),
+		res("ListLabelSchemas", v3, "GET", "/mlflow/label-schemas/list", permRead, expP),
+		res("GetLabelSchemaByName", v3, "GET", "/mlflow/label-schemas/get-by-name", permRead, expP),
+		admin("LabelSchema", v3, "GET,POST,PATCH,DELETE", "/mlflow/label-schemas/{rest...}"),
+		// MCP servers (after 3.11, FastAPI, mcp_server_api.py): their grants
+		// are a resource type of MLflow's role tables alone, and MLflow
+		// filters the search responses row by row. Admins only.
+		admin("MCPServers", v3, "GET,POST", "/mlflow/mcp-servers"),
+		admin("MCPServer", v3, "GET,POST,PUT,PATCH,DELETE", "/mlflow/mcp-servers/{rest...}"),
 
 		// Logged models (LOGGED_MODEL_BEFORE_REQUEST_VALIDATORS).
 		res("CreateLoggedModel", v2, "POST", "/mlflow/logged-models", permUpdate, expP),
@@ -482,6 +509,11 @@ func routeTable() []*Route {
 		authn("ServerInfo", v3, "GET", "/mlflow/server-info"),
 		res("InvokeIssueDetection", pAJAX3, "POST", "/mlflow/issues/invoke", permUpdate, expP, prList(idTrace, srcParam, "trace_ids"),
 			secretP.opt().withPerm(permUse), pr(idEndpointName, srcParam, "endpoint_name").opt().withPerm(permUse)),
+		// An evaluation job over traces (after 3.11): UPDATE on the experiment
+		// (INVOKE_GENAI_EVALUATE: validate_can_update_experiment); EDIT on
+		// every trace too, as for scorer invoke, since the job reads and
+		// annotates each whatever its experiment.
+		res("InvokeGenAIEvaluate", pAJAX3, "POST", "/mlflow/genai/evaluate/invoke", permUpdate, expP, prList(idTrace, srcParam, "trace_ids")),
 		authn("DemoGenerate", pAJAX3, "POST", "/mlflow/demo/generate"),
 		admin("DemoDelete", pAJAX3, "POST", "/mlflow/demo/delete"),
 		// Jobs (Flask views, static-prefixed). Every job MLflow runs names
@@ -514,6 +546,12 @@ func routeTable() []*Route {
 		res("GatewayAnthropicMessages", pRoot, "POST", "/gateway/anthropic/v1/messages", permUse, pr(idEndpointName, srcBody, "model")),
 		res("GatewayGeminiGenerate", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:generateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
 		res("GatewayGeminiStream", pRoot, "POST", "/gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+		// After 3.11: the raw provider proxy names its endpoint in the path
+		// (_extract_gateway_endpoint_name, /gateway/proxy/{endpoint_name}/...),
+		// and the model list is open to any signed-in user, MLflow then
+		// dropping the endpoints the caller may not use from the response.
+		res("GatewayRawProxy", pRoot, "GET,POST,PUT,PATCH,DELETE", "/gateway/proxy/{endpoint_name}/{rest...}", permUse, pr(idEndpointName, srcPath, "endpoint_name")),
+		authn("GatewayListModels", pRoot, "GET", "/gateway/mlflow/v1/models"),
 		// The jobs router (mlflow/server/job_api.py, prefix /ajax-api/3.0/jobs;
 		// submit is "/" so its path ends in a slash). Submitting runs any
 		// registered job function with the caller's params, in a worker that
@@ -528,12 +566,25 @@ func routeTable() []*Route {
 		admin("Assistant", pRoot, "GET,POST,PUT,PATCH", "/ajax-api/3.0/mlflow/assistant/{rest...}"),
 
 		// Auth management (mlflow/server/auth/routes.py; REST only).
-		admin("CreateUser", pAPI2, "POST", "/mlflow/users/create"),
-		rt("GetUser", pAPI2, "GET", "/mlflow/users/get", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		// After 3.11 every user route is mirrored under /ajax-api/2.0 for the
+		// UI, and /users/current tells the caller who they are.
+		admin("CreateUser", v2, "POST", "/mlflow/users/create"),
+		rt("GetUser", v2, "GET", "/mlflow/users/get", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		authn("GetCurrentUser", v2, "GET", "/mlflow/users/current"),
 		admin("ListUsers", v2, "GET", "/mlflow/users/list"),
-		rt("UpdateUserPassword", pAPI2, "PATCH", "/mlflow/users/update-password", AccessSelf, 0, pr(idUsername, srcParam, "username")),
-		admin("UpdateUserAdmin", pAPI2, "PATCH", "/mlflow/users/update-admin"),
-		admin("DeleteUser", pAPI2, "DELETE", "/mlflow/users/delete"),
+		rt("UpdateUserPassword", v2, "PATCH", "/mlflow/users/update-password", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		admin("UpdateUserAdmin", v2, "PATCH", "/mlflow/users/update-admin"),
+		admin("DeleteUser", v2, "DELETE", "/mlflow/users/delete"),
+		// The role API of MLflow's auth app after 3.11 (RBAC). Behind
+		// mlflow-authz MLflow runs without its auth app, so these routes exist
+		// only where an operator keeps it; they are for admins, and a user may
+		// read their own roles and grants. MLflow also lets a workspace's
+		// admins manage its roles and a resource's MANAGE holders grant on
+		// it; here grants are managed through mlflow-authz's admin API and CLI.
+		rt("ListUserRoles", v3, "GET", "/mlflow/users/roles/list", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		rt("GetUserPermission", v3, "GET", "/mlflow/users/permissions/get", AccessSelf, 0, pr(idUsername, srcParam, "username")),
+		admin("GrantUserPermission", v3, "POST", "/mlflow/users/permissions/grant"),
+		admin("RevokeUserPermission", v3, "POST", "/mlflow/users/permissions/revoke"),
 		admin("ListWorkspacePermissions", pAPI3, "GET,POST,DELETE", "/mlflow/workspaces/{workspace}/permissions"),
 		admin("WorkspacePermissions", pAPI3, "GET", "/mlflow/workspace-permissions"),
 
@@ -562,6 +613,24 @@ func routeTable() []*Route {
 		for _, v := range verbs {
 			t = append(t, res(strings.ToUpper(v.op[:1])+v.op[1:]+p.name+"Permission", p.px, v.method, p.path+v.op, permManage, p.p))
 		}
+	}
+	// Roles (mlflow/server/auth/__init__.py, _RBAC_ROUTES, after 3.11):
+	// admins only, see the user routes above.
+	for _, r := range []struct{ name, method, path string }{
+		{"CreateRole", "POST", "/mlflow/roles/create"},
+		{"GetRole", "GET", "/mlflow/roles/get"},
+		{"ListRoles", "GET", "/mlflow/roles/list"},
+		{"UpdateRole", "PATCH", "/mlflow/roles/update"},
+		{"DeleteRole", "DELETE", "/mlflow/roles/delete"},
+		{"AddRolePermission", "POST", "/mlflow/roles/permissions/add"},
+		{"RemoveRolePermission", "DELETE", "/mlflow/roles/permissions/remove"},
+		{"ListRolePermissions", "GET", "/mlflow/roles/permissions/list"},
+		{"UpdateRolePermission", "PATCH", "/mlflow/roles/permissions/update"},
+		{"AssignRole", "POST", "/mlflow/roles/assign"},
+		{"UnassignRole", "DELETE", "/mlflow/roles/unassign"},
+		{"ListRoleUsers", "GET", "/mlflow/roles/users/list"},
+	} {
+		t = append(t, admin(r.name, v3, r.method, r.path))
 	}
 	for _, r := range t {
 		r.segs = parsePattern(r.Path)

@@ -178,7 +178,9 @@ func TestUnknownRoutesDeny404(t *testing.T) {
 		{"GET", "/api/4.0/mlflow/experiments/get?experiment_id=1"},
 		{"GET", "/api/3.0/mlflow/experiments/get?experiment_id=1"}, // v2-only endpoint under v3
 		{"POST", "/api/2.0/mlflow/traces/search"},                  // v3-only endpoint under v2
-		{"GET", "/ajax-api/2.0/mlflow/users/get?username=a"},       // REST-only auth route
+		{"POST", "/ajax-api/2.0/mlflow/users/create-ui"},           // REST-only auth route
+		{"GET", "/api/2.0/mlflow/roles/list"},                      // the role API is v3 only
+		{"GET", "/gateway/proxy/chat-ep/"},                         // the raw proxy names a path after the endpoint
 		{"POST", "/gateway/unknown/path"},
 		{"POST", "/ajax-api/2.0/mlflow/logged-models/lm1/unknown"},
 		{"GET", "/api/2.0/mlflow/traces/tr-1/unknown"},
