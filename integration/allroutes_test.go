@@ -201,7 +201,7 @@ func jsonString(s string) string {
 // an error, so the table cannot grow or drift untested.
 func routeCases(t *testing.T) []routeCase {
 	t.Helper()
-	cls := mlflow.NewClassifier("")
+	cls := mlflow.NewClassifier("", mlflow.StaticPrefixAPI)
 	var cases []routeCase
 	names := map[string]bool{}
 	for _, r := range cls.Routes() {
@@ -305,7 +305,7 @@ func classifyLocally(t *testing.T, cls *mlflow.Classifier, c routeCase) (mlflow.
 // a request builder, or a builder misses its route, without a database.
 func TestRouteProbesCoverTable(t *testing.T) {
 	cases := routeCases(t)
-	assert.Greater(t, len(cases), len(mlflow.NewClassifier("").Routes()))
+	assert.Greater(t, len(cases), len(mlflow.NewClassifier("", mlflow.StaticPrefixAPI).Routes()))
 }
 
 // TestAllMLflowRoutes sends, for every row of the MLflow route table under

@@ -7,19 +7,52 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 )
 
+// StaticPrefixMode names which of MLflow's routes its --static-prefix
+// moves, which changed with MLflow's version.
+type StaticPrefixMode string
+
+// Static-prefix modes, the values of apps[].mlflow.static_prefix_mode.
+const (
+	// StaticPrefixAPI is MLflow 3.12 and later (mlflow#22159:
+	// handlers._get_rest_path applies _add_static_prefix): the /api/...
+	// routes are served under the prefix as well, and only there.
+	StaticPrefixAPI StaticPrefixMode = "api"
+	// StaticPrefixAjax is MLflow before 3.12: the prefix moves the UI,
+	// /ajax-api/..., /graphql and the UI's Flask routes; /api/... stays at
+	// the root.
+	StaticPrefixAjax StaticPrefixMode = "ajax"
+)
+
+// ParseStaticPrefixMode reads a static_prefix_mode setting; "" is the
+// current MLflow's, StaticPrefixAPI.
+func ParseStaticPrefixMode(s string) (StaticPrefixMode, bool) {
+	switch StaticPrefixMode(s) {
+	case "", StaticPrefixAPI:
+		return StaticPrefixAPI, true
+	case StaticPrefixAjax:
+		return StaticPrefixAjax, true
+	}
+	return "", false
+}
+
 // Classifier matches requests against the route table for one MLflow
 // mount (its --static-prefix). It is immutable and safe for concurrent use.
 type Classifier struct {
 	staticPrefix string
-	exact        [numPrefixes]map[string][]*Route
-	templated    [numPrefixes][]*Route
-	routes       []*Route
+	// apiAtRoot: /api/... is served at the root, not under staticPrefix
+	// (StaticPrefixAjax).
+	apiAtRoot bool
+	exact     [numPrefixes]map[string][]*Route
+	templated [numPrefixes][]*Route
+	routes    []*Route
 }
 
 // NewClassifier builds the route index for an MLflow run with staticPrefix
-// ("" or a path like "/mlflow", no trailing slash).
-func NewClassifier(staticPrefix string) *Classifier {
-	c := &Classifier{staticPrefix: strings.TrimSuffix(staticPrefix, "/"), routes: routeTable()}
+// ("" or a path like "/mlflow", no trailing slash), mounted as mode says
+// (ParseStaticPrefixMode validates it; anything but StaticPrefixAjax is
+// StaticPrefixAPI). Without a prefix the modes do not differ.
+func NewClassifier(staticPrefix string, mode StaticPrefixMode) *Classifier {
+	c := &Classifier{staticPrefix: strings.TrimSuffix(staticPrefix, "/"), apiAtRoot: mode == StaticPrefixAjax, routes: routeTable()}
 	for i := range c.exact {
 		c.exact[i] = map[string][]*Route{}
 	}
@@ -50,7 +83,7 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 	var vars pathVars
 	r := c.match(req.Method, req.Path, &vars)
 	if r == nil {
-		return Operation{}, deny(http.StatusNotFound, authz.ReasonUnknownRoute, "no MLflow endpoint "+req.Method+" "+req.Path)
+		return Operation{}, deny(http.StatusNotFound, authz.ReasonUnknownRoute, "no MLflow endpoint "+req.Method+" "+req.Path+c.prefixHint(req.Path))
 	}
 	op := Operation{Route: r, Access: r.Access}
 	var d *authz.Decision

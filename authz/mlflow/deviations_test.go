@@ -138,11 +138,6 @@ var deviations = []deviation{
 			rows("resource USE body:model", "GatewayInvocations", "GatewayGeminiGenerate", "GatewayGeminiStream"),
 			map[string]string{"GetMetricHistoryBulkInterval GET /ajax-api/2.0/mlflow/metrics/get-history-bulk-interval": "resource READ query:run_id,query:run_ids"}),
 	},
-	{
-		title:  "api-static-prefix",
-		why:    "Since mlflow#22159 MLflow moves the /api/... routes under --static-prefix too; here they stay at the root (issue 12).",
-		mlflow: map[string]string{"/api under --static-prefix": "moved"},
-	},
 }
 
 // rows maps each named row to one MLflow rule.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -397,7 +398,7 @@ func ourMounts(r *Route) []string {
 
 // TestRouteTableAgainstMLflowSource is the drift test.
 func TestRouteTableAgainstMLflowSource(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	dev := deviationIndex(t)
 	used := map[string]bool{}
 	for _, e := range loadExtractions(t) {
@@ -461,7 +462,6 @@ func TestRouteTableAgainstMLflowSource(t *testing.T) {
 			}
 		})
 	}
-	used["/api under --static-prefix"] = true                                      // TestStaticPrefixAgainstMLflowSource
 	used["graphql query test"], used["graphql mutation testMutation"] = true, true // TestGraphQLAgainstMLflowSchema
 	for _, d := range deviations {
 		for key := range d.mlflow {
@@ -481,12 +481,12 @@ func rowName(k routeKey) string {
 }
 
 // TestStaticPrefixAgainstMLflowSource: which routes --static-prefix moves.
-// Since #22159 MLflow moves /api/... too; the table keeps them at the root
-// until issue 12 (a listed deviation, "api-static-prefix").
+// Both extractions are of MLflow after mlflow#22159 (2026-04-01), which
+// moves /api/... too, as StaticPrefixAPI does; the mode of the releases
+// before it (StaticPrefixAjax) is held to #22159's diff by TestStaticPrefix.
 func TestStaticPrefixAgainstMLflowSource(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	for _, e := range loadExtractions(t) {
-		apiMoved := 0
 		for _, rt := range e.Routes {
 			path, _ := concrete(rt.Path)
 			var vars pathVars
@@ -494,21 +494,8 @@ func TestStaticPrefixAgainstMLflowSource(t *testing.T) {
 			if r == nil || (rt.App == "fastapi" && rt.Method == "*") {
 				continue
 			}
-			ours := r.prefixes&(pAJAX2|pAJAX3|pUI) != 0
-			if rt.StaticPrefix == ours {
-				continue
-			}
-			if rt.StaticPrefix && strings.HasPrefix(rt.Path, "/api/") {
-				apiMoved++
-				continue
-			}
-			t.Errorf("MLflow %s: --static-prefix moves %s %s: %v; row %s: %v", e.Label, rt.Method, rt.Path, rt.StaticPrefix, r.Name, ours)
-		}
-		d, _ := deviationIndex(t).lookup(routeKey{name: "/api under --static-prefix"})
-		if apiMoved > 0 {
-			require.NotNil(t, d, "MLflow %s moves %d /api routes under --static-prefix: list it as a deviation", e.Label, apiMoved)
-		} else {
-			require.Nil(t, d, "MLflow %s keeps /api at the root: remove the deviation", e.Label)
+			ours := r.prefixes&(pAPI2|pAPI3|pAJAX2|pAJAX3|pUI) != 0
+			assert.Equal(t, rt.StaticPrefix, ours, "MLflow %s: does --static-prefix move %s %s? row %s", e.Label, rt.Method, rt.Path, r.Name)
 		}
 	}
 }

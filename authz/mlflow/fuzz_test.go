@@ -114,7 +114,7 @@ func topFields(doc *ast.QueryDocument) []string {
 // FuzzGraphQL: never panics; an accepted document only touches known
 // top-level fields, and all it needs is READ from the GraphQL arguments.
 func FuzzGraphQL(f *testing.F) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	f.Add(`{ mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, ``)
 	f.Add(`query($i: MlflowGetRunInput) { a: mlflowGetRun(input: $i) { run { info { runId } } } }`, `{"i":{"runId":"r1"}}`)
 	f.Add(`query { ...F } fragment F on Query { mlflowGetExperiment(input: {experimentId: "1"}) { experiment { name } } }`, ``)
@@ -167,7 +167,7 @@ func FuzzGraphQL(f *testing.F) {
 // FuzzClassify: never panics; every deny is a 4xx with a reason; every
 // accepted resource operation names what it needs, with canonical ids.
 func FuzzClassify(f *testing.F) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	f.Add("GET", "/api/2.0/mlflow/runs/get", "run_id=r1", "", "")
 	f.Add("POST", "/api/2.0/mlflow/runs/update", "", `{"run_id":"r1"}`, "application/json")
 	f.Add("DELETE", "/ajax-api/2.0/mlflow/registered-models/delete", "name=m", `{"name":"m"}`, "text/plain")
@@ -214,7 +214,7 @@ func FuzzClassify(f *testing.F) {
 }
 
 func BenchmarkClassify(b *testing.B) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	cases := []struct{ name, method, target, body string }{
 		{"GetRun", "GET", "/api/2.0/mlflow/runs/get?run_id=0123456789abcdef0123456789abcdef", ""},
 		{"LogMetric", "POST", "/api/2.0/mlflow/runs/log-metric", `{"run_id":"0123456789abcdef0123456789abcdef","key":"loss","value":0.25,"timestamp":1700000000000,"step":3}`},

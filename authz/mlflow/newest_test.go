@@ -181,7 +181,7 @@ func newerRows() map[string]bool {
 // MLflow's newest rule, or to the listed difference with its reason.
 func TestRouteTableAgainstNewestMLflow(t *testing.T) {
 	byName := map[string]*Route{}
-	for _, r := range NewClassifier("").Routes() {
+	for _, r := range NewClassifier("", StaticPrefixAPI).Routes() {
 		byName[r.Name] = r
 	}
 	seen := map[string]bool{}
@@ -213,7 +213,7 @@ func renderNewer() string {
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].why != "" && rows[j].why == "" })
 	for _, n := range rows {
 		var mounts []string
-		for _, r := range NewClassifier("").Routes() {
+		for _, r := range NewClassifier("", StaticPrefixAPI).Routes() {
 			if r.Name == n.row {
 				for _, m := range ourMounts(r) {
 					mounts = append(mounts, "`"+strings.ReplaceAll(n.method, ",", "|")+" "+m+"`")

@@ -28,7 +28,7 @@ type classifyCase struct {
 
 func runClassifyCases(t *testing.T, tests []classifyCase) {
 	t.Helper()
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newReq(t, tt.method, tt.target, tt.body, tt.headers)
@@ -194,7 +194,7 @@ func TestWhatAWriteTouches(t *testing.T) {
 }
 
 func TestIdentityClaims(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	tests := []struct {
 		name, target, body string
 		claims             []string
@@ -270,7 +270,7 @@ func TestDenyStatusesAreHTTP(t *testing.T) {
 }
 
 func TestLongArtifactPath(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	long := strings.Repeat("d/", 1500) + "f"
 	op, d := cls.Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/"+long, "", nil))
 	require.Nil(t, d)

@@ -32,6 +32,10 @@ type Config struct {
 	CreateGroups []string `yaml:"create_groups"`
 	// StaticPrefix is MLflow's --static-prefix ("" or "/something").
 	StaticPrefix string `yaml:"static_prefix"`
+	// StaticPrefixMode says which routes the prefix moves, as the MLflow
+	// version behind this app does: "api" (default; MLflow 3.12 and later,
+	// /api/... too) or "ajax" (before 3.12, /api/... at the root).
+	StaticPrefixMode string `yaml:"static_prefix_mode"`
 	// CreatorGrants gives the creator of an experiment, registered model,
 	// scorer or gateway secret, endpoint or model definition MANAGE once
 	// MLflow's row exists, makes registered-model permission rows follow
@@ -123,6 +127,10 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 			return nil, fmt.Errorf("mlflow: static_prefix %q must be a canonical path like /mlflow", sp)
 		}
 	}
+	mode, ok := ParseStaticPrefixMode(cfg.StaticPrefixMode)
+	if !ok {
+		return nil, fmt.Errorf("mlflow: static_prefix_mode %q is not one of api (MLflow 3.12 and later), ajax (before 3.12)", cfg.StaticPrefixMode)
+	}
 	for _, g := range cfg.CreateGroups {
 		if authz.NormalizeGroup(g) == "" {
 			return nil, errors.New("mlflow: create_groups holds an empty group name")
@@ -140,7 +148,7 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if cfg.CreatorGrants == nil || *cfg.CreatorGrants {
 		p.recorder = cfg.Recorder
 	}
-	p.cls = NewClassifier(sp)
+	p.cls = NewClassifier(sp, mode)
 	return p, nil
 }
 

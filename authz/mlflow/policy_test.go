@@ -328,6 +328,10 @@ func TestNewValidates(t *testing.T) {
 		{"relative prefix", mlflow.Config{StaticPrefix: "mlflow"}, false},
 		{"dot prefix", mlflow.Config{StaticPrefix: "/a/../b"}, false},
 		{"empty group", mlflow.Config{CreateGroups: []string{"/"}}, false},
+		{"prefix mode api", mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "api"}, true},
+		{"prefix mode ajax", mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "ajax"}, true},
+		{"unknown prefix mode", mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "3.11"}, false},
+		{"upper-case prefix mode", mlflow.Config{StaticPrefixMode: "API"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,21 +32,25 @@ func (v *pathVars) add(name, val string) {
 
 // match finds the route for method and path. A path that matches a row
 // under another method is still unknown: we never guess at a method.
-// --static-prefix applies to the UI, ajax, graphql and get-artifact routes
-// only; /api/... and the FastAPI routes stay at the root
-// (mlflow/server/handlers.py: _get_ajax_path applies _add_static_prefix,
-// _get_rest_path does not). Some FastAPI routes live under /ajax-api/3.0
-// (the jobs and assistant routers), never static-prefixed: a path there
-// that no ajax row matches is looked up at the root.
+// --static-prefix applies to the UI, ajax, graphql and get-artifact routes,
+// and since MLflow 3.12 to /api/... too (mlflow#22159: handlers.py's
+// _get_rest_path applies _add_static_prefix, as _get_ajax_path always did);
+// the mode says which (apiAtRoot before 3.12). Either way a route is served
+// at one place only, so the other is unknown. The FastAPI routes stay at
+// the root, some of them under /ajax-api/3.0 (the jobs and assistant
+// routers): a path there that no ajax row matches is looked up at the root.
 func (c *Classifier) match(method, path string, vars *pathVars) *Route {
-	const api2, api3, ajax2, ajax3 = "/api/2.0/", "/api/3.0/", "/ajax-api/2.0/", "/ajax-api/3.0/"
-	switch {
-	case strings.HasPrefix(path, api2):
-		return c.matchIn(0, method, path[len(api2)-1:], vars)
-	case strings.HasPrefix(path, api3):
-		return c.matchIn(1, method, path[len(api3)-1:], vars)
+	if c.apiAtRoot {
+		if r, ok := c.matchAPI(method, path, vars); ok {
+			return r
+		}
 	}
 	if rest, ok := c.cutStatic(path); ok {
+		if !c.apiAtRoot {
+			if r, ok := c.matchAPI(method, rest, vars); ok {
+				return r
+			}
+		}
 		var r *Route
 		switch {
 		case strings.HasPrefix(rest, ajax2):
@@ -61,6 +65,37 @@ func (c *Classifier) match(method, path string, vars *pathVars) *Route {
 		}
 	}
 	return c.matchIn(5, method, path, vars)
+}
+
+const api2, api3, ajax2, ajax3 = "/api/2.0/", "/api/3.0/", "/ajax-api/2.0/", "/ajax-api/3.0/"
+
+// matchAPI decides a path under /api/2.0 or /api/3.0 (ok), in that mount
+// only: a miss there is an unknown route, never a row of another mount.
+func (c *Classifier) matchAPI(method, path string, vars *pathVars) (*Route, bool) {
+	switch {
+	case strings.HasPrefix(path, api2):
+		return c.matchIn(0, method, path[len(api2)-1:], vars), true
+	case strings.HasPrefix(path, api3):
+		return c.matchIn(1, method, path[len(api3)-1:], vars), true
+	}
+	return nil, false
+}
+
+// prefixHint explains an unknown /api path that the other static-prefix
+// mode would serve: the setting names the wrong MLflow version.
+func (c *Classifier) prefixHint(path string) string {
+	if c.staticPrefix == "" {
+		return ""
+	}
+	rest, under := c.cutStatic(path)
+	isAPI := func(p string) bool { return strings.HasPrefix(p, api2) || strings.HasPrefix(p, api3) }
+	switch {
+	case c.apiAtRoot && under && path != rest && isAPI(rest):
+		return " (/api is at the root before MLflow 3.12; for 3.12 and later set mlflow.static_prefix_mode: api)"
+	case !c.apiAtRoot && isAPI(path):
+		return " (/api is under --static-prefix since MLflow 3.12; for an older MLflow set mlflow.static_prefix_mode: ajax)"
+	}
+	return ""
 }
 
 // cutStatic strips --static-prefix from path, only at a segment boundary.

@@ -130,7 +130,7 @@ func (row routeRow) request(t *testing.T, prefix string) *authz.Request {
 // testdata/mlflow-routes.tsv and checks Classify against every row, under
 // every prefix MLflow mounts the route at.
 func TestRouteTableConformance(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	for _, row := range readRouteRows(t) {
 		prefixes, ok := prefixPaths[row.prefixes]
 		require.True(t, ok, "line %d: unknown prefix set %q", row.line, row.prefixes)
@@ -149,7 +149,7 @@ func TestRouteTableConformance(t *testing.T) {
 // TestRouteTableCovered makes sure no route row is left out of the
 // conformance file: every row of the code table is hit by some TSV line.
 func TestRouteTableCovered(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	hit := map[*Route]bool{}
 	for _, row := range readRouteRows(t) {
 		for _, px := range prefixPaths[row.prefixes] {
@@ -165,7 +165,7 @@ func TestRouteTableCovered(t *testing.T) {
 }
 
 func TestUnknownRoutesDeny404(t *testing.T) {
-	cls := NewClassifier("")
+	cls := NewClassifier("", StaticPrefixAPI)
 	tests := []struct{ method, target string }{
 		{"GET", "/api/2.0/mlflow/experiments/nope"},
 		{"GET", "/api/2.0/mlflow/experiments/delete"},         // known path, wrong method
@@ -207,58 +207,113 @@ func TestUnknownRoutesDeny404(t *testing.T) {
 	}
 }
 
+// TestStaticPrefix: which routes --static-prefix moves, in both eras of
+// MLflow. Before 3.12 /api/... stays at the root; from 3.12 on
+// (mlflow#22159, handlers._get_rest_path applies _add_static_prefix) it is
+// served under the prefix only. The FastAPI routes stay at the root in
+// both. A route asked for where this era does not serve it is unknown: a
+// stale mode fails closed, with a reason that names the setting.
 func TestStaticPrefix(t *testing.T) {
-	c := NewClassifier("/mlflow")
+	api := NewClassifier("/mlflow", StaticPrefixAPI)
+	ajax := NewClassifier("/mlflow", StaticPrefixAjax)
 	tests := []struct {
 		method, target string
-		route          string // "" means unknown route
+		// the route in each era; "" means unknown route
+		routeAPI, routeAjax string
 	}{
-		{"GET", "/mlflow/", "UI"},
-		{"GET", "/mlflow", "UI"},
-		{"GET", "/mlflow/static-files/app.js", "StaticFiles"},
-		{"GET", "/mlflow/health", "Health"},
-		{"POST", "/mlflow/graphql", "GraphQL"},
-		{"GET", "/mlflow/get-artifact?run_id=r1", "GetArtifact"},
-		{"GET", "/mlflow/ajax-api/2.0/mlflow/runs/get?run_id=r1", "GetRun"},
-		{"GET", "/api/2.0/mlflow/runs/get?run_id=r1", "GetRun"}, // /api stays at the root
-		{"POST", "/v1/traces", "OTLPTraces"},                    // FastAPI stays at the root
-		{"GET", "/mlflow/api/2.0/mlflow/runs/get?run_id=r1", ""},
-		{"GET", "/ajax-api/2.0/mlflow/runs/get?run_id=r1", ""}, // ajax moved under the prefix
-		{"GET", "/static-files/app.js", ""},
-		{"GET", "/health", ""},
-		{"GET", "/mlflowX/health", ""},
-		{"GET", "/", ""},
+		{"GET", "/mlflow/", "UI", "UI"},
+		{"GET", "/mlflow", "UI", "UI"},
+		{"GET", "/mlflow/static-files/app.js", "StaticFiles", "StaticFiles"},
+		{"GET", "/mlflow/health", "Health", "Health"},
+		{"POST", "/mlflow/graphql", "GraphQL", "GraphQL"},
+		{"GET", "/mlflow/get-artifact?run_id=r1", "GetArtifact", "GetArtifact"},
+		{"GET", "/mlflow/ajax-api/2.0/mlflow/runs/get?run_id=r1", "GetRun", "GetRun"},
+		{"GET", "/mlflow/api/2.0/mlflow/runs/get?run_id=r1", "GetRun", ""},
+		{"GET", "/api/2.0/mlflow/runs/get?run_id=r1", "", "GetRun"},
+		{"GET", "/mlflow/api/3.0/mlflow/scorers/list?experiment_id=1", "ListScorers", ""},
+		{"GET", "/api/3.0/mlflow/scorers/list?experiment_id=1", "", "ListScorers"},
+		{"POST", "/mlflow/api/2.0/mlflow/users/create", "CreateUser", ""},
+		{"POST", "/api/2.0/mlflow/users/create", "", "CreateUser"},
+		// An /api path is decided in its mount only, even where another
+		// mount has the same path.
+		{"GET", "/mlflow/api/2.0/mlflow/get-artifact?run_id=r1", "", ""},
+		{"POST", "/v1/traces", "OTLPTraces", "OTLPTraces"}, // FastAPI stays at the root
+		{"POST", "/mlflow/v1/traces", "", ""},
+		{"POST", "/gateway/chat-ep/mlflow/invocations", "GatewayInvocations", "GatewayInvocations"},
+		{"POST", "/mlflow/gateway/chat-ep/mlflow/invocations", "", ""},
+		{"GET", "/ajax-api/2.0/mlflow/runs/get?run_id=r1", "", ""}, // ajax moved under the prefix
+		{"GET", "/static-files/app.js", "", ""},
+		{"GET", "/health", "", ""},
+		{"GET", "/mlflowX/health", "", ""},
+		{"GET", "/mlflowX/api/2.0/mlflow/runs/get?run_id=r1", "", ""},
+		{"GET", "/", "", ""},
 		// FastAPI routers under /ajax-api/3.0 stay at the root; the Flask
 		// job views move under the prefix.
-		{"POST", "/ajax-api/3.0/jobs/", "SubmitJob"},
-		{"GET", "/ajax-api/3.0/jobs/j1", "GetJobFastAPI"},
-		{"GET", "/mlflow/ajax-api/3.0/jobs/j1", ""},
-		{"POST", "/ajax-api/3.0/mlflow/assistant/message", "Assistant"},
-		{"POST", "/mlflow/ajax-api/3.0/mlflow/assistant/message", ""},
-		{"GET", "/mlflow/ajax-api/3.0/mlflow/jobs/j1", "GetJob"},
-		{"GET", "/signup", "Signup"}, // the auth app's /signup is not prefixed
-		{"GET", "/mlflow/signup", ""},
-		{"GET", "/ajax-api/3.0/mlflow/jobs/j1", ""},
+		{"POST", "/ajax-api/3.0/jobs/", "SubmitJob", "SubmitJob"},
+		{"GET", "/ajax-api/3.0/jobs/j1", "GetJobFastAPI", "GetJobFastAPI"},
+		{"GET", "/mlflow/ajax-api/3.0/jobs/j1", "", ""},
+		{"POST", "/ajax-api/3.0/mlflow/assistant/message", "Assistant", "Assistant"},
+		{"POST", "/mlflow/ajax-api/3.0/mlflow/assistant/message", "", ""},
+		{"GET", "/mlflow/ajax-api/3.0/mlflow/jobs/j1", "GetJob", "GetJob"},
+		{"GET", "/signup", "Signup", "Signup"}, // the auth app's /signup is not prefixed
+		{"GET", "/mlflow/signup", "", ""},
+		{"GET", "/ajax-api/3.0/mlflow/jobs/j1", "", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
-			h := map[string]string{"x-mlflow-experiment-id": "1"}
-			if tt.route == "OTLPTraces" {
-				h["content-type"] = "application/x-protobuf"
-			}
-			body := ""
-			if tt.method == "POST" && tt.route == "GraphQL" {
-				body = `{"query":"{__typename}"}`
-			}
-			op, d := c.Classify(newReq(t, tt.method, tt.target, body, h))
-			if tt.route == "" {
-				require.NotNil(t, d)
-				assert.Equal(t, http.StatusNotFound, d.Status)
-				assert.Equal(t, authz.ReasonUnknownRoute, d.Reason)
-				return
-			}
-			require.Nil(t, d)
-			assert.Equal(t, tt.route, op.Route.Name)
+		for _, era := range []struct {
+			mode  StaticPrefixMode
+			cls   *Classifier
+			route string
+		}{{StaticPrefixAPI, api, tt.routeAPI}, {StaticPrefixAjax, ajax, tt.routeAjax}} {
+			t.Run(string(era.mode)+" "+tt.method+" "+tt.target, func(t *testing.T) {
+				h := map[string]string{"x-mlflow-experiment-id": "1"}
+				if tt.target == "/v1/traces" {
+					h["content-type"] = "application/x-protobuf"
+				}
+				body := ""
+				switch {
+				case strings.HasSuffix(tt.target, "/graphql"):
+					body = `{"query":"{__typename}"}`
+				case tt.method == "POST":
+					body = `{}`
+				}
+				op, d := era.cls.Classify(newReq(t, tt.method, tt.target, body, h))
+				if era.route == "" {
+					require.NotNil(t, d)
+					assert.Nil(t, op.Route)
+					assert.Equal(t, http.StatusNotFound, d.Status)
+					assert.Equal(t, authz.ReasonUnknownRoute, d.Reason)
+					return
+				}
+				require.NotNil(t, op.Route, "%+v", d)
+				assert.Equal(t, era.route, op.Route.Name)
+			})
+		}
+	}
+}
+
+// TestStaticPrefixStaleMode: a request in the other era's form is refused
+// with a message that names the setting, never decided as some other row.
+func TestStaticPrefixStaleMode(t *testing.T) {
+	tests := []struct {
+		mode   StaticPrefixMode
+		target string
+		hint   string
+	}{
+		{StaticPrefixAPI, "/api/2.0/mlflow/runs/get?run_id=r1", "static_prefix_mode: ajax"},
+		{StaticPrefixAjax, "/mlflow/api/2.0/mlflow/runs/get?run_id=r1", "static_prefix_mode: api"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			_, d := NewClassifier("/mlflow", tt.mode).Classify(newReq(t, "GET", tt.target, "", nil))
+			require.NotNil(t, d)
+			assert.Equal(t, http.StatusNotFound, d.Status)
+			assert.Equal(t, authz.ReasonUnknownRoute, d.Reason)
+			assert.Contains(t, d.Message, tt.hint)
 		})
 	}
+	// Without a prefix the modes agree and nothing is hinted.
+	_, d := NewClassifier("", StaticPrefixAjax).Classify(newReq(t, "GET", "/api/2.0/mlflow/nope", "", nil))
+	require.NotNil(t, d)
+	assert.NotContains(t, d.Message, "static_prefix_mode")
 }
