@@ -32,6 +32,10 @@ var ErrGroupKind error = invalidError("store: group grants exist only for experi
 // no group tables (plain MLflow).
 var ErrNoGroupTables = errors.New("store: the auth database has no group tables; run mlflow-authz migrate")
 
+// ErrNoRoleTables is returned by role writes when the auth database has no
+// role tables (MLflow before 3.12, mlflow-oidc-auth).
+var ErrNoRoleTables = errors.New("store: the auth database has no role tables")
+
 type invalidError string
 
 func (e invalidError) Error() string        { return string(e) }
@@ -146,6 +150,76 @@ type Grants struct {
 	// need it resolve NameOfExperiment.
 	Name    string
 	HasName bool
+
+	// Layout is the auth database's layout; in LayoutRoles the grants are
+	// in Roles and User and Groups are nil.
+	Layout Layout
+	// Roles are the role_permissions rows that may bear on the resource,
+	// in workspace 'default': of the roles assigned to the user, and of
+	// every named role (one a token group may map to; never a synthetic
+	// __user_<id>__ role of someone else). Callers pick the roles that
+	// apply.
+	Roles []RoleGrant
+	// Prompt says the registered model is a prompt (its
+	// mlflow.prompt.is_prompt tag), which MLflow grants as resource type
+	// prompt; PromptKnown is false when the store could not read the tag
+	// in the same round trip (the tracking tables live elsewhere).
+	Prompt, PromptKnown bool
+}
+
+// Layout names how an auth database keeps its grants.
+type Layout string
+
+// Layouts of MLflow's auth database.
+const (
+	// LayoutLegacy is the per-user tables (experiment_permissions, …) of
+	// MLflow up to 3.11, with mlflow-oidc-auth's group tables.
+	LayoutLegacy Layout = "legacy"
+	// LayoutRoles is roles, role_permissions and user_role_assignments:
+	// MLflow from its migration e5f6a7b8c9d0 on (3.12+), which leaves the
+	// legacy tables behind as a snapshot it no longer reads.
+	LayoutRoles Layout = "roles"
+)
+
+// LayoutInfo is the layout a backend decided on when it opened, and why.
+type LayoutInfo struct {
+	Layout Layout
+	// Revision is alembic_version_auth's version_num ("" when the table is
+	// missing or empty).
+	Revision string
+	// Forced says the configuration named the layout (mlflow.layout).
+	Forced bool
+	// Unknown says the revision is none this build knows: a newer MLflow.
+	// The layout then follows the tables that exist.
+	Unknown bool
+}
+
+// Warning returns what an operator should be told about l, or "".
+func (l LayoutInfo) Warning() string {
+	if l.Unknown {
+		return "the auth database is at alembic revision " + l.Revision +
+			", which this build does not know (a newer MLflow?); reading it as the " + string(l.Layout) +
+			" layout: check the release notes for a newer mlflow-authz"
+	}
+	return ""
+}
+
+// RoleGrant is one role_permissions row (or, with Condition, one
+// mutation_conditions row) of a role in the resource's workspace.
+type RoleGrant struct {
+	// Role is roles.name.
+	Role string
+	// Assigned says user_role_assignments assigns the role to the user.
+	Assigned bool
+	// Type and Pattern are resource_type and resource_pattern ("*" or an id).
+	Type, Pattern string
+	// Grant is the permission; Deny marks MLflow's DENY, an explicit veto
+	// (Grant is then NO_PERMISSIONS and valid).
+	Grant Grant
+	Deny  bool
+	// Condition marks a mutation_conditions row on Type: a restriction on
+	// creates and mutations, which this build does not evaluate.
+	Condition bool
 }
 
 // Source names where a permission row comes from, with the names of
@@ -395,4 +469,43 @@ type Admin interface {
 	RenameRegisteredModel(ctx context.Context, from, to string) error
 	// DeleteResourceGrants removes every row on r (after a delete).
 	DeleteResourceGrants(ctx context.Context, r Resource) error
+}
+
+// Role is one of MLflow's roles in the default workspace (its roles
+// table), with its grants and the users assigned to it.
+type Role struct {
+	Name        string
+	Description string
+	Permissions []RolePermission
+	// Users are the usernames assigned to the role, sorted.
+	Users []string
+}
+
+// RolePermission is one role_permissions row, verbatim.
+type RolePermission struct {
+	// Type is resource_type: a kind, prompt, workspace or a sub-resource.
+	Type string
+	// Pattern is resource_pattern: "*" or an id (a scorer's is
+	// <experiment_id>/<quoted name>).
+	Pattern    string
+	Permission string
+}
+
+// RoleAdmin manages MLflow's roles (the roles layout, MLflow 3.12+) in
+// the default workspace. Grants to a role go through Admin.SetGrant with
+// Grantee.Group naming the role. Every method returns ErrNoRoleTables on
+// a database without them.
+type RoleAdmin interface {
+	// CreateRole creates a role; created is false when it existed. Names
+	// starting with __user_ are MLflow's per-user roles and refused.
+	CreateRole(ctx context.Context, name, description string) (created bool, err error)
+	ListRoles(ctx context.Context) ([]Role, error)
+	// Role returns one role; ErrNotFound if absent.
+	Role(ctx context.Context, name string) (Role, error)
+	// DeleteRole removes the role, its grants and its assignments.
+	DeleteRole(ctx context.Context, name string) error
+	// AssignRole assigns the role to username (creating a missing users
+	// row); changed is false when it was assigned already.
+	AssignRole(ctx context.Context, username, role string) (changed bool, err error)
+	UnassignRole(ctx context.Context, username, role string) (changed bool, err error)
 }

@@ -72,7 +72,7 @@ func (s *Store) admin(ctx context.Context, op string, write bool, fn func(mlflow
 	}
 	var pe *pgconn.PgError
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNoGroupTables):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNoGroupTables), errors.Is(err, store.ErrNoRoleTables):
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	case errors.As(err, &pe) && !retryable(pe.Code):
 		// The server answered with an SQL error (a constraint, a missing

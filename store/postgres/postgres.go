@@ -51,6 +51,9 @@ type Config struct {
 	Notify string `yaml:"notify"`
 	// Logger receives reconnect and watch messages; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
+	// Layout is auto (detect), legacy or roles: the configuration's
+	// mlflow.layout, set by the code that loads it.
+	Layout string `yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -139,7 +142,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 	qctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.StatementTimeout)
 	defer cancel()
-	schema := mlflowdb.Schema{Tables: map[string]bool{}}
+	schema := mlflowdb.Schema{}
 	rows, err := s.auth.Query(qctx, mlflowdb.SchemaSQL[store.PostgreSQL])
 	if err == nil {
 		var (
@@ -147,17 +150,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			ws    bool
 		)
 		_, err = pgx.ForEachRow(rows, []any{&table, &ws}, func() error {
-			schema.Tables[table] = true
-			schema.ModelWorkspace = schema.ModelWorkspace || ws
+			schema.AddTable(table, ws)
 			return nil
 		})
+	}
+	var rev string
+	if err == nil && schema.Tables["alembic_version_auth"] {
+		if err = s.auth.QueryRow(qctx, mlflowdb.RevisionSQL).Scan(&rev); errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
 	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
+	if schema.Layout, err = mlflowdb.DetectLayout(cfg.Layout, rev, schema.Tables); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
 	schema.Tracking = s.tracking == s.auth
 	s.q = mlflowdb.BuildQueries(schema, store.PostgreSQL)
+	s.Writer.Layout = schema.Layout.Layout
 	var expiration bool
 	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
 		s.Close()
@@ -210,9 +223,12 @@ func (s *Store) Close() {
 	}
 }
 
+// Layout returns the layout of the auth database, decided at Open.
+func (s *Store) Layout() store.LayoutInfo { return s.q.Layout() }
+
 // Grants implements store.Reader in one round trip to the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
-	var g store.Grants
+	g := s.q.NewGrants()
 	q, ok := s.q.Grants[res.Kind]
 	if !ok {
 		return g, fmt.Errorf("postgres: grants: unknown resource kind %q", res.Kind)
@@ -225,16 +241,17 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 	}
 	defer rows.Close()
 	var (
-		kind  int32
-		group string
-		admin bool
-		perm  *string
+		kind           int32
+		group          string
+		admin          bool
+		perm           *string
+		rtype, pattern string
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &group, &admin, &perm); err != nil {
+		if err := rows.Scan(&kind, &group, &admin, &perm, &rtype, &pattern); err != nil {
 			return store.Grants{}, unavailable("grants", err)
 		}
-		mlflowdb.Add(&g, int(kind), group, admin, perm)
+		mlflowdb.Add(&g, int(kind), group, admin, perm, rtype, pattern)
 	}
 	if err := rows.Err(); err != nil {
 		return store.Grants{}, unavailable("grants", err)

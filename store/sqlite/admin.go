@@ -73,7 +73,7 @@ func (s *Store) admin(ctx context.Context, op string, write bool, fn func(mlflow
 	}
 	var se *sqlite.Error
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNoGroupTables):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNoGroupTables), errors.Is(err, store.ErrNoRoleTables):
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	case errors.As(err, &se) && refused(se.Code()):
 		return fmt.Errorf("sqlite: %s: %w", op, err)

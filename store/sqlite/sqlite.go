@@ -46,6 +46,9 @@ type Config struct {
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 	// Logger receives watch messages; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
+	// Layout is auto (detect), legacy or roles: the configuration's
+	// mlflow.layout, set by the code that loads it.
+	Layout string `yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -128,13 +131,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	qctx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout+cfg.BusyTimeout)
 	defer cancel()
-	schema, err := readSchema(qctx, s.auth)
+	schema, rev, err := readSchema(qctx, s.auth)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open: %w: %w", store.ErrUnavailable, err)
 	}
+	if schema.Layout, err = mlflowdb.DetectLayout(cfg.Layout, rev, schema.Tables); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
 	schema.Tracking = s.tracking == s.auth
 	s.q = mlflowdb.BuildQueries(schema, store.SQLite)
+	s.Writer.Layout = schema.Layout.Layout
 	var expiration bool
 	if err := s.auth.QueryRowContext(qctx, mlflowdb.PasswordExpirationSQL[store.SQLite]).Scan(&expiration); err != nil {
 		s.Close()
@@ -144,11 +152,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func readSchema(ctx context.Context, db *sql.DB) (mlflowdb.Schema, error) {
-	schema := mlflowdb.Schema{Tables: map[string]bool{}}
+// readSchema reads the tables of the auth database and its alembic
+// revision ("" without one).
+func readSchema(ctx context.Context, db *sql.DB) (mlflowdb.Schema, string, error) {
+	schema := mlflowdb.Schema{}
 	rows, err := db.QueryContext(ctx, mlflowdb.SchemaSQL[store.SQLite])
 	if err != nil {
-		return schema, err
+		return schema, "", err
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -157,12 +167,20 @@ func readSchema(ctx context.Context, db *sql.DB) (mlflowdb.Schema, error) {
 			ws    bool
 		)
 		if err := rows.Scan(&table, &ws); err != nil {
-			return schema, err
+			return schema, "", err
 		}
-		schema.Tables[table] = true
-		schema.ModelWorkspace = schema.ModelWorkspace || ws
+		schema.AddTable(table, ws)
 	}
-	return schema, rows.Err()
+	if err := rows.Err(); err != nil {
+		return schema, "", err
+	}
+	var rev string
+	if schema.Tables["alembic_version_auth"] {
+		if err := db.QueryRowContext(ctx, mlflowdb.RevisionSQL).Scan(&rev); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return schema, "", err
+		}
+	}
+	return schema, rev, nil
 }
 
 // Ping checks that both databases answer.
@@ -188,9 +206,12 @@ func (s *Store) Close() {
 	}
 }
 
+// Layout returns the layout of the auth database, decided at Open.
+func (s *Store) Layout() store.LayoutInfo { return s.q.Layout() }
+
 // Grants implements store.Reader in one query on the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
-	var g store.Grants
+	g := s.q.NewGrants()
 	q, ok := s.q.Grants[res.Kind]
 	if !ok {
 		return g, fmt.Errorf("sqlite: grants: unknown resource kind %q", res.Kind)
@@ -203,20 +224,21 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 	}
 	defer rows.Close()
 	var (
-		kind  int
-		group string
-		admin bool
-		perm  sql.NullString
+		kind           int
+		group          string
+		admin          bool
+		perm           sql.NullString
+		rtype, pattern string
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &group, &admin, &perm); err != nil {
+		if err := rows.Scan(&kind, &group, &admin, &perm, &rtype, &pattern); err != nil {
 			return store.Grants{}, unavailable("grants", err)
 		}
 		var pp *string
 		if perm.Valid {
 			pp = &perm.String
 		}
-		mlflowdb.Add(&g, kind, group, admin, pp)
+		mlflowdb.Add(&g, kind, group, admin, pp, rtype, pattern)
 	}
 	if err := rows.Err(); err != nil {
 		return store.Grants{}, unavailable("grants", err)

@@ -64,7 +64,12 @@ func deref(p *string) string {
 // the backend's errors, naming op.
 type Writer struct {
 	Run func(ctx context.Context, op string, write bool, fn func(Tx) error) error
+	// Layout is the auth database's layout: in the roles layout grants are
+	// written where MLflow 3.12+ writes them (roles_admin.go).
+	Layout store.Layout
 }
+
+func (w Writer) roles() bool { return w.Layout == store.LayoutRoles }
 
 // CreateUser implements store.Admin.
 func (w Writer) CreateUser(ctx context.Context, username string, admin bool) (created bool, err error) {
@@ -77,7 +82,12 @@ func (w Writer) CreateUser(ctx context.Context, username string, admin bool) (cr
 
 // DeleteUser implements store.Admin.
 func (w Writer) DeleteUser(ctx context.Context, username string) error {
-	return w.Run(ctx, "delete user", true, func(tx Tx) error { return DeleteUser(ctx, tx, username) })
+	return w.Run(ctx, "delete user", true, func(tx Tx) error {
+		if w.roles() {
+			return RolesDeleteUser(ctx, tx, username)
+		}
+		return DeleteUser(ctx, tx, username)
+	})
 }
 
 // SetAdmin implements store.Admin.
@@ -104,6 +114,10 @@ func (w Writer) ListUsers(ctx context.Context) (users []store.UserRow, err error
 // CreateGroup implements store.Admin.
 func (w Writer) CreateGroup(ctx context.Context, name string) (created bool, err error) {
 	err = w.Run(ctx, "create group", true, func(tx Tx) error {
+		if w.roles() {
+			created, err = RolesCreateGroup(ctx, tx, name)
+			return err
+		}
 		created, err = CreateGroup(ctx, tx, name)
 		return err
 	})
@@ -112,12 +126,21 @@ func (w Writer) CreateGroup(ctx context.Context, name string) (created bool, err
 
 // DeleteGroup implements store.Admin.
 func (w Writer) DeleteGroup(ctx context.Context, name string) error {
-	return w.Run(ctx, "delete group", true, func(tx Tx) error { return DeleteGroup(ctx, tx, name) })
+	return w.Run(ctx, "delete group", true, func(tx Tx) error {
+		if w.roles() {
+			return RolesDeleteGroup(ctx, tx, name)
+		}
+		return DeleteGroup(ctx, tx, name)
+	})
 }
 
 // ListGroups implements store.Admin.
 func (w Writer) ListGroups(ctx context.Context) (groups []string, err error) {
 	err = w.Run(ctx, "list groups", false, func(tx Tx) error {
+		if w.roles() {
+			groups, err = RolesListGroups(ctx, tx)
+			return err
+		}
 		groups, err = ListGroups(ctx, tx)
 		return err
 	})
@@ -130,6 +153,10 @@ func (w Writer) ListGroups(ctx context.Context) (groups []string, err error) {
 // SetGrant implements store.Admin.
 func (w Writer) SetGrant(ctx context.Context, g store.Grantee, r store.Resource, p store.Permission) (before *store.GrantRow, changed bool, err error) {
 	err = w.Run(ctx, "set grant", true, func(tx Tx) error {
+		if w.roles() {
+			before, changed, err = RolesSetGrant(ctx, tx, g, r, p)
+			return err
+		}
 		before, changed, err = SetGrant(ctx, tx, g, r, p)
 		return err
 	})
@@ -142,6 +169,10 @@ func (w Writer) SetGrant(ctx context.Context, g store.Grantee, r store.Resource,
 // DeleteGrant implements store.Admin.
 func (w Writer) DeleteGrant(ctx context.Context, g store.Grantee, r store.Resource) (before *store.GrantRow, changed bool, err error) {
 	err = w.Run(ctx, "delete grant", true, func(tx Tx) error {
+		if w.roles() {
+			before, changed, err = RolesDeleteGrant(ctx, tx, g, r)
+			return err
+		}
 		before, changed, err = DeleteGrant(ctx, tx, g, r)
 		return err
 	})
@@ -154,6 +185,9 @@ func (w Writer) DeleteGrant(ctx context.Context, g store.Grantee, r store.Resour
 // ListPatterns implements store.Admin.
 func (w Writer) ListPatterns(ctx context.Context, f store.GrantFilter) (rows []store.PatternRow, err error) {
 	err = w.Run(ctx, "list patterns", false, func(tx Tx) error {
+		if w.roles() {
+			return nil // mlflow-oidc-auth's regex rows are not MLflow's
+		}
 		rows, err = ListPatterns(ctx, tx, f)
 		return err
 	})
@@ -166,6 +200,10 @@ func (w Writer) ListPatterns(ctx context.Context, f store.GrantFilter) (rows []s
 // ListGrants implements store.Admin.
 func (w Writer) ListGrants(ctx context.Context, f store.GrantFilter) (rows []store.GrantRow, err error) {
 	err = w.Run(ctx, "list grants", false, func(tx Tx) error {
+		if w.roles() {
+			rows, err = RolesListGrants(ctx, tx, f)
+			return err
+		}
 		rows, err = ListGrants(ctx, tx, f)
 		return err
 	})
@@ -178,10 +216,93 @@ func (w Writer) ListGrants(ctx context.Context, f store.GrantFilter) (rows []sto
 // RenameRegisteredModel implements store.Admin; see the package function
 // for rows already under the new name.
 func (w Writer) RenameRegisteredModel(ctx context.Context, from, to string) error {
-	return w.Run(ctx, "rename registered model", true, func(tx Tx) error { return RenameRegisteredModel(ctx, tx, from, to) })
+	return w.Run(ctx, "rename registered model", true, func(tx Tx) error {
+		if w.roles() {
+			return RolesRenameRegisteredModel(ctx, tx, from, to)
+		}
+		return RenameRegisteredModel(ctx, tx, from, to)
+	})
 }
 
 // DeleteResourceGrants implements store.Admin.
 func (w Writer) DeleteResourceGrants(ctx context.Context, r store.Resource) error {
-	return w.Run(ctx, "delete resource grants", true, func(tx Tx) error { return DeleteResourceGrants(ctx, tx, r) })
+	return w.Run(ctx, "delete resource grants", true, func(tx Tx) error {
+		if w.roles() {
+			return RolesDeleteResourceGrants(ctx, tx, r)
+		}
+		return DeleteResourceGrants(ctx, tx, r)
+	})
+}
+
+// CreateRole implements store.RoleAdmin.
+func (w Writer) CreateRole(ctx context.Context, name, description string) (created bool, err error) {
+	err = w.Run(ctx, "create role", true, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		created, err = CreateRole(ctx, tx, name, description)
+		return err
+	})
+	return created && err == nil, err
+}
+
+// ListRoles implements store.RoleAdmin.
+func (w Writer) ListRoles(ctx context.Context) (roles []store.Role, err error) {
+	err = w.Run(ctx, "list roles", false, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		roles, err = ListRoles(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return roles, nil
+}
+
+// Role implements store.RoleAdmin.
+func (w Writer) Role(ctx context.Context, name string) (role store.Role, err error) {
+	err = w.Run(ctx, "show role", false, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		role, err = GetRole(ctx, tx, name)
+		return err
+	})
+	return role, err
+}
+
+// DeleteRole implements store.RoleAdmin.
+func (w Writer) DeleteRole(ctx context.Context, name string) error {
+	return w.Run(ctx, "delete role", true, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		return RolesDeleteGroup(ctx, tx, name)
+	})
+}
+
+// AssignRole implements store.RoleAdmin.
+func (w Writer) AssignRole(ctx context.Context, username, role string) (changed bool, err error) {
+	err = w.Run(ctx, "assign role", true, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		changed, err = AssignRole(ctx, tx, username, role)
+		return err
+	})
+	return changed && err == nil, err
+}
+
+// UnassignRole implements store.RoleAdmin.
+func (w Writer) UnassignRole(ctx context.Context, username, role string) (changed bool, err error) {
+	err = w.Run(ctx, "unassign role", true, func(tx Tx) error {
+		if err := requireRoles(ctx, tx); err != nil {
+			return err
+		}
+		changed, err = UnassignRole(ctx, tx, username, role)
+		return err
+	})
+	return changed && err == nil, err
 }

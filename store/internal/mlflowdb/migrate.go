@@ -14,7 +14,8 @@ import (
 const OIDCAuthMarker = "experiment_regex_permissions"
 
 // Migrate creates, through tx, the auth tables missing from an auth
-// database of dialect d (none in mlflow-oidc-auth's database): MLflow's tables at AuthHead (unless
+// database of dialect d (none in mlflow-oidc-auth's database, none at a
+// roles-layout or unknown revision): MLflow's tables at AuthHead (unless
 // alembic_version_auth is at an older revision, whose upgrade MLflow's own
 // alembic must run), mlflow-oidc-auth's group tables, and
 // alembic_version_auth stamped AuthHead if it is missing. It never alters
@@ -40,6 +41,14 @@ func Migrate(ctx context.Context, tx Tx, d store.Dialect) error {
 		var v string
 		if _, err := queryOne(ctx, tx, `SELECT version_num FROM alembic_version_auth LIMIT 1`, nil, &v); err != nil {
 			return err
+		}
+		if !legacyRevisions[v] {
+			// MLflow 3.12+ (the roles layout) or a revision newer than
+			// this build knows: MLflow's alembic owns every table there,
+			// and the legacy tables may be gone on purpose (f6a7b8c9d0e1).
+			// Group grants are roles in that layout, so nothing of ours is
+			// missing either; the backend still installs its triggers.
+			return nil
 		}
 		createMLflow = !OlderAuthRevisions[v]
 	}

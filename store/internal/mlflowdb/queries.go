@@ -12,24 +12,41 @@ import (
 // 3.10's workspace column (mlflow-oidc-auth's has none). The read queries
 // are built from it once; tables created later are read after a restart.
 type Schema struct {
-	Tables         map[string]bool
+	Tables map[string]bool
+	// Workspace names the tables with MLflow 3.10's workspace column.
+	Workspace      map[string]bool
 	ModelWorkspace bool
+	// Layout is the layout the backend decided on (DetectLayout).
+	Layout store.LayoutInfo
 	// Tracking says that MLflow's tracking tables are in the auth database
 	// too (one database, or one SQLite file).
 	Tracking bool
 }
 
-// SchemaSQL lists the auth database's tables, and says whether
-// registered_model_permissions has a workspace column, as rows of (name,
-// has workspace column).
+// SchemaSQL lists the auth database's tables, each with whether it has a
+// workspace column, as rows of (name, has workspace column).
 var SchemaSQL = map[store.Dialect]string{
-	store.PostgreSQL: `SELECT c.relname::text, c.relname = 'registered_model_permissions' AND EXISTS (
+	store.PostgreSQL: `SELECT c.relname::text, EXISTS (
 			SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'workspace' AND NOT a.attisdropped)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false))`,
-	store.SQLite: `SELECT name, name = 'registered_model_permissions' AND EXISTS (
-			SELECT 1 FROM pragma_table_info('registered_model_permissions') WHERE name = 'workspace')
-		FROM sqlite_master WHERE type = 'table'`,
+	store.SQLite: `SELECT m.name, EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'workspace')
+		FROM sqlite_master m WHERE m.type = 'table'`,
+}
+
+// AddTable records one row of SchemaSQL in s.
+func (s *Schema) AddTable(name string, workspace bool) {
+	if s.Tables == nil {
+		s.Tables = map[string]bool{}
+	}
+	if s.Workspace == nil {
+		s.Workspace = map[string]bool{}
+	}
+	s.Tables[name] = true
+	s.Workspace[name] = workspace
+	if name == "registered_model_permissions" {
+		s.ModelWorkspace = workspace
+	}
 }
 
 // Queries are a backend's read queries for one Schema.
@@ -43,7 +60,15 @@ type Queries struct {
 	// Patterns holds one query per kind that has regex tables, arguments
 	// (username, GroupsArg(groups)); its rows fold with AddPattern.
 	Patterns map[store.ResourceKind]string
+	// layout is the layout the queries read.
+	layout store.LayoutInfo
 }
+
+// Layout returns the layout the queries read.
+func (q Queries) Layout() store.LayoutInfo { return q.layout }
+
+// NewGrants returns the empty Grants that rows of a Grants query fold into.
+func (q Queries) NewGrants() store.Grants { return store.Grants{Layout: q.layout.Layout} }
 
 // Kinds of row in a Patterns query (its first column).
 const (
@@ -56,7 +81,18 @@ const (
 // list of groups, which arrives as one JSON array argument. "$2" used
 // twice binds one argument in both (PostgreSQL and SQLite alike).
 func BuildQueries(s Schema, d store.Dialect) Queries {
-	q := Queries{Grants: map[store.ResourceKind]string{}, Patterns: map[store.ResourceKind]string{}}
+	q := Queries{Grants: map[store.ResourceKind]string{}, Patterns: map[store.ResourceKind]string{}, layout: s.Layout}
+	if s.Layout.Layout == "" {
+		q.layout.Layout = store.LayoutLegacy
+	}
+	if q.layout.Layout == store.LayoutRoles {
+		// MLflow reads role_permissions only; the legacy tables, and
+		// mlflow-oidc-auth's, are not consulted.
+		for _, k := range kinds {
+			q.Grants[k.kind] = rolesGrantsSQL(s, k.kind)
+		}
+		return q
+	}
 	have := func(t string) bool { return t != "" && s.Tables[t] }
 	for _, k := range kinds {
 		on := func(alias string) string {
@@ -71,14 +107,14 @@ func BuildQueries(s Schema, d store.Dialect) Queries {
 			cond += " AND p." + k.scope
 		}
 		sql := `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
-SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT) FROM u
+SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT), '', '' FROM u
 UNION ALL
-SELECT 1, '', false, p.permission FROM ` + k.table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
+SELECT 1, '', false, p.permission, '', '' FROM ` + k.table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
 		for _, gt := range []string{k.groupTable, k.compatGroupTable} {
 			if have(gt) && have("groups") {
 				sql += `
 UNION ALL
-SELECT 2, gr.group_name, false, g.permission FROM ` + gt + ` g JOIN groups gr ON gr.id = g.group_id WHERE ` + gcond
+SELECT 2, gr.group_name, false, g.permission, '', '' FROM ` + gt + ` g JOIN groups gr ON gr.id = g.group_id WHERE ` + gcond
 			}
 		}
 		if k.kind == store.Experiment && s.Tracking && have("experiments") {
@@ -86,7 +122,7 @@ SELECT 2, gr.group_name, false, g.permission FROM ` + gt + ` g JOIN groups gr ON
 			// mlflow-oidc-auth's regex rows match.
 			sql += `
 UNION ALL
-SELECT 3, e.name, false, CAST(NULL AS TEXT) FROM experiments e WHERE e.experiment_id = $3`
+SELECT 3, e.name, false, CAST(NULL AS TEXT), '', '' FROM experiments e WHERE e.experiment_id = $3`
 			q.experimentName = true
 		}
 		q.Grants[k.kind] = sql
@@ -125,6 +161,9 @@ SELECT 3, e.name, false, CAST(NULL AS TEXT) FROM experiments e WHERE e.experimen
 // then a scorer's name, or an experiment's canonical integer id (NULL when
 // the id is not one) when the query reads its name.
 func (q Queries) GrantArgs(username string, res store.Resource) []any {
+	if q.layout.Layout == store.LayoutRoles {
+		return []any{username, RoleKey(res)}
+	}
 	args := []any{username, res.ID}
 	switch {
 	case res.Kind == store.Scorer:

@@ -20,9 +20,13 @@ const (
 	Name         // the experiment's name (its second column)
 )
 
-// Add folds one row of a Grants query into g.
-func Add(g *store.Grants, kind int, group string, admin bool, perm *string) {
+// Add folds one row of a Grants query into g: (kind, name, flag,
+// permission, resource type, resource pattern); the last two are the
+// roles layout's.
+func Add(g *store.Grants, kind int, group string, admin bool, perm *string, rtype, pattern string) {
 	switch kind {
+	case RoleRow, ConditionRow, PromptRow:
+		addRole(g, kind, group, admin, perm, rtype, pattern)
 	case User:
 		g.UserExists, g.UserAdmin = true, admin
 	case Own:
