@@ -151,8 +151,9 @@ type Grants struct {
 	Name    string
 	HasName bool
 
-	// Layout is the auth database's layout; in LayoutRoles the grants are
-	// in Roles and User and Groups are nil.
+	// Layout is LayoutRoles when the auth database has the roles layout:
+	// the grants are then in Roles, and User and Groups are nil. Empty
+	// means the legacy layout.
 	Layout Layout
 	// Roles are the role_permissions rows that may bear on the resource,
 	// in workspace 'default': of the roles assigned to the user, and of

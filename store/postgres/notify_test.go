@@ -79,8 +79,17 @@ func TestNotifyCheck(t *testing.T) {
 	require.NoError(t, st.CheckNotify(t.Context()))
 	require.NoError(t, st.NotifyStatus())
 
+	// MLflow 3.12's role tables, created by its upgrade: covered too.
+	storetest.Must(t, exec, `CREATE TABLE roles (id SERIAL PRIMARY KEY)`, `CREATE TABLE role_permissions (id SERIAL PRIMARY KEY)`)
+	require.NoError(t, st.CheckNotify(t.Context()))
+	tables, _ = missingTriggers(t, st)
+	assert.Equal(t, []string{"role_permissions", "roles"}, tables)
+	require.NoError(t, postgres.Migrate(t.Context(), url))
+	require.NoError(t, st.CheckNotify(t.Context()))
+	require.NoError(t, st.NotifyStatus())
+
 	// A table nobody reads needs no trigger.
-	storetest.Must(t, exec, `CREATE TABLE role_permissions (id SERIAL PRIMARY KEY)`)
+	storetest.Must(t, exec, `CREATE TABLE webhooks (id SERIAL PRIMARY KEY)`)
 	require.NoError(t, st.CheckNotify(t.Context()))
 	require.NoError(t, st.NotifyStatus())
 }

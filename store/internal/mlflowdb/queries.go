@@ -67,8 +67,14 @@ type Queries struct {
 // Layout returns the layout the queries read.
 func (q Queries) Layout() store.LayoutInfo { return q.layout }
 
-// NewGrants returns the empty Grants that rows of a Grants query fold into.
-func (q Queries) NewGrants() store.Grants { return store.Grants{Layout: q.layout.Layout} }
+// NewGrants returns the empty Grants that rows of a Grants query fold
+// into; Layout is set in the roles layout only (empty means legacy).
+func (q Queries) NewGrants() store.Grants {
+	if q.layout.Layout == store.LayoutRoles {
+		return store.Grants{Layout: store.LayoutRoles}
+	}
+	return store.Grants{}
+}
 
 // Kinds of row in a Patterns query (its first column).
 const (
