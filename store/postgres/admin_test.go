@@ -7,3 +7,7 @@ import (
 )
 
 func TestAdminConformance(t *testing.T) { storetest.AdminRun(t, openSplit) }
+
+// TestRolesConformance: MLflow 3.12+'s roles layout, made by its own
+// migrations.
+func TestRolesConformance(t *testing.T) { storetest.RolesRun(t, openSplit) }

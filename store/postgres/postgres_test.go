@@ -30,7 +30,7 @@ func open(t *testing.T, s storetest.Setup, cfg postgres.Config) (storetest.Harne
 	t.Helper()
 	trackingURL, authURL := storetest.Postgres(t), storetest.Postgres(t)
 	execAuth, execTracking := storetest.PostgresExec(t, authURL), storetest.PostgresExec(t, trackingURL)
-	storetest.PrepareAuth(t, s, store.PostgreSQL, execAuth, func(ctx context.Context) error { return postgres.Migrate(ctx, authURL) })
+	storetest.PrepareAuth(t, s, store.PostgreSQL, execAuth, storetest.PostgresQuery(t, authURL), func(ctx context.Context) error { return postgres.Migrate(ctx, authURL) })
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, execTracking))
 	cfg.TrackingURL, cfg.AuthURL = trackingURL, authURL
 	st, err := postgres.Open(t.Context(), cfg)
@@ -48,7 +48,7 @@ func TestConformanceOneDatabase(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, s storetest.Setup) storetest.Harness {
 		url := storetest.Postgres(t)
 		exec := storetest.PostgresExec(t, url)
-		storetest.PrepareAuth(t, s, store.PostgreSQL, exec, func(ctx context.Context) error { return postgres.Migrate(ctx, url) })
+		storetest.PrepareAuth(t, s, store.PostgreSQL, exec, storetest.PostgresQuery(t, url), func(ctx context.Context) error { return postgres.Migrate(ctx, url) })
 		require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
 		st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 		require.NoError(t, err)

@@ -20,7 +20,7 @@ import (
 func prepare(t *testing.T, s storetest.Setup, trackingPath, authPath string) (execAuth, execTracking storetest.ExecFunc) {
 	t.Helper()
 	execAuth, execTracking = storetest.SQLiteExec(t, authPath), storetest.SQLiteExec(t, trackingPath)
-	storetest.PrepareAuth(t, s, store.SQLite, execAuth, func(ctx context.Context) error { return sqlite.Migrate(ctx, authPath) })
+	storetest.PrepareAuth(t, s, store.SQLite, execAuth, storetest.SQLiteQuery(t, authPath), func(ctx context.Context) error { return sqlite.Migrate(ctx, authPath) })
 	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.SQLite, execTracking))
 	return execAuth, execTracking
 }

@@ -32,6 +32,13 @@ type Setup struct {
 	// OIDCAuth asks for mlflow-oidc-auth's users database, made by its own
 	// migrations (CreateOIDCAuthSchema), on which migrate then ran.
 	OIDCAuth bool
+	// Roles asks for MLflow 3.12+'s roles layout: the database migrate
+	// made, with LegacyRows written, then upgraded by MLflow's own
+	// migrations (MigrateToRoles), then migrate again (its triggers).
+	Roles bool
+	// LegacyRows are statements run before the upgrade to the roles
+	// layout, whose e5f6a7b8c9d0 copies them.
+	LegacyRows []string
 }
 
 // AddPasswordExpiration adds mlflow-oidc-auth's users.password_expiration
@@ -41,16 +48,22 @@ func AddPasswordExpiration(ctx context.Context, exec ExecFunc) error {
 	return exec(ctx, "ALTER TABLE users ADD COLUMN password_expiration TIMESTAMP")
 }
 
-// PrepareAuth prepares a fresh auth database as s says, through exec:
-// mlflow-oidc-auth's schema when asked, then migrate (the backend's
-// Migrate on that database), then the group tables dropped and the
+// PrepareAuth prepares a fresh auth database as s says, through exec
+// (and query, which reads it): mlflow-oidc-auth's schema when asked, then
+// migrate (the backend's Migrate on that database), then MLflow's upgrade
+// to the roles layout, the group tables dropped and the
 // password_expiration column added when asked.
-func PrepareAuth(t testing.TB, s Setup, d store.Dialect, exec ExecFunc, migrate func(context.Context) error) {
+func PrepareAuth(t testing.TB, s Setup, d store.Dialect, exec ExecFunc, query QueryFunc, migrate func(context.Context) error) {
 	t.Helper()
 	if s.OIDCAuth {
 		require.NoError(t, CreateOIDCAuthSchema(t.Context(), d, exec))
 	}
 	require.NoError(t, migrate(t.Context()))
+	if s.Roles {
+		Must(t, exec, s.LegacyRows...)
+		require.NoError(t, MigrateToRoles(t.Context(), d, exec, query))
+		require.NoError(t, migrate(t.Context()))
+	}
 	if s.NoGroupTables {
 		require.NoError(t, DropGroupTables(t.Context(), exec))
 	}

@@ -90,7 +90,7 @@ func granteeRole(ctx context.Context, tx Tx, g store.Grantee, create bool) (int6
 // whether it did.
 func assign(ctx context.Context, tx Tx, uid, rid int64) error {
 	_, err := tx.Exec(ctx, `INSERT INTO user_role_assignments (user_id, role_id)
-		SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM user_role_assignments WHERE user_id = $1 AND role_id = $2)`, uid, rid)
+		SELECT CAST($1 AS INTEGER), CAST($2 AS INTEGER) WHERE NOT EXISTS (SELECT 1 FROM user_role_assignments WHERE user_id = $1 AND role_id = $2)`, uid, rid)
 	return err
 }
 
@@ -122,7 +122,18 @@ func rolePermission(ctx context.Context, tx Tx, rid int64, types []string, key s
 	return perm, found, err
 }
 
+// checkRoleResource validates r for a roles-layout write; ID "*" is a
+// grant on every resource of the kind, as MLflow's role API writes it.
 func checkRoleResource(r store.Resource) error {
+	if r.ID == "*" {
+		if _, _, ok := specOf(r.Kind); !ok {
+			return invalid("unknown resource kind %q", r.Kind)
+		}
+		if r.Name != "" {
+			return invalid("a wildcard grant names no scorer")
+		}
+		return nil
+	}
 	if _, err := checkResource(r); err != nil {
 		return err
 	}
@@ -176,7 +187,7 @@ func RolesSetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource
 
 // RolesDeleteGrant implements store.Admin.DeleteGrant in the roles layout.
 func RolesDeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource) (*store.GrantRow, bool, error) {
-	if _, err := checkResource(r); err != nil {
+	if err := checkRoleResource(r); err != nil {
 		return nil, false, err
 	}
 	rid, found, err := granteeRole(ctx, tx, g, false)
@@ -528,7 +539,7 @@ func AssignRole(ctx context.Context, tx Tx, username, role string) (bool, error)
 		return false, err
 	}
 	n, err := tx.Exec(ctx, `INSERT INTO user_role_assignments (user_id, role_id)
-		SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM user_role_assignments WHERE user_id = $1 AND role_id = $2)`, uid, rid)
+		SELECT CAST($1 AS INTEGER), CAST($2 AS INTEGER) WHERE NOT EXISTS (SELECT 1 FROM user_role_assignments WHERE user_id = $1 AND role_id = $2)`, uid, rid)
 	return n > 0, err
 }
 
