@@ -121,7 +121,7 @@ var jsonRow = map[store.Dialect]string{store.PostgreSQL: "CAST(json_build_array(
 // resource-level rows other than READ, USE, EDIT and MANAGE are dropped
 // (_resource_row), workspace rows are rewritten (_workspace_row: READ →
 // USE, EDIT → USE plus EDIT on every type's '*', NO_PERMISSIONS dropped),
-// and a scorer's key is <experiment_id>/<quote(name, safe=”)>.
+// and a scorer's key is <experiment_id>/<quote(name, safe="")>.
 func copyLegacyRows(ctx context.Context, d store.Dialect, exec ExecFunc, query QueryFunc) error {
 	type grant struct {
 		user                 int64

@@ -56,7 +56,7 @@ var ChildTypes = map[string][]string{
 
 // RoleKey is the resource_pattern a grant on res names: the id, or for a
 // scorer <experiment_id>/<the name quoted as Python's
-// urllib.parse.quote(name, safe=”) quotes it> (SqlAlchemyStore._scorer_pattern).
+// urllib.parse.quote(name, safe="") quotes it> (SqlAlchemyStore._scorer_pattern).
 func RoleKey(res store.Resource) string {
 	if res.Kind == store.Scorer && res.ID != "*" {
 		return res.ID + "/" + PyQuote(res.Name)
@@ -64,7 +64,7 @@ func RoleKey(res store.Resource) string {
 	return res.ID
 }
 
-// PyQuote percent-encodes s as Python's urllib.parse.quote(s, safe=”)
+// PyQuote percent-encodes s as Python's urllib.parse.quote(s, safe="")
 // does: every UTF-8 byte but ASCII letters, digits and "_.-~", with
 // upper-case hex.
 func PyQuote(s string) string {
