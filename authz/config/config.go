@@ -286,7 +286,42 @@ func (c *Config) Validate() error {
 			add("session", "%v", err)
 		}
 	}
+	c.validateLayout(add)
 	return errors.Join(errs...)
+}
+
+// validateLayout checks apps[].mlflow.layout and group_roles, and hands
+// the layout to the store, which decides it once for every application.
+func (c *Config) validateLayout(add func(key, format string, args ...any)) {
+	layout, from := "", ""
+	for i, a := range c.Apps {
+		if a.Type != "mlflow" {
+			continue
+		}
+		key := fmt.Sprintf("apps[%d].mlflow", i)
+		l := a.MLflow.Layout
+		switch l {
+		case "", "auto", "legacy", "roles":
+		default:
+			add(key+".layout", "%q is not auto, legacy or roles", l)
+		}
+		if l == "" {
+			l = "auto"
+		}
+		if l == "roles" && a.MLflow.Compat == mlflow.CompatOIDCAuth {
+			add(key+".layout", "compat oidc-auth reads mlflow-oidc-auth's tables; MLflow's roles layout has none")
+		}
+		if err := a.MLflow.GroupRoles.Validate(); err != nil {
+			add(key+".group_roles", "%v", err)
+		}
+		if from != "" && l != layout {
+			add(key+".layout", "%q differs from %s's %q: the applications share one store", l, from, layout)
+		}
+		if from == "" {
+			layout, from = l, key
+		}
+	}
+	c.Store.Postgres.Layout, c.Store.SQLite.Layout = layout, layout
 }
 
 // DefaultPermission is the default_permission of the first MLflow
@@ -336,7 +371,11 @@ func (c *Config) loginIssuer(name string) error {
 func (c *Config) Resolution() (mlflow.Resolution, error) {
 	for _, a := range c.Apps {
 		if a.Type == "mlflow" {
-			return mlflow.NewResolution(a.MLflow.Compat, a.MLflow.PermissionSourceOrder, c.DefaultPermission(), nil)
+			rs, err := mlflow.NewResolution(a.MLflow.Compat, a.MLflow.PermissionSourceOrder, c.DefaultPermission(), nil)
+			if err != nil {
+				return rs, err
+			}
+			return rs.WithGroupRoles(a.MLflow.GroupRoles)
 		}
 	}
 	return mlflow.NewResolution("", nil, c.DefaultPermission(), nil)

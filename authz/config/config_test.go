@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,10 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"two documents", minimal + "---\n" + minimal, nil, []string{"more than one YAML document"}},
 		{"basic on without store", strings.Replace(minimal, "type: rules", "type: rules\n    basic: true", 1), nil, []string{"apps[0].basic", "needs a store"}},
 		{"negative basic setting", minimal + "basic: {max_failures: -1}\n", nil, []string{"basic", "max_failures"}},
+		{"unknown layout", mlflowApps("layout: newest"), nil, []string{"apps[0].mlflow.layout", `"newest"`}},
+		{"layouts disagree", mlflowApps("layout: roles", "layout: legacy"), nil, []string{"apps[1].mlflow.layout", "share one store"}},
+		{"roles with compat oidc-auth", mlflowApps("{layout: roles, compat: oidc-auth}"), nil, []string{"apps[0].mlflow.layout", "compat oidc-auth"}},
+		{"bad group path", mlflowApps("group_roles: {path: middle}"), nil, []string{"apps[0].mlflow.group_roles", `"middle"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,4 +158,27 @@ func TestBasicDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(minimal), env(nil))
 	require.NoError(t, err)
 	assert.False(t, cfg.Apps[0].BasicEnabled())
+}
+
+// mlflowApps is a configuration with one MLflow application per mlflow
+// section given (YAML flow or a single key: value).
+func mlflowApps(sections ...string) string {
+	doc := "store: {driver: sqlite, sqlite: {tracking_path: /tmp/x.db}}\napps:\n"
+	for i, sec := range sections {
+		if !strings.HasPrefix(sec, "{") {
+			sec = "{" + sec + "}"
+		}
+		doc += fmt.Sprintf("  - {name: m%d, type: mlflow, hosts: [m%d.example.com], mlflow: %s}\n", i, i, sec)
+	}
+	return doc
+}
+
+func TestLayoutReachesTheStore(t *testing.T) {
+	cfg, err := Parse([]byte(mlflowApps("layout: roles", "layout: roles")), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "roles", cfg.Store.SQLite.Layout)
+	assert.Equal(t, "roles", cfg.Store.Postgres.Layout)
+	cfg, err = Parse([]byte(mlflowApps("{}")), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "auto", cfg.Store.SQLite.Layout)
 }

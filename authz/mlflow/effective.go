@@ -37,6 +37,13 @@ type Source struct {
 	// Unreadable says why the row cannot be read exactly (a regex RE2
 	// cannot evaluate as Python would); the resolution then denies.
 	Unreadable string
+
+	// Role, Via, RoleType and Pattern describe a grant of the roles layout
+	// (Kind "role"): the role, why it applies ("assigned" or "group g"),
+	// and the grant's resource type and pattern. Deny marks MLflow's DENY,
+	// Condition a mutation condition.
+	Role, Via, RoleType, Pattern string
+	Deny, Condition              bool
 }
 
 // EffectivePermission is the caller's permission on one resource, after the
@@ -111,6 +118,13 @@ type CompatConfig struct {
 	// PermissionSourceOrder is mlflow-oidc-auth's PERMISSION_SOURCE_ORDER
 	// (compat oidc-auth only; default user, group, regex, group-regex).
 	PermissionSourceOrder []string `yaml:"permission_source_order"`
+	// Layout is the auth database's layout: auto (default: detected from
+	// alembic_version_auth and the tables), legacy (MLflow up to 3.11's
+	// per-user tables) or roles (MLflow 3.12+'s role tables). The store
+	// reads it at start; every MLflow application must agree.
+	Layout string `yaml:"layout"`
+	// GroupRoles maps token groups to MLflow roles in the roles layout.
+	GroupRoles GroupRoles `yaml:"group_roles"`
 }
 
 // Resolution turns a caller's stored rows into its permission on one
@@ -120,10 +134,12 @@ type CompatConfig struct {
 // is what is enforced. It is safe for concurrent use; copies share their
 // compiled regexes.
 type Resolution struct {
-	compat  bool
-	order   []store.Source
-	def     store.Permission
-	regexes *regexCache
+	// groupRoles maps token groups to roles in the roles layout.
+	groupRoles GroupRoles
+	compat     bool
+	order      []store.Source
+	def        store.Permission
+	regexes    *regexCache
 }
 
 // NewResolution validates the compatibility mode and, for oidc-auth, the
@@ -222,6 +238,15 @@ type Result struct {
 // when the source order reaches a regex source. note, when not nil, hears
 // every source considered. An error is a store failure.
 func (rs Resolution) Permission(ctx context.Context, r store.Reader, username string, groups []string, res, key store.Resource, g store.Grants, note func(Source)) (Result, error) {
+	if g.Layout == store.LayoutRoles {
+		if rs.compat {
+			// Configuration refuses the pair; a forced or detected layout
+			// that disagrees with it is no reason to guess.
+			return Result{Permission: store.NoPermissions, Source: "role",
+				Unreadable: "mlflow.compat oidc-auth does not apply to MLflow's roles layout"}, nil
+		}
+		return rs.rolePermission(g, res, groups, note), nil
+	}
 	if !rs.compat {
 		if res.Kind != store.Experiment && res.Kind != store.RegisteredModel {
 			// MLflow's model has group rows for these two kinds only;
@@ -519,6 +544,19 @@ func (s Source) Describe(username string) string {
 	switch s.Kind {
 	case "default":
 		return "default_permission: " + s.Grant.Permission.String()
+	case "role":
+		what := s.RoleType + " " + s.Pattern
+		switch {
+		case s.Condition:
+			return fmt.Sprintf("role %q (%s): a mutation condition on %s: not evaluated, reads only", s.Role, s.Via, s.RoleType)
+		case s.Deny:
+			return fmt.Sprintf("role %q (%s) on %s: DENY", s.Role, s.Via, what)
+		case s.Outranked:
+			return fmt.Sprintf("role %q (%s) on %s: %s (a workspace member's grant; only MANAGE counts on resources)", s.Role, s.Via, what, grantString(s.Grant))
+		}
+		fmt.Fprintf(&b, "role %q (%s) on %s: %s", s.Role, s.Via, what, grantString(s.Grant))
+	case "role-type":
+		return s.Name
 	case "user":
 		if !s.Found {
 			return fmt.Sprintf("user %q: no row", username)

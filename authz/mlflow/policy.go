@@ -114,6 +114,9 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if p.resolution, err = NewResolution(cfg.Compat, cfg.PermissionSourceOrder, p.defaultPerm, log); err != nil {
 		return nil, err
 	}
+	if p.resolution, err = p.resolution.WithGroupRoles(cfg.GroupRoles); err != nil {
+		return nil, err
+	}
 	switch cfg.IdentityIntegrity {
 	case "":
 	case IntegrityOff, IntegrityWarn, IntegrityEnforce:

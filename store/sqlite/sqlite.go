@@ -211,7 +211,7 @@ func (s *Store) Layout() store.LayoutInfo { return s.q.Layout() }
 
 // Grants implements store.Reader in one query on the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
-	g := s.q.NewGrants()
+	g := s.q.NewGrants(res.Kind)
 	q, ok := s.q.Grants[res.Kind]
 	if !ok {
 		return g, fmt.Errorf("sqlite: grants: unknown resource kind %q", res.Kind)

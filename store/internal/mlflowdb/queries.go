@@ -62,6 +62,9 @@ type Queries struct {
 	Patterns map[store.ResourceKind]string
 	// layout is the layout the queries read.
 	layout store.LayoutInfo
+	// promptKnown: the roles-layout registered-model query reads the
+	// is_prompt tag (the tracking tables are in the auth database).
+	promptKnown bool
 }
 
 // Layout returns the layout the queries read.
@@ -69,9 +72,9 @@ func (q Queries) Layout() store.LayoutInfo { return q.layout }
 
 // NewGrants returns the empty Grants that rows of a Grants query fold
 // into; Layout is set in the roles layout only (empty means legacy).
-func (q Queries) NewGrants() store.Grants {
+func (q Queries) NewGrants(k store.ResourceKind) store.Grants {
 	if q.layout.Layout == store.LayoutRoles {
-		return store.Grants{Layout: store.LayoutRoles}
+		return store.Grants{Layout: store.LayoutRoles, PromptKnown: k == store.RegisteredModel && q.promptKnown}
 	}
 	return store.Grants{}
 }
@@ -97,6 +100,7 @@ func BuildQueries(s Schema, d store.Dialect) Queries {
 		for _, k := range kinds {
 			q.Grants[k.kind] = rolesGrantsSQL(s, k.kind)
 		}
+		q.promptKnown = s.Tracking && s.Tables["registered_model_tags"]
 		return q
 	}
 	have := func(t string) bool { return t != "" && s.Tables[t] }

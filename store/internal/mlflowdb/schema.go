@@ -197,6 +197,13 @@ var trackingTables = []string{
 		description VARCHAR(5000),
 		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
 		CONSTRAINT registered_model_pk PRIMARY KEY (workspace, name))`,
+	`CREATE TABLE registered_model_tags (
+		key VARCHAR(250) NOT NULL,
+		value VARCHAR(5000),
+		name VARCHAR(256) NOT NULL,
+		workspace VARCHAR(63) NOT NULL DEFAULT 'default',
+		CONSTRAINT registered_model_tag_pk PRIMARY KEY (workspace, key, name),
+		FOREIGN KEY (workspace, name) REFERENCES registered_models (workspace, name) ON UPDATE CASCADE)`,
 	`CREATE TABLE model_versions (
 		name VARCHAR(256) NOT NULL,
 		version INTEGER NOT NULL,
