@@ -217,6 +217,10 @@ type startOptions struct {
 	config func(doc string) string
 	// tokenUsers replaces users: a token is minted for each.
 	tokenUsers []devissuer.User
+	// beforeStart runs after the seed, before the service opens the store
+	// (which decides the auth layout then); migrate is `mlflow-authz
+	// migrate` and query reads the database.
+	beforeStart func(t *testing.T, h *harness, d store.Dialect, query storetest.QueryFunc, migrate func() error)
 }
 
 // startWith prepares a fresh database of backend b as opts says and starts
@@ -232,12 +236,14 @@ func startWith(t *testing.T, b backend, opts startOptions) *harness {
 	}
 	var d store.Dialect
 	var migrate func() error
+	var query storetest.QueryFunc
 	switch b {
 	case backendPostgres:
 		d = store.PostgreSQL
 		h.dbURL = storetest.Postgres(t)
 		h.env["DATABASE_URL"] = h.dbURL
 		h.exec = storetest.PostgresExec(t, h.dbURL)
+		query = storetest.PostgresQuery(t, h.dbURL)
 		migrate = func() error { return postgres.Migrate(ctx, h.dbURL) }
 	case backendSQLite:
 		// One file for tracking and auth, MLflow's embedded default.
@@ -245,6 +251,7 @@ func startWith(t *testing.T, b backend, opts startOptions) *harness {
 		path := filepath.Join(t.TempDir(), "mlflow.db")
 		h.env["SQLITE_PATH"] = path
 		h.exec = storetest.SQLiteExec(t, path)
+		query = storetest.SQLiteQuery(t, path)
 		migrate = func() error { return sqlite.Migrate(ctx, path) }
 		doc = strings.Replace(doc, storePostgres, storeSQLite, 1)
 	default:
@@ -266,6 +273,9 @@ func startWith(t *testing.T, b backend, opts startOptions) *harness {
 	}
 	for _, s := range rows {
 		require.NoError(t, h.exec(ctx, s), s)
+	}
+	if opts.beforeStart != nil {
+		opts.beforeStart(t, h, d, query, migrate)
 	}
 
 	iss, err := devissuer.Start("127.0.0.1:0")

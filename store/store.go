@@ -205,6 +205,11 @@ func (l LayoutInfo) Warning() string {
 	return ""
 }
 
+// LayoutReporter is a Reader that says which layout it reads.
+type LayoutReporter interface {
+	Layout() LayoutInfo
+}
+
 // RoleGrant is one role_permissions row (or, with Condition, one
 // mutation_conditions row) of a role in the resource's workspace.
 type RoleGrant struct {

@@ -493,7 +493,10 @@ func (h *handlers) effective(ctx context.Context, user string, groups []string, 
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	if rs.Compat() {
+	if rs.Compat() || g.Layout == store.LayoutRoles {
+		if g.Layout == store.LayoutRoles {
+			eff.Sources = append(eff.Sources, "MLflow's roles layout: the highest grant over the user's roles and its groups' roles")
+		}
 		r, err := rs.Permission(ctx, h.opts.Store, user, eff.Groups, res, key, g, func(src mlflow.Source) {
 			eff.Sources = append(eff.Sources, src.Describe(user))
 		})

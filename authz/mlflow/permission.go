@@ -286,6 +286,25 @@ func (p *Policy) effective(ctx context.Context, id *authz.Identity, res, key sto
 	if tr == nil {
 		return p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, nil)
 	}
+	if l, ok := p.store.(store.LayoutReporter); ok {
+		info := l.Layout()
+		tr.Addf("permission", "auth database layout %s (alembic revision %q)%s", info.Layout, info.Revision, layoutNote(info))
+	}
+	if g.Layout == store.LayoutRoles && !p.resolution.Compat() {
+		tr.Addf("permission", "MLflow's roles: the highest grant over the roles of user %q and of its groups on %s; DENY denies; no grant: the default %s",
+			id.Username, describe(res), p.resolution.Default())
+		r, err := p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, func(src Source) {
+			tr.Addf("permission", "%s", src.Describe(id.Username))
+		})
+		if err == nil {
+			line := fmt.Sprintf("%s decides: %s", r.Source, r.Permission)
+			if r.Unreadable != "" {
+				line += " (" + r.Unreadable + ")"
+			}
+			tr.Addf("permission", "%s", line)
+		}
+		return r, err
+	}
 	if !p.resolution.Compat() {
 		return p.resolution.Permission(ctx, p.store, id.Username, id.Groups, res, key, g, func(src Source) {
 			switch {
@@ -320,4 +339,15 @@ func (p *Policy) effective(ctx context.Context, id *authz.Identity, res, key sto
 		tr.Addf("permission", "%s decides: %s", r.Source, r.Permission)
 	}
 	return r, err
+}
+
+// layoutNote explains how the layout was decided.
+func layoutNote(l store.LayoutInfo) string {
+	switch {
+	case l.Unknown:
+		return ": a revision this build does not know, read by its tables"
+	case l.Forced:
+		return ": set by mlflow.layout"
+	}
+	return ""
 }

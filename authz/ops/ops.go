@@ -28,6 +28,17 @@ type Health struct {
 	draining atomic.Bool
 	mu       sync.RWMutex
 	checks   []ReadyCheck
+	info     map[string]any
+	warnings []string
+}
+
+// SetInfo sets what /readyz reports beside its status, whatever that is
+// (the auth database's layout), and the warnings it lists without failing
+// (an auth revision newer than this build knows).
+func (h *Health) SetInfo(info map[string]any, warnings ...string) {
+	h.mu.Lock()
+	h.info, h.warnings = info, warnings
+	h.mu.Unlock()
 }
 
 // SetChecks replaces the readiness checks (on start and on reload).
@@ -84,11 +95,21 @@ func (h *Health) Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), opts.ReadyTimeout)
 		defer cancel()
+		body := map[string]any{"status": "ready"}
+		h.mu.RLock()
+		for k, v := range h.info {
+			body[k] = v
+		}
+		if len(h.warnings) > 0 {
+			body["warnings"] = h.warnings
+		}
+		h.mu.RUnlock()
 		if failed := h.Ready(ctx); len(failed) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": failed})
+			body["status"], body["failing"] = "not ready", failed
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		writeJSON(w, http.StatusOK, body)
 	})
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

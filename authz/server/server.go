@@ -133,6 +133,16 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		statusCollector{r})
 	r.health = &ops.Health{}
+	if l, ok := r.be.(store.LayoutReporter); ok {
+		info := l.Layout()
+		log.Info("server: MLflow auth database", "layout", info.Layout, "alembic_revision", info.Revision, "forced", info.Forced)
+		var warnings []string
+		if w := info.Warning(); w != "" {
+			log.Warn("server: "+w, "alembic_revision", info.Revision)
+			warnings = append(warnings, w)
+		}
+		r.health.SetInfo(map[string]any{"mlflow_auth": map[string]any{"layout": info.Layout, "alembic_revision": info.Revision}}, warnings...)
+	}
 	r.health.SetChecks(
 		ops.ReadyCheck{Name: "issuers", Check: func(context.Context) error { return r.ready() }},
 		ops.ReadyCheck{Name: "store", Check: func(ctx context.Context) error {

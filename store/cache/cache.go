@@ -412,3 +412,12 @@ func do[V any](ctx context.Context, g *singleflight.Group, key string, fn func(c
 		return zero, ctx.Err()
 	}
 }
+
+// Layout reports the layout of the store behind c (the zero LayoutInfo
+// when it does not say).
+func (c *Cache) Layout() store.LayoutInfo {
+	if l, ok := c.inner.(store.LayoutReporter); ok {
+		return l.Layout()
+	}
+	return store.LayoutInfo{}
+}
