@@ -92,6 +92,10 @@ func storeErr(err error, notFound string) error {
 		return status.Error(codes.NotFound, notFound)
 	case errors.Is(err, store.ErrUnavailable):
 		return status.Error(codes.Unavailable, "the database is unavailable; retry")
+	case errors.Is(err, store.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrNoRoleTables), errors.Is(err, store.ErrNoGroupTables):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return status.Errorf(codes.Internal, "adminapi: %v", err)
 }
@@ -153,8 +157,8 @@ func (h *handlers) SetAdmin(ctx context.Context, req *v1.SetAdminRequest) (*v1.S
 
 // CreateGroup inserts a groups row.
 func (h *handlers) CreateGroup(ctx context.Context, req *v1.CreateGroupRequest) (*v1.CreateGroupResponse, error) {
-	name := authz.NormalizeGroup(req.GetName())
-	if err := required("name", name); err != nil {
+	name, err := h.groupName(req.GetName())
+	if err != nil {
 		return nil, err
 	}
 	created, err := h.opts.Store.CreateGroup(ctx, name)
@@ -175,8 +179,8 @@ func (h *handlers) ListGroups(ctx context.Context, _ *v1.ListGroupsRequest) (*v1
 
 // DeleteGroup removes a group and its grant rows.
 func (h *handlers) DeleteGroup(ctx context.Context, req *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error) {
-	name := authz.NormalizeGroup(req.GetName())
-	if err := required("name", name); err != nil {
+	name, err := h.groupName(req.GetName())
+	if err != nil {
 		return nil, err
 	}
 	if err := h.opts.Store.DeleteGroup(ctx, name); err != nil {
@@ -219,7 +223,7 @@ func (h *handlers) resolveTarget(ctx context.Context, t *v1.Target) (store.Resou
 	return store.Resource{}, status.Error(codes.InvalidArgument, "a target is required: --experiment ID, --experiment-name NAME or --registered-model NAME")
 }
 
-func grantee(g *v1.Grantee) (store.Grantee, error) {
+func (h *handlers) grantee(g *v1.Grantee) (store.Grantee, error) {
 	switch x := g.GetGrantee().(type) {
 	case *v1.Grantee_User:
 		if err := required("user", x.User); err != nil {
@@ -227,8 +231,8 @@ func grantee(g *v1.Grantee) (store.Grantee, error) {
 		}
 		return store.Grantee{User: x.User}, nil
 	case *v1.Grantee_Group:
-		name := authz.NormalizeGroup(x.Group)
-		if err := required("group", name); err != nil {
+		name, err := h.groupName(x.Group)
+		if err != nil {
 			return store.Grantee{}, err
 		}
 		return store.Grantee{Group: name}, nil
@@ -277,7 +281,7 @@ func (h *handlers) Grant(ctx context.Context, req *v1.GrantRequest) (*v1.GrantRe
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "permission %q is not one of READ, USE, EDIT, MANAGE, NO_PERMISSIONS", req.GetPermission())
 	}
-	g, err := grantee(req.GetGrantee())
+	g, err := h.grantee(req.GetGrantee())
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +298,7 @@ func (h *handlers) Grant(ctx context.Context, req *v1.GrantRequest) (*v1.GrantRe
 
 // Revoke removes a grantee's row on a target.
 func (h *handlers) Revoke(ctx context.Context, req *v1.RevokeRequest) (*v1.RevokeResponse, error) {
-	g, err := grantee(req.GetGrantee())
+	g, err := h.grantee(req.GetGrantee())
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,12 @@ var actions = map[string]string{
 	v1.AdminService_Revoke_FullMethodName:          "revoke",
 	v1.AdminService_ListPermissions_FullMethodName: "permissions.list",
 	v1.AdminService_Explain_FullMethodName:         "explain",
+	v1.AdminService_CreateRole_FullMethodName:      "roles.create",
+	v1.AdminService_ListRoles_FullMethodName:       "roles.list",
+	v1.AdminService_GetRole_FullMethodName:         "roles.show",
+	v1.AdminService_DeleteRole_FullMethodName:      "roles.delete",
+	v1.AdminService_AssignRole_FullMethodName:      "roles.assign",
+	v1.AdminService_UnassignRole_FullMethodName:    "roles.unassign",
 }
 
 // auditLine is one call's audit record (the README's "Audit log" section).
@@ -77,6 +83,16 @@ func auditTarget(req any) string {
 		return targetString(r.GetTarget(), nil)
 	case *v1.ExplainRequest:
 		return fmt.Sprintf("%s %s on %s as %s", r.GetMethod(), r.GetTarget(), r.GetHost(), explainWho(r))
+	case *v1.CreateRoleRequest:
+		return "role " + r.GetName()
+	case *v1.GetRoleRequest:
+		return "role " + r.GetName()
+	case *v1.DeleteRoleRequest:
+		return "role " + r.GetName()
+	case *v1.AssignRoleRequest:
+		return "role " + r.GetRole() + " user " + r.GetUsername()
+	case *v1.UnassignRoleRequest:
+		return "role " + r.GetRole() + " user " + r.GetUsername()
 	}
 	return ""
 }
@@ -126,6 +142,23 @@ func auditChange(req, resp any) (before, after string, changed bool) {
 	case *v1.RevokeResponse:
 		c := p.GetChange()
 		return c.GetBefore(), "", c.GetChanged()
+	case *v1.CreateRoleResponse:
+		if !p.GetCreated() {
+			return "exists", "exists", false
+		}
+		return "", "exists", true
+	case *v1.DeleteRoleResponse:
+		return "exists", "", true
+	case *v1.AssignRoleResponse:
+		if !p.GetChanged() {
+			return "assigned", "assigned", false
+		}
+		return "", "assigned", true
+	case *v1.UnassignRoleResponse:
+		if !p.GetChanged() {
+			return "", "", false
+		}
+		return "assigned", "", true
 	case *v1.ExplainResponse:
 		if p == nil {
 			return "", "", false

@@ -245,3 +245,12 @@ func (rs Resolution) WithGroupRoles(g GroupRoles) (Resolution, error) {
 	rs.groupRoles = g
 	return rs, nil
 }
+
+// GroupRole returns the role a group names in the roles layout, as the
+// check maps a token's groups; ok is false when it names none.
+func (rs Resolution) GroupRole(group string) (role string, ok bool) {
+	for r := range rs.groupRoles.Map([]string{group}) {
+		return r, true
+	}
+	return "", false
+}

@@ -58,6 +58,13 @@ apps:
 }
 
 func startAdminEnv(t *testing.T, backend string) *adminEnv {
+	return startAdminEnvLayout(t, backend, false)
+}
+
+// startAdminEnvLayout is startAdminEnv, on MLflow 3.12+'s roles layout
+// when roles is set (MLflow's own upgrade after migrate, then migrate
+// again for the role tables' triggers).
+func startAdminEnvLayout(t *testing.T, backend string, roles bool) *adminEnv {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -65,21 +72,29 @@ func startAdminEnv(t *testing.T, backend string) *adminEnv {
 	var (
 		storeYAML string
 		seed      storetest.ExecFunc
+		query     storetest.QueryFunc
 	)
 	switch store.Dialect(backend) {
 	case store.SQLite:
 		path := filepath.Join(dir, "mlflow.db")
 		e.direct = []string{"--sqlite", path}
 		seed = storetest.SQLiteExec(t, path)
+		query = storetest.SQLiteQuery(t, path)
 		storeYAML = fmt.Sprintf("  driver: sqlite\n  sqlite: {tracking_path: %q, poll_interval: 100ms}", path)
 	case store.PostgreSQL:
 		url := storetest.Postgres(t)
 		e.direct = []string{"--database-url", url}
 		seed = storetest.PostgresExec(t, url)
+		query = storetest.PostgresQuery(t, url)
 		storeYAML = fmt.Sprintf("  driver: postgres\n  postgres: {tracking_url: %q}", url)
 	}
 	out, err := exec.CommandContext(ctx, binary, append([]string{"migrate"}, e.direct...)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	if roles {
+		require.NoError(t, storetest.MigrateToRoles(ctx, store.Dialect(backend), seed, query))
+		out, err := exec.CommandContext(ctx, binary, append([]string{"migrate"}, e.direct...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
 	require.NoError(t, storetest.CreateTrackingSchema(ctx, store.Dialect(backend), seed))
 	require.NoError(t, seed(ctx, adminSeed))
 	iss, err := devissuer.Start("127.0.0.1:0")

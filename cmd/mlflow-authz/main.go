@@ -42,7 +42,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(), newMigrateCommand(), newDemoCommand(), newCheckCommand(),
-		newUsersCommand(), newGroupsCommand(), newGrantCommand(), newRevokeCommand(), newPermissionsCommand(), newExplainCommand(),
+		newUsersCommand(), newGroupsCommand(), newRolesCommand(), newGrantCommand(), newRevokeCommand(), newPermissionsCommand(), newExplainCommand(),
 		newVersionCommand())
 	return root
 }

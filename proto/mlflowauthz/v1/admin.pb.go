@@ -1714,6 +1714,676 @@ func (x *ExplainResponse) GetSteps() []*Step {
 	return nil
 }
 
+// Role is one of MLflow's roles, with its grants (role_permissions rows,
+// verbatim) and the users assigned to it.
+type Role struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Permissions   []*RolePermission      `protobuf:"bytes,3,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	Users         []string               `protobuf:"bytes,4,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Role) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Role) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Role) GetPermissions() []*RolePermission {
+	if x != nil {
+		return x.Permissions
+	}
+	return nil
+}
+
+func (x *Role) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type RolePermission struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// resource_type is experiment, registered_model, prompt, scorer, a
+	// gateway type, workspace or a sub-resource type.
+	ResourceType string `protobuf:"bytes,1,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	// resource_pattern is "*" or one id (a scorer's is
+	// <experiment_id>/<url-quoted name>).
+	ResourcePattern string `protobuf:"bytes,2,opt,name=resource_pattern,json=resourcePattern,proto3" json:"resource_pattern,omitempty"`
+	Permission      string `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RolePermission) Reset() {
+	*x = RolePermission{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolePermission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolePermission) ProtoMessage() {}
+
+func (x *RolePermission) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolePermission.ProtoReflect.Descriptor instead.
+func (*RolePermission) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RolePermission) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *RolePermission) GetResourcePattern() string {
+	if x != nil {
+		return x.ResourcePattern
+	}
+	return ""
+}
+
+func (x *RolePermission) GetPermission() string {
+	if x != nil {
+		return x.Permission
+	}
+	return ""
+}
+
+type CreateRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleRequest) Reset() {
+	*x = CreateRoleRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleRequest) ProtoMessage() {}
+
+func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
+func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateRoleRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CreateRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Created       bool                   `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleResponse) Reset() {
+	*x = CreateRoleResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleResponse) ProtoMessage() {}
+
+func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleResponse.ProtoReflect.Descriptor instead.
+func (*CreateRoleResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateRoleResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type ListRolesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesRequest) Reset() {
+	*x = ListRolesRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesRequest) ProtoMessage() {}
+
+func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
+func (*ListRolesRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+type ListRolesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roles         []*Role                `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesResponse) Reset() {
+	*x = ListRolesResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesResponse) ProtoMessage() {}
+
+func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
+func (*ListRolesResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListRolesResponse) GetRoles() []*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+type GetRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleRequest) Reset() {
+	*x = GetRoleRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleRequest) ProtoMessage() {}
+
+func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
+func (*GetRoleRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          *Role                  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleResponse) Reset() {
+	*x = GetRoleResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleResponse) ProtoMessage() {}
+
+func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleResponse.ProtoReflect.Descriptor instead.
+func (*GetRoleResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetRoleResponse) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+type DeleteRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleRequest) Reset() {
+	*x = DeleteRoleRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleRequest) ProtoMessage() {}
+
+func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeleteRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleResponse) Reset() {
+	*x = DeleteRoleResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleResponse) ProtoMessage() {}
+
+func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+type AssignRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignRoleRequest) Reset() {
+	*x = AssignRoleRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignRoleRequest) ProtoMessage() {}
+
+func (x *AssignRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignRoleRequest.ProtoReflect.Descriptor instead.
+func (*AssignRoleRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AssignRoleRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *AssignRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type AssignRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       bool                   `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignRoleResponse) Reset() {
+	*x = AssignRoleResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignRoleResponse) ProtoMessage() {}
+
+func (x *AssignRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignRoleResponse.ProtoReflect.Descriptor instead.
+func (*AssignRoleResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AssignRoleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type UnassignRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnassignRoleRequest) Reset() {
+	*x = UnassignRoleRequest{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnassignRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnassignRoleRequest) ProtoMessage() {}
+
+func (x *UnassignRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnassignRoleRequest.ProtoReflect.Descriptor instead.
+func (*UnassignRoleRequest) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *UnassignRoleRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *UnassignRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type UnassignRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       bool                   `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnassignRoleResponse) Reset() {
+	*x = UnassignRoleResponse{}
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnassignRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnassignRoleResponse) ProtoMessage() {}
+
+func (x *UnassignRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mlflowauthz_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnassignRoleResponse.ProtoReflect.Descriptor instead.
+func (*UnassignRoleResponse) Descriptor() ([]byte, []int) {
+	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UnassignRoleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
 var File_mlflowauthz_v1_admin_proto protoreflect.FileDescriptor
 
 const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
@@ -1832,7 +2502,43 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x10\n" +
 	"\x03app\x18\x05 \x01(\tR\x03app\x12*\n" +
-	"\x05steps\x18\x06 \x03(\v2\x14.mlflowauthz.v1.StepR\x05steps2\x9d\a\n" +
+	"\x05steps\x18\x06 \x03(\v2\x14.mlflowauthz.v1.StepR\x05steps\"\x94\x01\n" +
+	"\x04Role\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12@\n" +
+	"\vpermissions\x18\x03 \x03(\v2\x1e.mlflowauthz.v1.RolePermissionR\vpermissions\x12\x14\n" +
+	"\x05users\x18\x04 \x03(\tR\x05users\"\x80\x01\n" +
+	"\x0eRolePermission\x12#\n" +
+	"\rresource_type\x18\x01 \x01(\tR\fresourceType\x12)\n" +
+	"\x10resource_pattern\x18\x02 \x01(\tR\x0fresourcePattern\x12\x1e\n" +
+	"\n" +
+	"permission\x18\x03 \x01(\tR\n" +
+	"permission\"I\n" +
+	"\x11CreateRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\".\n" +
+	"\x12CreateRoleResponse\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated\"\x12\n" +
+	"\x10ListRolesRequest\"?\n" +
+	"\x11ListRolesResponse\x12*\n" +
+	"\x05roles\x18\x01 \x03(\v2\x14.mlflowauthz.v1.RoleR\x05roles\"$\n" +
+	"\x0eGetRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\";\n" +
+	"\x0fGetRoleResponse\x12(\n" +
+	"\x04role\x18\x01 \x01(\v2\x14.mlflowauthz.v1.RoleR\x04role\"'\n" +
+	"\x11DeleteRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteRoleResponse\"C\n" +
+	"\x11AssignRoleRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\".\n" +
+	"\x12AssignRoleResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\"E\n" +
+	"\x13UnassignRoleRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"0\n" +
+	"\x14UnassignRoleResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged2\x95\v\n" +
 	"\fAdminService\x12S\n" +
 	"\n" +
 	"CreateUser\x12!.mlflowauthz.v1.CreateUserRequest\x1a\".mlflowauthz.v1.CreateUserResponse\x12P\n" +
@@ -1847,7 +2553,16 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x05Grant\x12\x1c.mlflowauthz.v1.GrantRequest\x1a\x1d.mlflowauthz.v1.GrantResponse\x12G\n" +
 	"\x06Revoke\x12\x1d.mlflowauthz.v1.RevokeRequest\x1a\x1e.mlflowauthz.v1.RevokeResponse\x12b\n" +
 	"\x0fListPermissions\x12&.mlflowauthz.v1.ListPermissionsRequest\x1a'.mlflowauthz.v1.ListPermissionsResponse\x12J\n" +
-	"\aExplain\x12\x1e.mlflowauthz.v1.ExplainRequest\x1a\x1f.mlflowauthz.v1.ExplainResponseBIZGgithub.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1;mlflowauthzv1b\x06proto3"
+	"\aExplain\x12\x1e.mlflowauthz.v1.ExplainRequest\x1a\x1f.mlflowauthz.v1.ExplainResponse\x12S\n" +
+	"\n" +
+	"CreateRole\x12!.mlflowauthz.v1.CreateRoleRequest\x1a\".mlflowauthz.v1.CreateRoleResponse\x12P\n" +
+	"\tListRoles\x12 .mlflowauthz.v1.ListRolesRequest\x1a!.mlflowauthz.v1.ListRolesResponse\x12J\n" +
+	"\aGetRole\x12\x1e.mlflowauthz.v1.GetRoleRequest\x1a\x1f.mlflowauthz.v1.GetRoleResponse\x12S\n" +
+	"\n" +
+	"DeleteRole\x12!.mlflowauthz.v1.DeleteRoleRequest\x1a\".mlflowauthz.v1.DeleteRoleResponse\x12S\n" +
+	"\n" +
+	"AssignRole\x12!.mlflowauthz.v1.AssignRoleRequest\x1a\".mlflowauthz.v1.AssignRoleResponse\x12Y\n" +
+	"\fUnassignRole\x12#.mlflowauthz.v1.UnassignRoleRequest\x1a$.mlflowauthz.v1.UnassignRoleResponseBIZGgithub.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1;mlflowauthzv1b\x06proto3"
 
 var (
 	file_mlflowauthz_v1_admin_proto_rawDescOnce sync.Once
@@ -1861,7 +2576,7 @@ func file_mlflowauthz_v1_admin_proto_rawDescGZIP() []byte {
 	return file_mlflowauthz_v1_admin_proto_rawDescData
 }
 
-var file_mlflowauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_mlflowauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_mlflowauthz_v1_admin_proto_goTypes = []any{
 	(*User)(nil),                    // 0: mlflowauthz.v1.User
 	(*CreateUserRequest)(nil),       // 1: mlflowauthz.v1.CreateUserRequest
@@ -1892,7 +2607,21 @@ var file_mlflowauthz_v1_admin_proto_goTypes = []any{
 	(*ExplainRequest)(nil),          // 26: mlflowauthz.v1.ExplainRequest
 	(*Step)(nil),                    // 27: mlflowauthz.v1.Step
 	(*ExplainResponse)(nil),         // 28: mlflowauthz.v1.ExplainResponse
-	nil,                             // 29: mlflowauthz.v1.ExplainRequest.HeadersEntry
+	(*Role)(nil),                    // 29: mlflowauthz.v1.Role
+	(*RolePermission)(nil),          // 30: mlflowauthz.v1.RolePermission
+	(*CreateRoleRequest)(nil),       // 31: mlflowauthz.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),      // 32: mlflowauthz.v1.CreateRoleResponse
+	(*ListRolesRequest)(nil),        // 33: mlflowauthz.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),       // 34: mlflowauthz.v1.ListRolesResponse
+	(*GetRoleRequest)(nil),          // 35: mlflowauthz.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),         // 36: mlflowauthz.v1.GetRoleResponse
+	(*DeleteRoleRequest)(nil),       // 37: mlflowauthz.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),      // 38: mlflowauthz.v1.DeleteRoleResponse
+	(*AssignRoleRequest)(nil),       // 39: mlflowauthz.v1.AssignRoleRequest
+	(*AssignRoleResponse)(nil),      // 40: mlflowauthz.v1.AssignRoleResponse
+	(*UnassignRoleRequest)(nil),     // 41: mlflowauthz.v1.UnassignRoleRequest
+	(*UnassignRoleResponse)(nil),    // 42: mlflowauthz.v1.UnassignRoleResponse
+	nil,                             // 43: mlflowauthz.v1.ExplainRequest.HeadersEntry
 }
 var file_mlflowauthz_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: mlflowauthz.v1.ListUsersResponse.users:type_name -> mlflowauthz.v1.User
@@ -1905,35 +2634,50 @@ var file_mlflowauthz_v1_admin_proto_depIdxs = []int32{
 	15, // 7: mlflowauthz.v1.ListPermissionsRequest.target:type_name -> mlflowauthz.v1.Target
 	23, // 8: mlflowauthz.v1.ListPermissionsResponse.rows:type_name -> mlflowauthz.v1.PermissionRow
 	24, // 9: mlflowauthz.v1.ListPermissionsResponse.effective:type_name -> mlflowauthz.v1.Effective
-	29, // 10: mlflowauthz.v1.ExplainRequest.headers:type_name -> mlflowauthz.v1.ExplainRequest.HeadersEntry
+	43, // 10: mlflowauthz.v1.ExplainRequest.headers:type_name -> mlflowauthz.v1.ExplainRequest.HeadersEntry
 	27, // 11: mlflowauthz.v1.ExplainResponse.steps:type_name -> mlflowauthz.v1.Step
-	1,  // 12: mlflowauthz.v1.AdminService.CreateUser:input_type -> mlflowauthz.v1.CreateUserRequest
-	3,  // 13: mlflowauthz.v1.AdminService.ListUsers:input_type -> mlflowauthz.v1.ListUsersRequest
-	5,  // 14: mlflowauthz.v1.AdminService.DeleteUser:input_type -> mlflowauthz.v1.DeleteUserRequest
-	7,  // 15: mlflowauthz.v1.AdminService.SetAdmin:input_type -> mlflowauthz.v1.SetAdminRequest
-	9,  // 16: mlflowauthz.v1.AdminService.CreateGroup:input_type -> mlflowauthz.v1.CreateGroupRequest
-	11, // 17: mlflowauthz.v1.AdminService.ListGroups:input_type -> mlflowauthz.v1.ListGroupsRequest
-	13, // 18: mlflowauthz.v1.AdminService.DeleteGroup:input_type -> mlflowauthz.v1.DeleteGroupRequest
-	18, // 19: mlflowauthz.v1.AdminService.Grant:input_type -> mlflowauthz.v1.GrantRequest
-	20, // 20: mlflowauthz.v1.AdminService.Revoke:input_type -> mlflowauthz.v1.RevokeRequest
-	22, // 21: mlflowauthz.v1.AdminService.ListPermissions:input_type -> mlflowauthz.v1.ListPermissionsRequest
-	26, // 22: mlflowauthz.v1.AdminService.Explain:input_type -> mlflowauthz.v1.ExplainRequest
-	2,  // 23: mlflowauthz.v1.AdminService.CreateUser:output_type -> mlflowauthz.v1.CreateUserResponse
-	4,  // 24: mlflowauthz.v1.AdminService.ListUsers:output_type -> mlflowauthz.v1.ListUsersResponse
-	6,  // 25: mlflowauthz.v1.AdminService.DeleteUser:output_type -> mlflowauthz.v1.DeleteUserResponse
-	8,  // 26: mlflowauthz.v1.AdminService.SetAdmin:output_type -> mlflowauthz.v1.SetAdminResponse
-	10, // 27: mlflowauthz.v1.AdminService.CreateGroup:output_type -> mlflowauthz.v1.CreateGroupResponse
-	12, // 28: mlflowauthz.v1.AdminService.ListGroups:output_type -> mlflowauthz.v1.ListGroupsResponse
-	14, // 29: mlflowauthz.v1.AdminService.DeleteGroup:output_type -> mlflowauthz.v1.DeleteGroupResponse
-	19, // 30: mlflowauthz.v1.AdminService.Grant:output_type -> mlflowauthz.v1.GrantResponse
-	21, // 31: mlflowauthz.v1.AdminService.Revoke:output_type -> mlflowauthz.v1.RevokeResponse
-	25, // 32: mlflowauthz.v1.AdminService.ListPermissions:output_type -> mlflowauthz.v1.ListPermissionsResponse
-	28, // 33: mlflowauthz.v1.AdminService.Explain:output_type -> mlflowauthz.v1.ExplainResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	30, // 12: mlflowauthz.v1.Role.permissions:type_name -> mlflowauthz.v1.RolePermission
+	29, // 13: mlflowauthz.v1.ListRolesResponse.roles:type_name -> mlflowauthz.v1.Role
+	29, // 14: mlflowauthz.v1.GetRoleResponse.role:type_name -> mlflowauthz.v1.Role
+	1,  // 15: mlflowauthz.v1.AdminService.CreateUser:input_type -> mlflowauthz.v1.CreateUserRequest
+	3,  // 16: mlflowauthz.v1.AdminService.ListUsers:input_type -> mlflowauthz.v1.ListUsersRequest
+	5,  // 17: mlflowauthz.v1.AdminService.DeleteUser:input_type -> mlflowauthz.v1.DeleteUserRequest
+	7,  // 18: mlflowauthz.v1.AdminService.SetAdmin:input_type -> mlflowauthz.v1.SetAdminRequest
+	9,  // 19: mlflowauthz.v1.AdminService.CreateGroup:input_type -> mlflowauthz.v1.CreateGroupRequest
+	11, // 20: mlflowauthz.v1.AdminService.ListGroups:input_type -> mlflowauthz.v1.ListGroupsRequest
+	13, // 21: mlflowauthz.v1.AdminService.DeleteGroup:input_type -> mlflowauthz.v1.DeleteGroupRequest
+	18, // 22: mlflowauthz.v1.AdminService.Grant:input_type -> mlflowauthz.v1.GrantRequest
+	20, // 23: mlflowauthz.v1.AdminService.Revoke:input_type -> mlflowauthz.v1.RevokeRequest
+	22, // 24: mlflowauthz.v1.AdminService.ListPermissions:input_type -> mlflowauthz.v1.ListPermissionsRequest
+	26, // 25: mlflowauthz.v1.AdminService.Explain:input_type -> mlflowauthz.v1.ExplainRequest
+	31, // 26: mlflowauthz.v1.AdminService.CreateRole:input_type -> mlflowauthz.v1.CreateRoleRequest
+	33, // 27: mlflowauthz.v1.AdminService.ListRoles:input_type -> mlflowauthz.v1.ListRolesRequest
+	35, // 28: mlflowauthz.v1.AdminService.GetRole:input_type -> mlflowauthz.v1.GetRoleRequest
+	37, // 29: mlflowauthz.v1.AdminService.DeleteRole:input_type -> mlflowauthz.v1.DeleteRoleRequest
+	39, // 30: mlflowauthz.v1.AdminService.AssignRole:input_type -> mlflowauthz.v1.AssignRoleRequest
+	41, // 31: mlflowauthz.v1.AdminService.UnassignRole:input_type -> mlflowauthz.v1.UnassignRoleRequest
+	2,  // 32: mlflowauthz.v1.AdminService.CreateUser:output_type -> mlflowauthz.v1.CreateUserResponse
+	4,  // 33: mlflowauthz.v1.AdminService.ListUsers:output_type -> mlflowauthz.v1.ListUsersResponse
+	6,  // 34: mlflowauthz.v1.AdminService.DeleteUser:output_type -> mlflowauthz.v1.DeleteUserResponse
+	8,  // 35: mlflowauthz.v1.AdminService.SetAdmin:output_type -> mlflowauthz.v1.SetAdminResponse
+	10, // 36: mlflowauthz.v1.AdminService.CreateGroup:output_type -> mlflowauthz.v1.CreateGroupResponse
+	12, // 37: mlflowauthz.v1.AdminService.ListGroups:output_type -> mlflowauthz.v1.ListGroupsResponse
+	14, // 38: mlflowauthz.v1.AdminService.DeleteGroup:output_type -> mlflowauthz.v1.DeleteGroupResponse
+	19, // 39: mlflowauthz.v1.AdminService.Grant:output_type -> mlflowauthz.v1.GrantResponse
+	21, // 40: mlflowauthz.v1.AdminService.Revoke:output_type -> mlflowauthz.v1.RevokeResponse
+	25, // 41: mlflowauthz.v1.AdminService.ListPermissions:output_type -> mlflowauthz.v1.ListPermissionsResponse
+	28, // 42: mlflowauthz.v1.AdminService.Explain:output_type -> mlflowauthz.v1.ExplainResponse
+	32, // 43: mlflowauthz.v1.AdminService.CreateRole:output_type -> mlflowauthz.v1.CreateRoleResponse
+	34, // 44: mlflowauthz.v1.AdminService.ListRoles:output_type -> mlflowauthz.v1.ListRolesResponse
+	36, // 45: mlflowauthz.v1.AdminService.GetRole:output_type -> mlflowauthz.v1.GetRoleResponse
+	38, // 46: mlflowauthz.v1.AdminService.DeleteRole:output_type -> mlflowauthz.v1.DeleteRoleResponse
+	40, // 47: mlflowauthz.v1.AdminService.AssignRole:output_type -> mlflowauthz.v1.AssignRoleResponse
+	42, // 48: mlflowauthz.v1.AdminService.UnassignRole:output_type -> mlflowauthz.v1.UnassignRoleResponse
+	32, // [32:49] is the sub-list for method output_type
+	15, // [15:32] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_mlflowauthz_v1_admin_proto_init() }
@@ -1957,7 +2701,7 @@ func file_mlflowauthz_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mlflowauthz_v1_admin_proto_rawDesc), len(file_mlflowauthz_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
