@@ -72,12 +72,18 @@ func startLevels(t *testing.T, b backend) *harness {
 	for _, s := range allRoutesSeed() {
 		require.NoError(t, h.exec(t.Context(), s), s)
 	}
+	h.mintLevelTokens(t)
+	return h
+}
+
+// mintLevelTokens mints a token for each of levelUsers.
+func (h *harness) mintLevelTokens(t *testing.T) {
+	t.Helper()
 	for _, name := range levelUsers {
 		tok, err := h.iss.Token(devissuer.User{Username: name})
 		require.NoError(t, err)
 		h.tokens[name] = tok
 	}
-	return h
 }
 
 // mounts are the prefixes MLflow mounts routes at (the harness's MLflow has
@@ -319,26 +325,32 @@ func TestAllMLflowRoutes(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
-			h := startLevels(t, b)
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) {
-					allow, deny := callers(c.access, c.perm)
-					require.NotEmpty(t, allow, "no callers for access %s", c.access)
-					for _, who := range allow {
-						res := h.check(t, h.as(hostMLflow, who, c.method, c.target, c.body, c.headers))
-						assert.True(t, res.Allowed, "%s: want ALLOW, got %s", who, res)
-					}
-					for _, d := range deny {
-						res := h.check(t, h.as(hostMLflow, d.who, c.method, c.target, c.body, c.headers))
-						if assert.False(t, res.Allowed, "%s: want DENY %d %s, got ALLOW", d.who, d.status, d.reason) {
-							assert.Equal(t, d.status, res.Status, "%s: status of %s", d.who, res)
-							assert.Equal(t, string(d.reason), res.Reason, "%s: reason of %s", d.who, res)
-						}
-						if d.status == http.StatusUnauthorized {
-							assertChallenge(t, res)
-						}
-					}
-				})
+			sweep(t, startLevels(t, b), cases)
+		})
+	}
+}
+
+// sweep sends every case as the callers the permission model allows and
+// as those it denies, and checks each decision.
+func sweep(t *testing.T, h *harness, cases []routeCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			allow, deny := callers(c.access, c.perm)
+			require.NotEmpty(t, allow, "no callers for access %s", c.access)
+			for _, who := range allow {
+				res := h.check(t, h.as(hostMLflow, who, c.method, c.target, c.body, c.headers))
+				assert.True(t, res.Allowed, "%s: want ALLOW, got %s", who, res)
+			}
+			for _, d := range deny {
+				res := h.check(t, h.as(hostMLflow, d.who, c.method, c.target, c.body, c.headers))
+				if assert.False(t, res.Allowed, "%s: want DENY %d %s, got ALLOW", d.who, d.status, d.reason) {
+					assert.Equal(t, d.status, res.Status, "%s: status of %s", d.who, res)
+					assert.Equal(t, string(d.reason), res.Reason, "%s: reason of %s", d.who, res)
+				}
+				if d.status == http.StatusUnauthorized {
+					assertChallenge(t, res)
+				}
 			}
 		})
 	}

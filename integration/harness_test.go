@@ -323,16 +323,29 @@ func (h *harness) readyz(t *testing.T) int {
 // failing checks it names, each with its message.
 func (h *harness) readiness(t *testing.T) (status int, failing map[string]string) {
 	t.Helper()
+	status, body := h.readyBody(t)
+	failing = map[string]string{}
+	m, _ := body["failing"].(map[string]any)
+	for k, v := range m {
+		failing[k], _ = v.(string)
+	}
+	if len(failing) == 0 {
+		failing = nil
+	}
+	return status, failing
+}
+
+// readyBody returns the status and the JSON body of the readiness endpoint.
+func (h *harness) readyBody(t *testing.T) (int, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+h.run.HTTPAddr+"/readyz", nil)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var body struct {
-		Failing map[string]string `json:"failing"`
-	}
+	var body map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
-	return resp.StatusCode, body.Failing
+	return resp.StatusCode, body
 }
 
 // result is a CheckResponse read back, with the deny's response headers

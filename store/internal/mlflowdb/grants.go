@@ -134,13 +134,8 @@ func DeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource) 
 // store.ResourceKind's constants), id, name, users before groups, grantee
 // name, all compared bytewise so both backends agree.
 func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantRow, error) {
-	if f.Kind != "" {
-		if _, _, ok := specOf(f.Kind); !ok {
-			return nil, invalid("unknown resource kind %q", f.Kind)
-		}
-	}
-	if f.User != "" && f.Group != "" {
-		return nil, nil // no row is both
+	if empty, err := checkFilter(f); empty || err != nil {
+		return nil, err
 	}
 	have, err := tx.Tables(ctx)
 	if err != nil {
@@ -181,13 +176,8 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 // order of store.ResourceKind's constants), the user's regex rows, then the
 // groups' group-regex rows, each by priority and id.
 func ListPatterns(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.PatternRow, error) {
-	if f.Kind != "" {
-		if _, _, ok := specOf(f.Kind); !ok {
-			return nil, invalid("unknown resource kind %q", f.Kind)
-		}
-	}
-	if f.User != "" && f.Group != "" {
-		return nil, nil
+	if empty, err := checkFilter(f); empty || err != nil {
+		return nil, err
 	}
 	have, err := tx.Tables(ctx)
 	if err != nil {
@@ -401,4 +391,15 @@ func DeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) error {
 	cond, args = resourceCond(spec, true, r)
 	_, err = tx.Exec(ctx, `DELETE FROM `+spec.groupTable+` WHERE `+cond, args...)
 	return err
+}
+
+// checkFilter validates f; empty says no row can match it (no row is both
+// a user's and a group's).
+func checkFilter(f store.GrantFilter) (empty bool, err error) {
+	if f.Kind != "" {
+		if _, _, ok := specOf(f.Kind); !ok {
+			return true, invalid("unknown resource kind %q", f.Kind)
+		}
+	}
+	return f.User != "" && f.Group != "", nil
 }

@@ -234,13 +234,8 @@ func resourceOfPattern(k store.ResourceKind, pattern string) store.Resource {
 // roles as the groups' of the same name, on the kinds mlflow-authz knows
 // (workspace-wide and sub-resource grants are shown by `roles show`).
 func RolesListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantRow, error) {
-	if f.Kind != "" {
-		if _, _, ok := specOf(f.Kind); !ok {
-			return nil, invalid("unknown resource kind %q", f.Kind)
-		}
-	}
-	if f.User != "" && f.Group != "" {
-		return nil, nil
+	if empty, err := checkFilter(f); empty || err != nil {
+		return nil, err
 	}
 	rows, err := tx.Query(ctx, `SELECT r.name, COALESCE(u.username, ''), rp.resource_type, rp.resource_pattern, rp.permission
 		FROM role_permissions rp JOIN roles r ON r.id = rp.role_id
