@@ -24,11 +24,11 @@ type RolesMigration struct {
 }
 
 // RolesMigrations transcribes MLflow's auth migrations
-// (mlflow/server/auth/db/migrations/versions/*.py of mlflow/mlflow master,
-// read 2026-10: c3d4e5f6a7b8_add_rbac_tables.py,
-// e5f6a7b8c9d0_migrate_permissions_to_roles.py,
-// f1a2b3c4d5e6_promote_prompt_resource_type.py,
-// 262a5e73fb1a_add_mutation_conditions.py) in revision order. Left out:
+// (mlflow/server/auth/db/migrations/versions/*.py of mlflow/mlflow, at the
+// commits given: c3d4e5f6a7b8_add_rbac_tables.py at 225bd25e,
+// e5f6a7b8c9d0_migrate_permissions_to_roles.py at 03cd01ad,
+// f1a2b3c4d5e6_promote_prompt_resource_type.py at 5459d1b3,
+// 262a5e73fb1a_add_mutation_conditions.py at 64078b75) in revision order. Left out:
 // e6c5d2f7a8b9, which only adds ON DELETE CASCADE to the users foreign
 // keys (mlflow-authz deletes the rows itself), and the unreleased
 // f6a7b8c9d0e1 that drops the legacy tables.
