@@ -134,6 +134,9 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if !ok {
 		return nil, fmt.Errorf("mlflow: static_prefix_mode %q is not one of api (MLflow 3.12 and later), ajax (before 3.12)", cfg.StaticPrefixMode)
 	}
+	if sp != "" {
+		noteStaticPrefixEra(log, r, sp, mode, cfg.StaticPrefixMode == "")
+	}
 	for _, g := range cfg.CreateGroups {
 		if authz.NormalizeGroup(g) == "" {
 			return nil, errors.New("mlflow: create_groups holds an empty group name")
@@ -282,4 +285,26 @@ func needTarget(n Need) string {
 		return string(n.Lookup) + " " + n.Key
 	}
 	return string(n.Resource.Kind) + " " + n.Resource.ID
+}
+
+// noteStaticPrefixEra says at start which MLflow era decides the routes
+// under staticPrefix, and warns when the auth database contradicts it. The
+// layout alone cannot choose the era: behind mlflow-authz MLflow runs
+// without its auth app, which alone migrates the auth database, so a legacy
+// layout is as likely under MLflow 3.18 as under 3.11. A roles layout was
+// written by MLflow 3.12 or later, though, so "ajax" beside it is almost
+// certainly stale.
+func noteStaticPrefixEra(log *slog.Logger, r store.Reader, prefix string, mode StaticPrefixMode, defaulted bool) {
+	var layout store.Layout
+	if l, ok := r.(store.LayoutReporter); ok {
+		layout = l.Layout().Layout
+	}
+	switch {
+	case mode == StaticPrefixAjax && layout == store.LayoutRoles:
+		log.Warn("mlflow: static_prefix_mode ajax (MLflow before 3.12) beside an auth database in MLflow 3.12's roles layout; "+
+			"if MLflow is 3.12 or later, set static_prefix_mode: api, or /api/... under the prefix is refused", "static_prefix", prefix)
+	case defaulted:
+		log.Info("mlflow: static_prefix routes decided as MLflow 3.12 and later serves them (/api/... under the prefix); "+
+			"for an older MLflow set static_prefix_mode: ajax", "static_prefix", prefix, "auth_layout", layout)
+	}
 }

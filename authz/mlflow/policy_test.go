@@ -3,6 +3,7 @@ package mlflow_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -345,4 +346,56 @@ func TestNewValidates(t *testing.T) {
 	}
 	_, err := mlflow.New(nil, mlflow.Config{}, nil)
 	assert.Error(t, err)
+}
+
+// TestStaticPrefixEraNote: with a static prefix, the start says which
+// MLflow era decides its routes when the mode is defaulted, and warns when
+// "ajax" (before 3.12) meets an auth database that MLflow 3.12 or later
+// wrote (the roles layout). Without a prefix nothing is said.
+func TestStaticPrefixEraNote(t *testing.T) {
+	legacy := newStore(t)
+	dir := t.TempDir()
+	ap := filepath.Join(dir, "basic_auth.db")
+	require.NoError(t, sqlite.Migrate(t.Context(), ap))
+	require.NoError(t, storetest.MigrateToRoles(t.Context(), store.SQLite, storetest.SQLiteExec(t, ap), storetest.SQLiteQuery(t, ap)))
+	roles, err := sqlite.Open(t.Context(), sqlite.Config{TrackingPath: filepath.Join(dir, "mlflow.db"), AuthPath: ap})
+	require.NoError(t, err)
+	t.Cleanup(roles.Close)
+	require.Equal(t, store.LayoutRoles, roles.Layout().Layout)
+
+	tests := []struct {
+		name   string
+		st     store.Reader
+		cfg    mlflow.Config
+		level  string
+		phrase string
+	}{
+		{"defaulted mode, legacy layout", legacy, mlflow.Config{StaticPrefix: "/mlflow"}, "INFO", "for an older MLflow set static_prefix_mode: ajax"},
+		{"defaulted mode, roles layout", roles, mlflow.Config{StaticPrefix: "/mlflow"}, "INFO", "for an older MLflow set static_prefix_mode: ajax"},
+		{"ajax beside the roles layout", roles, mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "ajax"}, "WARN", "if MLflow is 3.12 or later, set static_prefix_mode: api"},
+		{"ajax beside the legacy layout", legacy, mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "ajax"}, "", ""},
+		{"api named", roles, mlflow.Config{StaticPrefix: "/mlflow", StaticPrefixMode: "api"}, "", ""},
+		{"no prefix", roles, mlflow.Config{StaticPrefixMode: "ajax"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs storetest.LogBuffer
+			_, err := mlflow.New(tt.st, tt.cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+			require.NoError(t, err)
+			var said []map[string]any
+			for _, l := range logs.Lines(t) {
+				if strings.Contains(fmt.Sprint(l["msg"]), "static_prefix") {
+					said = append(said, l)
+				}
+			}
+			if tt.level == "" {
+				assert.Empty(t, said)
+				return
+			}
+			require.Len(t, said, 1)
+			assert.Equal(t, tt.level, said[0]["level"])
+			assert.Contains(t, said[0]["msg"], tt.phrase)
+			assert.Equal(t, "/mlflow", said[0]["static_prefix"])
+		})
+	}
 }
