@@ -80,6 +80,9 @@ type ServerConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or text
+	// FlushInterval is how long a line may wait in the log's buffer; WARN
+	// and above never wait.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // TokenCacheConfig bounds the verified-token cache.
@@ -134,7 +137,7 @@ func Default() *Config {
 			CheckTimeout:     2 * time.Second,
 			ShutdownGrace:    15 * time.Second,
 		},
-		Log:        LogConfig{Level: "info", Format: "json"},
+		Log:        LogConfig{Level: "info", Format: "json", FlushInterval: 100 * time.Millisecond},
 		ExtProc:    ExtProcConfig{Timeout: 2 * time.Second},
 		TokenCache: TokenCacheConfig{Size: 10000, TTL: 5 * time.Minute},
 		Store:      backend.Config{Driver: store.SQLite},
@@ -191,6 +194,9 @@ func (c *Config) Validate() error {
 	case "json", "text":
 	default:
 		add("log.format", "%q is not json or text", c.Log.Format)
+	}
+	if c.Log.FlushInterval <= 0 || c.Log.FlushInterval > 10*time.Second {
+		add("log.flush_interval", "must be positive and at most 10s (a line waits this long at most; a SIGKILL loses at most this much)")
 	}
 	if c.TokenCache.Size < 0 || c.TokenCache.TTL < 0 {
 		add("token_cache", "size and ttl must not be negative")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 	"github.com/mlflow-authz/mlflow-authz/store/sqlite"
 )
 
@@ -85,7 +85,8 @@ func runDemo(ctx context.Context, out io.Writer, grpcAddr, httpAddr string, exit
 		return err
 	}
 	defer logFile.Close()
-	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	log, sink := logsink.New(logFile, logsink.Options{})
+	defer sink.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

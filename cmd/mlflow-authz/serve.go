@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
+	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
 )
 
@@ -38,14 +39,12 @@ func newServeCommand() *cobra.Command {
 	return cmd
 }
 
-func newLogger(cfg config.LogConfig) *slog.Logger {
+// newLogger returns the service's logger on stderr and the buffer behind
+// it, which the caller closes after the last line.
+func newLogger(cfg config.LogConfig) (*slog.Logger, *logsink.Writer) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return logsink.New(os.Stderr, logsink.Options{Level: level, Text: cfg.Format == "text", FlushInterval: cfg.FlushInterval})
 }
 
 // serveOptions are what differs between `serve` and `demo`.
@@ -60,7 +59,11 @@ type serveOptions struct {
 func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 	log := opts.log
 	if log == nil {
-		log = newLogger(cfg.Log)
+		var sink *logsink.Writer
+		log, sink = newLogger(cfg.Log)
+		// Deferred first, so it runs last: after Stop has drained every
+		// check, the buffered lines are written before the process exits.
+		defer sink.Close()
 	}
 	run, err := server.Start(ctx, cfg, log)
 	if err != nil {

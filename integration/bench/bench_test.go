@@ -34,6 +34,11 @@ const (
 	envSeconds = "MLFLOW_AUTHZ_BENCH_SECONDS"
 	envScales  = "MLFLOW_AUTHZ_BENCH_SCALES"
 	envPairs   = "MLFLOW_AUTHZ_BENCH_PAIRS"
+	// envBaseline names a second binary (an earlier build) that takes
+	// its turn in every closed-loop and fixed-rate pair, on the same
+	// database and corpus: the A/B comparison of two builds under the same
+	// load.
+	envBaseline = "MLFLOW_AUTHZ_BENCH_BASELINE"
 )
 
 // Load shape: Envoy keeps about one connection per worker thread (2 on this
@@ -88,6 +93,24 @@ type scaleReport struct {
 	P99FloorWorstUS   float64 `json:"p99_1k_floor_worst_us"`
 	P50ServiceUS      float64 `json:"p50_1k_service_us"`
 	P50FloorUS        float64 `json:"p50_1k_floor_us"`
+	// Baseline is set when MLFLOW_AUTHZ_BENCH_BASELINE named a binary.
+	Baseline *baselineReport `json:"baseline,omitempty"`
+}
+
+// baselineReport compares the service with the baseline binary, pair by
+// pair (medians of the per-pair ratios).
+type baselineReport struct {
+	Binary string `json:"binary"`
+	// ThroughputRatio is service / baseline in closed loop (above 1: the
+	// service is faster).
+	ThroughputRatio float64 `json:"throughput_ratio"`
+	// CPURatio is the service's CPU per check over the baseline's (below
+	// 1: the service is cheaper).
+	CPURatio      float64          `json:"cpu_per_check_ratio"`
+	CPUPerCheckUS float64          `json:"cpu_per_check_us"`
+	P99US         float64          `json:"p99_1k_us"`
+	Closed        []loadgen.Result `json:"closed"`
+	Open          []loadgen.Result `json:"open_1k"`
 }
 
 type report struct {
@@ -163,6 +186,16 @@ func TestBench(t *testing.T) {
 		sr.StartupMS = float64(svc.startup.Microseconds()) / 1e3
 		conns, err := loadgen.Dial(svc.grpcAddr, benchConns)
 		require.NoError(t, err)
+		var base *service
+		var baseConns []*grpc.ClientConn
+		if b := os.Getenv(envBaseline); b != "" {
+			base = startService(t, b, loadgen.ServiceConfig(fx.iss.URL, url, fx.kialiToken, true))
+			baseConns, err = loadgen.Dial(base.grpcAddr, benchConns)
+			require.NoError(t, err)
+			verify(t, baseConns[0], items[:500])
+			run(t, baseConns, reqs, loadgen.Options{Label: "baseline warm-up", Concurrency: benchConcurrency, Count: len(reqs), Duration: time.Minute})
+			sr.Baseline = &baselineReport{Binary: b}
+		}
 
 		// Cold: a corpus of its own (another seed, so other resources),
 		// each call sent once, at coldRate.
@@ -177,7 +210,7 @@ func TestBench(t *testing.T) {
 		// A/B/A/B: the service and the floor take turns in short runs, so
 		// the other tenants of this shared machine hit both alike; the
 		// summaries are medians over the pairs.
-		var ratios, svcCPU, floorCPU []float64
+		var ratios, svcCPU, floorCPU, baseTput, baseCPU, baseCPUUS []float64
 		for i := range pairs {
 			var prof sync.WaitGroup
 			if f == 1 && i == 1 {
@@ -192,15 +225,29 @@ func TestBench(t *testing.T) {
 			floorCPU = append(floorCPU, cpu.Seconds()/float64(rf.Requests)*1e6)
 			ratios = append(ratios, rs.Throughput/rf.Throughput)
 			sr.Closed = append(sr.Closed, rs, rf)
+			if base != nil {
+				rb, cpu := measured(t, baseConns, reqs, base.pid, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Duration: dur})
+				us := cpu.Seconds() / float64(rb.Requests) * 1e6
+				baseTput, baseCPU, baseCPUUS = append(baseTput, rs.Throughput/rb.Throughput), append(baseCPU, svcCPU[len(svcCPU)-1]/us), append(baseCPUUS, us)
+				sr.Baseline.Closed = append(sr.Baseline.Closed, rb)
+			}
+		}
+		if base != nil {
+			sr.Baseline.ThroughputRatio, sr.Baseline.CPURatio, sr.Baseline.CPUPerCheckUS = median(baseTput), median(baseCPU), median(baseCPUUS)
 		}
 		if f == 1 {
 			saveProfile(t, svc.httpAddr, "allocs", filepath.Join(out, "service-allocs.prof"))
 		}
 		sr.ThroughputRatio, sr.CPUPerCheckUS, sr.FloorCPUUS = median(ratios), median(svcCPU), median(floorCPU)
-		var p99s, p99f, p50s, p50f []float64
+		var p99s, p99f, p50s, p50f, p99b []float64
 		for range pairs {
 			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
 			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+			if base != nil {
+				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+				sr.Baseline.Open = append(sr.Baseline.Open, rb)
+				p99b = append(p99b, rb.LatencyUS.P99)
+			}
 			sr.Open = append(sr.Open, rs, rf)
 			p99s, p50s = append(p99s, rs.LatencyUS.P99), append(p50s, rs.LatencyUS.P50)
 			p99f, p50f = append(p99f, rf.LatencyUS.P99), append(p50f, rf.LatencyUS.P50)
@@ -212,6 +259,11 @@ func TestBench(t *testing.T) {
 		sr.RSSMB = float64(rss) / 1024
 		loadgen.Close(conns)
 		svc.stop()
+		if base != nil {
+			sr.Baseline.P99US = median(p99b)
+			loadgen.Close(baseConns)
+			base.stop()
+		}
 		rep.Scales = append(rep.Scales, sr)
 		printScale(sr)
 	}
@@ -272,6 +324,10 @@ func printScale(s scaleReport) {
 		fixedRate, s.P50ServiceUS, s.P99ServiceUS, s.P50FloorUS, s.P99FloorUS, s.P99ServiceWorstUS, s.P99FloorWorstUS)
 	fmt.Printf("cold (empty caches, %d rps): p50 %.0f µs p99 %.0f µs; first pass at %d rps: p99 %.0f µs\n",
 		coldRate, s.Cold.LatencyUS.P50, s.Cold.LatencyUS.P99, fixedRate, s.FirstPass.LatencyUS.P99)
+	if b := s.Baseline; b != nil {
+		fmt.Printf("against the baseline %s: throughput ratio %.3f, CPU per check ratio %.3f (baseline %.1f µs), p99 at %d rps %.0f µs\n",
+			b.Binary, b.ThroughputRatio, b.CPURatio, b.CPUPerCheckUS, fixedRate, b.P99US)
+	}
 	fmt.Println(s.Cold.JSON())
 	fmt.Println(s.FirstPass.JSON())
 	for _, r := range append(append([]loadgen.Result{}, s.Closed...), s.Open...) {

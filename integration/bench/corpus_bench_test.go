@@ -9,13 +9,15 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz/config"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 	"github.com/mlflow-authz/mlflow-authz/authz/server"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
 )
 
 // BenchmarkCorpusInProcess is the service's own cost per kind of call in
 // the benchmark corpus, warm caches, without the network: the engine behind
-// extauthz.Server with its metrics and the decision log (JSON, discarded).
+// extauthz.Server with its metrics and the decision log (JSON through the
+// service's own handler, discarded).
 // It needs PostgreSQL, like the smoke test.
 func BenchmarkCorpusInProcess(b *testing.B) {
 	fx := newFixture(b)
@@ -33,7 +35,9 @@ func BenchmarkCorpusInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := extauthz.NewServer(run.Engine(), slog.New(slog.NewJSONHandler(discard{}, nil)), m)
+	log, sink := logsink.New(discard{}, logsink.Options{})
+	b.Cleanup(func() { _ = sink.Close() })
+	srv := extauthz.NewServer(run.Engine(), log, m)
 	items, err := smokeDataset.Corpus(2000, 1, 40, fx.iss.Token)
 	if err != nil {
 		b.Fatal(err)

@@ -20,4 +20,6 @@
 //	MLFLOW_AUTHZ_BENCH_SECONDS  length of each measured run (default 3)
 //	MLFLOW_AUTHZ_BENCH_PAIRS    service/floor pairs per mode (default 5)
 //	MLFLOW_AUTHZ_BENCH_SCALES   comma-separated dataset scales (default 1,0.1,10)
+//	MLFLOW_AUTHZ_BENCH_BASELINE a second binary (say the main branch's build) that takes
+//	                            its turn in every pair, for an A/B of two builds
 package bench
