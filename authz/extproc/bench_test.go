@@ -6,9 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/require"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/extproc"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
@@ -113,20 +112,7 @@ func BenchmarkFilterBody(b *testing.B) {
 	}
 	b.ReportMetric(float64(once())/float64(len(body)), "out/in") // warms the caches
 	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	cpu, n := cpuTime(), 0
-	for b.Loop() {
-		once()
-		n++
-	}
-	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(n), "cpu-ns/op")
-}
-
-// cpuTime is the process's CPU time, user and system, every thread.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	authztest.LoopCPU(b, func() { once() })
 }
 
 // BenchmarkFilterSearchPage is one whole filtered exchange over a real gRPC

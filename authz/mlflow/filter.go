@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -106,14 +107,22 @@ func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
 // JSON object is a 400 deny, the same deny the check gives.
 func ParseJSONBody(body []byte) (map[string]any, *authz.Decision) {
 	rd := reader{req: &authz.Request{Body: body}}
-	return rd.loadBody(false)
+	obj, d := rd.loadBody(false)
+	if d != nil {
+		return nil, d
+	}
+	m, err := obj.tree()
+	if err != nil {
+		return nil, deny(http.StatusBadRequest, ReasonInvalidJSON, "the body is not a JSON object MLflow could read")
+	}
+	return m, nil
 }
 
 // LookupKey reads key from a parsed JSON object in snake or camel case, as
 // protobuf's JSON parser (and so MLflow) accepts both: spelled is the
 // spelling found. Both spellings at once is a 400 deny.
 func LookupKey(obj map[string]any, key string) (v any, spelled string, present bool, d *authz.Decision) {
-	v, present, d = lookupKey(obj, key)
+	v, present, d = lookupMapKey(obj, key)
 	if d != nil || !present {
 		return nil, "", false, d
 	}

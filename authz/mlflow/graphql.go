@@ -175,17 +175,23 @@ func graphQLParams(req *authz.Request) (string, map[string]any, *authz.Decision)
 	if d != nil {
 		return "", nil, d
 	}
-	query, ok := body["query"].(string)
+	qv, _ := body.get("query")
+	query, ok := qv.str()
 	if !ok {
 		return "", nil, deny(http.StatusBadRequest, ReasonMissingParameter, "GraphQL body has no query string")
 	}
-	switch v := body["variables"].(type) {
-	case nil:
+	vv, present := body.get("variables")
+	if !present || vv.isNull() {
 		return query, nil, nil
-	case map[string]any:
-		return query, v, nil
 	}
-	return "", nil, badParam("GraphQL variables must be a JSON object")
+	if _, isObj := vv.object(); !isObj {
+		return "", nil, badParam("GraphQL variables must be a JSON object")
+	}
+	vars := map[string]any{}
+	if err := vv.decode(&vars); err != nil {
+		return "", nil, badParam("GraphQL variables must be a JSON object")
+	}
+	return query, vars, nil
 }
 
 type gqlWalker struct {

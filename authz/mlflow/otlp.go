@@ -389,7 +389,7 @@ func otlpJSONSpan(sp map[string]any, snake func(map[string]any, ...string) error
 		if val == nil || len(val) != 1 {
 			return errors.New("mlflow: " + otelRequestIDAttr + " must hold one string")
 		}
-		s, present, d := lookupKey(val, "string_value")
+		s, present, d := lookupMapKey(val, "string_value")
 		str, isString := s.(string)
 		if d != nil || !present || !isString || str == "" {
 			return errors.New("mlflow: " + otelRequestIDAttr + " must hold one string")

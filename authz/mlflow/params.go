@@ -11,23 +11,24 @@ import (
 
 // The parameter reader: where a route's ids are read, exactly as MLflow
 // reads them (query string, JSON body, path variable, header), with every
-// ambiguity refused. JSON bodies are parsed by parseJSONObject (json.go).
+// ambiguity refused. JSON bodies are validated by scanJSONObject and read
+// field by field (json.go).
 
-// reader reads parameters of one request, parsing the query and body at
+// reader reads parameters of one request, validating the query and body at
 // most once and only when a route reads them.
 type reader struct {
 	req      *authz.Request
 	vars     *pathVars
-	body     map[string]any
+	body     jsonObject
 	bodyDone bool
 	bodyDeny *authz.Decision
 }
 
-// loadBody parses the JSON body. strictType applies Flask's POST rule:
+// loadBody validates the JSON body. strictType applies Flask's POST rule:
 // MLflow refuses a POST whose Content-Type is not application/json.
-func (rd *reader) loadBody(strictType bool) (map[string]any, *authz.Decision) {
+func (rd *reader) loadBody(strictType bool) (jsonObject, *authz.Decision) {
 	if strictType && !isJSONType(rd.req.Header("content-type")) {
-		return nil, deny(http.StatusBadRequest, ReasonUnsupportedContentType, "MLflow reads this endpoint's parameters from a JSON body; send Content-Type: application/json")
+		return jsonObject{}, deny(http.StatusBadRequest, ReasonUnsupportedContentType, "MLflow reads this endpoint's parameters from a JSON body; send Content-Type: application/json")
 	}
 	if rd.bodyDone {
 		return rd.body, rd.bodyDeny
@@ -37,12 +38,13 @@ func (rd *reader) loadBody(strictType bool) (map[string]any, *authz.Decision) {
 	case rd.req.BodyTruncated:
 		rd.bodyDeny = deny(http.StatusRequestEntityTooLarge, authz.ReasonBodyTruncated, "the request body is too large to check the ids it names")
 	case len(rd.req.Body) == 0:
-		rd.body = map[string]any{}
+		rd.body = jsonObject{indexed: true}
 	default:
-		m, err := parseJSONObject(rd.req.Body)
+		// MLflow's bodies have a handful of top-level members.
+		obj, err := scanJSONObject(rd.req.Body, make([]jsonMember, 0, 8))
 		switch err {
 		case nil:
-			rd.body = m
+			rd.body = obj
 		case errJSONDuplicate:
 			rd.bodyDeny = deny(http.StatusBadRequest, ReasonDuplicateParameter, "duplicate key in the JSON body")
 		default:
@@ -159,10 +161,9 @@ func (rd *reader) argsOrJSON(p *param) ([]string, *authz.Decision) {
 	return bodyValues(body, p)
 }
 
-func hasBodyKey(body map[string]any, k string) bool {
-	_, ok := body[k]
-	_, cok := body[camel(k)]
-	return ok || cok
+func hasBodyKey(body jsonObject, k string) bool {
+	_, has, _ := body.lookup(k)
+	return has
 }
 
 // queryValues reads p from the query string. Only the proto field name
@@ -229,8 +230,8 @@ func pickAlt(p *param, a, b []string) ([]string, *authz.Decision) {
 	return a, nil
 }
 
-// bodyValues reads p, and its fallback spelling, from a parsed JSON body.
-func bodyValues(body map[string]any, p *param) ([]string, *authz.Decision) {
+// bodyValues reads p, and its fallback spelling, from a validated JSON body.
+func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
 	a, d := jsonPathValues(body, p.name, p.list, p.emptyUnset)
 	if d != nil {
 		return nil, d
@@ -244,72 +245,19 @@ func bodyValues(body map[string]any, p *param) ([]string, *authz.Decision) {
 	return pickAlt(p, a, b)
 }
 
-// jsonPathValues reads the strings at path ("a.b[].c") in m. Each key may be
-// spelled in snake or camel case, as protobuf's JSON parser accepts both;
+// jsonPathValues reads the strings at path ("a.b[].c") in body. Each key may
+// be spelled in snake or camel case, as protobuf's JSON parser accepts both;
 // both at once is refused. A non-string where an id belongs is refused: a
 // JSON number for a string field is rejected by MLflow's parser, and we
-// would rather not guess how. An empty string in a list is refused, unless
-// emptyUnset says it is protobuf's unset field, which MLflow fills in.
-func jsonPathValues(m map[string]any, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
-	var out []string
-	var walk func(v any, rest string) *authz.Decision
-	walk = func(v any, rest string) *authz.Decision {
-		seg, tail, more := strings.Cut(rest, ".")
-		key, isList := strings.CutSuffix(seg, "[]")
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return badParam("expected an object at " + key)
-		}
-		val, present, d := lookupKey(obj, key)
-		if d != nil || !present || val == nil {
-			return d
-		}
-		last := !more
-		switch {
-		case isList:
-			arr, ok := val.([]any)
-			if !ok {
-				return badParam(key + " must be a list")
-			}
-			for _, e := range arr {
-				if last {
-					s, ok := e.(string)
-					if !ok {
-						return badParam(key + " must hold strings")
-					}
-					out = append(out, s)
-					continue
-				}
-				if d := walk(e, tail); d != nil {
-					return d
-				}
-			}
-		case !last:
-			return walk(val, tail)
-		case list && !strings.Contains(path, "[]"):
-			arr, ok := val.([]any)
-			if !ok {
-				return badParam(key + " must be a list of strings")
-			}
-			for _, e := range arr {
-				s, ok := e.(string)
-				if !ok {
-					return badParam(key + " must be a list of strings")
-				}
-				out = append(out, s)
-			}
-		default:
-			s, ok := val.(string)
-			if !ok {
-				return badParam(key + " must be a string")
-			}
-			out = append(out, s)
-		}
-		return nil
-	}
-	if d := walk(m, path); d != nil {
+// would rather not guess how. A null is an absent field. An empty string in
+// a list is refused, unless emptyUnset says it is protobuf's unset field,
+// which MLflow fills in.
+func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
+	pr := pathReader{path: path, list: list}
+	if d := pr.walk(body, true, path); d != nil {
 		return nil, d
 	}
+	out := pr.out
 	if !list && len(out) > 1 {
 		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+path+" has several values")
 	}
@@ -329,8 +277,85 @@ func jsonPathValues(m map[string]any, path string, list, emptyUnset bool) ([]str
 	return res, nil
 }
 
+// pathReader collects the strings at one path of a body.
+type pathReader struct {
+	path string
+	list bool
+	out  []string
+}
+
+// walk reads rest from obj, which isObj says is an object.
+func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decision {
+	seg, tail, more := strings.Cut(rest, ".")
+	key, isList := strings.CutSuffix(seg, "[]")
+	if !isObj {
+		return badParam("expected an object at " + key)
+	}
+	val, present, d := lookupKey(obj, key)
+	if d != nil || !present || val.isNull() {
+		return d
+	}
+	last := !more
+	switch {
+	case isList:
+		if !val.isArray() {
+			return badParam(key + " must be a list")
+		}
+		var d *authz.Decision
+		val.elems(func(e jsonValue) bool {
+			if last {
+				s, ok := e.str()
+				if !ok {
+					d = badParam(key + " must hold strings")
+					return false
+				}
+				pr.out = append(pr.out, s)
+				return true
+			}
+			o, ok := e.object()
+			d = pr.walk(o, ok, tail)
+			return d == nil
+		})
+		return d
+	case !last:
+		o, ok := val.object()
+		return pr.walk(o, ok, tail)
+	case pr.list && !strings.Contains(pr.path, "[]"):
+		if !val.isArray() {
+			return badParam(key + " must be a list of strings")
+		}
+		var d *authz.Decision
+		val.elems(func(e jsonValue) bool {
+			s, ok := e.str()
+			if !ok {
+				d = badParam(key + " must be a list of strings")
+				return false
+			}
+			pr.out = append(pr.out, s)
+			return true
+		})
+		return d
+	default:
+		s, ok := val.str()
+		if !ok {
+			return badParam(key + " must be a string")
+		}
+		pr.out = append(pr.out, s)
+	}
+	return nil
+}
+
 // lookupKey reads key from obj in snake or camel case; both is a 400.
-func lookupKey(obj map[string]any, key string) (any, bool, *authz.Decision) {
+func lookupKey(obj jsonObject, key string) (jsonValue, bool, *authz.Decision) {
+	v, present, both := obj.lookup(key)
+	if both {
+		return nil, false, deny(http.StatusBadRequest, ReasonDuplicateParameter, "field "+key+" given in both spellings ("+key+", "+camel(key)+")")
+	}
+	return v, present, nil
+}
+
+// lookupMapKey is lookupKey for a decoded JSON object.
+func lookupMapKey(obj map[string]any, key string) (any, bool, *authz.Decision) {
 	v, ok := obj[key]
 	if c := camel(key); c != key {
 		if cv, cok := obj[c]; cok {
@@ -429,24 +454,24 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 	if d != nil {
 		return d
 	}
-	str := func(v any) string { s, _ := v.(string); return s }
-	get := func(m map[string]any, k string) (string, *authz.Decision) {
-		v, _, d := lookupKey(m, k)
-		return str(v), d
+	get := func(k string) (string, *authz.Decision) {
+		v, _, d := lookupKey(body, k)
+		s, _ := v.str()
+		return s, d
 	}
-	userID, d := get(body, "user_id")
+	userID, d := get("user_id")
 	if d != nil {
 		return d
 	}
 	if userID != "" {
 		op.ClaimedUsers = append(op.ClaimedUsers, userID)
 	}
-	key, d := get(body, "key")
+	key, d := get("key")
 	if d != nil {
 		return d
 	}
 	if key == mlflowUserTag {
-		v, d := get(body, "value")
+		v, d := get("value")
 		if d != nil {
 			return d
 		}
@@ -454,15 +479,21 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 			op.ClaimedUsers = append(op.ClaimedUsers, v)
 		}
 	}
-	tags, _ := body["tags"].([]any)
-	for _, t := range tags {
-		m, ok := t.(map[string]any)
-		if !ok {
-			continue
-		}
-		if str(m["key"]) == mlflowUserTag && str(m["value"]) != "" {
-			op.ClaimedUsers = append(op.ClaimedUsers, str(m["value"]))
-		}
+	if tags, _ := body.get("tags"); tags.isArray() {
+		tags.elems(func(t jsonValue) bool {
+			m, ok := t.object()
+			if !ok {
+				return true
+			}
+			k, _ := m.get("key")
+			v, _ := m.get("value")
+			if ks, _ := k.str(); ks == mlflowUserTag {
+				if vs, _ := v.str(); vs != "" {
+					op.ClaimedUsers = append(op.ClaimedUsers, vs)
+				}
+			}
+			return true
+		})
 	}
 	return nil
 }

@@ -1,0 +1,341 @@
+package mlflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/authztest"
+)
+
+// The field scanner (scanJSONObject and the reads over jsonObject) replaced
+// a reader that decoded the whole body into a map[string]any tree. That
+// reader is kept here as the oracle: FuzzJSONScannerMatchesTree holds the
+// scanner to it, refusal for refusal and value for value.
+
+// treeParseJSONObject is the tree reader as it was: scanJSON for duplicates
+// and limits, then one encoding/json Decode, the authority on syntax.
+func treeParseJSONObject(body []byte) (map[string]any, error) {
+	if !utf8.Valid(body) {
+		return nil, errJSONEncoding
+	}
+	if err := scanJSON(body); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, errJSONSyntax
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errJSONSyntax
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errJSONNotObject
+	}
+	return m, nil
+}
+
+// treePathValues is jsonPathValues over the tree, as it was.
+func treePathValues(m map[string]any, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
+	var out []string
+	var walk func(v any, rest string) *authz.Decision
+	walk = func(v any, rest string) *authz.Decision {
+		seg, tail, more := strings.Cut(rest, ".")
+		key, isList := strings.CutSuffix(seg, "[]")
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return badParam("expected an object at " + key)
+		}
+		val, present, d := lookupMapKey(obj, key)
+		if d != nil || !present || val == nil {
+			return d
+		}
+		last := !more
+		switch {
+		case isList:
+			arr, ok := val.([]any)
+			if !ok {
+				return badParam(key + " must be a list")
+			}
+			for _, e := range arr {
+				if last {
+					s, ok := e.(string)
+					if !ok {
+						return badParam(key + " must hold strings")
+					}
+					out = append(out, s)
+					continue
+				}
+				if d := walk(e, tail); d != nil {
+					return d
+				}
+			}
+		case !last:
+			return walk(val, tail)
+		case list && !strings.Contains(path, "[]"):
+			arr, ok := val.([]any)
+			if !ok {
+				return badParam(key + " must be a list of strings")
+			}
+			for _, e := range arr {
+				s, ok := e.(string)
+				if !ok {
+					return badParam(key + " must be a list of strings")
+				}
+				out = append(out, s)
+			}
+		default:
+			s, ok := val.(string)
+			if !ok {
+				return badParam(key + " must be a string")
+			}
+			out = append(out, s)
+		}
+		return nil
+	}
+	if d := walk(m, path); d != nil {
+		return nil, d
+	}
+	if !list && len(out) > 1 {
+		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+path+" has several values")
+	}
+	res := out[:0]
+	for _, s := range out {
+		if s == "" {
+			if list && !emptyUnset {
+				return nil, badParam("empty value in " + path)
+			}
+			continue
+		}
+		if !validID(s) {
+			return nil, badParam(path + " is not a valid id")
+		}
+		res = append(res, s)
+	}
+	return res, nil
+}
+
+// treeClaims is reader.claims over the tree, as it was.
+func treeClaims(body map[string]any) ([]string, *authz.Decision) {
+	var claimed []string
+	str := func(v any) string { s, _ := v.(string); return s }
+	get := func(k string) (string, *authz.Decision) {
+		v, _, d := lookupMapKey(body, k)
+		return str(v), d
+	}
+	userID, d := get("user_id")
+	if d != nil {
+		return nil, d
+	}
+	if userID != "" {
+		claimed = append(claimed, userID)
+	}
+	key, d := get("key")
+	if d != nil {
+		return nil, d
+	}
+	if key == mlflowUserTag {
+		v, d := get("value")
+		if d != nil {
+			return nil, d
+		}
+		if v != "" {
+			claimed = append(claimed, v)
+		}
+	}
+	tags, _ := body["tags"].([]any)
+	for _, t := range tags {
+		m, ok := t.(map[string]any)
+		if !ok {
+			continue
+		}
+		if str(m["key"]) == mlflowUserTag && str(m["value"]) != "" {
+			claimed = append(claimed, str(m["value"]))
+		}
+	}
+	return claimed, nil
+}
+
+// rebuild turns a validated value into what encoding/json's Decode (with
+// UseNumber) makes of it, through the scanner's own reads only.
+func rebuild(t *testing.T, v jsonValue) any {
+	switch {
+	case v.isNull():
+		return nil
+	case v.isArray():
+		l := []any{}
+		v.elems(func(e jsonValue) bool { l = append(l, rebuild(t, e)); return true })
+		return l
+	}
+	if o, ok := v.object(); ok {
+		return rebuildObject(t, o)
+	}
+	if s, ok := v.str(); ok {
+		return s
+	}
+	switch string(v) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return json.Number(v)
+}
+
+func rebuildObject(t *testing.T, o jsonObject) map[string]any {
+	m := map[string]any{}
+	it := o.iter()
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			return m
+		}
+		if _, dup := m[string(k)]; dup {
+			t.Fatalf("duplicate key %q read from a validated body", k)
+		}
+		m[string(k)] = rebuild(t, v)
+	}
+}
+
+// scannerPaths are the body paths the route table reads, and a few more
+// shapes of path.
+var scannerPaths = []struct {
+	path             string
+	list, emptyUnset bool
+}{
+	{path: "run_id"}, {path: "run_uuid"}, {path: "experiment_id"}, {path: "name"}, {path: "key"},
+	{path: "experiment_ids", list: true},
+	{path: "metrics[].model_id", list: true, emptyUnset: true},
+	{path: "models[].model_id", list: true},
+	{path: "trace.trace_info.trace_location.mlflow_experiment.experiment_id"},
+	{path: "trace.trace_info.assessments[].trace_id", list: true, emptyUnset: true},
+	{path: "locations[].mlflow_experiment.experiment_id", list: true},
+	{path: "a.b[].c", list: true}, {path: "a[].b[]", list: true}, {path: "a.b"},
+}
+
+// FuzzJSONScannerMatchesTree: the scanner refuses exactly the bodies the
+// tree reader refused, with the same error; what it accepts reads, value
+// for value, as encoding/json decodes it; and the parameter reads over it
+// (every path shape the route table uses, the claimed users) answer as the
+// same reads over the tree did, denies included.
+func FuzzJSONScannerMatchesTree(f *testing.F) {
+	for _, s := range []string{
+		`{}`, ` {} `, `{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, `{"a\"b":1,"a\"b":2}`, `{"a":{"b":1},"b":1}`,
+		`{"a":[{"b":1},{"b":2}]}`, `{"a":"}","b":"{"}`, `{"a":1}x`, `{"a" 1}`, `[]`, ``, `{"a":tru}`, `{"a":tru,"a":1}`,
+		`{"a":01}`, `{"a":-}`, `{"a":1.}`, `{"a":1e}`, `{"a":.5}`, `{"a":[1,]}`, `{"a":1,}`, `{,}`, `{"a":"\x"}`, "{\"a\":\"\t\"}",
+		`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k3":0}`,
+		strings.Repeat(`{"a":`, maxJSONDepth) + "1" + strings.Repeat("}", maxJSONDepth),
+		strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1),
+		`{"a":"\ud800"}`, `{"\ud800":1,"\udc00":2}`, `{"a":1e999,"b":-0.5E+3}`, `{"a":[1,2,[3,[4]]],"b":null,"c":false}`,
+		`{"run_id":"r1","metrics":[{"key":"loss","value":0.25,"timestamp":1,"step":3,"model_id":"m-1"}],"params":[],"tags":[{"key":"mlflow.user","value":"eve"}]}`,
+		`{"runId":"x","run_uuid":"y"}`, `{"run\u005fid":"x"}`, `{"runId":"x","run_id":"x"}`, `{"user_id":"u","key":"mlflow.user","value":"v"}`,
+		`{"experiment_ids":["1","2"]}`, `{"experimentIds":["1",""]}`, `{"experiment_ids":"1"}`, `{"a":{"b":[{"c":"1"},{"c":null},{"C":1}]}}`,
+		`{"trace":{"traceInfo":{"trace_location":{"mlflowExperiment":{"experiment_id":"1"}}}}}`,
+		`{"locations":[{"mlflow_experiment":{"experiment_id":"1"}},{"mlflowExperiment":{"experimentId":"2"}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		obj, err := scanJSONObject(body, make([]jsonMember, 0, 2))
+		want, wantErr := treeParseJSONObject(body)
+		if err != wantErr {
+			t.Fatalf("%q: scanner %v, tree reader %v", body, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if got := rebuildObject(t, obj); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: scanner read %#v, encoding/json %#v", body, got, want)
+		}
+		if got, err := obj.tree(); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: tree %#v (%v), encoding/json %#v", body, got, err, want)
+		}
+		// The top-level members, indexed, and the same object walked.
+		walked := jsonObject{raw: obj.raw}
+		if got := rebuildObject(t, walked); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: walked %#v, encoding/json %#v", body, got, want)
+		}
+		for k := range want {
+			for _, o := range []jsonObject{obj, walked} {
+				v, ok := o.get(k)
+				if !ok || !reflect.DeepEqual(rebuild(t, v), want[k]) {
+					t.Fatalf("%q: get(%q) = %s, %v", body, k, v, ok)
+				}
+				got, has, both := o.lookup(k)
+				wv, wpresent, wd := lookupMapKey(want, k)
+				if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
+					t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got, has, both, wv, wpresent, wd)
+				}
+			}
+		}
+		for _, p := range scannerPaths {
+			got, d := jsonPathValues(obj, p.path, p.list, p.emptyUnset)
+			wantVals, wd := treePathValues(want, p.path, p.list, p.emptyUnset)
+			if !reflect.DeepEqual(d, wd) || !slices.Equal(got, wantVals) {
+				t.Fatalf("%q: %s read %q %+v, tree %q %+v", body, p.path, got, d, wantVals, wd)
+			}
+		}
+		rd := reader{req: &authz.Request{Body: body}}
+		var op Operation
+		d := rd.claims(&op)
+		wantClaims, wd := treeClaims(want)
+		if !reflect.DeepEqual(d, wd) || !slices.Equal(op.ClaimedUsers, wantClaims) {
+			t.Fatalf("%q: claims %q %+v, tree %q %+v", body, op.ClaimedUsers, d, wantClaims, wd)
+		}
+	})
+}
+
+// BenchmarkJSONBody reads what log-batch's check reads (run_id or run_uuid,
+// metrics[].model_id, the claimed users) from a 20-metric body, with the
+// field scanner and with the tree reader it replaced, side by side.
+func BenchmarkJSONBody(b *testing.B) {
+	body := []byte(logBatchBody(20))
+	paths := []struct {
+		path             string
+		list, emptyUnset bool
+	}{{path: "run_id"}, {path: "run_uuid"}, {path: "metrics[].model_id", list: true, emptyUnset: true}}
+	b.Run("scanner", func(b *testing.B) {
+		authztest.LoopCPU(b, func() {
+			rd := reader{req: &authz.Request{Body: body}}
+			obj, d := rd.loadBody(false)
+			if d != nil {
+				b.Fatal(d)
+			}
+			for _, p := range paths {
+				if _, d := jsonPathValues(obj, p.path, p.list, p.emptyUnset); d != nil {
+					b.Fatal(d)
+				}
+			}
+			var op Operation
+			if d := rd.claims(&op); d != nil {
+				b.Fatal(d)
+			}
+		})
+	})
+	b.Run("tree", func(b *testing.B) {
+		authztest.LoopCPU(b, func() {
+			m, err := treeParseJSONObject(body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, p := range paths {
+				if _, d := treePathValues(m, p.path, p.list, p.emptyUnset); d != nil {
+					b.Fatal(d)
+				}
+			}
+			if _, d := treeClaims(m); d != nil {
+				b.Fatal(d)
+			}
+		})
+	})
+}
