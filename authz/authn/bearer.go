@@ -37,7 +37,9 @@ func bearerToken(h string) (string, *authz.CredentialError) {
 	if token == "" {
 		return "", deny(ReasonTokenMalformed, "empty bearer token")
 	}
-	if strings.ContainsAny(token, ", \t") {
+	// Three IndexByte scans, not ContainsAny: they run at memory speed over
+	// a token of several KB, on every check.
+	if strings.IndexByte(token, ',') >= 0 || strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 {
 		return "", deny(ReasonTokenMalformed, "more than one Authorization credential")
 	}
 	return token, nil

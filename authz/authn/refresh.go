@@ -88,8 +88,7 @@ var endedSession = &authz.Identity{Kind: authz.KindAnonymous, Method: sessionMet
 // requests wait on it; the old cookie then maps to the renewed session
 // (with its Set-Cookie) until the browser sends the new one.
 func (l *Login) refresh(ctx context.Context, host, value string, st *sessionState) (*authz.Identity, error) {
-	key := tokenKey(value)
-	ch := l.refreshes.DoChan(string(key[:]), func() (any, error) {
+	ch := l.refreshes.DoChan(value, func() (any, error) {
 		// The refresh serves every waiter: one caller's cancellation must
 		// not abort it; the issuer's timeout bounds it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.iss.cfg.HTTPTimeout)
