@@ -162,8 +162,12 @@ func (u *headerUpstream) Headers(r *authz.Request, id *authz.Identity) (set []au
 		}
 		return nil, u.removeAll
 	}
-	set = make([]authz.Header, 0, 3)
-	remove = make([]string, 0, 4)
+	// Both lists in one allocation: this runs on every allowed check.
+	lists := &struct {
+		set    [3]authz.Header
+		remove [4]string
+	}{}
+	set, remove = lists.set[:0], lists.remove[:0]
 	if validHeaderValue(id.Username) && id.Username != "" {
 		set = append(set, authz.Header{Name: u.user, Value: id.Username})
 	} else {
