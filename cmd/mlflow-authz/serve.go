@@ -65,6 +65,9 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 		// check, the buffered lines are written before the process exits.
 		defer sink.Close()
 	}
+	if soft := server.SetMemoryLimit(); soft > 0 {
+		log.Info("memory limit set from the container's", "gomemlimit_bytes", soft)
+	}
 	run, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
