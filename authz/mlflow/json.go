@@ -520,27 +520,6 @@ func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
 	return sv, snake, false
 }
 
-// isCamelOf reports whether k is camel(snake), without building it.
-func isCamelOf(k []byte, snake string) bool {
-	j, up := 0, false
-	for i := 0; i < len(snake); i++ {
-		c := snake[i]
-		if c == '_' {
-			up = true
-			continue
-		}
-		if up && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		up = false
-		if j >= len(k) || k[j] != c {
-			return false
-		}
-		j++
-	}
-	return j == len(k)
-}
-
 // tree decodes o with encoding/json (numbers as json.Number); an empty
 // jsonObject is an empty map.
 func (o jsonObject) tree() (map[string]any, error) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -106,23 +105,7 @@ func treePathValues(m map[string]any, path string, list, emptyUnset bool) ([]str
 	if d := walk(m, path); d != nil {
 		return nil, d
 	}
-	if !list && len(out) > 1 {
-		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+path+" has several values")
-	}
-	res := out[:0]
-	for _, s := range out {
-		if s == "" {
-			if list && !emptyUnset {
-				return nil, badParam("empty value in " + path)
-			}
-			continue
-		}
-		if !validID(s) {
-			return nil, badParam(path + " is not a valid id")
-		}
-		res = append(res, s)
-	}
-	return res, nil
+	return pathIDs(out, path, list, emptyUnset)
 }
 
 // treeClaims is reader.claims over the tree, as it was.

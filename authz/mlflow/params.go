@@ -257,7 +257,13 @@ func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]stri
 	if d := pr.walk(body, true, path); d != nil {
 		return nil, d
 	}
-	out := pr.out
+	return pathIDs(pr.out, path, list, emptyUnset)
+}
+
+// pathIDs checks the strings read at path: one at most unless list, each a
+// valid id; an empty string is protobuf's unset field, dropped, or refused
+// in a list unless emptyUnset.
+func pathIDs(out []string, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
 	if !list && len(out) > 1 {
 		return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+path+" has several values")
 	}
@@ -375,9 +381,31 @@ func camel(s string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(s))
+	for c, i, ok := camelNext(s, 0); ok; c, i, ok = camelNext(s, i) {
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// isCamelOf reports whether k is camel(snake), without building it.
+func isCamelOf(k []byte, snake string) bool {
+	j := 0
+	for c, i, ok := camelNext(snake, 0); ok; c, i, ok = camelNext(snake, i) {
+		if j >= len(k) || k[j] != c {
+			return false
+		}
+		j++
+	}
+	return j == len(k)
+}
+
+// camelNext returns the byte of camel(s) that s[i:] starts with, and where
+// the rest of s starts: underscores dropped, the letter after one upper
+// case.
+func camelNext(s string, i int) (c byte, next int, ok bool) {
 	up := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for ; i < len(s); i++ {
+		c = s[i]
 		if c == '_' {
 			up = true
 			continue
@@ -385,10 +413,9 @@ func camel(s string) string {
 		if up && 'a' <= c && c <= 'z' {
 			c -= 'a' - 'A'
 		}
-		up = false
-		b.WriteByte(c)
+		return c, i + 1, true
 	}
-	return b.String()
+	return 0, i, false
 }
 
 // validExperimentID accepts what MLflow's int() and the auth tables' string
