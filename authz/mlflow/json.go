@@ -99,12 +99,14 @@ type validFrame struct {
 // validateJSON validates the one value at body[i:], followed by nothing but
 // whitespace, with scanJSON's limits and duplicate check, and appends the
 // top-level object's members to top. It is one loop with its stacks in
-// fixed arrays, so that a body costs no allocation unless a key is escaped
-// or an object is large.
+// small arrays, so that a body costs no allocation unless a key is
+// escaped, or nesting or an object is large.
 func validateJSON(body []byte, i int, top []jsonMember) (end int, members []jsonMember, ok bool) {
+	// The arrays hold what MLflow's bodies need and no more: a large frame
+	// makes the handler's goroutine grow its stack, which costs a copy.
 	var (
-		stackBuf [maxJSONDepth]validFrame
-		keysBuf  [64][]byte
+		stackBuf [8]validFrame
+		keysBuf  [16][]byte
 		stack    = stackBuf[:0]
 		keys     = keysBuf[:0]
 		values   int
@@ -496,7 +498,10 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 // says both are (a deny for the caller to phrase).
 func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
 	var snake, camelCase bool
-	hasCamel := strings.IndexByte(key, '_') >= 0
+	// camel(key) is key without its underscores: only a key of that length
+	// can be it.
+	camelLen := len(key) - strings.Count(key, "_")
+	hasCamel := camelLen != len(key)
 	var sv, cv jsonValue
 	it := o.iter()
 	for {
@@ -507,7 +512,7 @@ func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
 		switch {
 		case string(k) == key:
 			sv, snake = v, true
-		case hasCamel && isCamelOf(k, key):
+		case hasCamel && len(k) == camelLen && isCamelOf(k, key):
 			cv, camelCase = v, true
 		}
 	}
