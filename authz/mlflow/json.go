@@ -25,7 +25,7 @@ var (
 )
 
 // A JSON body is read in two steps. scanJSONObject validates all of it in
-// one pass, as strictly as encoding/json and Python's json, refusing any
+// one pass, as strictly as encoding/json's Decode, refusing any
 // duplicate key at any depth: Python (and so MLflow) keeps the last
 // duplicate, other parsers the first, so with a duplicate two readers can
 // see two ids. Invalid UTF-8 is refused too: Go would replace it with U+FFFD
@@ -497,6 +497,14 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 // parser accepts both; has says whether either spelling is present, both
 // says both are (a deny for the caller to phrase).
 func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
+	val, has, both, _ = o.lookupEnd(key)
+	return val, has, both
+}
+
+// lookupEnd is lookup that also returns where o ends in o.raw (after its
+// closing brace) when o is not indexed: o.raw may then run past o, as when
+// an array's elements are read without first skipping each to its end.
+func (o jsonObject) lookupEnd(key string) (val jsonValue, has, both bool, end int) {
 	var snake, camelCase bool
 	// camel(key) is key without its underscores: only a key of that length
 	// can be it.
@@ -516,13 +524,16 @@ func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
 			cv, camelCase = v, true
 		}
 	}
+	if !o.indexed {
+		end = it.i + 1
+	}
 	switch {
 	case snake && camelCase:
-		return nil, true, true
+		return nil, true, true, end
 	case camelCase:
-		return cv, true, false
+		return cv, true, false, end
 	}
-	return sv, snake, false
+	return sv, snake, false, end
 }
 
 // tree decodes o with encoding/json (numbers as json.Number); an empty

@@ -254,7 +254,7 @@ func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
 // which MLflow fills in.
 func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
 	pr := pathReader{path: path, list: list}
-	if d := pr.walk(body, true, path); d != nil {
+	if _, d := pr.walk(body, true, path); d != nil {
 		return nil, d
 	}
 	return pathIDs(pr.out, path, list, emptyUnset)
@@ -290,45 +290,62 @@ type pathReader struct {
 	out  []string
 }
 
-// walk reads rest from obj, which isObj says is an object.
-func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decision {
+// walk reads rest from obj, which isObj says is an object, and returns where
+// obj ends in obj.raw when it is not indexed (see lookupEnd).
+func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) (int, *authz.Decision) {
 	seg, tail, more := strings.Cut(rest, ".")
 	key, isList := strings.CutSuffix(seg, "[]")
 	if !isObj {
-		return badParam("expected an object at " + key)
+		return 0, badParam("expected an object at " + key)
 	}
-	val, present, d := lookupKey(obj, key)
-	if d != nil || !present || val.isNull() {
-		return d
+	val, present, both, end := obj.lookupEnd(key)
+	if both {
+		return end, bothSpellings(key)
+	}
+	if !present || val.isNull() {
+		return end, nil
 	}
 	last := !more
 	switch {
 	case isList:
 		if !val.isArray() {
-			return badParam(key + " must be a list")
+			return end, badParam(key + " must be a list")
 		}
-		var d *authz.Decision
-		val.elems(func(e jsonValue) bool {
-			if last {
-				s, ok := e.str()
+		// An object element is read in place: the walk into it finds its
+		// end, so it is not first skipped over to find it.
+		for i := skipSpace(val, 1); i < len(val) && val[i] != ']'; {
+			var next int
+			switch {
+			case last:
+				next = skipValue(val, i)
+				s, ok := jsonValue(val[i:next]).str()
 				if !ok {
-					d = badParam(key + " must hold strings")
-					return false
+					return end, badParam(key + " must hold strings")
 				}
 				pr.out = append(pr.out, s)
-				return true
+			case val[i] == '{':
+				n, d := pr.walk(jsonObject{raw: val[i:]}, true, tail)
+				if d != nil {
+					return end, d
+				}
+				next = i + n
+			default:
+				_, d := pr.walk(jsonObject{}, false, tail)
+				return end, d
 			}
-			o, ok := e.object()
-			d = pr.walk(o, ok, tail)
-			return d == nil
-		})
-		return d
+			i = skipSpace(val, next)
+			if i < len(val) && val[i] == ',' {
+				i = skipSpace(val, i+1)
+			}
+		}
+		return end, nil
 	case !last:
 		o, ok := val.object()
-		return pr.walk(o, ok, tail)
+		_, d := pr.walk(o, ok, tail)
+		return end, d
 	case pr.list && !strings.Contains(pr.path, "[]"):
 		if !val.isArray() {
-			return badParam(key + " must be a list of strings")
+			return end, badParam(key + " must be a list of strings")
 		}
 		var d *authz.Decision
 		val.elems(func(e jsonValue) bool {
@@ -340,24 +357,28 @@ func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decis
 			pr.out = append(pr.out, s)
 			return true
 		})
-		return d
+		return end, d
 	default:
 		s, ok := val.str()
 		if !ok {
-			return badParam(key + " must be a string")
+			return end, badParam(key + " must be a string")
 		}
 		pr.out = append(pr.out, s)
 	}
-	return nil
+	return end, nil
 }
 
 // lookupKey reads key from obj in snake or camel case; both is a 400.
 func lookupKey(obj jsonObject, key string) (jsonValue, bool, *authz.Decision) {
 	v, present, both := obj.lookup(key)
 	if both {
-		return nil, false, deny(http.StatusBadRequest, ReasonDuplicateParameter, "field "+key+" given in both spellings ("+key+", "+camel(key)+")")
+		return nil, false, bothSpellings(key)
 	}
 	return v, present, nil
+}
+
+func bothSpellings(key string) *authz.Decision {
+	return deny(http.StatusBadRequest, ReasonDuplicateParameter, "field "+key+" given in both spellings ("+key+", "+camel(key)+")")
 }
 
 // lookupMapKey is lookupKey for a decoded JSON object.
