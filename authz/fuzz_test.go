@@ -3,6 +3,8 @@ package authz_test
 import (
 	"net/url"
 	"path"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -81,12 +83,14 @@ func FuzzCanonicalPath(f *testing.F) {
 }
 
 // FuzzQuery checks that query parsing never panics, that the raw query is
-// kept byte for byte, and that an accepted query keeps every key and
+// kept byte for byte, that the parsed Query reads exactly as url.ParseQuery's
+// url.Values (its oracle), and that an accepted query keeps every key and
 // round-trips through encoding.
 func FuzzQuery(f *testing.F) {
 	for _, s := range []string{
 		"", "a=1", "a=1&b=2", "a=1&a=2", "a=1;b=2", "a=%zz", "a=%2F..%2F", "a", "=x", "&&", "a=b=c",
 		"run_id=abc&runId=def", "+=%20", "experiment_ids=1&experiment_ids=2", "a=%00", "%ff=1", "a=\xff", "a=1#frag",
+		"a=1&b=2&a=3&c&d=&a=4&e=5&f=6", "a=1&&b=%41&a", "x=%zz&y=1;z", "a+b=c+d&a%20b=e",
 	} {
 		f.Add(s)
 	}
@@ -99,6 +103,27 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("split /a?%s into %q and %q", rawQuery, r.Path, r.RawQuery)
 		}
 		q, err := r.Query()
+		// The Query is url.ParseQuery's answer: the same refusal and, per
+		// key, the same values in the same order, as Has, Count, Get and
+		// Values read them.
+		want, wantErr := url.ParseQuery(rawQuery)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("query %q: error %v, url.ParseQuery %v", rawQuery, err, wantErr)
+		}
+		if !reflect.DeepEqual(q.URLValues(), want) {
+			t.Fatalf("query %q: parsed %q, url.ParseQuery %q", rawQuery, q.URLValues(), want)
+		}
+		if q.Empty() != (len(want) == 0) {
+			t.Fatalf("query %q: Empty %v with %d keys", rawQuery, q.Empty(), len(want))
+		}
+		for k, vs := range want {
+			if !q.Has(k) || q.Count(k) != len(vs) || q.Get(k) != want.Get(k) || !slices.Equal(q.Values(k), vs) {
+				t.Fatalf("query %q: key %q reads %v/%d/%q/%q, url.ParseQuery %q", rawQuery, k, q.Has(k), q.Count(k), q.Get(k), q.Values(k), vs)
+			}
+		}
+		if q.Has("\x00absent") || q.Values("\x00absent") != nil || q.Count("\x00absent") != 0 {
+			t.Fatalf("query %q: an absent key is present", rawQuery)
+		}
 		if err != nil {
 			return
 		}
@@ -111,21 +136,16 @@ func FuzzQuery(f *testing.F) {
 			if err != nil {
 				t.Fatalf("query %q accepted with undecodable key %q", rawQuery, k)
 			}
-			if _, ok := q[key]; !ok {
+			if !q.Has(key) {
 				t.Fatalf("query %q lost key %q", rawQuery, key)
 			}
 		}
-		again, err := url.ParseQuery(q.Encode())
+		again, err := url.ParseQuery(want.Encode())
 		if err != nil {
-			t.Fatalf("re-encoded query %q does not parse: %v", q.Encode(), err)
+			t.Fatalf("re-encoded query %q does not parse: %v", want.Encode(), err)
 		}
-		if len(again) != len(q) {
-			t.Fatalf("query %q: %d keys became %d", rawQuery, len(q), len(again))
-		}
-		for k, vs := range q {
-			if strings.Join(again[k], "\x00") != strings.Join(vs, "\x00") {
-				t.Fatalf("query %q: key %q values %q became %q", rawQuery, k, vs, again[k])
-			}
+		if !reflect.DeepEqual(again, want) {
+			t.Fatalf("query %q: %q became %q", rawQuery, want, again)
 		}
 	})
 }

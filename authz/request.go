@@ -37,8 +37,11 @@ type Request struct {
 	// a SPIFFE ID. Empty on plaintext connections.
 	Principal string
 
-	query    url.Values
+	query    Query
 	queryErr error
+	// queryBuf holds the usual short query's pairs inside the Request's
+	// own allocation.
+	queryBuf [queryInline]queryPair
 }
 
 // RequestInput is the raw material for a Request, as the transport saw it.
@@ -74,14 +77,14 @@ func NewRequest(in RequestInput) (*Request, *Decision) {
 	r.Path = p
 	r.RawQuery = rawQuery
 	if rawQuery != "" {
-		r.query, r.queryErr = url.ParseQuery(rawQuery)
+		r.query, r.queryErr = parseQuery(rawQuery, r.queryBuf[:])
 	}
 	return r, nil
 }
 
 // Query returns the parsed query string, or an error when it cannot be
 // parsed unambiguously (for example a ";" separator or a bad escape).
-func (r *Request) Query() (url.Values, error) {
+func (r *Request) Query() (Query, error) {
 	return r.query, r.queryErr
 }
 

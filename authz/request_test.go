@@ -150,9 +150,9 @@ func TestNewRequest(t *testing.T) {
 			}
 			require.NoError(t, err)
 			if tt.wantVals == nil {
-				assert.Empty(t, q)
+				assert.True(t, q.Empty())
 			} else {
-				assert.Equal(t, tt.wantVals, q)
+				assert.Equal(t, tt.wantVals, q.URLValues())
 			}
 		})
 	}

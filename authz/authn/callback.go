@@ -24,7 +24,7 @@ import (
 // cookie; every failure is a page offering a fresh login.
 func (l *Login) callback(ctx context.Context, r *authz.Request) authz.Decision {
 	q, err := r.Query()
-	if err != nil || len(q["state"]) != 1 || len(q["code"]) > 1 || len(q["error"]) > 1 {
+	if err != nil || q.Count("state") != 1 || q.Count("code") > 1 || q.Count("error") > 1 {
 		return l.page(http.StatusBadRequest, ReasonLoginStateInvalid, "This sign-in link is not valid.", "/")
 	}
 	state := q.Get("state")

@@ -20,13 +20,13 @@ import (
 // warmPathAllocs pins the allocations of one warm, allowed check through
 // the Check server as production wires it: a cached bearer JWT, the
 // identity headers, metrics and the decision log (JSON, buffered). What is
-// left: the Request (1) and its parsed query (3: url.Values, a value list,
-// the value), the caller's copy of the cached identity (1), the decision
+// left: the Request (1, its parsed query inside it), the caller's copy of
+// the cached identity (1), the decision
 // line's identity group and the record's attributes past slog's inline
 // five (2), the upstream headers and the joined groups (2), and the
 // CheckResponse with all its messages (1). Lower it when you remove one; a
 // change that raises it needs a reason in its commit.
-const warmPathAllocs = 10
+const warmPathAllocs = 7
 
 // TestWarmCheckAllocations is the allocation regression test of the warm
 // path (testing.AllocsPerRun).

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -489,7 +488,7 @@ func readableFromRequest(ctx context.Context, r *authz.Request, route string, ro
 	}
 	switch route {
 	case "GetRegisteredModel":
-		if len(q["name"]) != 1 {
+		if q.Count("name") != 1 {
 			return false, nil
 		}
 		return rows.CanRead(ctx, store.Resource{Kind: store.RegisteredModel, ID: q.Get("name")})
@@ -506,8 +505,8 @@ func readableFromRequest(ctx context.Context, r *authz.Request, route string, ro
 
 // ownedAll reports whether every trace the query names (in the key MLflow
 // reads) belongs to a readable experiment.
-func ownedAll(ctx context.Context, rows *mlflow.Rows, q url.Values, key string, single bool) (bool, error) {
-	ids := q[key]
+func ownedAll(ctx context.Context, rows *mlflow.Rows, q authz.Query, key string, single bool) (bool, error) {
+	ids := q.Values(key)
 	if len(ids) == 0 || single && len(ids) != 1 {
 		return false, nil
 	}

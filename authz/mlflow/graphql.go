@@ -166,7 +166,7 @@ func graphQLParams(req *authz.Request) (string, map[string]any, *authz.Decision)
 		return "", nil, badParam("the query string cannot be parsed unambiguously")
 	}
 	for _, k := range graphQLURLKeys {
-		if _, ok := q[k]; ok {
+		if q.Has(k) {
 			return "", nil, deny(http.StatusBadRequest, ReasonGraphQLQueryInURL, "GraphQL parameter "+k+" in the URL: MLflow reads /graphql only from the JSON body, send the query there")
 		}
 	}

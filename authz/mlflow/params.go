@@ -2,7 +2,6 @@ package mlflow
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"unicode/utf8"
 
@@ -86,16 +85,15 @@ func (rd *reader) resolveSrc(p *param) (src, bool) {
 }
 
 // hasKey reports whether the query holds k in either spelling.
-func hasKey(q url.Values, k string) bool {
+func hasKey(q authz.Query, k string) bool {
 	if k == "" {
 		return false
 	}
-	if _, ok := q[k]; ok {
+	if q.Has(k) {
 		return true
 	}
 	if c := camel(k); c != k {
-		_, ok := q[c]
-		return ok
+		return q.Has(c)
 	}
 	return false
 }
@@ -148,7 +146,7 @@ func (rd *reader) argsOrJSON(p *param) ([]string, *authz.Decision) {
 	if err != nil {
 		return nil, badParam("the query string cannot be parsed unambiguously")
 	}
-	if rd.req.Method == http.MethodGet && len(q) > 0 {
+	if rd.req.Method == http.MethodGet && !q.Empty() {
 		if body, d := rd.loadBody(false); d == nil && hasBodyKey(body, p.name) {
 			return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+p.name+" given both in the query and in the body")
 		}
@@ -168,14 +166,14 @@ func hasBodyKey(body jsonObject, k string) bool {
 
 // queryValues reads p from the query string. Only the proto field name
 // counts, as in MLflow; a repeated single value or both spellings is a 400.
-func queryValues(q url.Values, p *param) ([]string, *authz.Decision) {
+func queryValues(q authz.Query, p *param) ([]string, *authz.Decision) {
 	get := func(k string) ([]string, *authz.Decision) {
 		if k == "" {
 			return nil, nil
 		}
-		vs := q[k]
+		vs := q.Values(k)
 		if c := camel(k); c != k {
-			if _, both := q[c]; both {
+			if q.Has(c) {
 				if len(vs) > 0 {
 					return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" given in both spellings ("+k+", "+c+")")
 				}
@@ -186,12 +184,13 @@ func queryValues(q url.Values, p *param) ([]string, *authz.Decision) {
 		if !p.list && len(vs) > 1 {
 			return nil, deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+k+" repeated in the query")
 		}
-		out := vs[:0:0]
+		empty := 0
 		for _, v := range vs {
 			if v == "" {
 				if p.list {
 					return nil, badParam("empty value in " + k)
 				}
+				empty++
 				continue
 			}
 			if p.kind == idArtifactPath {
@@ -201,7 +200,16 @@ func queryValues(q url.Values, p *param) ([]string, *authz.Decision) {
 			} else if !validID(v) {
 				return nil, badParam(k + " is not a valid id")
 			}
-			out = append(out, v)
+		}
+		if empty == 0 {
+			// Every value counts: the query's own slice, with no copy.
+			return vs, nil
+		}
+		out := make([]string, 0, len(vs)-empty)
+		for _, v := range vs {
+			if v != "" {
+				out = append(out, v)
+			}
 		}
 		return out, nil
 	}
