@@ -22,11 +22,11 @@ import (
 // identity headers, metrics and the decision log (JSON, buffered). What is
 // left: the Request (1, its parsed query inside it), the caller's copy of
 // the cached identity (1), the decision
-// line's identity group and the record's attributes past slog's inline
-// five (2), the upstream headers and the joined groups (2), and the
+// line's identity group (1; the line itself is formatted from attributes
+// on the stack, logsink.Handler.HandleAttrs), the upstream headers and the joined groups (2), and the
 // CheckResponse with all its messages (1). Lower it when you remove one; a
 // change that raises it needs a reason in its commit.
-const warmPathAllocs = 7
+const warmPathAllocs = 6
 
 // TestWarmCheckAllocations is the allocation regression test of the warm
 // path (testing.AllocsPerRun).

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 )
 
 // Checker decides one request. *authz.Engine satisfies it; the server owns
@@ -372,8 +373,7 @@ func (s *Server) record(ctx context.Context, in authz.RequestInput, r *authz.Req
 	// The record goes straight to the handler, as slog's Logger would send
 	// it but without the caller's program counter: no handler here reports
 	// the source, and runtime.Callers was a tenth of the line's cost.
-	rec := slog.NewRecord(end, level, "decision", 0)
-	rec.AddAttrs(
+	attrs := [...]slog.Attr{
 		slog.String("request_id", in.ID),
 		slog.String("app", d.App),
 		slog.String("host", host),
@@ -384,7 +384,14 @@ func (s *Server) record(ctx context.Context, in authz.RequestInput, r *authz.Req
 		slog.Int("status", d.Status),
 		slog.String("reason", string(d.Reason)),
 		slog.Int64("latency_us", elapsed.Microseconds()),
-	)
+	}
+	if lh, ok := h.(*logsink.Handler); ok {
+		// Without a Record, whose inline room is five attributes.
+		_ = lh.HandleAttrs(ctx, end, level, "decision", attrs[:]...)
+		return
+	}
+	rec := slog.NewRecord(end, level, "decision", 0)
+	rec.AddAttrs(attrs[:]...)
 	_ = h.Handle(ctx, rec)
 }
 

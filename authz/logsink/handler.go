@@ -101,6 +101,22 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
+// HandleAttrs writes the line Handle writes for a record of t, level, msg
+// and attrs, without building the slog.Record: a Record holds five
+// attributes inline and allocates for the rest, and the decision line has
+// ten. attrs is not kept.
+func (h *Handler) HandleAttrs(ctx context.Context, t time.Time, level slog.Level, msg string, attrs ...slog.Attr) error {
+	if h.fast && h.writeFast(func(buf []byte) ([]byte, bool) { return appendLine(buf, t, level, msg, attrs) }) {
+		if level >= slog.LevelWarn {
+			return h.w.Flush()
+		}
+		return nil
+	}
+	r := slog.NewRecord(t, level, msg, 0)
+	r.AddAttrs(attrs...)
+	return h.Handle(ctx, r)
+}
+
 // lineBuf holds one line while it is formatted: the Writer copies it, so it
 // goes back to the pool at once.
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -108,8 +124,14 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 // handleFast formats r if every value is one the fast path knows, and
 // reports whether it did; it writes nothing otherwise.
 func (h *Handler) handleFast(r slog.Record) bool {
+	return h.writeFast(func(buf []byte) ([]byte, bool) { return appendRecord(buf, r) })
+}
+
+// writeFast formats one line with format into a pooled buffer and writes
+// it if format reports that it could.
+func (h *Handler) writeFast(format func([]byte) ([]byte, bool)) bool {
 	bp := lineBufs.Get().(*[]byte)
-	buf, ok := appendRecord((*bp)[:0], r)
+	buf, ok := format((*bp)[:0])
 	if ok {
 		_, _ = h.w.Write(buf)
 	}
@@ -123,22 +145,10 @@ func (h *Handler) handleFast(r slog.Record) bool {
 // appendRecord appends r as slog.JSONHandler formats it with no
 // HandlerOptions but the level: time, level, msg, then the attributes.
 func appendRecord(buf []byte, r slog.Record) ([]byte, bool) {
-	buf = append(buf, '{')
-	if !r.Time.IsZero() {
-		// slog.JSONHandler writes an error for a year RFC 3339 cannot hold;
-		// leave that rarity to it.
-		if y := r.Time.Year(); y < 0 || y >= 10000 {
-			return buf, false
-		}
-		buf = append(buf, `"time":"`...)
-		buf = r.Time.AppendFormat(buf, time.RFC3339Nano)
-		buf = append(buf, `",`...)
+	buf, ok := appendHead(buf, r.Time, r.Level, r.Message)
+	if !ok {
+		return buf, false
 	}
-	buf = append(buf, `"level":`...)
-	buf = appendString(buf, r.Level.String())
-	buf = append(buf, `,"msg":`...)
-	buf = appendString(buf, r.Message)
-	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		buf, _, ok = appendAttr(buf, a, true)
 		return ok
@@ -147,6 +157,38 @@ func appendRecord(buf []byte, r slog.Record) ([]byte, bool) {
 		return buf, false
 	}
 	return append(buf, "}\n"...), true
+}
+
+// appendLine is appendRecord for a record given by its parts.
+func appendLine(buf []byte, t time.Time, level slog.Level, msg string, attrs []slog.Attr) ([]byte, bool) {
+	buf, ok := appendHead(buf, t, level, msg)
+	for i := 0; ok && i < len(attrs); i++ {
+		buf, _, ok = appendAttr(buf, attrs[i], true)
+	}
+	if !ok {
+		return buf, false
+	}
+	return append(buf, "}\n"...), true
+}
+
+// appendHead appends a line's opening brace, time, level and message.
+func appendHead(buf []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
+	buf = append(buf, '{')
+	if !t.IsZero() {
+		// slog.JSONHandler writes an error for a year RFC 3339 cannot hold;
+		// leave that rarity to it.
+		if y := t.Year(); y < 0 || y >= 10000 {
+			return buf, false
+		}
+		buf = append(buf, `"time":"`...)
+		buf = t.AppendFormat(buf, time.RFC3339Nano)
+		buf = append(buf, `",`...)
+	}
+	buf = append(buf, `"level":`...)
+	buf = appendString(buf, level.String())
+	buf = append(buf, `,"msg":`...)
+	buf = appendString(buf, msg)
+	return buf, true
 }
 
 // appendAttr appends a as one member, after a comma when comma is set, and

@@ -54,6 +54,19 @@ func ours(t testing.TB, r slog.Record, opts Options) string {
 	return b.String()
 }
 
+// oursAttrs formats r's parts with Handler.HandleAttrs and flushes: it
+// must write what Handle writes.
+func oursAttrs(t testing.TB, r slog.Record, opts Options) string {
+	t.Helper()
+	var as []slog.Attr
+	r.Attrs(func(a slog.Attr) bool { as = append(as, a); return true })
+	var b bytes.Buffer
+	w := NewWriter(&b, time.Hour, 0)
+	require.NoError(t, NewHandler(w, opts).HandleAttrs(context.Background(), r.Time, r.Level, r.Message, as...))
+	require.NoError(t, w.Close())
+	return b.String()
+}
+
 func record(level slog.Level, msg string, as ...slog.Attr) slog.Record {
 	r := slog.NewRecord(testTime, level, msg, 0)
 	r.AddAttrs(as...)
@@ -102,7 +115,9 @@ func TestHandlerMatchesSlogJSON(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, reference(t, tc.rec, slog.LevelDebug), ours(t, tc.rec, Options{Level: slog.LevelDebug}))
+			want := reference(t, tc.rec, slog.LevelDebug)
+			assert.Equal(t, want, ours(t, tc.rec, Options{Level: slog.LevelDebug}))
+			assert.Equal(t, want, oursAttrs(t, tc.rec, Options{Level: slog.LevelDebug}), "HandleAttrs")
 			_, ok := appendRecord(nil, tc.rec)
 			assert.Equal(t, tc.fast, ok, "fast path")
 		})
@@ -169,6 +184,13 @@ func TestHandlerFlushesWarnAtOnce(t *testing.T) {
 	assert.Contains(t, out, `"msg":"first"`)
 	assert.Contains(t, out, `"msg":"second"`)
 	assert.Less(t, bytes.Index([]byte(out), []byte("first")), bytes.Index([]byte(out), []byte("second")))
+
+	h := l.Handler().(*Handler)
+	require.NoError(t, h.HandleAttrs(t.Context(), testTime, slog.LevelInfo, "third", slog.Int("a", 1)))
+	assert.NotContains(t, b.String(), "third", "an INFO line is buffered")
+	require.NoError(t, h.HandleAttrs(t.Context(), testTime, slog.LevelWarn, "fourth", slog.Float64("f", 0.5)))
+	assert.Contains(t, b.String(), `"msg":"third","a":1}`)
+	assert.Contains(t, b.String(), `"msg":"fourth","f":0.5}`, "a WARN line through slog's path is flushed too")
 }
 
 // FuzzHandlerMatchesSlogJSON builds records from arbitrary bytes and holds
@@ -183,6 +205,9 @@ func FuzzHandlerMatchesSlogJSON(f *testing.F) {
 		got := ours(t, r, Options{Level: slog.Level(-100)})
 		if want != got {
 			t.Fatalf("output differs\nslog: %q\nours: %q", want, got)
+		}
+		if got := oursAttrs(t, r, Options{Level: slog.Level(-100)}); want != got {
+			t.Fatalf("HandleAttrs output differs\nslog: %q\nours: %q", want, got)
 		}
 	})
 }
