@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/envoyheader"
 	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 )
 
@@ -163,7 +164,7 @@ func requestInput(req *authv3.CheckRequest) authz.RequestInput {
 	h := attrs.GetRequest().GetHttp()
 	headers := h.GetHeaders()
 	if len(headers) == 0 && h.GetHeaderMap() != nil {
-		headers = joinHeaderMap(h.GetHeaderMap())
+		headers = envoyheader.Flatten(h.GetHeaderMap())
 	}
 	in := authz.RequestInput{
 		ID:        headers["x-request-id"],
@@ -198,24 +199,6 @@ func requestInput(req *authv3.CheckRequest) authz.RequestInput {
 		in.Headers = map[string]string{}
 	}
 	return in
-}
-
-// joinHeaderMap flattens Envoy's encode_raw_headers form the way Envoy's own
-// map form does: lower-case names, repeated values joined with commas.
-func joinHeaderMap(m *corev3.HeaderMap) map[string]string {
-	out := make(map[string]string, len(m.GetHeaders()))
-	for _, hv := range m.GetHeaders() {
-		k := strings.ToLower(hv.GetKey())
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
-		}
-		if prev, ok := out[k]; ok {
-			v = prev + "," + v
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // response converts a Decision into a CheckResponse, setting status on

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/envoyheader"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
@@ -323,7 +324,7 @@ func (x *exchange) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	if !x.filtered {
 		return responseHeadersNone()
 	}
-	headers := headerMap(h.GetHeaders())
+	headers := envoyheader.Flatten(h.GetHeaders())
 	x.status, _ = strconv.Atoi(headers[":status"])
 	switch {
 	case x.status >= 400:

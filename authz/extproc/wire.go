@@ -2,13 +2,13 @@ package extproc
 
 import (
 	"mime"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/authz/envoyheader"
 )
 
 // From Envoy's messages to ours, and back.
@@ -24,7 +24,7 @@ const peerAttribute = "connection.uri_san_peer_certificate"
 // header with a lower-case name (repeated ones joined as Envoy joins them
 // for ext_authz), and the peer from the attributes.
 func requestInput(h *extprocv3.HttpHeaders, attrs map[string]*structpb.Struct) authz.RequestInput {
-	headers := headerMap(h.GetHeaders())
+	headers := envoyheader.Flatten(h.GetHeaders())
 	in := authz.RequestInput{
 		ID:      headers["x-request-id"],
 		Method:  headers[":method"],
@@ -42,29 +42,6 @@ func requestInput(h *extprocv3.HttpHeaders, attrs map[string]*structpb.Struct) a
 		}
 	}
 	return in
-}
-
-// headerMap flattens Envoy's header list: lower-case names, values from
-// raw_value (where ext_proc puts them) or value, repeated headers joined
-// with "," (cookies with "; "), as the ext_authz CheckRequest has them.
-func headerMap(m *corev3.HeaderMap) map[string]string {
-	out := make(map[string]string, len(m.GetHeaders()))
-	for _, hv := range m.GetHeaders() {
-		k := strings.ToLower(hv.GetKey())
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
-		}
-		if prev, ok := out[k]; ok {
-			sep := ","
-			if k == "cookie" {
-				sep = "; "
-			}
-			v = prev + sep + v
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // headerOption sets (overwrites) one header; ext_proc reads raw_value.
