@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -121,6 +122,23 @@ type Resource struct {
 	ID string
 	// Name is the scorer name (scorer grants are keyed by experiment id and name).
 	Name string
+	// Workspace is the MLflow workspace (3.10+) whose grants decide: the
+	// workspace of registered_model_permissions rows, of the roles whose
+	// grants count, and of the workspace_permissions row. "" is
+	// DefaultWorkspace, the only one while workspaces are off.
+	Workspace string
+}
+
+// DefaultWorkspace is the workspace every resource is in while MLflow's
+// workspaces are off (mlflow/utils/workspace_utils.py DEFAULT_WORKSPACE_NAME).
+const DefaultWorkspace = "default"
+
+// WorkspaceOf returns r's workspace, DefaultWorkspace when unset.
+func (r Resource) WorkspaceOf() string {
+	if r.Workspace == "" {
+		return DefaultWorkspace
+	}
+	return r.Workspace
 }
 
 // Grant is one permission row. Valid is false when the stored permission
@@ -155,8 +173,14 @@ type Grants struct {
 	// the grants are then in Roles, and User and Groups are nil. Empty
 	// means the legacy layout.
 	Layout Layout
+	// Workspace is the user's workspace_permissions row in the resource's
+	// workspace (MLflow 3.10's workspace-wide grant, legacy layout), nil
+	// when there is none or the table does not exist. Only a policy with
+	// workspaces on applies it, as MLflow does.
+	Workspace *Grant
+
 	// Roles are the role_permissions rows that may bear on the resource,
-	// in workspace 'default': of the roles assigned to the user, and of
+	// in the resource's workspace: of the roles assigned to the user, and of
 	// every named role (one a token group may map to; never a synthetic
 	// __user_<id>__ role of someone else). Callers pick the roles that
 	// apply.
@@ -285,6 +309,19 @@ const (
 	// scoring configurations (zero or more).
 	OnlineScoringExperiments Lookup = "online_scoring_config"
 
+	// By name within one workspace (MLflow 3.10+ keeps names unique per
+	// workspace): the key is WorkspaceKey(workspace, name).
+	ExperimentByNameIn      Lookup = "experiment_name_in"
+	GatewayEndpointByNameIn Lookup = "gateway_endpoint_name_in"
+
+	// The workspace a resource lives in (the workspace column of MLflow
+	// 3.10's tracking tables; DefaultWorkspace where the column is
+	// missing): one answer, or ErrNotFound when the id names nothing.
+	WorkspaceOfExperiment             Lookup = "workspace_of_experiment"
+	WorkspaceOfGatewaySecret          Lookup = "workspace_of_gateway_secret"
+	WorkspaceOfGatewayEndpoint        Lookup = "workspace_of_gateway_endpoint"
+	WorkspaceOfGatewayModelDefinition Lookup = "workspace_of_gateway_model_definition"
+
 	// Names, which mlflow-oidc-auth's regex rows match and its gateway
 	// rows are keyed by. A rename changes them, so unlike ownership they
 	// are cached no longer than grants (see Renamable).
@@ -295,13 +332,32 @@ const (
 )
 
 // Renamable reports whether l's answer can change for the same key: a
-// name, unlike the experiment that owns a run, can be renamed.
+// name, unlike the experiment that owns a run, can be renamed, and an
+// operator can move a resource to another workspace (MLflow's
+// mlflow/store/db/workspace_move.py), so neither is cached longer than
+// grants.
 func (l Lookup) Renamable() bool {
 	switch l {
-	case NameOfExperiment, NameOfGatewaySecret, NameOfGatewayEndpoint, NameOfGatewayModelDefinition:
+	case NameOfExperiment, NameOfGatewaySecret, NameOfGatewayEndpoint, NameOfGatewayModelDefinition,
+		WorkspaceOfExperiment, WorkspaceOfGatewaySecret, WorkspaceOfGatewayEndpoint, WorkspaceOfGatewayModelDefinition:
 		return true
 	}
 	return false
+}
+
+// WorkspaceKey is the key of a lookup by name within a workspace
+// (ExperimentByNameIn, GatewayEndpointByNameIn). A workspace name never
+// holds "/", so the first one separates the two.
+func WorkspaceKey(workspace, name string) string { return workspace + "/" + name }
+
+// SplitWorkspaceKey undoes WorkspaceKey; ok is false for a key without a
+// workspace.
+func SplitWorkspaceKey(key string) (workspace, name string, ok bool) {
+	i := strings.IndexByte(key, '/')
+	if i <= 0 {
+		return "", "", false
+	}
+	return key[:i], key[i+1:], true
 }
 
 // Reader is what the decision pipeline needs from a backend.
@@ -366,15 +422,19 @@ type TrackedName struct {
 	// Name is the experiment, registered model, scorer or gateway object
 	// name (secrets.secret_name for a gateway secret).
 	Name string
+	// Workspace is the workspace the request acted in ("" is
+	// DefaultWorkspace): names are unique per workspace, and the grant
+	// lands there.
+	Workspace string
 }
 
 // Resource is what grants on the tracked object are keyed by, given the id
 // MLflow gave it (o.ID).
 func (n TrackedName) Resource(o TrackedObject) Resource {
 	if n.Kind == Scorer {
-		return Resource{Kind: Scorer, ID: o.ID, Name: n.Name}
+		return Resource{Kind: Scorer, ID: o.ID, Name: n.Name, Workspace: n.Workspace}
 	}
-	return Resource{Kind: n.Kind, ID: o.ID}
+	return Resource{Kind: n.Kind, ID: o.ID, Workspace: n.Workspace}
 }
 
 // TrackedObject is the row of MLflow's tracking tables for an experiment, a
@@ -411,12 +471,15 @@ type GrantRow struct {
 	Permission string
 }
 
-// GrantFilter narrows ListGrants; empty fields match everything.
+// GrantFilter narrows ListGrants; empty fields match everything, but
+// Workspace: "" lists the rows of DefaultWorkspace (where a table keeps
+// rows per workspace).
 type GrantFilter struct {
-	Kind  ResourceKind
-	ID    string
-	User  string
-	Group string
+	Kind      ResourceKind
+	ID        string
+	User      string
+	Group     string
+	Workspace string
 }
 
 // PatternRow is one of mlflow-oidc-auth's regex or group-regex rows, as
@@ -471,8 +534,9 @@ type Admin interface {
 	ListPatterns(ctx context.Context, f GrantFilter) ([]PatternRow, error)
 
 	// RenameRegisteredModel moves every user and group row of a registered
-	// model to its new name (MLflow's after-request hook on rename).
-	RenameRegisteredModel(ctx context.Context, from, to string) error
+	// model in workspace ("" is the default one) to its new name (MLflow's
+	// after-request hook on rename).
+	RenameRegisteredModel(ctx context.Context, workspace, from, to string) error
 	// DeleteResourceGrants removes every row on r (after a delete).
 	DeleteResourceGrants(ctx context.Context, r Resource) error
 }

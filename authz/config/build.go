@@ -184,7 +184,7 @@ func buildApp(a AppConfig, reader store.Reader, log *slog.Logger) (*authz.App, e
 	}
 	app.Upstream = up
 	if a.Type == "mlflow" {
-		app.Upstream = mlflow.Upstream(up)
+		app.Upstream = mlflow.Upstream(up, a.MLflow.Workspaces)
 	}
 	return app, nil
 }

@@ -140,6 +140,15 @@ type Resolution struct {
 	order      []store.Source
 	def        store.Permission
 	regexes    *regexCache
+	// workspaces and defaultWorkspaceAccess are Config.Workspaces and
+	// Config.GrantDefaultWorkspaceAccess (see fallback).
+	workspaces, defaultWorkspaceAccess bool
+}
+
+// WithWorkspaces returns rs deciding in MLflow's workspaces (Config.Workspaces).
+func (rs Resolution) WithWorkspaces(on, defaultAccess bool) Resolution {
+	rs.workspaces, rs.defaultWorkspaceAccess = on, on && defaultAccess
+	return rs
 }
 
 // NewResolution validates the compatibility mode and, for oidc-auth, the
@@ -219,7 +228,7 @@ func (rs Resolution) GrantKey(ctx context.Context, r store.Reader, res store.Res
 	if len(names) != 1 {
 		return res, store.ErrNotFound
 	}
-	return store.Resource{Kind: res.Kind, ID: names[0], Name: res.Name}, nil
+	return store.Resource{Kind: res.Kind, ID: names[0], Name: res.Name, Workspace: res.Workspace}, nil
 }
 
 // Result is a resolved permission.
@@ -245,7 +254,7 @@ func (rs Resolution) Permission(ctx context.Context, r store.Reader, username st
 			return Result{Permission: store.NoPermissions, Source: "role",
 				Unreadable: "mlflow.compat oidc-auth does not apply to MLflow's roles layout"}, nil
 		}
-		return rs.rolePermission(g, res, groups, note), nil
+		return rs.rolePermission(g, key, groups, note), nil
 	}
 	if !rs.compat {
 		if res.Kind != store.Experiment && res.Kind != store.RegisteredModel {
@@ -253,8 +262,12 @@ func (rs Resolution) Permission(ctx context.Context, r store.Reader, username st
 			// mlflow-oidc-auth's scorer group rows are its resolution's.
 			g.Groups = nil
 		}
+		def, defSrc := rs.fallback(g, key)
 		src := "default"
-		p := EffectivePermission(g, groups, rs.def, func(s Source) {
+		p := EffectivePermission(g, groups, def, func(s Source) {
+			if s.Kind == "default" && defSrc == "workspace" {
+				s.Kind, s.Name = "workspace", key.WorkspaceOf()
+			}
 			if s.Found && !s.Outranked && src == "default" {
 				src = s.Kind
 			}
@@ -544,6 +557,8 @@ func (s Source) Describe(username string) string {
 	switch s.Kind {
 	case "default":
 		return "default_permission: " + s.Grant.Permission.String()
+	case "workspace":
+		return fmt.Sprintf("no grant on the resource: workspace %q gives %s", s.Name, grantString(s.Grant))
 	case "role":
 		what := s.RoleType + " " + s.Pattern
 		switch {

@@ -83,6 +83,9 @@ type Operation struct {
 	// the body as MLflow reads it; "" when absent or unreadable. It is
 	// recorded after an allow, never checked, so it never causes a deny.
 	NewName string
+	// Workspace is the MLflow workspace the request is decided in (see
+	// workspace.go); "" while workspaces are off.
+	Workspace string
 }
 
 // deny builds a refusal in the form every reader of this package returns:

@@ -18,7 +18,7 @@ import (
 func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 	tr := authz.TraceFrom(ctx)
 	if kind, ok := creates[op.Route.Name]; ok {
-		n := store.TrackedName{Kind: kind, Name: op.NewName}
+		n := store.TrackedName{Kind: kind, Name: op.NewName, Workspace: op.Workspace}
 		if kind == store.Scorer {
 			n.Experiment = needKey(op, store.ExperimentByID)
 		}
@@ -38,7 +38,7 @@ func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 				if tr != nil {
 					tr.Addf("ownership", "permission rows of scorer %q of experiment %s go once MLflow's row is gone", n.Resource.Name, n.Resource.ID)
 				}
-				p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.Scorer, Experiment: n.Resource.ID, Name: n.Resource.Name}, p.pendingTTL)
+				p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.Scorer, Experiment: n.Resource.ID, Name: n.Resource.Name, Workspace: op.Workspace}, p.pendingTTL)
 				return
 			}
 		}
@@ -57,7 +57,7 @@ func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 			if tr != nil {
 				tr.Addf("ownership", "permission rows of registered model %q go once MLflow's row is gone", name)
 			}
-			p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.RegisteredModel, Name: name}, p.pendingTTL)
+			p.recorder.RecordDelete(ctx, store.TrackedName{Kind: store.RegisteredModel, Name: name, Workspace: op.Workspace}, p.pendingTTL)
 			return
 		}
 		to := op.NewName
@@ -67,7 +67,7 @@ func (p *Policy) record(ctx context.Context, op Operation, id *authz.Identity) {
 		if tr != nil {
 			tr.Addf("ownership", "permission rows of registered model %q move to %q once MLflow shows the rename", name, to)
 		}
-		p.recorder.RecordRename(ctx, store.RegisteredModel, name, to, p.pendingTTL)
+		p.recorder.RecordRename(ctx, store.TrackedName{Kind: store.RegisteredModel, Name: name, Workspace: op.Workspace}, to, p.pendingTTL)
 	}
 }
 

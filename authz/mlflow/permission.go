@@ -30,6 +30,11 @@ func (p *Policy) checkAccess(ctx context.Context, op Operation, id *authz.Identi
 	case AccessAnyone, AccessAuthenticated:
 		return authz.Allow(authz.ReasonAllowed)
 	case AccessCreate:
+		if op.Workspace != "" {
+			if d := p.checkCreateIn(ctx, id, op.Workspace); d != nil {
+				return *d
+			}
+		}
 		if len(p.createGroups) == 0 {
 			return authz.Allow(authz.ReasonAllowed)
 		}
@@ -121,7 +126,9 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 			seen[n] = true
 		}
 		if n.Lookup == "" {
-			if d, admin := p.checkOne(ctx, id, n.Resource, n, memo); d != nil || admin {
+			res := n.Resource
+			res.Workspace = op.Workspace
+			if d, admin := p.checkOne(ctx, id, res, n, memo); d != nil || admin {
 				if d != nil {
 					return *d
 				}
@@ -129,7 +136,7 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 			}
 			continue
 		}
-		ids, err := p.resolve(ctx, n)
+		ids, err := p.resolve(ctx, n, op.Workspace)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) && n.IfExists {
 				// MLflow creates it: nothing of anyone else's is touched.
@@ -156,7 +163,7 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 			tr.Addf("resource", "%s %q → %s %v", n.Lookup, n.Key, n.Resource.Kind, ids)
 		}
 		for _, rid := range ids {
-			res := store.Resource{Kind: n.Resource.Kind, ID: rid}
+			res := store.Resource{Kind: n.Resource.Kind, ID: rid, Workspace: op.Workspace}
 			need := n
 			if n.MovedTo != "" && rid != n.MovedTo {
 				// The merge takes it out of rid: a delete there.
@@ -179,13 +186,15 @@ func (p *Policy) checkNeeds(ctx context.Context, op Operation, id *authz.Identit
 	return authz.Allow(authz.ReasonAllowed)
 }
 
-// resolve finds the owners of n's key. A key that MLflow merges into is read
-// past the cache (store.FreshResolver), when the store has one.
-func (p *Policy) resolve(ctx context.Context, n Need) ([]string, error) {
+// resolve finds the owners of n's key; a name in workspace ws ("" while
+// workspaces are off). A key that MLflow merges into is read past the
+// cache (store.FreshResolver), when the store has one.
+func (p *Policy) resolve(ctx context.Context, n Need, ws string) ([]string, error) {
+	l, key := inWorkspace(n.Lookup, n.Key, ws)
 	if fr, ok := p.store.(store.FreshResolver); ok && n.IfExists {
-		return fr.ResolveFresh(ctx, n.Lookup, n.Key)
+		return fr.ResolveFresh(ctx, l, key)
 	}
-	return p.store.Resolve(ctx, n.Lookup, n.Key)
+	return p.store.Resolve(ctx, l, key)
 }
 
 // lookupNoun names what a Lookup's key is, for deny messages.
@@ -220,6 +229,11 @@ func lookupNoun(l store.Lookup) string {
 func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Resource, n Need, memo map[store.Resource]Result) (*authz.Decision, bool) {
 	r, ok := memo[res]
 	if !ok {
+		if res.Workspace != "" {
+			if d := p.checkWorkspace(ctx, res, res.Workspace); d != nil {
+				return d, false
+			}
+		}
 		key, err := p.resolution.GrantKey(ctx, p.store, res)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {

@@ -55,6 +55,16 @@ type Config struct {
 	// across experiments. Default false: every named experiment needs READ,
 	// as when only ext_authz sees the request.
 	ExtProcFilter bool `yaml:"ext_proc_filter"`
+	// Workspaces decides each request in the MLflow workspace it names
+	// (X-MLFLOW-WORKSPACE, MLflow 3.10+ with MLFLOW_ENABLE_WORKSPACES),
+	// passes the header on to MLflow, and denies a resource of another
+	// workspace. Default false: everything is decided in workspace
+	// default and the header is removed.
+	Workspaces bool `yaml:"workspaces"`
+	// GrantDefaultWorkspaceAccess is MLflow's grant_default_workspace_access
+	// (basic_auth.ini): with workspaces on, a caller without any grant in the
+	// default workspace gets default_permission there. Default false.
+	GrantDefaultWorkspaceAccess bool `yaml:"grant_default_workspace_access"`
 	// Recorder receives the allowed creates, renames and deletes. It is set
 	// by the code that builds the service, never by YAML; nil records nothing.
 	Recorder Recorder `yaml:"-"`
@@ -69,8 +79,9 @@ type Config struct {
 type Recorder interface {
 	// RecordCreate: user was allowed to create the object n names.
 	RecordCreate(ctx context.Context, n store.TrackedName, user string, ttl time.Duration)
-	// RecordRename: a registered model may be renamed from → to.
-	RecordRename(ctx context.Context, kind store.ResourceKind, from, to string, ttl time.Duration)
+	// RecordRename: a registered model may be renamed from → to (in from's
+	// workspace).
+	RecordRename(ctx context.Context, from store.TrackedName, to string, ttl time.Duration)
 	// RecordDelete: a registered model or a scorer may be deleted.
 	RecordDelete(ctx context.Context, n store.TrackedName, ttl time.Duration)
 }
@@ -90,6 +101,7 @@ type Policy struct {
 	recorder     Recorder // nil when creator grants are off
 	pendingTTL   time.Duration
 	filter       bool // Config.ExtProcFilter
+	workspaces   bool // Config.Workspaces
 }
 
 var _ authz.Policy = (*Policy)(nil)
@@ -117,6 +129,14 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if p.resolution, err = p.resolution.WithGroupRoles(cfg.GroupRoles); err != nil {
 		return nil, err
 	}
+	if cfg.Workspaces && p.resolution.Compat() {
+		return nil, errors.New("mlflow: workspaces need MLflow's own resolution; mlflow-oidc-auth (compat: oidc-auth) has no workspaces")
+	}
+	if cfg.GrantDefaultWorkspaceAccess && !cfg.Workspaces {
+		return nil, errors.New("mlflow: grant_default_workspace_access needs workspaces: true")
+	}
+	p.workspaces = cfg.Workspaces
+	p.resolution = p.resolution.WithWorkspaces(cfg.Workspaces, cfg.GrantDefaultWorkspaceAccess)
 	switch cfg.IdentityIntegrity {
 	case "":
 	case IntegrityOff, IntegrityWarn, IntegrityEnforce:
@@ -179,6 +199,12 @@ func (p *Policy) Decide(ctx context.Context, req *authz.Request, id *authz.Ident
 	}
 	if d != nil {
 		return *d
+	}
+	if op.Workspace, d = p.requestWorkspace(req, op); d != nil {
+		return *d
+	}
+	if op.Workspace != "" && tr != nil {
+		tr.Addf("workspace", "decided in workspace %q", op.Workspace)
 	}
 	if op, d = p.withFilter(op); d != nil {
 		return *d

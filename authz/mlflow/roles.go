@@ -129,7 +129,7 @@ func (rs Resolution) rolePermission(g store.Grants, res store.Resource, groups [
 	types := roleTypesOf(res, g)
 	var worst *Result
 	for _, t := range types {
-		r := rs.roleType(g, t, mapped, note)
+		r := rs.roleType(g, res, t, mapped, note)
 		if worst == nil || r.Permission < worst.Permission {
 			r := r
 			worst = &r
@@ -142,7 +142,8 @@ func (rs Resolution) rolePermission(g store.Grants, res store.Resource, groups [
 }
 
 // roleType resolves the grants of one role type.
-func (rs Resolution) roleType(g store.Grants, t string, mapped map[string]string, note func(Source)) Result {
+func (rs Resolution) roleType(g store.Grants, res store.Resource, t string, mapped map[string]string, note func(Source)) Result {
+	fallback, fallbackSrc := rs.fallback(g, res)
 	var (
 		wsAdmin, denied, cond bool
 		best                  store.Permission
@@ -209,31 +210,34 @@ func (rs Resolution) roleType(g store.Grants, t string, mapped map[string]string
 			note(src)
 		}
 	}
-	res := Result{Source: "role"}
+	out := Result{Source: "role"}
 	switch {
 	case unreadable != "":
-		res.Permission, res.Unreadable = store.NoPermissions, unreadable
+		out.Permission, out.Unreadable = store.NoPermissions, unreadable
 	case wsAdmin:
-		res.Permission = store.Manage
+		out.Permission = store.Manage
 	case child != "":
-		res.Permission, res.Unreadable = store.NoPermissions, child
+		out.Permission, out.Unreadable = store.NoPermissions, child
 	case denied:
-		res.Permission, res.Unreadable = store.NoPermissions, "a role grants DENY"
+		out.Permission, out.Unreadable = store.NoPermissions, "a role grants DENY"
 	case !found:
-		res.Permission, res.Source = rs.def, "default"
+		// No grant in the resource's workspace: with workspaces on, MLflow
+		// denies unless the default workspace grants default_permission
+		// (__init__.py _role_permission_for).
+		out.Permission, out.Source = fallback, fallbackSrc
 		if note != nil {
-			note(Source{Kind: "default", Found: true, Grant: store.Grant{Permission: rs.def, Valid: true}})
+			note(Source{Kind: fallbackSrc, Name: res.WorkspaceOf(), Found: true, Grant: store.Grant{Permission: fallback, Valid: true}})
 		}
 	case best == store.NoPermissions:
-		res.Permission = store.NoPermissions
+		out.Permission = store.NoPermissions
 	default:
-		res.Permission = max(best, rs.def)
+		out.Permission = max(best, rs.def)
 	}
-	if cond && res.Permission > store.Read {
-		res.Permission = store.Read
-		res.Unreadable = "a mutation condition of one of the user's roles applies, which this build does not evaluate: reads only"
+	if cond && out.Permission > store.Read {
+		out.Permission = store.Read
+		out.Unreadable = "a mutation condition of one of the user's roles applies, which this build does not evaluate: reads only"
 	}
-	return res
+	return out
 }
 
 // WithGroupRoles returns rs with the group-to-role mapping of the roles

@@ -23,7 +23,8 @@ func (c *capture) RecordCreate(_ context.Context, n store.TrackedName, _ string,
 	c.name = n.Name
 }
 
-func (c *capture) RecordRename(_ context.Context, _ store.ResourceKind, from, to string, _ time.Duration) {
+func (c *capture) RecordRename(_ context.Context, n store.TrackedName, to string, _ time.Duration) {
+	from := n.Name
 	c.calls++
 	c.name, c.newName = from, to
 }

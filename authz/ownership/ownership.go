@@ -54,7 +54,7 @@ import (
 // a create, rename or delete that we allowed. The backends implement it
 // (postgres.OpenTracking, sqlite.OpenTracking).
 type Tracking interface {
-	// Lookup returns the object n names in workspace default, or
+	// Lookup returns the object n names in n's workspace, or
 	// store.ErrNotFound.
 	Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error)
 }
@@ -238,11 +238,11 @@ func (r *Reconciler) RecordCreate(ctx context.Context, n store.TrackedName, user
 }
 
 // RecordRename records an allowed rename of a registered model.
-func (r *Reconciler) RecordRename(ctx context.Context, kind store.ResourceKind, from, to string, ttl time.Duration) {
-	if kind != store.RegisteredModel || from == "" || to == "" || from == to {
+func (r *Reconciler) RecordRename(ctx context.Context, from store.TrackedName, to string, ttl time.Duration) {
+	if from.Kind != store.RegisteredModel || from.Name == "" || to == "" || from.Name == to {
 		return
 	}
-	r.add(ctx, key{op: opRename, name: store.TrackedName{Kind: kind, Name: from}, to: to}, r.opt.Now(), ttl)
+	r.add(ctx, key{op: opRename, name: store.TrackedName{Kind: from.Kind, Name: from.Name, Workspace: from.Workspace}, to: to}, r.opt.Now(), ttl)
 }
 
 // RecordDelete records an allowed delete of a registered model or a scorer.
@@ -464,7 +464,7 @@ func (p *pass) applyRename(ctx context.Context, rec *record, log *slog.Logger) {
 	if _, err := p.lookup(ctx, rec.name); !errors.Is(err, store.ErrNotFound) {
 		return // the old name is still there (not yet, or refused), or the read failed
 	}
-	o, err := p.lookup(ctx, store.TrackedName{Kind: rec.name.Kind, Name: rec.to})
+	o, err := p.lookup(ctx, store.TrackedName{Kind: rec.name.Kind, Name: rec.to, Workspace: rec.name.Workspace})
 	if err != nil {
 		return // the new name is not there (yet), or the read failed
 	}
@@ -475,7 +475,7 @@ func (p *pass) applyRename(ctx context.Context, rec *record, log *slog.Logger) {
 		// old model's grants to another model; wait, and expire.
 		return
 	}
-	if err := r.admin.RenameRegisteredModel(ctx, rec.name.Name, rec.to); err != nil {
+	if err := r.admin.RenameRegisteredModel(ctx, rec.name.Workspace, rec.name.Name, rec.to); err != nil {
 		log.WarnContext(ctx, "ownership: moving permission rows failed, retrying", slog.String("new_name", rec.to), slog.Any("error", err))
 		return
 	}

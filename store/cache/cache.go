@@ -80,6 +80,7 @@ type grantKey struct {
 	kind store.ResourceKind
 	id   string
 	name string
+	ws   string
 }
 
 // patternKey identifies one Patterns read. groups is a hash of the group
@@ -198,7 +199,7 @@ func (c *Cache) Stats() Stats {
 
 // Grants implements store.Reader.
 func (c *Cache) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
-	k := grantKey{user: username, kind: res.Kind, id: res.ID, name: res.Name}
+	k := grantKey{user: username, kind: res.Kind, id: res.ID, name: res.Name, ws: res.Workspace}
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
 	if v, ok := c.grants.get(k, gen, now); ok {
@@ -206,7 +207,7 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 		return v.g, nil
 	}
 	c.grantMisses.Add(1)
-	fk := flightKey('g', gen, username, string(res.Kind), res.ID, res.Name)
+	fk := flightKey('g', gen, username, string(res.Kind), res.ID, res.Name, res.Workspace)
 	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (grantVal, error) {
 		g, err := c.inner.Grants(ctx, username, res)
 		return grantVal{g}, err

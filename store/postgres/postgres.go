@@ -353,6 +353,18 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return s.byName(ctx, l, "experiments", `SELECT experiment_id::text FROM experiments WHERE name = $1`, key)
 	case store.GatewayEndpointByName:
 		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = $1`, key)
+	case store.ExperimentByNameIn, store.GatewayEndpointByNameIn, store.WorkspaceOfExperiment,
+		store.WorkspaceOfGatewaySecret, store.WorkspaceOfGatewayEndpoint, store.WorkspaceOfGatewayModelDefinition:
+		table, _ := mlflowdb.WorkspaceTable(l)
+		has, err := s.hasWorkspace(ctx, table)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		q, args, found := mlflowdb.WorkspaceQuery(l, key, has)
+		if !found {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, q, args...)
 	case store.NameOfExperiment, store.NameOfGatewaySecret, store.NameOfGatewayEndpoint, store.NameOfGatewayModelDefinition:
 		arg, ok := mlflowdb.NameKey(l, key)
 		if !ok {
@@ -393,9 +405,9 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	return nil, fmt.Errorf("postgres: resolve: unknown lookup %q", l)
 }
 
-func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]string, error) {
+func (s *Store) one(ctx context.Context, l store.Lookup, q string, args ...any) ([]string, error) {
 	var id *string
-	if err := s.tracking.QueryRow(ctx, q, arg).Scan(&id); err != nil {
+	if err := s.tracking.QueryRow(ctx, q, args...).Scan(&id); err != nil {
 		return nil, resolveErr(l, err)
 	}
 	if id == nil {

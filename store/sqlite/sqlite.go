@@ -355,6 +355,18 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		return s.byName(ctx, l, "experiments", `SELECT CAST(experiment_id AS TEXT) FROM experiments WHERE name = ?`, key)
 	case store.GatewayEndpointByName:
 		return s.byName(ctx, l, "endpoints", `SELECT endpoint_id FROM endpoints WHERE name = ?`, key)
+	case store.ExperimentByNameIn, store.GatewayEndpointByNameIn, store.WorkspaceOfExperiment,
+		store.WorkspaceOfGatewaySecret, store.WorkspaceOfGatewayEndpoint, store.WorkspaceOfGatewayModelDefinition:
+		table, _ := mlflowdb.WorkspaceTable(l)
+		has, err := s.hasWorkspace(ctx, table)
+		if err != nil {
+			return nil, resolveErr(l, err)
+		}
+		q, args, found := mlflowdb.WorkspaceQuery(l, key, has)
+		if !found {
+			return nil, store.ErrNotFound
+		}
+		return s.one(ctx, l, q, args...)
 	case store.NameOfExperiment, store.NameOfGatewaySecret, store.NameOfGatewayEndpoint, store.NameOfGatewayModelDefinition:
 		arg, ok := mlflowdb.NameKey(l, key)
 		if !ok {
@@ -401,9 +413,9 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	return nil, fmt.Errorf("sqlite: resolve: unknown lookup %q", l)
 }
 
-func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]string, error) {
+func (s *Store) one(ctx context.Context, l store.Lookup, q string, args ...any) ([]string, error) {
 	var id sql.NullString
-	if err := s.tracking.QueryRowContext(ctx, q, arg).Scan(&id); err != nil {
+	if err := s.tracking.QueryRowContext(ctx, q, args...).Scan(&id); err != nil {
 		return nil, resolveErr(l, err)
 	}
 	if !id.Valid {
@@ -415,10 +427,7 @@ func (s *Store) one(ctx context.Context, l store.Lookup, q string, arg any) ([]s
 // byName adds workspace = 'default' when the table has MLflow 3.10's
 // workspace column.
 func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string) ([]string, error) {
-	ws, err := s.ws.Has(ctx, table, func(ctx context.Context, table string) (exists, ws bool, err error) {
-		err = s.tracking.QueryRowContext(ctx, mlflowdb.WorkspaceSQL[store.SQLite], table).Scan(&exists, &ws)
-		return exists, ws, err
-	})
+	ws, err := s.hasWorkspace(ctx, table)
 	if err != nil {
 		return nil, resolveErr(l, err)
 	}
@@ -426,6 +435,13 @@ func (s *Store) byName(ctx context.Context, l store.Lookup, table, q, key string
 		q += ` AND workspace = 'default'`
 	}
 	return s.one(ctx, l, q, key)
+}
+
+func (s *Store) hasWorkspace(ctx context.Context, table string) (bool, error) {
+	return s.ws.Has(ctx, table, func(ctx context.Context, table string) (exists, ws bool, err error) {
+		err = s.tracking.QueryRowContext(ctx, mlflowdb.WorkspaceSQL[store.SQLite], table).Scan(&exists, &ws)
+		return exists, ws, err
+	})
 }
 
 func resolveErr(l store.Lookup, err error) error {

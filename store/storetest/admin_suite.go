@@ -356,8 +356,8 @@ func testAdminInvalid(t *testing.T, open Opener) {
 	for _, err := range []error{
 		a.DeleteResourceGrants(ctx, store.Resource{Kind: "bogus", ID: "1"}),
 		a.DeleteResourceGrants(ctx, exp("")),
-		a.RenameRegisteredModel(ctx, "", "x"),
-		a.RenameRegisteredModel(ctx, "x", ""),
+		a.RenameRegisteredModel(ctx, "", "", "x"),
+		a.RenameRegisteredModel(ctx, "", "x", ""),
 	} {
 		require.ErrorIs(t, err, store.ErrInvalid)
 	}
@@ -431,7 +431,7 @@ func testAdminNoGroups(t *testing.T, open Opener) {
 	groups, err := a.ListGroups(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, groups)
-	require.NoError(t, a.RenameRegisteredModel(ctx, "m1", "m2"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "m1", "m2"))
 	rows, err := a.ListGrants(ctx, store.GrantFilter{})
 	require.NoError(t, err)
 	assert.Equal(t, []store.GrantRow{{Grantee: alice, Resource: rm("m2"), Permission: "EDIT"}}, rows)
@@ -538,7 +538,7 @@ func testAdminRename(t *testing.T, open Opener) {
 	Must(t, h.ExecAuth, `INSERT INTO registered_model_permissions (name, user_id, permission, workspace)
 		SELECT 'old', id, 'MANAGE', 'other' FROM users WHERE username = 'bob'`)
 
-	require.NoError(t, a.RenameRegisteredModel(ctx, "old", "new"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "old", "new"))
 	rows, err := a.ListGrants(ctx, store.GrantFilter{Kind: store.RegisteredModel})
 	require.NoError(t, err)
 	assert.Equal(t, []store.GrantRow{
@@ -557,8 +557,8 @@ func testAdminRename(t *testing.T, open Opener) {
 	assert.Equal(t, []string{"old"}, query(t, h, `SELECT name FROM registered_model_permissions WHERE workspace = 'other'`),
 		"another workspace's model is another model")
 
-	require.NoError(t, a.RenameRegisteredModel(ctx, "new", "new"))
-	require.NoError(t, a.RenameRegisteredModel(ctx, "absent", "elsewhere"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "new", "new"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "absent", "elsewhere"))
 	rows2, err := a.ListGrants(ctx, store.GrantFilter{Kind: store.RegisteredModel})
 	require.NoError(t, err)
 	assert.Equal(t, rows, rows2)

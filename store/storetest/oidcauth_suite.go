@@ -221,7 +221,7 @@ func testAdminOIDCAuth(t *testing.T, open Opener) {
 		{Grantee: alice, Resource: rm("m1"), Permission: "MANAGE"},
 		{Grantee: alice, Resource: rm("m2"), Permission: "EDIT"},
 	}, rows)
-	require.NoError(t, a.RenameRegisteredModel(ctx, "m2", "m3"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "m2", "m3"))
 	g, err := a.Grants(ctx, "alice", rm("m3"))
 	require.NoError(t, err)
 	assert.Equal(t, grant(store.Edit), g.User)

@@ -342,7 +342,7 @@ func testRolesRename(t *testing.T, open Opener) {
 	a, _ := rolesAdmin(t, h)
 	ctx := t.Context()
 	Must(t, h.ExecAuth, `INSERT INTO role_permissions (role_id, resource_type, resource_pattern, permission) VALUES (100, 'registered_model', 'm1', 'READ')`)
-	require.NoError(t, a.RenameRegisteredModel(ctx, "m1", "m2"))
+	require.NoError(t, a.RenameRegisteredModel(ctx, "", "m1", "m2"))
 	assert.Equal(t, []string{"m2"}, query(t, h, `SELECT rp.resource_pattern FROM role_permissions rp JOIN roles r ON r.id = rp.role_id
 		WHERE r.name = '__user_1__' AND rp.resource_type = 'registered_model'`))
 	assert.Equal(t, []string{"m1"}, query(t, h, `SELECT resource_pattern FROM role_permissions WHERE role_id = 100 AND resource_type = 'registered_model'`),

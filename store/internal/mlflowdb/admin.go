@@ -215,12 +215,12 @@ func (w Writer) ListGrants(ctx context.Context, f store.GrantFilter) (rows []sto
 
 // RenameRegisteredModel implements store.Admin; see the package function
 // for rows already under the new name.
-func (w Writer) RenameRegisteredModel(ctx context.Context, from, to string) error {
+func (w Writer) RenameRegisteredModel(ctx context.Context, workspace, from, to string) error {
 	return w.Run(ctx, "rename registered model", true, func(tx Tx) error {
 		if w.roles() {
-			return RolesRenameRegisteredModel(ctx, tx, from, to)
+			return RolesRenameRegisteredModel(ctx, tx, workspace, from, to)
 		}
-		return RenameRegisteredModel(ctx, tx, from, to)
+		return RenameRegisteredModel(ctx, tx, workspace, from, to)
 	})
 }
 

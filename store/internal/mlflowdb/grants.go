@@ -66,9 +66,13 @@ func SetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource, p s
 	}
 	want := p.String()
 	if len(prev) == 0 {
+		// The columns in the order targetOf binds their values.
 		cols := spec.idCol
 		if spec.nameCol != "" {
 			cols += ", " + spec.nameCol
+		}
+		if t.insertCol != "" && t.insertVal == "" {
+			cols += ", " + t.insertCol // the workspace argument
 		}
 		args := append(t.args[:len(t.args):len(t.args)], want)
 		ph := ""
@@ -79,7 +83,7 @@ func SetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource, p s
 			ph += fmt.Sprintf("$%d", i+1)
 		}
 		cols += ", " + t.subjCol + ", permission"
-		if t.insertCol != "" {
+		if t.insertVal != "" {
 			cols += ", " + t.insertCol
 			ph += ", " + t.insertVal
 		}
@@ -128,7 +132,7 @@ func DeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource) 
 }
 
 // ListGrants implements store.Admin.ListGrants in tx: user rows (only
-// workspace 'default' for registered models, as Grants reads them) and
+// f's workspace for registered models, as Grants reads them) and
 // group rows when the group tables exist (mlflow-oidc-auth's scorer group
 // rows too, which only its resolution applies), ordered by kind (in the order of
 // store.ResourceKind's constants), id, name, users before groups, grantee
@@ -150,7 +154,7 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 			return nil, err
 		}
 		if f.Group == "" {
-			rows, err := listRows(ctx, tx, spec, false, f.ID, f.User)
+			rows, err := listRows(ctx, tx, spec, false, f.ID, f.User, store.Resource{Workspace: f.Workspace}.WorkspaceOf())
 			if err != nil {
 				return nil, err
 			}
@@ -160,7 +164,7 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 			if f.User == "" && gt != "" && have["groups"] && have[gt] {
 				gs := spec
 				gs.groupTable = gt
-				rows, err := listRows(ctx, tx, gs, true, f.ID, f.Group)
+				rows, err := listRows(ctx, tx, gs, true, f.ID, f.Group, "")
 				if err != nil {
 					return nil, err
 				}
@@ -250,7 +254,7 @@ func nameIs(col string, group bool) string {
 	return col + " = $%d"
 }
 
-func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee string) ([]store.GrantRow, error) {
+func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee, workspace string) ([]store.GrantRow, error) {
 	name := "''"
 	if spec.nameCol != "" {
 		name = "p." + spec.nameCol
@@ -260,10 +264,12 @@ func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee
 	if group {
 		q = `SELECT p.` + spec.idCol + `, ` + name + `, u.group_name, p.permission FROM ` + spec.groupTable +
 			` p JOIN groups u ON u.id = p.group_id WHERE 1 = 1`
-	} else if spec.scope != "" {
-		q += ` AND p.` + spec.scope
 	}
 	var args []any
+	if spec.scope != "" && !group {
+		args = append(args, workspace)
+		q += fmt.Sprintf(` AND p.%s = $%d`, spec.scope, len(args))
+	}
 	if id != "" {
 		args = append(args, id)
 		q += fmt.Sprintf(` AND p.%s = $%d`, spec.idCol, len(args))
@@ -291,6 +297,9 @@ func listRows(ctx context.Context, tx Tx, spec kindSpec, group bool, id, grantee
 			return nil, err
 		}
 		row := store.GrantRow{Resource: store.Resource{Kind: spec.kind, ID: rid, Name: rname}, Permission: deref(perm)}
+		if spec.scope != "" && !group && workspace != store.DefaultWorkspace {
+			row.Resource.Workspace = workspace
+		}
 		if group {
 			row.Grantee.Group = deref(who)
 		} else {
@@ -321,12 +330,12 @@ func compareRows(a, b store.GrantRow) int {
 }
 
 // RenameRegisteredModel implements store.Admin.RenameRegisteredModel in
-// tx, for workspace 'default'. When from's rows meet rows already under
+// tx, in workspace ("" is the default one). When from's rows meet rows already under
 // to (stale rows of a deleted model of that name), a user's or group's
 // existing to row is kept and its from row is dropped: the unique key
 // (workspace, name, user_id) forbids both, and keeping the row that was
 // already in force under the name to never widens access on to.
-func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
+func RenameRegisteredModel(ctx context.Context, tx Tx, workspace, from, to string) error {
 	if from == "" || to == "" {
 		return invalid("empty registered model name")
 	}
@@ -340,7 +349,7 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
 	}
 	scope := ""
 	if spec.scope != "" {
-		scope = spec.scope + " AND "
+		scope = spec.scope + " = $3 AND "
 	}
 	stmts := []string{
 		`DELETE FROM registered_model_permissions WHERE ` + scope + `name = $1 AND user_id IN
@@ -357,8 +366,12 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
 			(SELECT group_id FROM registered_model_group_permissions WHERE name = $2)`,
 			`UPDATE registered_model_group_permissions SET name = $2 WHERE name = $1`)
 	}
-	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s, from, to); err != nil {
+	for i, s := range stmts {
+		args := []any{from, to}
+		if i < 2 && spec.scope != "" {
+			args = append(args, store.Resource{Workspace: workspace}.WorkspaceOf())
+		}
+		if _, err := tx.Exec(ctx, s, args...); err != nil {
 			return err
 		}
 	}
@@ -366,7 +379,7 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
 }
 
 // DeleteResourceGrants implements store.Admin.DeleteResourceGrants in tx:
-// the user rows on r (workspace 'default' for registered models) and, for
+// the user rows on r (in r's workspace for registered models) and, for
 // experiments and registered models, the group rows. A scorer is one
 // (experiment id, name); an experiment's scorer rows are not touched.
 func DeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) error {

@@ -13,10 +13,10 @@ type kindSpec struct {
 	table   string // per-user rows
 	idCol   string // resource id column (also in the group table)
 	nameCol string // scorer name column, "" for other kinds
-	// scope restricts the user table's rows to the ones mlflow-authz reads
-	// (registered models: workspace 'default'); insertCol and insertVal
-	// are written on insert to match it.
-	scope, insertCol, insertVal string
+	// scope is the column that holds the workspace of the user table's
+	// rows (registered models, MLflow 3.10+); insertCol is written on
+	// insert with the resource's workspace.
+	scope, insertCol string
 	// groupTable holds mlflow-oidc-auth's group rows, "" when the kind has
 	// none; groupInsertCol and groupInsertVal are written on insert.
 	groupTable, groupInsertCol, groupInsertVal string
@@ -40,7 +40,7 @@ var kinds = []kindSpec{
 		groupTable: "experiment_group_permissions",
 		regexTable: "experiment_regex_permissions", groupRegexTable: "experiment_group_regex_permissions"},
 	{kind: store.RegisteredModel, table: "registered_model_permissions", idCol: "name",
-		scope: "workspace = 'default'", insertCol: "workspace", insertVal: "'default'",
+		scope: "workspace", insertCol: "workspace",
 		// The prompt flag only sorts rows for mlflow-oidc-auth's listings;
 		// the grant is by name either way, so a new row says false.
 		groupTable: "registered_model_group_permissions", groupInsertCol: "prompt", groupInsertVal: "false",
@@ -79,7 +79,7 @@ func scoped(ctx context.Context, tx Tx, spec kindSpec) (kindSpec, error) {
 		return spec, err
 	}
 	if !ws {
-		spec.scope, spec.insertCol, spec.insertVal = "", "", ""
+		spec.scope, spec.insertCol = "", ""
 	}
 	return spec, nil
 }
@@ -120,7 +120,10 @@ func checkResource(r store.Resource) (kindSpec, error) {
 	return spec, nil
 }
 
-// target is where g's rows on r live: table, row condition and its args.
+// target is where g's rows on r live: table, row condition and its args
+// (id, name, workspace as resourceCond binds them, then the subject).
+// insertCol is written on insert: with insertVal, a constant; without, the
+// workspace argument.
 type target struct {
 	table, subjCol, cond string
 	args                 []any
@@ -130,7 +133,7 @@ type target struct {
 // targetOf returns the rows of r for subject id subj (a users.id or a
 // groups.id, bound as the last argument).
 func targetOf(spec kindSpec, group bool, r store.Resource, subj int64) target {
-	t := target{table: spec.table, subjCol: "user_id", insertCol: spec.insertCol, insertVal: spec.insertVal}
+	t := target{table: spec.table, subjCol: "user_id", insertCol: spec.insertCol}
 	if group {
 		t = target{table: spec.groupTable, subjCol: "group_id", insertCol: spec.groupInsertCol, insertVal: spec.groupInsertVal}
 	}
@@ -140,7 +143,8 @@ func targetOf(spec kindSpec, group bool, r store.Resource, subj int64) target {
 	return t
 }
 
-// resourceCond matches every row on r in the user (or group) table.
+// resourceCond matches every row on r in the user (or group) table: id,
+// then the scorer's name, then r's workspace where the table keeps one.
 func resourceCond(spec kindSpec, group bool, r store.Resource) (string, []any) {
 	cond, args := spec.idCol+" = $1", []any{r.ID}
 	if spec.nameCol != "" {
@@ -148,7 +152,8 @@ func resourceCond(spec kindSpec, group bool, r store.Resource) (string, []any) {
 		args = append(args, r.Name)
 	}
 	if spec.scope != "" && !group {
-		cond += " AND " + spec.scope
+		args = append(args, r.WorkspaceOf())
+		cond += fmt.Sprintf(" AND %s = $%d", spec.scope, len(args))
 	}
 	return cond, args
 }

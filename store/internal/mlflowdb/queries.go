@@ -3,6 +3,7 @@ package mlflowdb
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
 )
@@ -65,6 +66,11 @@ type Queries struct {
 	// promptKnown: the roles-layout registered-model query reads the
 	// is_prompt tag (the tracking tables are in the auth database).
 	promptKnown bool
+	// workspaceArg: the legacy Grants query of the kind binds the
+	// resource's workspace as its last argument (registered-model rows and
+	// workspace_permissions are per workspace; without either there is
+	// nothing to bind it to). The roles-layout queries always bind it, as $3.
+	workspaceArg map[store.ResourceKind]bool
 }
 
 // Layout returns the layout the queries read.
@@ -90,7 +96,8 @@ const (
 // list of groups, which arrives as one JSON array argument. "$2" used
 // twice binds one argument in both (PostgreSQL and SQLite alike).
 func BuildQueries(s Schema, d store.Dialect) Queries {
-	q := Queries{Grants: map[store.ResourceKind]string{}, Patterns: map[store.ResourceKind]string{}, layout: s.Layout}
+	q := Queries{Grants: map[store.ResourceKind]string{}, Patterns: map[store.ResourceKind]string{}, layout: s.Layout,
+		workspaceArg: map[store.ResourceKind]bool{}}
 	if s.Layout.Layout == "" {
 		q.layout.Layout = store.LayoutLegacy
 	}
@@ -113,13 +120,30 @@ func BuildQueries(s Schema, d store.Dialect) Queries {
 			return c
 		}
 		cond, gcond := on("p"), on("g")
+		// The workspace is bound after the id, the scorer's name, or the
+		// experiment's integer id (GrantArgs).
+		nargs := 2
+		if k.nameCol != "" || (k.kind == store.Experiment && s.Tracking && have("experiments")) {
+			nargs = 3
+		}
+		ws := "$" + strconv.Itoa(nargs+1)
 		if k.scope != "" && s.ModelWorkspace {
-			cond += " AND p." + k.scope
+			cond += " AND p." + k.scope + " = " + ws
+			q.workspaceArg[k.kind] = true
 		}
 		sql := `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
 SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT), '', '' FROM u
 UNION ALL
 SELECT 1, '', false, p.permission, '', '' FROM ` + k.table + ` p JOIN u ON p.user_id = u.id WHERE ` + cond
+		if have("workspace_permissions") {
+			// MLflow 3.10's workspace-wide grant of the user
+			// (SqlAlchemyStore.get_workspace_permission); only a policy with
+			// workspaces on applies it.
+			sql += `
+UNION ALL
+SELECT ` + strconv.Itoa(WorkspaceRow) + `, '', false, wp.permission, '', '' FROM workspace_permissions wp JOIN u ON wp.user_id = u.id WHERE wp.workspace = ` + ws
+			q.workspaceArg[k.kind] = true
+		}
 		for _, gt := range []string{k.groupTable, k.compatGroupTable} {
 			if have(gt) && have("groups") {
 				sql += `
@@ -169,10 +193,11 @@ SELECT 3, e.name, false, CAST(NULL AS TEXT), '', '' FROM experiments e WHERE e.e
 
 // GrantArgs are the arguments of the Grants query for res: (username, id),
 // then a scorer's name, or an experiment's canonical integer id (NULL when
-// the id is not one) when the query reads its name.
+// the id is not one) when the query reads its name, then res's workspace
+// when the query reads rows per workspace (always in the roles layout).
 func (q Queries) GrantArgs(username string, res store.Resource) []any {
 	if q.layout.Layout == store.LayoutRoles {
-		return []any{username, RoleKey(res)}
+		return []any{username, RoleKey(res), res.WorkspaceOf()}
 	}
 	args := []any{username, res.ID}
 	switch {
@@ -184,6 +209,9 @@ func (q Queries) GrantArgs(username string, res store.Resource) []any {
 			id = int64(n)
 		}
 		args = append(args, id)
+	}
+	if q.workspaceArg[res.Kind] {
+		args = append(args, res.WorkspaceOf())
 	}
 	return args
 }

@@ -12,8 +12,8 @@ import (
 // and _scorer_pattern; mlflow/server/auth/permissions.py TYPE).
 
 // DefaultWorkspace is the workspace every resource is in while workspaces
-// are off (mlflow/utils/workspace_utils.py DEFAULT_WORKSPACE_NAME).
-const DefaultWorkspace = "default"
+// are off.
+const DefaultWorkspace = store.DefaultWorkspace
 
 // SyntheticRolePrefix starts the name of the hidden per-user role,
 // __user_<users.id>__, that holds a user's direct grants. MLflow reserves
@@ -108,7 +108,7 @@ const assignedOrNamed = `(r.id IN (SELECT a.role_id FROM user_role_assignments a
 const assignedCol = `r.id IN (SELECT a.role_id FROM user_role_assignments a JOIN users uu ON uu.id = a.user_id WHERE uu.username = $1)`
 
 // rolesGrantsSQL is the roles-layout Grants query for kind k: one UNION
-// ALL, arguments (username, RoleKey). Its rows are (kind, role name,
+// ALL, arguments (username, RoleKey, workspace). Its rows are (kind, role name,
 // assigned, permission, resource_type, resource_pattern).
 func rolesGrantsSQL(s Schema, k store.ResourceKind) string {
 	types := RoleTypes(k)
@@ -127,20 +127,20 @@ SELECT 0, '', COALESCE(u.is_admin, false), CAST(NULL AS TEXT), '', '' FROM u
 UNION ALL
 SELECT ` + strconv.Itoa(RoleRow) + `, r.name, ` + assignedCol + `, rp.permission, rp.resource_type, rp.resource_pattern
 	FROM role_permissions rp JOIN roles r ON r.id = rp.role_id
-	WHERE r.workspace = '` + DefaultWorkspace + `' AND (` + typeCond + `)
+	WHERE r.workspace = $3 AND (` + typeCond + `)
 	AND ` + assignedOrNamed
 	if s.Tables["mutation_conditions"] {
 		sql += `
 UNION ALL
 SELECT ` + strconv.Itoa(ConditionRow) + `, r.name, ` + assignedCol + `, CAST(NULL AS TEXT), mc.resource_type, mc.resource_pattern
 	FROM mutation_conditions mc JOIN roles r ON r.id = mc.role_id
-	WHERE r.workspace = '` + DefaultWorkspace + `' AND mc.resource_type IN (` + quoteList(append(types, children...)) + `)
+	WHERE r.workspace = $3 AND mc.resource_type IN (` + quoteList(append(types, children...)) + `)
 	AND ` + assignedOrNamed
 	}
 	if k == store.RegisteredModel && s.Tracking && s.Tables["registered_model_tags"] {
 		ws := ""
 		if s.Workspace["registered_model_tags"] {
-			ws = ` AND t.workspace = '` + DefaultWorkspace + `'`
+			ws = ` AND t.workspace = $3`
 		}
 		// mlflow.prompt.is_prompt, compared as f1a2b3c4d5e6 compares it.
 		sql += `

@@ -31,25 +31,26 @@ func checkRoleName(name string) error {
 	return nil
 }
 
-// roleID returns the id of the role name in the default workspace; found
-// is false when there is none and create is false.
-func roleID(ctx context.Context, tx Tx, name string, create bool) (id int64, found bool, err error) {
+// roleID returns the id of the role name in workspace ws; found is false
+// when there is none and create is false.
+func roleID(ctx context.Context, tx Tx, ws, name string, create bool) (id int64, found bool, err error) {
 	found, err = queryOne(ctx, tx, `SELECT id FROM roles WHERE workspace = $1 AND name = $2`,
-		[]any{DefaultWorkspace, name}, &id)
+		[]any{ws, name}, &id)
 	if err != nil || found || !create {
 		return id, found, err
 	}
 	found, err = queryOne(ctx, tx, `INSERT INTO roles (name, workspace, description) VALUES ($1, $2, NULL) RETURNING id`,
-		[]any{name, DefaultWorkspace}, &id)
+		[]any{name, ws}, &id)
 	if err == nil && !found {
 		err = fmt.Errorf("insert of role %q returned no id", name)
 	}
 	return id, found, err
 }
 
-// granteeRole returns the role that holds g's grants: the user's
-// synthetic role (assigned to it) or the role of the group's name.
-func granteeRole(ctx context.Context, tx Tx, g store.Grantee, create bool) (int64, bool, error) {
+// granteeRole returns the role of workspace ws that holds g's grants: the
+// user's synthetic role there (MLflow keeps one per user and workspace,
+// assigned to it) or the role of the group's name.
+func granteeRole(ctx context.Context, tx Tx, ws string, g store.Grantee, create bool) (int64, bool, error) {
 	if (g.User == "") == (g.Group == "") {
 		return 0, false, invalid("a grantee is exactly one of a user and a group")
 	}
@@ -57,13 +58,13 @@ func granteeRole(ctx context.Context, tx Tx, g store.Grantee, create bool) (int6
 		if err := checkRoleName(g.Group); err != nil {
 			return 0, false, err
 		}
-		return roleID(ctx, tx, g.Group, create)
+		return roleID(ctx, tx, ws, g.Group, create)
 	}
 	uid, found, err := subject(ctx, tx, g, create)
 	if err != nil || !found {
 		return 0, false, err
 	}
-	rid, found, err := roleID(ctx, tx, SyntheticRole(uid), create)
+	rid, found, err := roleID(ctx, tx, ws, SyntheticRole(uid), create)
 	if err != nil || !found {
 		return 0, false, err
 	}
@@ -105,9 +106,18 @@ func roleType(ctx context.Context, tx Tx, r store.Resource) (string, error) {
 	if err != nil || !have["registered_model_tags"] {
 		return string(r.Kind), err
 	}
+	q, args := `SELECT 1 FROM registered_model_tags
+		WHERE name = $1 AND key = 'mlflow.prompt.is_prompt' AND LOWER(value) = 'true'`, []any{r.ID}
+	var exists, ws bool
+	if _, err := queryOne(ctx, tx, WorkspaceSQL[tx.Dialect()], []any{"registered_model_tags"}, &exists, &ws); err != nil {
+		return "", err
+	}
+	if ws {
+		q += ` AND workspace = $2`
+		args = append(args, r.WorkspaceOf())
+	}
 	var one int64
-	prompt, err := queryOne(ctx, tx, `SELECT 1 FROM registered_model_tags
-		WHERE name = $1 AND key = 'mlflow.prompt.is_prompt' AND LOWER(value) = 'true'`, []any{r.ID}, &one)
+	prompt, err := queryOne(ctx, tx, q, args, &one)
 	if err != nil || !prompt {
 		return string(r.Kind), err
 	}
@@ -157,7 +167,7 @@ func RolesSetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource
 	if p == store.NoPermissions {
 		return nil, false, invalid("NO_PERMISSIONS cannot be granted in MLflow's roles layout; revoke the grant instead")
 	}
-	rid, _, err := granteeRole(ctx, tx, g, true)
+	rid, _, err := granteeRole(ctx, tx, r.WorkspaceOf(), g, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -190,7 +200,7 @@ func RolesDeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resou
 	if err := checkRoleResource(r); err != nil {
 		return nil, false, err
 	}
-	rid, found, err := granteeRole(ctx, tx, g, false)
+	rid, found, err := granteeRole(ctx, tx, r.WorkspaceOf(), g, false)
 	if err != nil || !found {
 		return nil, false, err
 	}
@@ -241,7 +251,7 @@ func RolesListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.G
 		FROM role_permissions rp JOIN roles r ON r.id = rp.role_id
 		LEFT JOIN user_role_assignments a ON a.role_id = r.id AND r.name LIKE '\_\_user\_%' ESCAPE '\'
 		LEFT JOIN users u ON u.id = a.user_id
-		WHERE r.workspace = $1`, DefaultWorkspace)
+		WHERE r.workspace = $1`, store.Resource{Workspace: f.Workspace}.WorkspaceOf())
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +270,9 @@ func RolesListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.G
 			continue
 		}
 		row := store.GrantRow{Resource: resourceOfPattern(k, pattern), Permission: deref(perm)}
+		if f.Workspace != store.DefaultWorkspace {
+			row.Resource.Workspace = f.Workspace
+		}
 		if strings.HasPrefix(role, SyntheticRolePrefix) {
 			if user == "" || f.Group != "" || (f.User != "" && f.User != user) {
 				continue
@@ -283,15 +296,18 @@ func RolesListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.G
 	return out, nil
 }
 
-// syntheticRoles matches the synthetic roles of the default workspace (r).
-const syntheticRoles = `role_id IN (SELECT id FROM roles WHERE workspace = '` + DefaultWorkspace + `' AND name LIKE '\_\_user\_%' ESCAPE '\')`
+// syntheticRoles matches the synthetic roles of the workspace bound as
+// placeholder ws.
+func syntheticRoles(ws string) string {
+	return `role_id IN (SELECT id FROM roles WHERE workspace = ` + ws + ` AND name LIKE '\_\_user\_%' ESCAPE '\')`
+}
 
 // RolesRenameRegisteredModel implements store.Admin.RenameRegisteredModel
 // in the roles layout: the synthetic roles' grants follow the name
 // (rename_grants_for_resource touches no named role). A role's grant
 // already under the new name is kept, its old one dropped, as in the
 // legacy layout.
-func RolesRenameRegisteredModel(ctx context.Context, tx Tx, from, to string) error {
+func RolesRenameRegisteredModel(ctx context.Context, tx Tx, workspace, from, to string) error {
 	if from == "" || to == "" {
 		return invalid("empty registered model name")
 	}
@@ -300,11 +316,11 @@ func RolesRenameRegisteredModel(ctx context.Context, tx Tx, from, to string) err
 	}
 	types := quoteList(RoleTypes(store.RegisteredModel))
 	for _, s := range []string{
-		`DELETE FROM role_permissions WHERE ` + syntheticRoles + ` AND resource_type IN (` + types + `) AND resource_pattern = $1
+		`DELETE FROM role_permissions WHERE ` + syntheticRoles("$3") + ` AND resource_type IN (` + types + `) AND resource_pattern = $1
 			AND role_id IN (SELECT role_id FROM role_permissions WHERE resource_type IN (` + types + `) AND resource_pattern = $2)`,
-		`UPDATE role_permissions SET resource_pattern = $2 WHERE ` + syntheticRoles + ` AND resource_type IN (` + types + `) AND resource_pattern = $1`,
+		`UPDATE role_permissions SET resource_pattern = $2 WHERE ` + syntheticRoles("$3") + ` AND resource_type IN (` + types + `) AND resource_pattern = $1`,
 	} {
-		if _, err := tx.Exec(ctx, s, from, to); err != nil {
+		if _, err := tx.Exec(ctx, s, from, to, store.Resource{Workspace: workspace}.WorkspaceOf()); err != nil {
 			return err
 		}
 	}
@@ -318,8 +334,8 @@ func RolesDeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) err
 	if _, err := checkResource(r); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `DELETE FROM role_permissions WHERE `+syntheticRoles+`
-		AND resource_type IN (`+quoteList(RoleTypes(r.Kind))+`) AND resource_pattern = $1`, RoleKey(r))
+	_, err := tx.Exec(ctx, `DELETE FROM role_permissions WHERE `+syntheticRoles("$2")+`
+		AND resource_type IN (`+quoteList(RoleTypes(r.Kind))+`) AND resource_pattern = $1`, RoleKey(r), r.WorkspaceOf())
 	return err
 }
 
@@ -367,11 +383,11 @@ func RolesCreateGroup(ctx context.Context, tx Tx, name string) (bool, error) {
 	if err := checkRoleName(name); err != nil {
 		return false, err
 	}
-	_, found, err := roleID(ctx, tx, name, false)
+	_, found, err := roleID(ctx, tx, DefaultWorkspace, name, false)
 	if err != nil || found {
 		return false, err
 	}
-	_, _, err = roleID(ctx, tx, name, true)
+	_, _, err = roleID(ctx, tx, DefaultWorkspace, name, true)
 	return err == nil, err
 }
 
@@ -380,7 +396,7 @@ func RolesDeleteGroup(ctx context.Context, tx Tx, name string) error {
 	if err := checkRoleName(name); err != nil {
 		return err
 	}
-	_, found, err := roleID(ctx, tx, name, false)
+	_, found, err := roleID(ctx, tx, DefaultWorkspace, name, false)
 	if err != nil {
 		return err
 	}
@@ -486,7 +502,7 @@ func CreateRole(ctx context.Context, tx Tx, name, description string) (bool, err
 	if err := checkRoleName(name); err != nil {
 		return false, err
 	}
-	_, found, err := roleID(ctx, tx, name, false)
+	_, found, err := roleID(ctx, tx, DefaultWorkspace, name, false)
 	if err != nil || found {
 		return false, err
 	}
@@ -522,7 +538,7 @@ func AssignRole(ctx context.Context, tx Tx, username, role string) (bool, error)
 	if err := checkRoleName(role); err != nil {
 		return false, err
 	}
-	rid, found, err := roleID(ctx, tx, role, false)
+	rid, found, err := roleID(ctx, tx, DefaultWorkspace, role, false)
 	if err != nil {
 		return false, err
 	}

@@ -20,6 +20,10 @@ const (
 	Name         // the experiment's name (its second column)
 )
 
+// WorkspaceRow is a legacy Grants query's row of the user's
+// workspace_permissions grant in the resource's workspace.
+const WorkspaceRow = 7
+
 // Add folds one row of a Grants query into g: (kind, name, flag,
 // permission, resource type, resource pattern); the last two are the
 // roles layout's.
@@ -37,6 +41,9 @@ func Add(g *store.Grants, kind int, group string, admin bool, perm *string, rtyp
 		g.User = &gr
 	case Name:
 		g.Name, g.HasName = group, true
+	case WorkspaceRow:
+		gr := ParseGrant(perm)
+		g.Workspace = &gr
 	case Group:
 		if g.Groups == nil {
 			g.Groups = make(map[string]store.Grant, 2)

@@ -59,7 +59,7 @@ var trackedQueries = map[store.ResourceKind]struct{ table, sql string }{
 		`SELECT model_definition_id, created_at, last_updated_at FROM model_definitions WHERE name = $1`},
 }
 
-// Lookup returns the object n names, in workspace default, or
+// Lookup returns the object n names, in n's workspace, or
 // store.ErrNotFound.
 func (t *Tracking) Lookup(ctx context.Context, n store.TrackedName) (store.TrackedObject, error) {
 	qs, ok := trackedQueries[n.Kind]
@@ -78,9 +78,11 @@ func (t *Tracking) Lookup(ctx context.Context, n store.TrackedName) (store.Track
 			return store.TrackedObject{}, t.err(table, err)
 		}
 		if ws {
-			// Only workspace default: mlflow-authz removes X-MLFLOW-WORKSPACE,
-			// so that is where MLflow acted.
-			q += ` AND workspace = 'default'`
+			// Names are unique per workspace: look in the one the request
+			// acted in (default while workspaces are off, where
+			// mlflow-authz removes X-MLFLOW-WORKSPACE).
+			args = append(args, store.Resource{Workspace: n.Workspace}.WorkspaceOf())
+			q += fmt.Sprintf(` AND workspace = $%d`, len(args))
 		}
 	}
 	var (
@@ -131,4 +133,55 @@ func NameKey(l store.Lookup, key string) (any, bool) {
 		return int64(id), ok
 	}
 	return key, true
+}
+
+// workspaceTables are the tracking tables of the workspace-dependent
+// lookups, with the column the key is matched against. Their workspace
+// column (MLflow 3.10, migration 1b5f0d9ad7c1) is where a resource lives;
+// names are unique per workspace.
+var workspaceTables = map[store.Lookup]struct{ table, col, result string }{
+	store.ExperimentByNameIn:                {"experiments", "name", "CAST(experiment_id AS TEXT)"},
+	store.GatewayEndpointByNameIn:           {"endpoints", "name", "endpoint_id"},
+	store.WorkspaceOfExperiment:             {"experiments", "experiment_id", "workspace"},
+	store.WorkspaceOfGatewaySecret:          {"secrets", "secret_id", "workspace"},
+	store.WorkspaceOfGatewayEndpoint:        {"endpoints", "endpoint_id", "workspace"},
+	store.WorkspaceOfGatewayModelDefinition: {"model_definitions", "model_definition_id", "workspace"},
+}
+
+// WorkspaceTable returns the table a workspace-dependent lookup reads,
+// whose workspace column the backend checks (WorkspaceSQL); ok is false
+// for other lookups.
+func WorkspaceTable(l store.Lookup) (table string, ok bool) {
+	t, ok := workspaceTables[l]
+	return t.table, ok
+}
+
+// WorkspaceQuery returns the query and arguments of a workspace-dependent
+// lookup of key, given whether its table has the workspace column.
+// Without the column every row is in the default workspace (MLflow before
+// 3.10). found is false when nothing can match: a key of another
+// workspace there, a non-canonical experiment id, a key without a
+// workspace.
+func WorkspaceQuery(l store.Lookup, key string, hasColumn bool) (q string, args []any, found bool) {
+	t := workspaceTables[l]
+	result := t.result
+	if result == "workspace" && !hasColumn {
+		result = "'" + store.DefaultWorkspace + "'"
+	}
+	q = `SELECT ` + result + ` FROM ` + t.table + ` WHERE ` + t.col + ` = $1`
+	switch l {
+	case store.ExperimentByNameIn, store.GatewayEndpointByNameIn:
+		ws, name, ok := store.SplitWorkspaceKey(key)
+		if !ok {
+			return "", nil, false
+		}
+		if !hasColumn {
+			return q, []any{name}, ws == store.DefaultWorkspace
+		}
+		return q + ` AND workspace = $2`, []any{name, ws}, true
+	case store.WorkspaceOfExperiment:
+		id, ok := CanonicalExperimentID(key)
+		return q, []any{int64(id)}, ok
+	}
+	return q, []any{key}, true
 }
