@@ -107,8 +107,9 @@ var deviations = []deviation{
 	},
 	{
 		title: "workspaces",
-		why: "Requests are decided in workspace default (X-MLFLOW-WORKSPACE is removed): any signed-in user may read a workspace, as MLflow does with workspaces off " +
-			"(validate_can_view_workspace returns True); workspace permissions are for admins only, where MLflow also lets a workspace's MANAGE holder in.",
+		why: "With apps[].mlflow.workspaces off (the default) requests are decided in workspace default and X-MLFLOW-WORKSPACE is removed, and any signed-in user may read a workspace, as MLflow does with workspaces off " +
+			"(validate_can_view_workspace returns True). With workspaces on, requests are decided in the workspace the header names, but reading a workspace's own record still needs only a signed-in caller " +
+			"(MLflow asks for a grant in it) and the workspace list is not filtered. Workspace permissions are for admins only, where MLflow also lets a workspace's MANAGE holder in.",
 		mlflow: merge(rows("unparsed:validate_can_view_workspace", "GetWorkspace"), rows("resource MANAGE path:workspace_name", "ListWorkspacePermissions")),
 	},
 	{
