@@ -54,7 +54,7 @@ func TestNotifyCheck(t *testing.T) {
 	assert.Equal(t, []string{
 		"experiment_group_permissions", "experiment_permissions", "gateway_endpoint_permissions",
 		"gateway_model_definition_permissions", "gateway_secret_permissions", "groups",
-		"registered_model_group_permissions", "registered_model_permissions", "scorer_permissions", "users",
+		"registered_model_group_permissions", "registered_model_permissions", "scorer_permissions", "users", "workspace_permissions",
 	}, tables, "every watched table that exists, and only those")
 
 	require.NoError(t, postgres.Migrate(t.Context(), url))

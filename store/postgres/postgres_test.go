@@ -346,7 +346,7 @@ func TestMigrateOIDCAuthDB(t *testing.T) {
 		"gateway_secret_group_regex_permissions", "gateway_secret_permissions", "gateway_secret_regex_permissions",
 		"groups", "registered_model_group_permissions", "registered_model_group_regex_permissions", "registered_model_permissions",
 		"registered_model_regex_permissions", "scorer_group_permissions", "scorer_group_regex_permissions", "scorer_permissions",
-		"scorer_regex_permissions", "users",
+		"scorer_regex_permissions", "users", "workspace_permissions",
 	}, triggers)
 	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
 	require.NoError(t, err)
