@@ -55,6 +55,9 @@ func SetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource, p s
 	if err := checkGrantee(ctx, tx, g, spec); err != nil {
 		return nil, false, err
 	}
+	if err := checkGroupWorkspace(spec, g, r); err != nil {
+		return nil, false, err
+	}
 	subj, _, err := subject(ctx, tx, g, true)
 	if err != nil {
 		return nil, false, err
@@ -99,6 +102,24 @@ func SetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource, p s
 	return before, err == nil, err
 }
 
+// groupRowsIn reports whether the group table of spec holds rows of
+// workspace ws. It keys registered models by name alone, with no
+// workspace column: its rows are default's (the Grants query reads them
+// there only), never a same-named model's of another workspace.
+func groupRowsIn(spec kindSpec, ws string) bool {
+	return spec.scope == "" || ws == DefaultWorkspace
+}
+
+// checkGroupWorkspace refuses a group row that could not be kept in r's
+// workspace (groupRowsIn).
+func checkGroupWorkspace(spec kindSpec, g store.Grantee, r store.Resource) error {
+	if g.Group == "" || groupRowsIn(spec, r.WorkspaceOf()) {
+		return nil
+	}
+	return invalid("group rows on registered models have no workspace column and hold in workspace %q only; "+
+		"in workspace %q grant to users, or use MLflow's roles layout, where a group names a role of the workspace", DefaultWorkspace, r.WorkspaceOf())
+}
+
 func canonical(id string) bool {
 	_, ok := CanonicalExperimentID(id)
 	return ok
@@ -114,6 +135,9 @@ func DeleteGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource) 
 		return nil, false, err
 	}
 	if err := checkGrantee(ctx, tx, g, spec); err != nil {
+		return nil, false, err
+	}
+	if err := checkGroupWorkspace(spec, g, r); err != nil {
 		return nil, false, err
 	}
 	subj, found, err := subject(ctx, tx, g, false)
@@ -161,7 +185,7 @@ func ListGrants(ctx context.Context, tx Tx, f store.GrantFilter) ([]store.GrantR
 			out = append(out, rows...)
 		}
 		for _, gt := range []string{spec.groupTable, spec.compatGroupTable} {
-			if f.User == "" && gt != "" && have["groups"] && have[gt] {
+			if f.User == "" && gt != "" && have["groups"] && have[gt] && groupRowsIn(spec, store.Resource{Workspace: f.Workspace}.WorkspaceOf()) {
 				gs := spec
 				gs.groupTable = gt
 				rows, err := listRows(ctx, tx, gs, true, f.ID, f.Group, "")
@@ -360,7 +384,7 @@ func RenameRegisteredModel(ctx context.Context, tx Tx, workspace, from, to strin
 	if err != nil {
 		return err
 	}
-	if have["groups"] && have["registered_model_group_permissions"] {
+	if have["groups"] && have["registered_model_group_permissions"] && groupRowsIn(spec, store.Resource{Workspace: workspace}.WorkspaceOf()) {
 		stmts = append(stmts,
 			`DELETE FROM registered_model_group_permissions WHERE name = $1 AND group_id IN
 			(SELECT group_id FROM registered_model_group_permissions WHERE name = $2)`,
@@ -394,7 +418,7 @@ func DeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM `+spec.table+` WHERE `+cond, args...); err != nil {
 		return err
 	}
-	if spec.groupTable == "" {
+	if spec.groupTable == "" || !groupRowsIn(spec, r.WorkspaceOf()) {
 		return nil
 	}
 	have, err := tx.Tables(ctx)

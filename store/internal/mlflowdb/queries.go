@@ -129,6 +129,10 @@ func BuildQueries(s Schema, d store.Dialect) Queries {
 		ws := "$" + strconv.Itoa(nargs+1)
 		if k.scope != "" && s.ModelWorkspace {
 			cond += " AND p." + k.scope + " = " + ws
+			// The group tables key registered models by name alone, with
+			// no workspace: a name means default's model, never a model
+			// of the same name in another workspace.
+			gcond += " AND " + ws + " = '" + DefaultWorkspace + "'"
 			q.workspaceArg[k.kind] = true
 		}
 		sql := `WITH u AS (SELECT id, is_admin FROM users WHERE username = $1)
