@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -157,12 +158,21 @@ type filterEnv struct {
 	fake  *fakeMLflow
 	ds    *dataset
 	front *httptest.Server
+	// workspace, when set, is sent as X-MLFLOW-WORKSPACE.
+	workspace string
 }
 
 func startFilter(t *testing.T, b backend, bufferLimit int) *filterEnv {
 	t.Helper()
+	return startFilterWith(t, b, bufferLimit, filterConfig)
+}
+
+// startFilterWith is startFilter with the service's configuration doc and
+// extra seed statements.
+func startFilterWith(t *testing.T, b backend, bufferLimit int, doc string, seed ...string) *filterEnv {
+	t.Helper()
 	ds := newDataset(datasetSize)
-	h := startWith(t, b, startOptions{doc: filterConfig, seed: filterSeed(ds), tokenUsers: filterUsers})
+	h := startWith(t, b, startOptions{doc: doc, seed: append(filterSeed(ds), seed...), tokenUsers: filterUsers})
 	fake, up := startFakeMLflow(t, ds)
 	conn, err := grpc.NewClient(h.run.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -199,6 +209,9 @@ func (e *filterEnv) do(t *testing.T, user, method, target string, body any) (*ht
 	}
 	req.Header.Set("Authorization", "Bearer "+e.h.tokens[user])
 	req.Header.Set("Accept-Encoding", "gzip")
+	if e.workspace != "" {
+		req.Header.Set("X-MLFLOW-WORKSPACE", e.workspace)
+	}
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -654,4 +667,51 @@ func TestFilterFailsClosed(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode, string(out))
 		assert.Equal(t, "not JSON and nobody minds", string(out))
 	})
+}
+
+// TestFilterInWorkspace: with workspaces on, listing rows are judged with
+// the grants of the workspace the request names, as MLflow's after-request
+// filters judge them there: registered-model rows of that workspace, the
+// workspace-wide grant, and no group row (the group tables key models by
+// name only, so their rows are default's).
+func TestFilterInWorkspace(t *testing.T) {
+	doc := strings.Replace(filterConfig, "      ext_proc_filter: true\n", "      ext_proc_filter: true\n      workspaces: true\n", 1)
+	require.NotEqual(t, filterConfig, doc)
+	var models listing
+	for _, l := range listings {
+		if l.name == "registered models" {
+			models = l
+		}
+	}
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			e := startFilterWith(t, b, 0, doc,
+				`INSERT INTO registered_model_permissions (name, user_id, permission, workspace) VALUES ('model-013', 1, 'READ', 'team-b')`,
+				`INSERT INTO workspace_permissions (workspace, user_id, permission) VALUES ('team-b', 2, 'READ')`)
+			all := want("carol", datasetSize)
+			for _, tc := range []struct {
+				workspace, user string
+				want            []int
+			}{
+				{"", "alice", []int{7, 42, 99}},
+				{"team-b", "alice", []int{13}},
+				{"team-b", "bob", all},
+				{"", "bob", []int{42, 55}},
+				{"team-b", "gina", []int{}},
+				{"team-b", "mallory", []int{}},
+				{"team-b", "carol", all},
+			} {
+				t.Run(cmp.Or(tc.workspace, "default")+"/"+tc.user, func(t *testing.T) {
+					e.workspace = tc.workspace
+					got, _ := e.collect(t, tc.user, models, 40)
+					slices.Sort(got)
+					assert.Equal(t, tc.want, append([]int{}, got...))
+				})
+			}
+			e.workspace = "Not_A_Name"
+			resp, out := e.do(t, "alice", models.method, models.path+pageQuery(10, ""), nil)
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, string(out))
+			assert.Contains(t, string(out), "invalid_workspace")
+		})
+	}
 }

@@ -104,7 +104,7 @@ func BenchmarkFilterBody(b *testing.B) {
 	body := []byte(benchPage(1000))
 	id := &authz.Identity{Kind: authz.KindUser, Username: "alice", Groups: []string{"team"}}
 	once := func() int {
-		rows, err := policy.Rows(b.Context(), id)
+		rows, err := policy.Rows(b.Context(), id, &authz.Request{})
 		require.NoError(b, err)
 		out, err := extproc.FilterBody(b.Context(), "SearchExperiments", body, rows)
 		require.NoError(b, err)

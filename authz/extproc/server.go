@@ -235,7 +235,7 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders,
 	if x.narrow == nil && filter == nil {
 		return x.skip()
 	}
-	rows, err := policy.Rows(ctx, id)
+	rows, err := policy.Rows(ctx, id, r)
 	if err != nil {
 		return x.storeFailure(ctx, err)
 	}

@@ -212,7 +212,7 @@ func TestRowsResolveAsTheCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := New(st, tt.cfg, nil)
 			require.NoError(t, err)
-			rows, err := p.Rows(t.Context(), tt.id)
+			rows, err := p.Rows(t.Context(), tt.id, &authz.Request{})
 			require.NoError(t, err)
 			got, err := rows.CanRead(t.Context(), tt.res)
 			require.NoError(t, err)

@@ -41,17 +41,28 @@ type Rows struct {
 	p   *Policy
 	id  *authz.Identity
 	all bool
+	// ws is the workspace the request names (Config.Workspaces), whose
+	// grants decide every row; "" while workspaces are off. MLflow's
+	// workspace-scoped stores list only that workspace's rows.
+	ws string
 }
 
-// Rows returns the row predicate of id. An admin, by token or by
+// Rows returns the row predicate of id for req. An admin, by token or by
 // users.is_admin, reads every row without any further lookup, as MLflow's
-// filters return at once for sender_is_admin(). An error is an
-// infrastructure failure, never an answer: callers fail closed.
-func (p *Policy) Rows(ctx context.Context, id *authz.Identity) (*Rows, error) {
+// filters return at once for sender_is_admin(). With workspaces on, rows
+// are judged with the grants of the workspace req names; a name MLflow
+// would refuse is an error (the check denies such a request before it
+// reaches MLflow). An error is an infrastructure failure or such a
+// refusal, never an answer: callers fail closed.
+func (p *Policy) Rows(ctx context.Context, id *authz.Identity, req *authz.Request) (*Rows, error) {
 	if id == nil {
 		id = authz.Anonymous
 	}
-	r := &Rows{p: p, id: id}
+	ws, d := p.requestWorkspace(req, Operation{})
+	if d != nil {
+		return nil, fmt.Errorf("mlflow: rows: %s", d.Message)
+	}
+	r := &Rows{p: p, id: id, ws: ws}
 	if id.Admin {
 		r.all = true
 		return r, nil
@@ -80,6 +91,7 @@ func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
 	if r.all {
 		return true, nil
 	}
+	res.Workspace = r.ws
 	key, err := r.p.resolution.GrantKey(ctx, r.p.store, res)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

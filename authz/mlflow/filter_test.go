@@ -67,7 +67,7 @@ func TestRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rows, err := p.Rows(t.Context(), tt.id)
+			rows, err := p.Rows(t.Context(), tt.id, &authz.Request{})
 			require.NoError(t, err)
 			got, err := rows.CanRead(t.Context(), tt.res)
 			require.NoError(t, err)
@@ -80,7 +80,7 @@ func TestRows(t *testing.T) {
 			}
 		})
 	}
-	rows, err := p.Rows(t.Context(), user("root"))
+	rows, err := p.Rows(t.Context(), user("root"), &authz.Request{})
 	require.NoError(t, err)
 	assert.True(t, rows.All(), "an admin pays no lookups")
 	assert.Equal(t, "SearchExperiments", p.Route("POST", "/ajax-api/2.0/mlflow/experiments/search").Name)

@@ -132,12 +132,6 @@ func New(r store.Reader, cfg Config, log *slog.Logger) (*Policy, error) {
 	if cfg.Workspaces && p.resolution.Compat() {
 		return nil, errors.New("mlflow: workspaces need MLflow's own resolution; mlflow-oidc-auth (compat: oidc-auth) has no workspaces")
 	}
-	if cfg.Workspaces && cfg.ExtProcFilter {
-		// The filter judges search rows with the grants of workspace
-		// default; until it reads the request's workspace it would judge a
-		// registered model of another workspace by default's rows.
-		return nil, errors.New("mlflow: workspaces and ext_proc_filter cannot be combined yet")
-	}
 	if cfg.GrantDefaultWorkspaceAccess && !cfg.Workspaces {
 		return nil, errors.New("mlflow: grant_default_workspace_access needs workspaces: true")
 	}
