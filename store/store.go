@@ -322,6 +322,17 @@ const (
 	WorkspaceOfGatewayEndpoint        Lookup = "workspace_of_gateway_endpoint"
 	WorkspaceOfGatewayModelDefinition Lookup = "workspace_of_gateway_model_definition"
 
+	// The workspaces a user may see, read in the auth database as MLflow's
+	// list_accessible_workspace_names reads them: in the legacy layout the
+	// workspaces of the user's workspace_permissions rows that allow READ,
+	// in the roles layout the workspaces of its role assignments. The key
+	// is the username; zero or more answers, never ErrNotFound.
+	VisibleWorkspaces Lookup = "visible_workspaces"
+	// WorkspacesOfRole are the workspaces holding a role of the key's name
+	// (roles layout; none in the legacy one): a token group that names a
+	// role makes its workspaces visible as an assignment would.
+	WorkspacesOfRole Lookup = "workspaces_of_role"
+
 	// Names, which mlflow-oidc-auth's regex rows match and its gateway
 	// rows are keyed by. A rename changes them, so unlike ownership they
 	// are cached no longer than grants (see Renamable).
@@ -334,12 +345,13 @@ const (
 // Renamable reports whether l's answer can change for the same key: a
 // name, unlike the experiment that owns a run, can be renamed, and an
 // operator can move a resource to another workspace (MLflow's
-// mlflow/store/db/workspace_move.py), so neither is cached longer than
-// grants.
+// mlflow/store/db/workspace_move.py), and the workspaces a user sees
+// follow its grants, so none of them is cached longer than grants.
 func (l Lookup) Renamable() bool {
 	switch l {
 	case NameOfExperiment, NameOfGatewaySecret, NameOfGatewayEndpoint, NameOfGatewayModelDefinition,
-		WorkspaceOfExperiment, WorkspaceOfGatewaySecret, WorkspaceOfGatewayEndpoint, WorkspaceOfGatewayModelDefinition:
+		WorkspaceOfExperiment, WorkspaceOfGatewaySecret, WorkspaceOfGatewayEndpoint, WorkspaceOfGatewayModelDefinition,
+		VisibleWorkspaces, WorkspacesOfRole:
 		return true
 	}
 	return false

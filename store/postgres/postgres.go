@@ -401,8 +401,28 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			return nil, store.ErrNotFound
 		}
 		return ids, nil
+	case store.VisibleWorkspaces, store.WorkspacesOfRole:
+		return s.visible(ctx, l, key)
 	}
 	return nil, fmt.Errorf("postgres: resolve: unknown lookup %q", l)
+}
+
+// visible answers a workspace-visibility lookup from the auth database:
+// zero or more workspace names, never store.ErrNotFound.
+func (s *Store) visible(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	q := s.q.VisibilitySQL(l)
+	if q == "" {
+		return nil, nil
+	}
+	rows, err := s.auth.Query(ctx, q, key)
+	if err != nil {
+		return nil, unavailable("resolve "+string(l), err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, unavailable("resolve "+string(l), err)
+	}
+	return names, nil
 }
 
 func (s *Store) one(ctx context.Context, l store.Lookup, q string, args ...any) ([]string, error) {

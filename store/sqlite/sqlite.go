@@ -409,8 +409,36 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 			return nil, store.ErrNotFound
 		}
 		return ids, nil
+	case store.VisibleWorkspaces, store.WorkspacesOfRole:
+		return s.visible(ctx, l, key)
 	}
 	return nil, fmt.Errorf("sqlite: resolve: unknown lookup %q", l)
+}
+
+// visible answers a workspace-visibility lookup from the auth database:
+// zero or more workspace names, never store.ErrNotFound.
+func (s *Store) visible(ctx context.Context, l store.Lookup, key string) ([]string, error) {
+	q := s.q.VisibilitySQL(l)
+	if q == "" {
+		return nil, nil
+	}
+	rows, err := s.auth.QueryContext(ctx, q, key)
+	if err != nil {
+		return nil, unavailable("resolve "+string(l), err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, unavailable("resolve "+string(l), err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("resolve "+string(l), err)
+	}
+	return names, nil
 }
 
 func (s *Store) one(ctx context.Context, l store.Lookup, q string, args ...any) ([]string, error) {

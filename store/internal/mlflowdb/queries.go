@@ -71,7 +71,16 @@ type Queries struct {
 	// workspace_permissions are per workspace; without either there is
 	// nothing to bind it to). The roles-layout queries always bind it, as $3.
 	workspaceArg map[store.ResourceKind]bool
+	// visibility holds the queries of store.VisibleWorkspaces and
+	// store.WorkspacesOfRole; a lookup without one sees no workspace.
+	visibility map[store.Lookup]string
 }
+
+// VisibilitySQL returns the query of a workspace-visibility lookup
+// (store.VisibleWorkspaces, store.WorkspacesOfRole), which reads the auth
+// database with the key as $1 and answers one workspace name per row; ""
+// when the database has nothing that could make a workspace visible.
+func (q Queries) VisibilitySQL(l store.Lookup) string { return q.visibility[l] }
 
 // Layout returns the layout the queries read.
 func (q Queries) Layout() store.LayoutInfo { return q.layout }
@@ -108,9 +117,24 @@ func BuildQueries(s Schema, d store.Dialect) Queries {
 			q.Grants[k.kind] = rolesGrantsSQL(s, k.kind)
 		}
 		q.promptKnown = s.Tracking && s.Tables["registered_model_tags"]
+		// list_accessible_workspace_names: being assigned any role of a
+		// workspace makes it visible, whatever the role grants.
+		q.visibility = map[store.Lookup]string{
+			store.VisibleWorkspaces: `SELECT DISTINCT r.workspace FROM roles r
+	JOIN user_role_assignments a ON a.role_id = r.id JOIN users u ON u.id = a.user_id
+	WHERE u.username = $1`,
+			store.WorkspacesOfRole: `SELECT DISTINCT workspace FROM roles
+	WHERE name = $1 AND name NOT LIKE '\_\_user\_%' ESCAPE '\'`,
+		}
 		return q
 	}
 	have := func(t string) bool { return t != "" && s.Tables[t] }
+	if have("workspace_permissions") {
+		// list_accessible_workspace_names at 3.10: the rows that can_read.
+		q.visibility = map[store.Lookup]string{store.VisibleWorkspaces: `SELECT DISTINCT wp.workspace FROM workspace_permissions wp
+	JOIN users u ON u.id = wp.user_id
+	WHERE u.username = $1 AND wp.permission IN ('READ', 'USE', 'EDIT', 'MANAGE')`}
+	}
 	for _, k := range kinds {
 		on := func(alias string) string {
 			c := alias + "." + k.idCol + " = $2"
