@@ -712,6 +712,28 @@ func TestFilterInWorkspace(t *testing.T) {
 			resp, out := e.do(t, "alice", models.method, models.path+pageQuery(10, ""), nil)
 			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, string(out))
 			assert.Contains(t, string(out), "invalid_workspace")
+
+			// The workspace list shows the workspaces each caller sees:
+			// bob's READ row on team-b; alice's grant on one of team-b's
+			// models is not a workspace grant.
+			e.workspace = ""
+			for user, want := range map[string][]string{
+				"alice": {}, "bob": {"team-b"}, "mallory": {}, "carol": {"default", "team-b", "team-c"}, "dave": {"default", "team-b", "team-c"},
+			} {
+				for _, path := range []string{"/api/3.0/mlflow/workspaces", "/ajax-api/3.0/mlflow/workspaces"} {
+					resp, out := e.do(t, user, "GET", path, nil)
+					require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s: %s", user, path, out)
+					var page struct {
+						Workspaces []struct{ Name string } `json:"workspaces"`
+					}
+					require.NoError(t, json.Unmarshal(out, &page), string(out))
+					got := []string{}
+					for _, w := range page.Workspaces {
+						got = append(got, w.Name)
+					}
+					assert.Equal(t, want, got, "%s %s", user, path)
+				}
+			}
 		})
 	}
 }

@@ -93,6 +93,11 @@ func (f *fakeMLflow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = obj("trace_infos", ts)
 	case p == "/mlflow/traces/search":
 		out = obj("traces", f.ds.traceList())
+	case p == "/mlflow/workspaces":
+		out = obj("workspaces", []any{
+			map[string]any{"name": "default", "description": "the default workspace"},
+			map[string]any{"name": "team-b"}, map[string]any{"name": "team-c"},
+		})
 	case p == "/mlflow/runs/search":
 		// MLflow's parser takes the proto name or its JSON (camel) name.
 		ids := append(params["experiment_ids"], params["experimentIds"]...)

@@ -58,7 +58,12 @@ func TestWorkspaces(t *testing.T) {
 				require.NoError(t, h.exec(t.Context(), s), s)
 			}
 		}},
-		{name: "roles", before: upgradeToRoles(workspaceSeed...), bobCreates: true},
+		{name: "roles", before: func(t *testing.T, h *harness, d store.Dialect, query storetest.QueryFunc, migrate func() error) {
+			upgradeToRoles(workspaceSeed...)(t, h, d, query, migrate)
+			// A role named like bob's token group, in a workspace where
+			// nobody is assigned anything.
+			require.NoError(t, h.exec(t.Context(), `INSERT INTO roles (name, workspace) VALUES ('team-a', 'team-c')`))
+		}, bobCreates: true},
 	}
 	for _, b := range backends {
 		for _, l := range layouts {
@@ -119,6 +124,40 @@ func TestWorkspaces(t *testing.T) {
 						requireDecision(t, res, tc.allow, tc.status, tc.reason)
 						if tc.allow {
 							assert.NotContains(t, res.Removed, mlflow.WorkspaceHeader, "with workspaces on the header reaches MLflow")
+						}
+					})
+				}
+
+				// Reading a workspace's record needs to see it
+				// (validate_can_view_workspace): a READ workspace row in the
+				// legacy layout, any role there in the roles layout.
+				views := []struct {
+					user, ws      string
+					legacy, roles bool
+				}{
+					{"bob", "team-b", true, true},
+					{"frank", "team-b", true, true},
+					// The roles migration turns her grant on team-b's model
+					// into a role assignment in team-b.
+					{"mallory", "team-b", false, true},
+					{"alice", "team-b", false, false},
+					// bob's token group team-a names team-c's role team-a.
+					{"bob", "team-c", false, true},
+					{"carol", "team-c", true, true},
+					{"dave", "team-c", true, true},
+				}
+				for _, v := range views {
+					t.Run("view "+v.ws+" as "+v.user, func(t *testing.T) {
+						allow := v.legacy
+						if l.name == "roles" {
+							allow = v.roles
+						}
+						res := h.check(t, h.call(hostMLflow, v.user, "GET", "/api/3.0/mlflow/workspaces/"+v.ws, ""))
+						if allow {
+							requireDecision(t, res, true, 200, "")
+						} else {
+							requireDecision(t, res, false, http.StatusForbidden, string(authz.ReasonPermissionDenied))
+							assert.Contains(t, res.Body, "is not visible to the caller")
 						}
 					})
 				}

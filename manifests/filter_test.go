@@ -43,11 +43,13 @@ var (
 		"/api/3.0/mlflow/traces/get?trace_id=tr-1", "/api/3.0/mlflow/traces/tr-1", "/api/3.0/mlflow/traces/batchGet",
 		"/api/3.0/mlflow/traces/batchGetInfos", "/api/3.0/mlflow/traces/search", "/api/2.0/mlflow/registered-models/get?name=m",
 		"/graphql", "/mlflow/graphql", "/mlflow/ajax-api/2.0/mlflow/experiments/search",
+		"/api/3.0/mlflow/workspaces", "/ajax-api/3.0/mlflow/workspaces?page_token=x",
 	}
 	skippedSamples = []string{
 		"/api/2.0/mlflow/experiments/get?experiment_id=1", "/api/2.0/mlflow/runs/log-batch", "/health", "/",
 		"/static-files/index.html", "/api/2.0/mlflow-artifacts/artifacts/1/x", "/api/3.0/mlflow/traces/tr-1/tags",
-		"/v1/traces", "/api/2.0/mlflow/experiments/search-datasets",
+		"/v1/traces", "/api/2.0/mlflow/experiments/search-datasets", "/api/3.0/mlflow/workspaces/team-b",
+		"/api/3.0/mlflow/workspaces/team-b/permissions",
 	}
 )
 

@@ -25,6 +25,7 @@ import (
 // rowReader is what a filter asks of the permission model: *mlflow.Rows.
 type rowReader interface {
 	CanRead(ctx context.Context, res store.Resource) (bool, error)
+	CanViewWorkspace(ctx context.Context, name string) (bool, error)
 }
 
 // responseFilter edits one response body, through d's edits.
@@ -66,6 +67,17 @@ var responseFilters = map[string]responseFilter{
 	// redact_get_registered_model_versions: the embedded latest_versions go
 	// when the model's versions are unreadable.
 	"GetRegisteredModel": registeredModelVersions,
+	// filter_list_workspaces: workspaces the caller does not see.
+	"ListWorkspaces": listFilter("workspaces", workspaceRow),
+}
+
+// workspaceRow keeps a Workspace whose name the caller sees.
+func workspaceRow(ctx context.Context, d *jsonDoc, row []member, rows rowReader) (bool, error) {
+	name, ok, err := stringField(d, row, "name")
+	if err != nil || !ok {
+		return false, err
+	}
+	return rows.CanViewWorkspace(ctx, name)
 }
 
 // rowFunc decides one row from its members.

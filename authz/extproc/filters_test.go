@@ -23,6 +23,13 @@ func (r readable) CanRead(_ context.Context, res store.Resource) (bool, error) {
 	return r[res], nil
 }
 
+// CanViewWorkspace reads a workspace as a resource of kind "workspace".
+func (r readable) CanViewWorkspace(ctx context.Context, name string) (bool, error) {
+	return r.CanRead(ctx, workspace(name))
+}
+
+func workspace(n string) store.Resource { return store.Resource{Kind: "workspace", ID: n} }
+
 func exp(id string) store.Resource  { return store.Resource{Kind: store.Experiment, ID: id} }
 func model(n string) store.Resource { return store.Resource{Kind: store.RegisteredModel, ID: n} }
 func scorer(e, n string) store.Resource {
@@ -48,11 +55,15 @@ func TestResponseFilters(t *testing.T) {
 	rows := readable{
 		exp("1"): true, exp("3"): true, model("m1"): true, scorer("1", "s1"): true, scorer("3", "s3"): true,
 		{Kind: store.GatewaySecret, ID: "sec-1"}: true, {Kind: store.GatewayEndpoint, ID: "ep-1"}: true,
-		{Kind: store.GatewayModelDefinition, ID: "md-1"}: true,
+		{Kind: store.GatewayModelDefinition, ID: "md-1"}: true, workspace("team-a"): true,
 	}
 	tests := []struct {
 		name, route, body, want string
 	}{
+		{"workspaces: only those the caller sees", "ListWorkspaces",
+			`{"workspaces":[{"name":"default","description":"d"},{"name":"team-a"},{"description":"no name"},{"name":"team-b"}]}`,
+			`{"workspaces":[{"name":"team-a"}]}`},
+		{"workspaces: none seen", "ListWorkspaces", `{"workspaces":[{"name":"team-b"}]}`, `{"workspaces":[]}`},
 		{"experiments: mixed", "SearchExperiments",
 			`{"experiments":[{"experiment_id":"1","name":"a"},{"experiment_id":"2","name":"b"},{"experiment_id":"3","name":"c"}],"next_page_token":"tok"}`,
 			`{"experiments":[{"experiment_id":"1","name":"a"},{"experiment_id":"3","name":"c"}],"next_page_token":"tok"}`},

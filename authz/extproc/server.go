@@ -488,6 +488,8 @@ func readableFromRequest(ctx context.Context, r *authz.Request, route string, ro
 		return false, nil
 	}
 	switch route {
+	case "ListWorkspaces":
+		return rows.AllWorkspaces(), nil
 	case "GetRegisteredModel":
 		if q.Count("name") != 1 {
 			return false, nil

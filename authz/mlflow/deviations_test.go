@@ -107,9 +107,9 @@ var deviations = []deviation{
 	},
 	{
 		title: "workspaces",
-		why: "With apps[].mlflow.workspaces off (the default) requests are decided in workspace default and X-MLFLOW-WORKSPACE is removed, and any signed-in user may read a workspace, as MLflow does with workspaces off " +
-			"(validate_can_view_workspace returns True). With workspaces on, requests are decided in the workspace the header names, but reading a workspace's own record still needs only a signed-in caller " +
-			"(MLflow asks for a grant in it) and the workspace list is not filtered. Workspace permissions are for admins only, where MLflow also lets a workspace's MANAGE holder in.",
+		why: "The extraction cannot read validate_can_view_workspace, whose rule GetWorkspace follows: any signed-in caller with apps[].mlflow.workspaces off (MLflow returns True), " +
+			"else a caller who sees the workspace (a READ workspace_permissions row in the legacy layout, any role of it in the roles layout, a token group naming one of its roles, " +
+			"default with grant_default_workspace_access) or an admin. Workspace permissions are for admins only, where MLflow also lets a workspace's MANAGE holder in.",
 		mlflow: merge(rows("unparsed:validate_can_view_workspace", "GetWorkspace"), rows("resource MANAGE path:workspace_name", "ListWorkspacePermissions")),
 	},
 	{

@@ -114,6 +114,24 @@ func (r *Rows) CanRead(ctx context.Context, res store.Resource) (bool, error) {
 	return got.Permission.CanRead(), nil
 }
 
+// CanViewWorkspace reports whether the caller sees workspace name, as
+// GetWorkspace's check decides it (MLflow's filter_list_workspaces keeps
+// exactly the workspaces validate_can_view_workspace lets a caller read).
+func (r *Rows) CanViewWorkspace(ctx context.Context, name string) (bool, error) {
+	if r.all {
+		return true, nil
+	}
+	ok, err := r.p.canViewWorkspace(ctx, r.id, name)
+	if err != nil {
+		return false, fmt.Errorf("mlflow: rows: %w", err)
+	}
+	return ok, nil
+}
+
+// AllWorkspaces reports whether the caller sees every workspace without a
+// lookup: an admin, or any caller while workspaces are off.
+func (r *Rows) AllWorkspaces() bool { return r.all || !r.p.workspaces }
+
 // ParseJSONBody reads a request body as MLflow's parser does, with the
 // strictness of Decide: a duplicate key, invalid UTF-8 or anything but one
 // JSON object is a 400 deny, the same deny the check gives.

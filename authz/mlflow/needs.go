@@ -110,6 +110,9 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 	case idUsername:
 		op.Username = vals[0]
 		return nil
+	case idWorkspaceName:
+		op.ViewWorkspace = vals[0]
+		return nil
 	case idScorer:
 		names, d := rd.values(s, strict, &param{name: p.name2, kind: idModel})
 		if d != nil {

@@ -86,6 +86,8 @@ type Operation struct {
 	// Workspace is the MLflow workspace the request is decided in (see
 	// workspace.go); "" while workspaces are off.
 	Workspace string
+	// ViewWorkspace is the workspace an AccessWorkspace route reads.
+	ViewWorkspace string
 }
 
 // deny builds a refusal in the form every reader of this package returns:

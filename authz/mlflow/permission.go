@@ -49,6 +49,16 @@ func (p *Policy) checkAccess(ctx context.Context, op Operation, id *authz.Identi
 			return authz.Allow(authz.ReasonAllowed)
 		}
 		return p.adminOr(ctx, id, authz.Deny(http.StatusForbidden, authz.ReasonAdminRequired, "only the user themself or an admin may do this"))
+	case AccessWorkspace:
+		ok, err := p.canViewWorkspace(ctx, id, op.ViewWorkspace)
+		if err != nil {
+			return storeDeny(err)
+		}
+		if ok {
+			return authz.Allow(authz.ReasonAllowed)
+		}
+		return p.adminOr(ctx, id, authz.Deny(http.StatusForbidden, authz.ReasonPermissionDenied,
+			fmt.Sprintf("workspace %q is not visible to the caller: no role and no workspace grant there", op.ViewWorkspace)))
 	case AccessAdmin:
 		msg := "admin required"
 		if op.Note != "" {

@@ -19,13 +19,16 @@ const (
 	AccessCreate
 	// AccessSelf needs the caller to be the named user, or an admin.
 	AccessSelf
+	// AccessWorkspace needs the caller to see the workspace the path
+	// names, or an admin; with workspaces off, any verified caller.
+	AccessWorkspace
 	// AccessResource needs a permission on every Need of the operation.
 	AccessResource
 	// AccessAdmin needs an admin.
 	AccessAdmin
 )
 
-var accessNames = [...]string{"", "anyone", "authenticated", "create", "self", "resource", "admin"}
+var accessNames = [...]string{"", "anyone", "authenticated", "create", "self", "workspace", "resource", "admin"}
 
 // String names the access kind as the route table test data spells it.
 func (a Access) String() string {
@@ -75,6 +78,7 @@ const (
 	idModelDef
 	idArtifactPath
 	idUsername
+	idWorkspaceName
 )
 
 // src is where a parameter is read, as MLflow's handler reads it.
@@ -588,11 +592,12 @@ func routeTable() []*Route {
 		admin("ListWorkspacePermissions", pAPI3, "GET,POST,DELETE", "/mlflow/workspaces/{workspace}/permissions"),
 		admin("WorkspacePermissions", pAPI3, "GET", "/mlflow/workspace-permissions"),
 
-		// Workspaces (service.proto). We decide every request in the default
-		// workspace, so reads are for everyone and writes for admins.
+		// Workspaces (service.proto). Writes are for admins; a workspace
+		// is read by those who see it (validate_can_view_workspace), and
+		// the ext_proc filter lists only those (filter_list_workspaces).
 		authn("ListWorkspaces", v3, "GET", "/mlflow/workspaces"),
 		admin("CreateWorkspace", v3, "POST", "/mlflow/workspaces"),
-		authn("GetWorkspace", v3, "GET", "/mlflow/workspaces/{workspace}"),
+		rt("GetWorkspace", v3, "GET", "/mlflow/workspaces/{workspace}", AccessWorkspace, 0, pr(idWorkspaceName, srcPath, "workspace")),
 		admin("UpdateWorkspace", v3, "PATCH,DELETE", "/mlflow/workspaces/{workspace}"),
 	}
 	perms := []struct {

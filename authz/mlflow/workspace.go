@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
@@ -236,4 +237,43 @@ func (p *Policy) checkCreateIn(ctx context.Context, id *authz.Identity, ws strin
 		return deny(http.StatusForbidden, authz.ReasonPermissionDenied, fmt.Sprintf("creating in workspace %q requires %s on the workspace", ws, need))
 	}
 	return nil
+}
+
+// canViewWorkspace reports whether id sees workspace ws, as MLflow's
+// validate_can_view_workspace and filter_list_workspaces decide it
+// (mlflow/server/auth/__init__.py, read at 000d336a): with workspaces off,
+// every caller; else a signed-in user that store.VisibleWorkspaces names
+// (a READ workspace_permissions row in the legacy layout, any role
+// assignment in the roles layout), or whose token group names a role of
+// ws (as an assignment would), or anyone in the default workspace with
+// grant_default_workspace_access. Admins are the caller's to check.
+func (p *Policy) canViewWorkspace(ctx context.Context, id *authz.Identity, ws string) (bool, error) {
+	if !p.workspaces {
+		return true, nil
+	}
+	if id.Username == "" {
+		return false, nil
+	}
+	if p.resolution.defaultWorkspaceAccess && ws == store.DefaultWorkspace {
+		return true, nil
+	}
+	visible := func(l store.Lookup, key string) (bool, error) {
+		names, err := p.store.Resolve(ctx, l, key)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+		return slices.Contains(names, ws), nil
+	}
+	if ok, err := visible(store.VisibleWorkspaces, id.Username); ok || err != nil {
+		return ok, err
+	}
+	for role := range p.resolution.groupRoles.Map(id.Groups) {
+		if strings.HasPrefix(role, syntheticRolePrefix) {
+			continue
+		}
+		if ok, err := visible(store.WorkspacesOfRole, role); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
 }
