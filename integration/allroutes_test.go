@@ -118,8 +118,9 @@ func callers(access mlflow.Access, perm store.Permission) (allow []string, deny 
 	switch access {
 	case mlflow.AccessAnyone:
 		return []string{anonymous, "mallory"}, nil
-	case mlflow.AccessAuthenticated, mlflow.AccessCreate:
-		// No create_groups configured: any verified caller may create.
+	case mlflow.AccessAuthenticated, mlflow.AccessCreate, mlflow.AccessWorkspace:
+		// No create_groups configured: any verified caller may create;
+		// workspaces are off: any verified caller sees workspace default.
 		return []string{"mallory"}, []denial{anon}
 	case mlflow.AccessSelf:
 		// The probes name mallory; carol is an admin by users.is_admin.
