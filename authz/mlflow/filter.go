@@ -137,6 +137,7 @@ func (r *Rows) AllWorkspaces() bool { return r.all || !r.p.workspaces }
 // JSON object is a 400 deny, the same deny the check gives.
 func ParseJSONBody(body []byte) (map[string]any, *authz.Decision) {
 	rd := reader{req: &authz.Request{Body: body}}
+	defer rd.release()
 	obj, d := rd.loadBody(false)
 	if d != nil {
 		return nil, d

@@ -31,10 +31,11 @@ func FuzzJSONParams(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		obj, err := scanJSONObject(body, nil)
+		obj, err := scanJSONObject(body)
 		if err != nil {
 			return
 		}
+		defer obj.doc.release()
 		m, err := obj.tree()
 		if err != nil {
 			t.Fatalf("%q: validated, then not decoded: %v", body, err)

@@ -171,6 +171,7 @@ func graphQLParams(req *authz.Request) (string, map[string]any, *authz.Decision)
 		}
 	}
 	rd := reader{req: req}
+	defer rd.release()
 	body, d := rd.loadBody(req.Method == http.MethodPost)
 	if d != nil {
 		return "", nil, d

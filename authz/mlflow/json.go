@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -29,235 +31,306 @@ var (
 // duplicate key at any depth: Python (and so MLflow) keeps the last
 // duplicate, other parsers the first, so with a duplicate two readers can
 // see two ids. Invalid UTF-8 is refused too: Go would replace it with U+FFFD
-// while Python rejects the body. Then the parameter reader takes only the
-// fields a route names from the validated bytes (jsonObject, jsonValue):
-// log-batch's twenty metrics are skipped over, never built into a tree.
+// while Python rejects the body. The same pass records every value of the
+// body as a node (where its bytes are, its key, where the next value after
+// it starts), so the parameter reader takes the fields a route names by
+// following nodes, never by scanning bytes again: log-batch's twenty
+// metrics are twenty hops over four keys each, never built into a tree.
 // What a field holds is exactly what encoding/json would decode there.
 
-// jsonValue is one value inside a body scanJSONObject accepted: its bytes,
-// without surrounding whitespace. Its methods rely on that validation.
-type jsonValue []byte
-
-// jsonMember is one member of the top-level object, its key unescaped.
-type jsonMember struct {
-	key []byte
-	val jsonValue
+// jsonNode is one value of a validated body, in document order: a
+// container's members or elements are the nodes that follow it, up to its
+// next. Offsets are int32 (a body over 2 GiB is refused), and the node holds
+// no pointer, so a body's nodes are one block the collector never scans.
+type jsonNode struct {
+	start, end int32 // the value is body[start:end]
+	next       int32 // the node after this value and everything inside it
+	// A member's key, between its quotes, is body[keyStart:keyEnd]
+	// (0, 0 for an array's element and the body's top value); when the key
+	// holds an escape, keyEsc is 1 + its index in jsonDoc.escKeys, which
+	// holds it unescaped.
+	keyStart, keyEnd, keyEsc int32
 }
 
-// jsonObject is a validated JSON object. The body's top-level object comes
-// with its members indexed, since a route reads several fields of it;
-// nested objects are walked when read.
-type jsonObject struct {
-	raw     jsonValue
-	members []jsonMember
-	indexed bool
+// jsonDoc is a validated body and its nodes; nodes[0] is its top value.
+type jsonDoc struct {
+	body    []byte
+	nodes   []jsonNode
+	escKeys []string
+}
+
+// jsonDocs keeps the nodes' storage of bodies read before, so that reading
+// one costs no allocation.
+var jsonDocs = sync.Pool{New: func() any { return &jsonDoc{nodes: make([]jsonNode, 0, 128)} }}
+
+// maxPooledNodes bounds the storage a document returns to jsonDocs: a large
+// body's nodes go to the collector instead of staying in the pool.
+const maxPooledNodes = 4096
+
+// release returns d's storage to jsonDocs. Nothing read from d may be used
+// after: what the readers return (strings, decoded trees) is copied out.
+func (d *jsonDoc) release() {
+	if d == nil {
+		return
+	}
+	clear(d.escKeys)
+	d.body, d.nodes, d.escKeys = nil, d.nodes[:0], d.escKeys[:0]
+	if cap(d.nodes) <= maxPooledNodes {
+		jsonDocs.Put(d)
+	}
 }
 
 // parseJSONObject reads body into a tree of map[string]any, []any, string,
 // json.Number, bool and nil (for the callers that want the whole tree:
 // OTLP/JSON, the response filter), with the refusals of scanJSONObject.
 func parseJSONObject(body []byte) (map[string]any, error) {
-	obj, err := scanJSONObject(body, nil)
+	obj, err := scanJSONObject(body)
 	if err != nil {
 		return nil, err
 	}
+	defer obj.doc.release()
 	return obj.tree()
 }
 
-// scanJSONObject validates body and indexes its top-level object's members
-// (in members' storage, when large enough). It refuses exactly what
-// encoding/json's Decode (one value, then nothing but whitespace) refuses,
-// plus invalid UTF-8, duplicate keys, nesting deeper than maxJSONDepth and
-// more than maxJSONTokens values. The error for a refused body is the one
-// scanJSON names, else errJSONSyntax: the lenient walk says why, as it did
-// before this reader existed.
-func scanJSONObject(body []byte, members []jsonMember) (jsonObject, error) {
+// scanJSONObject validates body and records its nodes, in storage from
+// jsonDocs that the caller gives back with obj.doc.release(). It refuses
+// exactly what encoding/json's Decode (one value, then nothing but
+// whitespace) refuses, plus invalid UTF-8, duplicate keys, nesting deeper
+// than maxJSONDepth, more than maxJSONTokens values and a body of 2 GiB or
+// more (which no Envoy buffers for a check). The error for a refused body is
+// the one scanJSON names, else errJSONSyntax: the lenient walk says why, as
+// it did before this reader existed.
+func scanJSONObject(body []byte) (jsonObject, error) {
+	if len(body) > math.MaxInt32-1 {
+		return jsonObject{}, errJSONTooLarge
+	}
 	if !utf8.Valid(body) {
 		return jsonObject{}, errJSONEncoding
 	}
-	start := skipSpace(body, 0)
-	end, top, ok := validateJSON(body, start, members[:0])
-	if !ok {
+	d := jsonDocs.Get().(*jsonDoc)
+	d.body = body
+	if !d.validate(skipSpace(body, 0)) {
+		d.release()
 		if err := scanJSON(body); err != nil {
 			return jsonObject{}, err
 		}
 		return jsonObject{}, errJSONSyntax
 	}
-	if body[start] != '{' {
+	if body[d.nodes[0].start] != '{' {
+		d.release()
 		return jsonObject{}, errJSONNotObject
 	}
-	return jsonObject{raw: body[start:end], members: top, indexed: true}, nil
+	return jsonObject{doc: d}, nil
 }
 
-// validFrame is one open object or array during validateJSON.
+// validFrame is one open object or array during validate.
 type validFrame struct {
-	obj      bool
-	keysFrom int                 // this object's keys are keys[keysFrom:]
-	set      map[string]struct{} // the keys, once there are too many to search
+	node int32 // the container's node
+	obj  bool
+	keys int32               // how many members the object has so far
+	set  map[string]struct{} // its keys, once there are too many to compare
 }
 
-// validateJSON validates the one value at body[i:], followed by nothing but
-// whitespace, with scanJSON's limits and duplicate check, and appends the
-// top-level object's members to top. It is one loop with its stacks in
-// small arrays, so that a body costs no allocation unless a key is
-// escaped, or nesting or an object is large.
-func validateJSON(body []byte, i int, top []jsonMember) (end int, members []jsonMember, ok bool) {
-	// The arrays hold what MLflow's bodies need and no more: a large frame
-	// makes the handler's goroutine grow its stack, which costs a copy.
+// validate validates the one value at d.body[i:], followed by nothing but
+// whitespace, with scanJSON's limits and duplicate check, and records its
+// nodes. It is one loop with its stack in a small array, so that a body
+// costs no allocation unless a key is escaped, or nesting or an object is
+// large.
+func (d *jsonDoc) validate(i int) bool {
+	body := d.body
 	var (
+		// The array holds what MLflow's bodies need and no more: a large
+		// frame makes the handler's goroutine grow its stack, which costs
+		// a copy.
 		stackBuf [8]validFrame
-		keysBuf  [16][]byte
 		stack    = stackBuf[:0]
-		keys     = keysBuf[:0]
-		values   int
-		topKey   []byte // the top-level member whose value is being read
-		topStart int
-		inTop    bool // topKey's value is being read
+		nodes    = d.nodes[:cap(d.nodes)] // written in place, grown when full
+		n        int32                    // how many nodes there are
+		// The key of the member whose value starts at i (see jsonNode).
+		keyStart, keyEnd, keyEsc int32
+		ok                       bool
 	)
 	for {
 		// A value starts at i.
-		if i >= len(body) {
-			return i, nil, false
+		if i >= len(body) || n >= maxJSONTokens {
+			return false
 		}
-		values++
-		if values > maxJSONTokens {
-			return i, nil, false
+		if int(n) == len(nodes) {
+			nodes = append(nodes, make([]jsonNode, len(nodes)+16)...)
 		}
+		this := n
+		nodes[this] = jsonNode{start: int32(i), keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}
+		n++
 		switch c := body[i]; c {
 		case '{', '[':
 			if len(stack) >= maxJSONDepth {
-				return i, nil, false
+				return false
 			}
-			stack = append(stack, validFrame{obj: c == '{', keysFrom: len(keys)})
 			i = skipSpace(body, i+1)
 			if i < len(body) && (body[i] == '}' && c == '{' || body[i] == ']' && c == '[') {
-				stack = stack[:len(stack)-1]
 				i++
 				break
 			}
+			stack = append(stack, validFrame{node: this, obj: c == '{'})
 			if c == '[' {
+				keyStart, keyEnd, keyEsc = 0, 0, 0
 				continue // to the first element
 			}
 			// The first key; later ones are read after their comma below.
-			var key []byte
-			if i, key, ok = objectKey(body, i); !ok {
-				return i, nil, false
+			if i, keyStart, keyEnd, keyEsc, ok = d.objectKey(i); !ok {
+				return false
 			}
-			keys = append(keys, key)
-			if len(stack) == 1 {
-				topKey, topStart, inTop = key, i, true
-			}
+			stack[len(stack)-1].keys = 1
 			continue
 		case '"':
-			var ok bool
 			if i, _, ok = scanString(body, i); !ok {
-				return i, nil, false
+				return false
 			}
 		case 't':
 			if i, ok = literal(body, i, "true"); !ok {
-				return i, nil, false
+				return false
 			}
 		case 'f':
 			if i, ok = literal(body, i, "false"); !ok {
-				return i, nil, false
+				return false
 			}
 		case 'n':
 			if i, ok = literal(body, i, "null"); !ok {
-				return i, nil, false
+				return false
 			}
 		default:
 			if i, ok = scanNumber(body, i); !ok {
-				return i, nil, false
+				return false
 			}
 		}
-		// A value ended at i: close every container that ends here, then
-		// go on to the next element or member.
+		// A value (a scalar or an empty container) ended at i: close every
+		// container that ends here, then go on to the next element or
+		// member.
+		nodes[this].end, nodes[this].next = int32(i), this+1
 		for {
-			if inTop && len(stack) == 1 {
-				top = append(top, jsonMember{key: topKey, val: body[topStart:i]})
-				inTop = false
-			}
 			if len(stack) == 0 {
-				if skipSpace(body, i) != len(body) {
-					return i, nil, false
-				}
-				return i, top, true
+				d.nodes = nodes[:n]
+				return skipSpace(body, i) == len(body)
 			}
 			i = skipSpace(body, i)
 			if i >= len(body) {
-				return i, nil, false
+				return false
 			}
 			f := &stack[len(stack)-1]
 			c := body[i]
 			if c == ',' {
 				i = skipSpace(body, i+1)
 				if !f.obj {
+					keyStart, keyEnd, keyEsc = 0, 0, 0
 					break
 				}
-				var key []byte
-				if i, key, ok = objectKey(body, i); !ok {
-					return i, nil, false
+				if i, keyStart, keyEnd, keyEsc, ok = d.objectKey(i); !ok {
+					return false
 				}
-				// Duplicates as scanJSON finds them: a linear search while
-				// the object is small, a set once it is not.
-				if f.set != nil {
-					if _, dup := f.set[string(key)]; dup {
-						return i, nil, false
-					}
-					f.set[string(key)] = struct{}{}
-				} else {
-					for _, k := range keys[f.keysFrom:] {
-						if string(k) == string(key) {
-							return i, nil, false
-						}
-					}
-					keys = append(keys, key)
-					if len(keys)-f.keysFrom > scanSetAfter {
-						f.set = make(map[string]struct{}, 2*scanSetAfter)
-						for _, k := range keys[f.keysFrom:] {
-							f.set[string(k)] = struct{}{}
-						}
-					}
-				}
-				if len(stack) == 1 {
-					topKey, topStart, inTop = key, i, true
+				if d.duplicate(nodes[:n], f, keyStart, keyEnd, keyEsc) {
+					return false
 				}
 				break
 			}
 			if f.obj && c != '}' || !f.obj && c != ']' {
-				return i, nil, false
+				return false
 			}
-			keys = keys[:f.keysFrom]
-			stack = stack[:len(stack)-1]
 			i++
+			nodes[f.node].end, nodes[f.node].next = int32(i), n
+			stack = stack[:len(stack)-1]
 		}
 	}
 }
 
+// duplicate reports whether key is already a key of f's object, whose
+// members so far are the nodes after f.node, compared after unescaping as
+// scanJSON does: one by one while the object is small, in a set once it is
+// not (so that a huge object cannot make the pass quadratic).
+func (d *jsonDoc) duplicate(nodes []jsonNode, f *validFrame, keyStart, keyEnd, keyEsc int32) bool {
+	key := &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}
+	if f.set != nil {
+		k := d.key(key)
+		if _, dup := f.set[k]; dup {
+			return true
+		}
+		f.set[k] = struct{}{}
+		return false
+	}
+	for c := f.node + 1; c < int32(len(nodes)); c = nodes[c].next {
+		m := &nodes[c]
+		if m.keyEsc == 0 && keyEsc == 0 {
+			// The common case, inline: neither key has an escape.
+			if m.keyEnd-m.keyStart == keyEnd-keyStart && string(d.body[m.keyStart:m.keyEnd]) == string(d.body[keyStart:keyEnd]) {
+				return true
+			}
+		} else if d.sameKey(m, key) {
+			return true
+		}
+	}
+	if f.keys++; f.keys > scanSetAfter {
+		f.set = make(map[string]struct{}, 2*scanSetAfter)
+		for c := f.node + 1; c < int32(len(nodes)); c = nodes[c].next {
+			f.set[d.key(&nodes[c])] = struct{}{}
+		}
+		f.set[d.key(key)] = struct{}{}
+	}
+	return false
+}
+
 // objectKey reads the key at body[i], its colon and the whitespace after
-// it: the key (unescaped as encoding/json does) and where its value
-// starts.
-func objectKey(body []byte, i int) (next int, key []byte, ok bool) {
+// it: the key, as a node's key fields, and where its value starts. An
+// escaped key is unescaped as encoding/json does, once.
+func (d *jsonDoc) objectKey(i int) (next int, keyStart, keyEnd, keyEsc int32, ok bool) {
+	body := d.body
 	if i >= len(body) || body[i] != '"' {
-		return i, nil, false
+		return i, 0, 0, 0, false
 	}
 	end, escaped, ok := scanString(body, i)
 	if !ok {
-		return i, nil, false
+		return i, 0, 0, 0, false
 	}
-	key = body[i+1 : end-1]
 	if escaped {
 		var k string
 		if json.Unmarshal(body[i:end], &k) != nil {
-			return i, nil, false
+			return i, 0, 0, 0, false
 		}
-		key = []byte(k)
+		d.escKeys = append(d.escKeys, k)
+		keyEsc = int32(len(d.escKeys))
 	}
+	keyStart, keyEnd = int32(i+1), int32(end-1)
 	i = skipSpace(body, end)
 	if i >= len(body) || body[i] != ':' {
-		return i, nil, false
+		return i, 0, 0, 0, false
 	}
-	return skipSpace(body, i+1), key, true
+	return skipSpace(body, i+1), keyStart, keyEnd, keyEsc, true
+}
+
+// key returns n's key, unescaped, as a string of its own.
+func (d *jsonDoc) key(n *jsonNode) string {
+	if n.keyEsc > 0 {
+		return d.escKeys[n.keyEsc-1]
+	}
+	return string(d.body[n.keyStart:n.keyEnd])
+}
+
+// keyIs reports whether n's key, unescaped, is k.
+func (d *jsonDoc) keyIs(n *jsonNode, k string) bool {
+	if n.keyEsc > 0 {
+		return d.escKeys[n.keyEsc-1] == k
+	}
+	return string(d.body[n.keyStart:n.keyEnd]) == k
+}
+
+// sameKey reports whether a and b have the same key, unescaped. A key
+// without an escape is its own unescaped form.
+func (d *jsonDoc) sameKey(a, b *jsonNode) bool {
+	switch {
+	case a.keyEsc > 0:
+		return d.keyIs(b, d.escKeys[a.keyEsc-1])
+	case b.keyEsc > 0:
+		return d.keyIs(a, d.escKeys[b.keyEsc-1])
+	}
+	return string(d.body[a.keyStart:a.keyEnd]) == string(d.body[b.keyStart:b.keyEnd])
 }
 
 // plainString marks the bytes a JSON string holds as they are: anything
@@ -368,237 +441,70 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipValue returns the end of the validated value at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		end, _ := skipString(b, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			for i < len(b) && !structural[b[i]] {
-				i++
-			}
-			if i >= len(b) {
-				break
-			}
-			switch b[i] {
-			case '"':
-				i, _ = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			default:
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(b) && !endsScalar[b[i]] {
-		i++
-	}
-	return i
+// jsonValue is one value of a body scanJSONObject accepted: node n of doc.
+// The zero jsonValue is an absent value. Its methods rely on the
+// validation.
+type jsonValue struct {
+	doc *jsonDoc
+	n   int32
 }
 
-// structural marks the bytes skipValue stops at inside a container, and
-// endsScalar those that end a number or literal.
-var structural, endsScalar = func() (s, e [256]bool) {
-	for _, c := range []byte(`"{}[]`) {
-		s[c] = true
-	}
-	for _, c := range []byte(",}] \t\n\r") {
-		e[c] = true
-	}
-	return s, e
-}()
+// jsonObject is a jsonValue that is an object. The zero jsonObject is an
+// empty one (an empty body).
+type jsonObject jsonValue
 
-// skipString returns the end of the validated string at b[i] == '"', and
-// whether it holds an escape.
-func skipString(b []byte, i int) (end int, escaped bool) {
-	for i++; i < len(b); i++ {
-		for i < len(b) && plainString[b[i]] {
-			i++
-		}
-		if i >= len(b) || b[i] == '"' {
-			break
-		}
-		if b[i] == '\\' {
-			escaped = true
-			i++
-		}
+// raw returns v's bytes, without surrounding whitespace.
+func (v jsonValue) raw() []byte {
+	if v.doc == nil {
+		return nil
 	}
-	return i + 1, escaped
+	n := &v.doc.nodes[v.n]
+	return v.doc.body[n.start:n.end]
 }
 
-// members iterates over the members of a validated object.
-type members struct {
-	o jsonObject
-	i int // the next member: an index in o.members, or an offset in o.raw
+// first is v's first byte, which says what kind of value it is; 0 when v
+// is absent.
+func (v jsonValue) first() byte {
+	if v.doc == nil {
+		return 0
+	}
+	return v.doc.body[v.doc.nodes[v.n].start]
 }
 
-func (o jsonObject) iter() members {
-	if o.indexed {
-		return members{o: o}
-	}
-	return members{o: o, i: skipSpace(o.raw, 1)}
-}
-
-// next returns the next member, its key unescaped, or ok false after the
-// last.
-func (it *members) next() (key []byte, val jsonValue, ok bool) {
-	if it.o.indexed {
-		if it.i >= len(it.o.members) {
-			return nil, nil, false
-		}
-		m := it.o.members[it.i]
-		it.i++
-		return m.key, m.val, true
-	}
-	b, i := it.o.raw, it.i
-	if i >= len(b) || b[i] != '"' {
-		return nil, nil, false
-	}
-	end, escaped := skipString(b, i)
-	key = b[i+1 : end-1]
-	if escaped {
-		key = []byte(jsonValue(b[i:end]).unquote())
-	}
-	i = skipSpace(b, end) // at the colon
-	i = skipSpace(b, i+1) // at the value
-	end = skipValue(b, i)
-	val = b[i:end]
-	i = skipSpace(b, end) // at a comma or the closing brace
-	if i < len(b) && b[i] == ',' {
-		i = skipSpace(b, i+1)
-	}
-	it.i = i
-	return key, val, true
-}
-
-// get returns the member spelled exactly key.
-func (o jsonObject) get(key string) (jsonValue, bool) {
-	it := o.iter()
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			return nil, false
-		}
-		if string(k) == key {
-			return v, true
-		}
-	}
-}
-
-// lookup returns the member key in snake or camel case, as protobuf's JSON
-// parser accepts both; has says whether either spelling is present, both
-// says both are (a deny for the caller to phrase).
-func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
-	val, has, both, _ = o.lookupEnd(key)
-	return val, has, both
-}
-
-// lookupEnd is lookup that also returns where o ends in o.raw (after its
-// closing brace) when o is not indexed: o.raw may then run past o, as when
-// an array's elements are read without first skipping each to its end.
-func (o jsonObject) lookupEnd(key string) (val jsonValue, has, both bool, end int) {
-	var snake, camelCase bool
-	// camel(key) is key without its underscores: only a key of that length
-	// can be it.
-	camelLen := len(key) - strings.Count(key, "_")
-	hasCamel := camelLen != len(key)
-	var sv, cv jsonValue
-	it := o.iter()
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			break
-		}
-		switch {
-		case string(k) == key:
-			sv, snake = v, true
-		case hasCamel && len(k) == camelLen && isCamelOf(k, key):
-			cv, camelCase = v, true
-		}
-	}
-	if !o.indexed {
-		end = it.i + 1
-	}
-	switch {
-	case snake && camelCase:
-		return nil, true, true, end
-	case camelCase:
-		return cv, true, false, end
-	}
-	return sv, snake, false, end
-}
-
-// tree decodes o with encoding/json (numbers as json.Number); an empty
-// jsonObject is an empty map.
-func (o jsonObject) tree() (map[string]any, error) {
-	m := map[string]any{}
-	if len(o.raw) == 0 {
-		return m, nil
-	}
-	if err := o.raw.decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// decode is encoding/json's reading of v, numbers as json.Number.
-func (v jsonValue) decode(into any) error {
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	if err := dec.Decode(into); err != nil {
-		return errJSONSyntax
-	}
-	return nil
-}
-
-func (v jsonValue) isNull() bool { return len(v) > 0 && v[0] == 'n' }
+func (v jsonValue) isNull() bool  { return v.first() == 'n' }
+func (v jsonValue) isArray() bool { return v.first() == '[' }
 
 // object returns v as an object, if it is one.
 func (v jsonValue) object() (jsonObject, bool) {
-	if len(v) == 0 || v[0] != '{' {
+	if v.first() != '{' {
 		return jsonObject{}, false
 	}
-	return jsonObject{raw: v}, true
+	return jsonObject(v), true
 }
 
 // elems calls fn with every element of v, which must be an array (isArray),
 // until fn returns false.
 func (v jsonValue) elems(fn func(jsonValue) bool) {
-	i := skipSpace(v, 1)
-	for i < len(v) && v[i] != ']' {
-		end := skipValue(v, i)
-		if !fn(v[i:end]) {
+	nodes := v.doc.nodes
+	for c := v.n + 1; c < nodes[v.n].next; c = nodes[c].next {
+		if !fn(jsonValue{doc: v.doc, n: c}) {
 			return
-		}
-		i = skipSpace(v, end)
-		if i < len(v) && v[i] == ',' {
-			i = skipSpace(v, i+1)
 		}
 	}
 }
 
-func (v jsonValue) isArray() bool { return len(v) > 0 && v[0] == '[' }
-
 // str returns v's string as encoding/json decodes it, if v is a string.
 func (v jsonValue) str() (string, bool) {
-	if len(v) == 0 || v[0] != '"' {
+	if v.first() != '"' {
 		return "", false
 	}
-	return v.unquote(), true
+	return unquote(v.raw()), true
 }
 
 // unquote decodes the validated string v: a copy of its bytes when it holds
 // no escape, else what encoding/json makes of it (a lone surrogate becomes
 // U+FFFD, as there).
-func (v jsonValue) unquote() string {
+func unquote(v []byte) string {
 	inner := v[1 : len(v)-1]
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return string(inner)
@@ -606,6 +512,87 @@ func (v jsonValue) unquote() string {
 	var s string
 	_ = json.Unmarshal(v, &s)
 	return s
+}
+
+// decode is encoding/json's reading of v, numbers as json.Number.
+func (v jsonValue) decode(into any) error {
+	dec := json.NewDecoder(bytes.NewReader(v.raw()))
+	dec.UseNumber()
+	if err := dec.Decode(into); err != nil {
+		return errJSONSyntax
+	}
+	return nil
+}
+
+// get returns the member spelled exactly key.
+func (o jsonObject) get(key string) (jsonValue, bool) {
+	if o.doc == nil {
+		return jsonValue{}, false
+	}
+	nodes := o.doc.nodes
+	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
+		if o.doc.keyIs(&nodes[c], key) {
+			return jsonValue{doc: o.doc, n: c}, true
+		}
+	}
+	return jsonValue{}, false
+}
+
+// lookup returns the member key in snake or camel case, as protobuf's JSON
+// parser accepts both; has says whether either spelling is present, both
+// says both are (a deny for the caller to phrase).
+func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
+	if o.doc == nil {
+		return jsonValue{}, false, false
+	}
+	// camel(key) is key without its underscores: only a key of that length
+	// can be it.
+	camelLen := int32(len(key) - strings.Count(key, "_"))
+	hasCamel := int(camelLen) != len(key)
+	var sv, cv jsonValue
+	d := o.doc
+	nodes := d.nodes
+	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
+		n := &nodes[c]
+		switch {
+		case n.keyEsc > 0:
+			k := d.escKeys[n.keyEsc-1]
+			switch {
+			case k == key:
+				sv = jsonValue{doc: d, n: c}
+			case hasCamel && isCamelOf(k, key):
+				cv = jsonValue{doc: d, n: c}
+			}
+		case n.keyEnd-n.keyStart == int32(len(key)):
+			if string(d.body[n.keyStart:n.keyEnd]) == key {
+				sv = jsonValue{doc: d, n: c}
+			}
+		case hasCamel && n.keyEnd-n.keyStart == camelLen:
+			if isCamelOf(d.body[n.keyStart:n.keyEnd], key) {
+				cv = jsonValue{doc: d, n: c}
+			}
+		}
+	}
+	switch {
+	case sv.doc != nil && cv.doc != nil:
+		return jsonValue{}, true, true
+	case cv.doc != nil:
+		return cv, true, false
+	}
+	return sv, sv.doc != nil, false
+}
+
+// tree decodes o with encoding/json (numbers as json.Number); an empty
+// jsonObject is an empty map.
+func (o jsonObject) tree() (map[string]any, error) {
+	m := map[string]any{}
+	if o.doc == nil {
+		return m, nil
+	}
+	if err := jsonValue(o).decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // scanFrame is one open object or array during scanJSON.

@@ -166,28 +166,53 @@ func rebuild(t *testing.T, v jsonValue) any {
 	if s, ok := v.str(); ok {
 		return s
 	}
-	switch string(v) {
+	switch string(v.raw()) {
 	case "true":
 		return true
 	case "false":
 		return false
 	}
-	return json.Number(v)
+	return json.Number(v.raw())
+}
+
+// checkNodes checks the shape of a validated body's nodes: each value's
+// bytes are one JSON value, and a container's nodes lie within it, in
+// document order, each member's key before its value.
+func checkNodes(t *testing.T, d *jsonDoc) {
+	t.Helper()
+	if len(d.nodes) == 0 || d.nodes[0].next != int32(len(d.nodes)) {
+		t.Fatalf("%q: %d nodes, the top one ends at %d", d.body, len(d.nodes), d.nodes[0].next)
+	}
+	for i, n := range d.nodes {
+		if n.start >= n.end || n.next <= int32(i) || n.next > int32(len(d.nodes)) || !json.Valid(d.body[n.start:n.end]) {
+			t.Fatalf("%q: node %d %+v", d.body, i, n)
+		}
+		if c := d.body[n.start]; c != '{' && c != '[' && n.next != int32(i)+1 {
+			t.Fatalf("%q: scalar node %d %+v has nodes within", d.body, i, n)
+		}
+		for c := int32(i) + 1; c < n.next; c = d.nodes[c].next {
+			m := d.nodes[c]
+			if m.start <= n.start || m.end >= n.end || (d.body[n.start] == '{') != (m.keyEnd > 0) || m.keyEnd > m.start {
+				t.Fatalf("%q: node %d %+v inside node %d %+v", d.body, c, m, i, n)
+			}
+		}
+	}
 }
 
 func rebuildObject(t *testing.T, o jsonObject) map[string]any {
 	m := map[string]any{}
-	it := o.iter()
-	for {
-		k, v, ok := it.next()
-		if !ok {
-			return m
-		}
-		if _, dup := m[string(k)]; dup {
+	if o.doc == nil {
+		return m
+	}
+	nodes := o.doc.nodes
+	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
+		k := o.doc.key(&nodes[c])
+		if _, dup := m[k]; dup {
 			t.Fatalf("duplicate key %q read from a validated body", k)
 		}
-		m[string(k)] = rebuild(t, v)
+		m[k] = rebuild(t, jsonValue{doc: o.doc, n: c})
 	}
+	return m
 }
 
 // scannerPaths are the body paths the route table reads, and a few more
@@ -229,7 +254,7 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		obj, err := scanJSONObject(body, make([]jsonMember, 0, 2))
+		obj, err := scanJSONObject(body)
 		want, wantErr := treeParseJSONObject(body)
 		if err != wantErr {
 			t.Fatalf("%q: scanner %v, tree reader %v", body, err, wantErr)
@@ -237,28 +262,23 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		if err != nil {
 			return
 		}
+		defer obj.doc.release()
+		checkNodes(t, obj.doc)
 		if got := rebuildObject(t, obj); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: scanner read %#v, encoding/json %#v", body, got, want)
 		}
 		if got, err := obj.tree(); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: tree %#v (%v), encoding/json %#v", body, got, err, want)
 		}
-		// The top-level members, indexed, and the same object walked.
-		walked := jsonObject{raw: obj.raw}
-		if got := rebuildObject(t, walked); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: walked %#v, encoding/json %#v", body, got, want)
-		}
 		for k := range want {
-			for _, o := range []jsonObject{obj, walked} {
-				v, ok := o.get(k)
-				if !ok || !reflect.DeepEqual(rebuild(t, v), want[k]) {
-					t.Fatalf("%q: get(%q) = %s, %v", body, k, v, ok)
-				}
-				got, has, both := o.lookup(k)
-				wv, wpresent, wd := lookupMapKey(want, k)
-				if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
-					t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got, has, both, wv, wpresent, wd)
-				}
+			v, ok := obj.get(k)
+			if !ok || !reflect.DeepEqual(rebuild(t, v), want[k]) {
+				t.Fatalf("%q: get(%q) = %s, %v", body, k, v.raw(), ok)
+			}
+			got, has, both := obj.lookup(k)
+			wv, wpresent, wd := lookupMapKey(want, k)
+			if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
+				t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got.raw(), has, both, wv, wpresent, wd)
 			}
 		}
 		for _, p := range scannerPaths {
@@ -269,6 +289,7 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 			}
 		}
 		rd := reader{req: &authz.Request{Body: body}}
+		defer rd.release()
 		var op Operation
 		d := rd.claims(&op)
 		wantClaims, wd := treeClaims(want)
@@ -303,6 +324,7 @@ func BenchmarkJSONBody(b *testing.B) {
 			if d := rd.claims(&op); d != nil {
 				b.Fatal(d)
 			}
+			rd.release()
 		})
 	})
 	b.Run("tree", func(b *testing.B) {

@@ -37,10 +37,9 @@ func (rd *reader) loadBody(strictType bool) (jsonObject, *authz.Decision) {
 	case rd.req.BodyTruncated:
 		rd.bodyDeny = deny(http.StatusRequestEntityTooLarge, authz.ReasonBodyTruncated, "the request body is too large to check the ids it names")
 	case len(rd.req.Body) == 0:
-		rd.body = jsonObject{indexed: true}
+		// An empty body is an empty object: the zero jsonObject.
 	default:
-		// MLflow's bodies have a handful of top-level members.
-		obj, err := scanJSONObject(rd.req.Body, make([]jsonMember, 0, 8))
+		obj, err := scanJSONObject(rd.req.Body)
 		switch err {
 		case nil:
 			rd.body = obj
@@ -51,6 +50,13 @@ func (rd *reader) loadBody(strictType bool) (jsonObject, *authz.Decision) {
 		}
 	}
 	return rd.body, rd.bodyDeny
+}
+
+// release gives back what reading the body took (see jsonDoc.release):
+// nothing read from it may be used after.
+func (rd *reader) release() {
+	rd.body.doc.release()
+	rd.body = jsonObject{}
 }
 
 // isJSONType reports whether a Content-Type is application/json, with or
@@ -262,7 +268,7 @@ func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
 // which MLflow fills in.
 func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
 	pr := pathReader{path: path, list: list}
-	if _, d := pr.walk(body, true, path); d != nil {
+	if d := pr.walk(body, true, path); d != nil {
 		return nil, d
 	}
 	return pathIDs(pr.out, path, list, emptyUnset)
@@ -298,62 +304,48 @@ type pathReader struct {
 	out  []string
 }
 
-// walk reads rest from obj, which isObj says is an object, and returns where
-// obj ends in obj.raw when it is not indexed (see lookupEnd).
-func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) (int, *authz.Decision) {
+// walk reads rest from obj, which isObj says is an object.
+func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decision {
 	seg, tail, more := strings.Cut(rest, ".")
 	key, isList := strings.CutSuffix(seg, "[]")
 	if !isObj {
-		return 0, badParam("expected an object at " + key)
+		return badParam("expected an object at " + key)
 	}
-	val, present, both, end := obj.lookupEnd(key)
+	val, present, both := obj.lookup(key)
 	if both {
-		return end, bothSpellings(key)
+		return bothSpellings(key)
 	}
 	if !present || val.isNull() {
-		return end, nil
+		return nil
 	}
 	last := !more
 	switch {
 	case isList:
 		if !val.isArray() {
-			return end, badParam(key + " must be a list")
+			return badParam(key + " must be a list")
 		}
-		// An object element is read in place: the walk into it finds its
-		// end, so it is not first skipped over to find it.
-		for i := skipSpace(val, 1); i < len(val) && val[i] != ']'; {
-			var next int
-			switch {
-			case last:
-				next = skipValue(val, i)
-				s, ok := jsonValue(val[i:next]).str()
+		var d *authz.Decision
+		val.elems(func(e jsonValue) bool {
+			if last {
+				s, ok := e.str()
 				if !ok {
-					return end, badParam(key + " must hold strings")
+					d = badParam(key + " must hold strings")
+					return false
 				}
 				pr.out = append(pr.out, s)
-			case val[i] == '{':
-				n, d := pr.walk(jsonObject{raw: val[i:]}, true, tail)
-				if d != nil {
-					return end, d
-				}
-				next = i + n
-			default:
-				_, d := pr.walk(jsonObject{}, false, tail)
-				return end, d
+				return true
 			}
-			i = skipSpace(val, next)
-			if i < len(val) && val[i] == ',' {
-				i = skipSpace(val, i+1)
-			}
-		}
-		return end, nil
+			o, ok := e.object()
+			d = pr.walk(o, ok, tail)
+			return d == nil
+		})
+		return d
 	case !last:
 		o, ok := val.object()
-		_, d := pr.walk(o, ok, tail)
-		return end, d
+		return pr.walk(o, ok, tail)
 	case pr.list && !strings.Contains(pr.path, "[]"):
 		if !val.isArray() {
-			return end, badParam(key + " must be a list of strings")
+			return badParam(key + " must be a list of strings")
 		}
 		var d *authz.Decision
 		val.elems(func(e jsonValue) bool {
@@ -365,22 +357,22 @@ func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) (int, *authz
 			pr.out = append(pr.out, s)
 			return true
 		})
-		return end, d
+		return d
 	default:
 		s, ok := val.str()
 		if !ok {
-			return end, badParam(key + " must be a string")
+			return badParam(key + " must be a string")
 		}
 		pr.out = append(pr.out, s)
 	}
-	return end, nil
+	return nil
 }
 
 // lookupKey reads key from obj in snake or camel case; both is a 400.
 func lookupKey(obj jsonObject, key string) (jsonValue, bool, *authz.Decision) {
 	v, present, both := obj.lookup(key)
 	if both {
-		return nil, false, bothSpellings(key)
+		return jsonValue{}, false, bothSpellings(key)
 	}
 	return v, present, nil
 }
@@ -417,7 +409,7 @@ func camel(s string) string {
 }
 
 // isCamelOf reports whether k is camel(snake), without building it.
-func isCamelOf(k []byte, snake string) bool {
+func isCamelOf[K []byte | string](k K, snake string) bool {
 	j := 0
 	for c, i, ok := camelNext(snake, 0); ok; c, i, ok = camelNext(snake, i) {
 		if j >= len(k) || k[j] != c {
