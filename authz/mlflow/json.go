@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -547,7 +546,12 @@ func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
 	}
 	// camel(key) is key without its underscores: only a key of that length
 	// can be it.
-	camelLen := int32(len(key) - strings.Count(key, "_"))
+	camelLen := int32(len(key))
+	for i := 0; i < len(key); i++ {
+		if key[i] == '_' {
+			camelLen--
+		}
+	}
 	hasCamel := int(camelLen) != len(key)
 	var sv, cv jsonValue
 	d := o.doc
