@@ -133,8 +133,8 @@ type validFrame struct {
 // validate validates the one value at d.body[i:], followed by nothing but
 // whitespace, with scanJSON's limits and duplicate check, and records its
 // nodes. It is one loop with its stack in a small array, so that a body
-// costs no allocation unless a key is escaped, or nesting or an object is
-// large.
+// costs no allocation unless a key is escaped, nesting or an object is
+// large, or the body has more values than the pooled nodes have room for.
 func (d *jsonDoc) validate(i int) bool {
 	body := d.body
 	var (
