@@ -578,16 +578,18 @@ type RolePermission struct {
 // Grantee.Group naming the role. Every method returns ErrNoRoleTables on
 // a database without them.
 type RoleAdmin interface {
-	// CreateRole creates a role; created is false when it existed. Names
-	// starting with __user_ are MLflow's per-user roles and refused.
-	CreateRole(ctx context.Context, name, description string) (created bool, err error)
-	ListRoles(ctx context.Context) ([]Role, error)
+	// CreateRole creates a role in workspace ("" is DefaultWorkspace, as
+	// for every method here: a role belongs to one workspace); created is
+	// false when it existed. Names starting with __user_ are MLflow's
+	// per-user roles and refused.
+	CreateRole(ctx context.Context, workspace, name, description string) (created bool, err error)
+	ListRoles(ctx context.Context, workspace string) ([]Role, error)
 	// Role returns one role; ErrNotFound if absent.
-	Role(ctx context.Context, name string) (Role, error)
+	Role(ctx context.Context, workspace, name string) (Role, error)
 	// DeleteRole removes the role, its grants and its assignments.
-	DeleteRole(ctx context.Context, name string) error
+	DeleteRole(ctx context.Context, workspace, name string) error
 	// AssignRole assigns the role to username (creating a missing users
 	// row); changed is false when it was assigned already.
-	AssignRole(ctx context.Context, username, role string) (changed bool, err error)
-	UnassignRole(ctx context.Context, username, role string) (changed bool, err error)
+	AssignRole(ctx context.Context, workspace, username, role string) (changed bool, err error)
+	UnassignRole(ctx context.Context, workspace, username, role string) (changed bool, err error)
 }

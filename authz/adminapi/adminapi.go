@@ -189,36 +189,36 @@ func (h *handlers) DeleteGroup(ctx context.Context, req *v1.DeleteGroupRequest) 
 	return &v1.DeleteGroupResponse{}, nil
 }
 
-// resolveTarget turns a Target into a store resource. An experiment, by id
-// or by name, must exist in MLflow's tracking tables: a grant on a typo
-// would silently protect nothing.
-func (h *handlers) resolveTarget(ctx context.Context, t *v1.Target) (store.Resource, error) {
+// resolveTarget turns a Target into a store resource of workspace ws. An
+// experiment, by id or by name, must exist in MLflow's tracking tables and
+// live in ws: a grant on a typo would silently protect nothing, and one on
+// another workspace's experiment would reach past ws (the legacy layout
+// keeps experiment rows without a workspace).
+func (h *handlers) resolveTarget(ctx context.Context, t *v1.Target, ws string) (store.Resource, error) {
 	switch x := t.GetTarget().(type) {
 	case *v1.Target_ExperimentId:
 		if err := required("experiment id", x.ExperimentId); err != nil {
 			return store.Resource{}, err
 		}
-		if _, err := h.opts.Store.Resolve(ctx, store.ExperimentByID, x.ExperimentId); err != nil {
-			return store.Resource{}, storeErr(err, fmt.Sprintf("experiment %s not found; list experiments with: mlflow experiments search", x.ExperimentId))
-		}
-		return store.Resource{Kind: store.Experiment, ID: x.ExperimentId}, nil
+		res := store.Resource{Kind: store.Experiment, ID: x.ExperimentId, Workspace: ws}
+		return res, h.checkResourceWorkspace(ctx, res, ws)
 	case *v1.Target_ExperimentName:
 		if err := required("experiment name", x.ExperimentName); err != nil {
 			return store.Resource{}, err
 		}
-		ids, err := h.opts.Store.Resolve(ctx, store.ExperimentByName, x.ExperimentName)
+		ids, err := h.opts.Store.Resolve(ctx, store.ExperimentByNameIn, store.WorkspaceKey(ws, x.ExperimentName))
 		if err == nil && len(ids) != 1 {
 			err = store.ErrNotFound
 		}
 		if err != nil {
-			return store.Resource{}, storeErr(err, fmt.Sprintf("experiment %q not found; list experiments with: mlflow experiments search", x.ExperimentName))
+			return store.Resource{}, storeErr(err, fmt.Sprintf("experiment %q not found%s; list experiments with: mlflow experiments search", x.ExperimentName, inWorkspace(ws)))
 		}
-		return store.Resource{Kind: store.Experiment, ID: ids[0]}, nil
+		return store.Resource{Kind: store.Experiment, ID: ids[0], Workspace: ws}, nil
 	case *v1.Target_RegisteredModel:
 		if err := required("registered model", x.RegisteredModel); err != nil {
 			return store.Resource{}, err
 		}
-		return store.Resource{Kind: store.RegisteredModel, ID: x.RegisteredModel}, nil
+		return store.Resource{Kind: store.RegisteredModel, ID: x.RegisteredModel, Workspace: ws}, nil
 	}
 	return store.Resource{}, status.Error(codes.InvalidArgument, "a target is required: --experiment ID, --experiment-name NAME or --registered-model NAME")
 }
@@ -261,6 +261,9 @@ func targetString(t *v1.Target, g *v1.Grantee) string {
 
 func change(g store.Grantee, r store.Resource, before *store.GrantRow, after string, changed bool) *v1.Change {
 	c := &v1.Change{ResourceKind: string(r.Kind), ResourceId: r.ID, After: after, Changed: changed}
+	if r.WorkspaceOf() != store.DefaultWorkspace {
+		c.Workspace = r.Workspace
+	}
 	c.GranteeKind, c.Grantee = "user", g.User
 	if g.Group != "" {
 		c.GranteeKind, c.Grantee = "group", g.Group
@@ -285,7 +288,11 @@ func (h *handlers) Grant(ctx context.Context, req *v1.GrantRequest) (*v1.GrantRe
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.resolveTarget(ctx, req.GetTarget())
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.resolveTarget(ctx, req.GetTarget(), ws)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +309,11 @@ func (h *handlers) Revoke(ctx context.Context, req *v1.RevokeRequest) (*v1.Revok
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.resolveTarget(ctx, req.GetTarget())
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.resolveTarget(ctx, req.GetTarget(), ws)
 	if err != nil {
 		return nil, err
 	}
@@ -319,12 +330,18 @@ func (h *handlers) Revoke(ctx context.Context, req *v1.RevokeRequest) (*v1.Revok
 // group-regex (mlflow-oidc-auth's rows that match by name).
 func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsRequest) (*v1.ListPermissionsResponse, error) {
 	rs := h.opts.Resolution
-	f := store.GrantFilter{User: req.GetUser(), Group: authz.NormalizeGroup(req.GetGroup())}
-	var res store.Resource
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := h.requireWorkspaceRows(ctx, req); err != nil {
+		return nil, err
+	}
+	f := store.GrantFilter{User: req.GetUser(), Group: authz.NormalizeGroup(req.GetGroup()), Workspace: ws}
+	res := store.Resource{Workspace: ws}
 	hasTarget := req.GetTarget().GetTarget() != nil
 	if hasTarget {
-		var err error
-		if res, err = h.resolveTarget(ctx, req.GetTarget()); err != nil {
+		if res, err = h.resolveTarget(ctx, req.GetTarget(), ws); err != nil {
 			return nil, err
 		}
 		f.Kind, f.ID = res.Kind, res.ID

@@ -61,9 +61,17 @@ func (s *Service) audit(ctx context.Context, l auditLine, err error) error {
 	return err
 }
 
-// auditTarget names what a call acts on. It reads the request only, so a
-// refused call names its target too.
+// auditTarget names what a call acts on, with the workspace a request
+// names. It reads the request only, so a refused call names its target too.
 func auditTarget(req any) string {
+	t := requestTarget(req)
+	if wr, ok := req.(workspaceRequest); ok && wr.GetWorkspace() != "" {
+		t += " in workspace " + wr.GetWorkspace()
+	}
+	return t
+}
+
+func requestTarget(req any) string {
 	switch r := req.(type) {
 	case *v1.CreateUserRequest:
 		return "user " + r.GetUsername()

@@ -73,11 +73,12 @@ func (s *Service) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	l.action = action
 	if s.opts.Remote {
 		l.via = "grpc"
-		actor, err := s.authorize(ctx, info.FullMethod)
+		actx, actor, err := s.authorize(ctx, info.FullMethod, req)
 		l.actor = actor
 		if err != nil {
 			return nil, s.audit(ctx, l, err)
 		}
+		ctx = actx
 	}
 	resp, err := handler(ctx, req)
 	if err == nil {
@@ -88,10 +89,45 @@ func (s *Service) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 
 // authorize applies Check's identity rules to an admin call: the same
 // authenticator chain on the call's authorization metadata and mTLS peer,
-// then admin by token (admin group or role) or by users.is_admin.
-func (s *Service) authorize(ctx context.Context, method string) (actor string, err error) {
+// then admin by token (admin group or role) or by users.is_admin, or, for a
+// workspace-scoped method, the admin of the workspace req names (the
+// returned context then carries that limit; see workspace.go).
+func (s *Service) authorize(ctx context.Context, method string, req any) (_ context.Context, actor string, err error) {
+	id, actor, err := s.authenticate(ctx, method)
+	if err != nil {
+		return ctx, actor, err
+	}
+	if id.Admin {
+		return ctx, actor, nil
+	}
+	if id.Username != "" {
+		_, admin, err := s.opts.Store.User(ctx, id.Username)
+		if err != nil {
+			return ctx, actor, status.Error(codes.Unavailable, "could not read users.is_admin; retry")
+		}
+		if admin {
+			return ctx, actor, nil
+		}
+	}
+	wctx, ok, err := s.authorizeWorkspaceAdmin(ctx, method, req, id)
+	switch {
+	case err != nil:
+		return ctx, actor, err
+	case ok:
+		return wctx, actor, nil
+	}
+	msg := "%s is not an admin: the admin API needs an admin group or role in the token, or users.is_admin (mlflow-authz users set-admin)"
+	if workspaceScoped[method] && s.opts.Resolution.Workspaces() {
+		msg += ", or for this call a workspace-wide MANAGE in the workspace it names"
+	}
+	return ctx, actor, status.Errorf(codes.PermissionDenied, msg, actor)
+}
+
+// authenticate runs the engine's authenticator chain on the call; an
+// unauthenticated caller is refused.
+func (s *Service) authenticate(ctx context.Context, method string) (id *authz.Identity, actor string, err error) {
 	if s.opts.Engine == nil {
-		return "", status.Error(codes.Unavailable, "adminapi: no engine to authenticate with")
+		return nil, "", status.Error(codes.Unavailable, "adminapi: no engine to authenticate with")
 	}
 	headers := map[string]string{}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -99,7 +135,7 @@ func (s *Service) authorize(ctx context.Context, method string) (actor string, e
 			headers["authorization"] = v[0]
 		} else if len(v) > 1 {
 			// Two credentials are ambiguous: refuse rather than pick one.
-			return "", status.Error(codes.Unauthenticated, "more than one authorization value")
+			return nil, "", status.Error(codes.Unauthenticated, "more than one authorization value")
 		}
 	}
 	r, deny := authz.NewRequest(authz.RequestInput{
@@ -107,7 +143,7 @@ func (s *Service) authorize(ctx context.Context, method string) (actor string, e
 		Headers: headers, Principal: peerSPIFFEID(ctx),
 	})
 	if deny != nil {
-		return "", status.Error(codes.InvalidArgument, deny.Message)
+		return nil, "", status.Error(codes.InvalidArgument, deny.Message)
 	}
 	id, d := s.opts.Engine.Authenticate(ctx, r)
 	if d != nil {
@@ -115,30 +151,17 @@ func (s *Service) authorize(ctx context.Context, method string) (actor string, e
 		if d.Status == http.StatusServiceUnavailable {
 			code = codes.Unavailable
 		}
-		return "", status.Errorf(code, "%s: %s", d.Reason, d.Message)
+		return nil, "", status.Errorf(code, "%s: %s", d.Reason, d.Message)
 	}
 	if !id.Authenticated() {
-		return "anonymous", status.Error(codes.Unauthenticated,
+		return nil, "anonymous", status.Error(codes.Unauthenticated,
 			"the admin API needs a Bearer token: set MLFLOW_AUTHZ_TOKEN or pass --token-file")
 	}
 	actor = id.Username
 	if actor == "" {
 		actor = cmp.Or(id.SPIFFEID, id.Subject)
 	}
-	if id.Admin {
-		return actor, nil
-	}
-	if id.Username != "" {
-		_, admin, err := s.opts.Store.User(ctx, id.Username)
-		if err != nil {
-			return actor, status.Error(codes.Unavailable, "could not read users.is_admin; retry")
-		}
-		if admin {
-			return actor, nil
-		}
-	}
-	return actor, status.Errorf(codes.PermissionDenied,
-		"%s is not an admin: the admin API needs an admin group or role in the token, or users.is_admin (mlflow-authz users set-admin)", actor)
+	return id, actor, nil
 }
 
 // peerSPIFFEID returns the URI SAN of a TLS peer's leaf certificate. Without

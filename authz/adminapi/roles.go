@@ -53,29 +53,37 @@ func roleMessage(r store.Role) *v1.Role {
 	return out
 }
 
-// CreateRole creates a role in the default workspace.
+// CreateRole creates a role in the request's workspace.
 func (h *handlers) CreateRole(ctx context.Context, req *v1.CreateRoleRequest) (*v1.CreateRoleResponse, error) {
 	ra, err := h.roleAdmin()
+	if err != nil {
+		return nil, err
+	}
+	ws, err := h.workspace(req.GetWorkspace())
 	if err != nil {
 		return nil, err
 	}
 	if err := required("name", req.GetName()); err != nil {
 		return nil, err
 	}
-	created, err := ra.CreateRole(ctx, req.GetName(), req.GetDescription())
+	created, err := ra.CreateRole(ctx, ws, req.GetName(), req.GetDescription())
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
 	return &v1.CreateRoleResponse{Created: created}, nil
 }
 
-// ListRoles lists the named roles of the default workspace.
-func (h *handlers) ListRoles(ctx context.Context, _ *v1.ListRolesRequest) (*v1.ListRolesResponse, error) {
+// ListRoles lists the named roles of the request's workspace.
+func (h *handlers) ListRoles(ctx context.Context, req *v1.ListRolesRequest) (*v1.ListRolesResponse, error) {
 	ra, err := h.roleAdmin()
 	if err != nil {
 		return nil, err
 	}
-	roles, err := ra.ListRoles(ctx)
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	roles, err := ra.ListRoles(ctx, ws)
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
@@ -92,9 +100,13 @@ func (h *handlers) GetRole(ctx context.Context, req *v1.GetRoleRequest) (*v1.Get
 	if err != nil {
 		return nil, err
 	}
-	r, err := ra.Role(ctx, req.GetName())
+	ws, err := h.workspace(req.GetWorkspace())
 	if err != nil {
-		return nil, storeErr(err, fmt.Sprintf("role %q not found; list roles with: mlflow-authz roles list", req.GetName()))
+		return nil, err
+	}
+	r, err := ra.Role(ctx, ws, req.GetName())
+	if err != nil {
+		return nil, storeErr(err, fmt.Sprintf("role %q not found%s; list roles with: mlflow-authz roles list", req.GetName(), inWorkspace(ws)))
 	}
 	return &v1.GetRoleResponse{Role: roleMessage(r)}, nil
 }
@@ -105,8 +117,12 @@ func (h *handlers) DeleteRole(ctx context.Context, req *v1.DeleteRoleRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := ra.DeleteRole(ctx, req.GetName()); err != nil {
-		return nil, storeErr(err, fmt.Sprintf("role %q not found; list roles with: mlflow-authz roles list", req.GetName()))
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := ra.DeleteRole(ctx, ws, req.GetName()); err != nil {
+		return nil, storeErr(err, fmt.Sprintf("role %q not found%s; list roles with: mlflow-authz roles list", req.GetName(), inWorkspace(ws)))
 	}
 	return &v1.DeleteRoleResponse{}, nil
 }
@@ -117,12 +133,16 @@ func (h *handlers) AssignRole(ctx context.Context, req *v1.AssignRoleRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
 	if err := required("username", req.GetUsername()); err != nil {
 		return nil, err
 	}
-	changed, err := ra.AssignRole(ctx, req.GetUsername(), req.GetRole())
+	changed, err := ra.AssignRole(ctx, ws, req.GetUsername(), req.GetRole())
 	if err != nil {
-		return nil, storeErr(err, fmt.Sprintf("role %q not found; list roles with: mlflow-authz roles list", req.GetRole()))
+		return nil, storeErr(err, fmt.Sprintf("role %q not found%s; list roles with: mlflow-authz roles list", req.GetRole(), inWorkspace(ws)))
 	}
 	return &v1.AssignRoleResponse{Changed: changed}, nil
 }
@@ -133,7 +153,11 @@ func (h *handlers) UnassignRole(ctx context.Context, req *v1.UnassignRoleRequest
 	if err != nil {
 		return nil, err
 	}
-	changed, err := ra.UnassignRole(ctx, req.GetUsername(), req.GetRole())
+	ws, err := h.workspace(req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	changed, err := ra.UnassignRole(ctx, ws, req.GetUsername(), req.GetRole())
 	if err != nil {
 		return nil, storeErr(err, "")
 	}

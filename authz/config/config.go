@@ -381,7 +381,7 @@ func (c *Config) Resolution() (mlflow.Resolution, error) {
 			if err != nil {
 				return rs, err
 			}
-			return rs.WithGroupRoles(a.MLflow.GroupRoles)
+			return rs.WithWorkspaces(a.MLflow.Workspaces, a.MLflow.GrantDefaultWorkspaceAccess).WithGroupRoles(a.MLflow.GroupRoles)
 		}
 	}
 	return mlflow.NewResolution("", nil, c.DefaultPermission(), nil)

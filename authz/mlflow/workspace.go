@@ -177,17 +177,37 @@ func (rs Resolution) fallback(g store.Grants, res store.Resource) (store.Permiss
 }
 
 // workspacePermission is the caller's workspace-wide permission in ws, which
-// a create there needs (__init__.py _user_can_create_in_workspace): the
-// roles layout's highest (workspace, "*") grant of the caller's roles, or
-// the legacy workspace_permissions row, else the default-workspace grant.
+// a create there needs (__init__.py _user_can_create_in_workspace): its own
+// workspace-wide grant (explicitWorkspaceGrant), else the default-workspace
+// grant.
 func (rs Resolution) workspacePermission(g store.Grants, groups []string, ws string) store.Permission {
-	res := store.Resource{Workspace: ws}
-	if g.Layout != store.LayoutRoles {
-		p, _ := rs.fallback(g, res)
+	if p, found := rs.explicitWorkspaceGrant(g, groups); found {
 		return p
 	}
+	if rs.defaultWorkspaceAccess && ws == store.DefaultWorkspace {
+		return rs.def
+	}
+	return store.NoPermissions
+}
+
+// explicitWorkspaceGrant is the workspace-wide grant that g (read for a
+// resource of one workspace) holds for its user and groups: the roles
+// layout's highest (workspace, "*") grant of the user's roles and of the
+// roles its groups name (NO_PERMISSIONS when one of them denies), or the
+// legacy layout's workspace_permissions row. found is false when there is
+// none.
+func (rs Resolution) explicitWorkspaceGrant(g store.Grants, groups []string) (p store.Permission, found bool) {
+	if g.Layout != store.LayoutRoles {
+		if g.Workspace == nil {
+			return store.NoPermissions, false
+		}
+		if !g.Workspace.Valid {
+			return store.NoPermissions, true
+		}
+		return g.Workspace.Permission, true
+	}
 	mapped := rs.groupRoles.Map(groups)
-	best, found := store.NoPermissions, false
+	best := store.NoPermissions
 	for _, r := range g.Roles {
 		if r.Type != "workspace" || r.Pattern != "*" || r.Condition {
 			continue
@@ -196,18 +216,31 @@ func (rs Resolution) workspacePermission(g store.Grants, groups []string, ws str
 			continue
 		}
 		if r.Deny || !r.Grant.Valid {
-			return store.NoPermissions
+			return store.NoPermissions, true
 		}
 		best, found = max(best, r.Grant.Permission), true
 	}
-	if found {
-		return best
-	}
-	if rs.defaultWorkspaceAccess && ws == store.DefaultWorkspace {
-		return rs.def
-	}
-	return store.NoPermissions
+	return best, found
 }
+
+// WorkspaceAdmin reports whether g, the grants of a user on a resource of
+// one workspace (store.Reader.Grants with Resource.Workspace set), make
+// that user, with its token groups, the workspace's admin: an explicit
+// workspace-wide MANAGE (a workspace_permissions row in the legacy layout,
+// a role holding (workspace, *, MANAGE) in the roles layout), never the
+// default permission. Only with workspaces on; users.is_admin is the
+// caller's to check.
+func (rs Resolution) WorkspaceAdmin(g store.Grants, groups []string) bool {
+	if !rs.workspaces {
+		return false
+	}
+	p, found := rs.explicitWorkspaceGrant(g, groups)
+	return found && p >= store.Manage
+}
+
+// Workspaces reports whether the resolution decides in MLflow's
+// workspaces (Config.Workspaces).
+func (rs Resolution) Workspaces() bool { return rs.workspaces }
 
 // checkCreateIn checks that the caller may create in ws: MLflow's newest
 // code asks for USE on the workspace (roles layout); 3.10 and 3.11, whose

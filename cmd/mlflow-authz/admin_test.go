@@ -231,6 +231,13 @@ func TestAdminErrorsAndExitCodes(t *testing.T) {
 		{"remote without a token", []string{"MLFLOW_AUTHZ_TOKEN="}, []string{"users", "list", "--server", e.grpcAddr}, 2, "needs an admin's Bearer token"},
 		{"remote as a non-admin", []string{"MLFLOW_AUTHZ_TOKEN=" + e.token(t, devissuer.User{Username: "bob"})},
 			[]string{"users", "list", "--server", e.grpcAddr}, 1, "bob is not an admin"},
+		{"invalid workspace", nil, append([]string{"grant", "--experiment", "1", "--user", "alice", "--permission", "READ", "--workspace", "Team_B"}, e.direct...),
+			2, `workspace: workspace name "Team_B" must be lower-case letters`},
+		{"experiment of another workspace", nil, append([]string{"grant", "--experiment", "1", "--user", "alice", "--permission", "READ", "--workspace", "team-b"}, e.direct...),
+			1, `experiment 1 lives in workspace "default", not "team-b" (--workspace)`},
+		{"a workspace on a server with workspaces off", []string{"MLFLOW_AUTHZ_TOKEN=" + e.token(t, devissuer.User{Username: "dave", Groups: []string{"/mlflow-admin"}})},
+			[]string{"grant", "--registered-model", "m", "--user", "alice", "--permission", "READ", "--workspace", "team-b", "--server", e.grpcAddr},
+			1, `workspace "team-b": apps[].mlflow.workspaces is off on this server`},
 		{"remote with a tampered token", []string{"MLFLOW_AUTHZ_TOKEN=" + e.token(t, devissuer.User{Username: "bob"}) + "x"},
 			[]string{"users", "list", "--server", e.grpcAddr}, 1, "token_"},
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -17,6 +18,7 @@ import (
 type targetFlags struct {
 	experiment, experimentName, model string
 	user, group                       string
+	workspace                         string
 }
 
 func (t *targetFlags) add(cmd *cobra.Command) {
@@ -26,6 +28,13 @@ func (t *targetFlags) add(cmd *cobra.Command) {
 	f.StringVar(&t.model, "registered-model", "", "registered model name")
 	f.StringVar(&t.user, "user", "", "username")
 	f.StringVar(&t.group, "group", "", "group name")
+	addWorkspaceFlag(f, &t.workspace)
+}
+
+// addWorkspaceFlag adds --workspace, the MLflow workspace (3.10+) a grant,
+// a listing or a role belongs to.
+func addWorkspaceFlag(f *pflag.FlagSet, ws *string) {
+	f.StringVar(ws, "workspace", "", `MLflow workspace (3.10+, apps[].mlflow.workspaces): registered models, roles and grants are per workspace, and an experiment must live in it (default "default")`)
 }
 
 // target returns the selected resource; optional allows none.
@@ -75,6 +84,9 @@ func describeChange(c *v1.Change) (resource, who string) {
 	if c.ResourceKind == string(store.RegisteredModel) {
 		resource = fmt.Sprintf("registered model %q", c.ResourceId)
 	}
+	if c.Workspace != "" && c.Workspace != store.DefaultWorkspace {
+		resource += fmt.Sprintf(" in workspace %q", c.Workspace)
+	}
 	return resource, c.GranteeKind + " " + c.Grantee
 }
 
@@ -100,7 +112,7 @@ func newGrantCommand() *cobra.Command {
 			}
 			return adminCall(cmd, &c, false,
 				func(ctx context.Context, cl v1.AdminServiceClient) (*v1.GrantResponse, error) {
-					return cl.Grant(ctx, &v1.GrantRequest{Target: target, Grantee: g, Permission: perm})
+					return cl.Grant(ctx, &v1.GrantRequest{Target: target, Grantee: g, Permission: perm, Workspace: t.workspace})
 				},
 				func(w io.Writer, resp *v1.GrantResponse) error {
 					ch := resp.Change
@@ -139,7 +151,7 @@ func newRevokeCommand() *cobra.Command {
 			}
 			return adminCall(cmd, &c, false,
 				func(ctx context.Context, cl v1.AdminServiceClient) (*v1.RevokeResponse, error) {
-					return cl.Revoke(ctx, &v1.RevokeRequest{Target: target, Grantee: g})
+					return cl.Revoke(ctx, &v1.RevokeRequest{Target: target, Grantee: g, Workspace: t.workspace})
 				},
 				func(w io.Writer, resp *v1.RevokeResponse) error {
 					ch := resp.Change

@@ -36,7 +36,7 @@ permission_source_order. Give --config for the compat setting.`,
 			}
 			return adminCall(cmd, &c, false,
 				func(ctx context.Context, cl v1.AdminServiceClient) (*v1.ListPermissionsResponse, error) {
-					return cl.ListPermissions(ctx, &v1.ListPermissionsRequest{Target: target, User: t.user, Group: t.group, Groups: groups})
+					return cl.ListPermissions(ctx, &v1.ListPermissionsRequest{Target: target, User: t.user, Group: t.group, Groups: groups, Workspace: t.workspace})
 				},
 				printPermissions)
 		},

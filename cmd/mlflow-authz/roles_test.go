@@ -61,6 +61,13 @@ func TestRolesLayoutCLI(t *testing.T) {
 			assert.Eventually(t, denied(carol, getExp2), 5*time.Second, 20*time.Millisecond)
 			assert.Equal(t, "deleted role viewers, its grants and its assignments\n", direct("roles", "delete", "viewers"))
 
+			// Roles of another workspace are its own.
+			assert.Equal(t, "created role viewers\n", direct("roles", "create", "viewers", "--workspace", "team-b"))
+			assert.Equal(t, "assigned role viewers to carol\n", direct("roles", "assign", "viewers", "carol", "--workspace", "team-b"))
+			assert.Equal(t, "ROLE     GRANTS  USERS  DESCRIPTION\nviewers  0       carol  \n", direct("roles", "list", "--workspace", "team-b"))
+			assert.NotContains(t, direct("roles", "list"), "viewers")
+			require.True(t, denied(carol, getExp2)(), "a role of team-b grants nothing in default")
+
 			direct("revoke", "--experiment", "1", "--user", "alice")
 			assert.Eventually(t, denied(alice, getExp1), 5*time.Second, 20*time.Millisecond)
 

@@ -864,14 +864,16 @@ func (*Grantee_Group) isGrantee_Grantee() {}
 // Change is the effect of a grant or revoke. before and after are the stored
 // permission strings, empty when there was (or is) no row.
 type Change struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourceKind  string                 `protobuf:"bytes,1,opt,name=resource_kind,json=resourceKind,proto3" json:"resource_kind,omitempty"`
-	ResourceId    string                 `protobuf:"bytes,2,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	GranteeKind   string                 `protobuf:"bytes,3,opt,name=grantee_kind,json=granteeKind,proto3" json:"grantee_kind,omitempty"`
-	Grantee       string                 `protobuf:"bytes,4,opt,name=grantee,proto3" json:"grantee,omitempty"`
-	Before        string                 `protobuf:"bytes,5,opt,name=before,proto3" json:"before,omitempty"`
-	After         string                 `protobuf:"bytes,6,opt,name=after,proto3" json:"after,omitempty"`
-	Changed       bool                   `protobuf:"varint,7,opt,name=changed,proto3" json:"changed,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ResourceKind string                 `protobuf:"bytes,1,opt,name=resource_kind,json=resourceKind,proto3" json:"resource_kind,omitempty"`
+	ResourceId   string                 `protobuf:"bytes,2,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	GranteeKind  string                 `protobuf:"bytes,3,opt,name=grantee_kind,json=granteeKind,proto3" json:"grantee_kind,omitempty"`
+	Grantee      string                 `protobuf:"bytes,4,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	Before       string                 `protobuf:"bytes,5,opt,name=before,proto3" json:"before,omitempty"`
+	After        string                 `protobuf:"bytes,6,opt,name=after,proto3" json:"after,omitempty"`
+	Changed      bool                   `protobuf:"varint,7,opt,name=changed,proto3" json:"changed,omitempty"`
+	// workspace is the workspace the change was made in; empty is "default".
+	Workspace     string `protobuf:"bytes,8,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,12 +957,23 @@ func (x *Change) GetChanged() bool {
 	return false
 }
 
+func (x *Change) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
 type GrantRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Target  *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	Grantee *Grantee               `protobuf:"bytes,2,opt,name=grantee,proto3" json:"grantee,omitempty"`
 	// permission is READ, USE, EDIT, MANAGE or NO_PERMISSIONS.
-	Permission    string `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	Permission string `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the target: registered models and roles are per workspace, and an
+	// experiment or gateway object must live there; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,4,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1016,6 +1029,13 @@ func (x *GrantRequest) GetPermission() string {
 	return ""
 }
 
+func (x *GrantRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
 type GrantResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Change        *Change                `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
@@ -1061,9 +1081,12 @@ func (x *GrantResponse) GetChange() *Change {
 }
 
 type RevokeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Grantee       *Grantee               `protobuf:"bytes,2,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Target  *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Grantee *Grantee               `protobuf:"bytes,2,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the target, as in GrantRequest; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,3,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1110,6 +1133,13 @@ func (x *RevokeRequest) GetGrantee() *Grantee {
 		return x.Grantee
 	}
 	return nil
+}
+
+func (x *RevokeRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
 }
 
 type RevokeResponse struct {
@@ -1165,7 +1195,10 @@ type ListPermissionsRequest struct {
 	// groups are the user's group memberships (they live in the token, not in
 	// the database); with a target and a user they shape the effective
 	// permission.
-	Groups        []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the rows listed; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,5,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1226,6 +1259,13 @@ func (x *ListPermissionsRequest) GetGroups() []string {
 		return x.Groups
 	}
 	return nil
+}
+
+func (x *ListPermissionsRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
 }
 
 // PermissionRow is one stored row, or the configured default.
@@ -1849,9 +1889,12 @@ func (x *RolePermission) GetPermission() string {
 }
 
 type CreateRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the role; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,3,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1896,6 +1939,13 @@ func (x *CreateRoleRequest) GetName() string {
 func (x *CreateRoleRequest) GetDescription() string {
 	if x != nil {
 		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateRoleRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
 	}
 	return ""
 }
@@ -1945,7 +1995,10 @@ func (x *CreateRoleResponse) GetCreated() bool {
 }
 
 type ListRolesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// workspace is the MLflow workspace (3.10+) of the roles listed; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1978,6 +2031,13 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
 	return file_mlflowauthz_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListRolesRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
 }
 
 type ListRolesResponse struct {
@@ -2025,8 +2085,11 @@ func (x *ListRolesResponse) GetRoles() []*Role {
 }
 
 type GetRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the role; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,2,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2064,6 +2127,13 @@ func (*GetRoleRequest) Descriptor() ([]byte, []int) {
 func (x *GetRoleRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *GetRoleRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
 	}
 	return ""
 }
@@ -2113,8 +2183,11 @@ func (x *GetRoleResponse) GetRole() *Role {
 }
 
 type DeleteRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the role; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,2,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2156,6 +2229,13 @@ func (x *DeleteRoleRequest) GetName() string {
 	return ""
 }
 
+func (x *DeleteRoleRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
 type DeleteRoleResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2193,9 +2273,12 @@ func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
 }
 
 type AssignRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the role; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,3,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2240,6 +2323,13 @@ func (x *AssignRoleRequest) GetUsername() string {
 func (x *AssignRoleRequest) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *AssignRoleRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
 	}
 	return ""
 }
@@ -2289,9 +2379,12 @@ func (x *AssignRoleResponse) GetChanged() bool {
 }
 
 type UnassignRoleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// workspace is the MLflow workspace (3.10+) of the role; empty is
+	// "default". A workspace admin may name only its own workspace.
+	Workspace     string `protobuf:"bytes,3,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2336,6 +2429,13 @@ func (x *UnassignRoleRequest) GetUsername() string {
 func (x *UnassignRoleRequest) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *UnassignRoleRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
 	}
 	return ""
 }
@@ -2426,7 +2526,7 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\aGrantee\x12\x14\n" +
 	"\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n" +
 	"\x05group\x18\x02 \x01(\tH\x00R\x05groupB\t\n" +
-	"\agrantee\"\xd3\x01\n" +
+	"\agrantee\"\xf1\x01\n" +
 	"\x06Change\x12#\n" +
 	"\rresource_kind\x18\x01 \x01(\tR\fresourceKind\x12\x1f\n" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
@@ -2435,25 +2535,29 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\agrantee\x18\x04 \x01(\tR\agrantee\x12\x16\n" +
 	"\x06before\x18\x05 \x01(\tR\x06before\x12\x14\n" +
 	"\x05after\x18\x06 \x01(\tR\x05after\x12\x18\n" +
-	"\achanged\x18\a \x01(\bR\achanged\"\x91\x01\n" +
+	"\achanged\x18\a \x01(\bR\achanged\x12\x1c\n" +
+	"\tworkspace\x18\b \x01(\tR\tworkspace\"\xaf\x01\n" +
 	"\fGrantRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x121\n" +
 	"\agrantee\x18\x02 \x01(\v2\x17.mlflowauthz.v1.GranteeR\agrantee\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x03 \x01(\tR\n" +
-	"permission\"?\n" +
+	"permission\x12\x1c\n" +
+	"\tworkspace\x18\x04 \x01(\tR\tworkspace\"?\n" +
 	"\rGrantResponse\x12.\n" +
-	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"r\n" +
+	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"\x90\x01\n" +
 	"\rRevokeRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x121\n" +
-	"\agrantee\x18\x02 \x01(\v2\x17.mlflowauthz.v1.GranteeR\agrantee\"@\n" +
+	"\agrantee\x18\x02 \x01(\v2\x17.mlflowauthz.v1.GranteeR\agrantee\x12\x1c\n" +
+	"\tworkspace\x18\x03 \x01(\tR\tworkspace\"@\n" +
 	"\x0eRevokeResponse\x12.\n" +
-	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"\x8a\x01\n" +
+	"\x06change\x18\x01 \x01(\v2\x16.mlflowauthz.v1.ChangeR\x06change\"\xa8\x01\n" +
 	"\x16ListPermissionsRequest\x12.\n" +
 	"\x06target\x18\x01 \x01(\v2\x16.mlflowauthz.v1.TargetR\x06target\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x16\n" +
-	"\x06groups\x18\x04 \x03(\tR\x06groups\"\xbe\x02\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\x1c\n" +
+	"\tworkspace\x18\x05 \x01(\tR\tworkspace\"\xbe\x02\n" +
 	"\rPermissionRow\x12#\n" +
 	"\rresource_kind\x18\x01 \x01(\tR\fresourceKind\x12\x1f\n" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
@@ -2513,30 +2617,36 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x10resource_pattern\x18\x02 \x01(\tR\x0fresourcePattern\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x03 \x01(\tR\n" +
-	"permission\"I\n" +
+	"permission\"g\n" +
 	"\x11CreateRoleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\".\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1c\n" +
+	"\tworkspace\x18\x03 \x01(\tR\tworkspace\".\n" +
 	"\x12CreateRoleResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\bR\acreated\"\x12\n" +
-	"\x10ListRolesRequest\"?\n" +
+	"\acreated\x18\x01 \x01(\bR\acreated\"0\n" +
+	"\x10ListRolesRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"?\n" +
 	"\x11ListRolesResponse\x12*\n" +
-	"\x05roles\x18\x01 \x03(\v2\x14.mlflowauthz.v1.RoleR\x05roles\"$\n" +
+	"\x05roles\x18\x01 \x03(\v2\x14.mlflowauthz.v1.RoleR\x05roles\"B\n" +
 	"\x0eGetRoleRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\";\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tworkspace\x18\x02 \x01(\tR\tworkspace\";\n" +
 	"\x0fGetRoleResponse\x12(\n" +
-	"\x04role\x18\x01 \x01(\v2\x14.mlflowauthz.v1.RoleR\x04role\"'\n" +
+	"\x04role\x18\x01 \x01(\v2\x14.mlflowauthz.v1.RoleR\x04role\"E\n" +
 	"\x11DeleteRoleRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
-	"\x12DeleteRoleResponse\"C\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tworkspace\x18\x02 \x01(\tR\tworkspace\"\x14\n" +
+	"\x12DeleteRoleResponse\"a\n" +
 	"\x11AssignRoleRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\".\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1c\n" +
+	"\tworkspace\x18\x03 \x01(\tR\tworkspace\".\n" +
 	"\x12AssignRoleResponse\x12\x18\n" +
-	"\achanged\x18\x01 \x01(\bR\achanged\"E\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\"c\n" +
 	"\x13UnassignRoleRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\"0\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1c\n" +
+	"\tworkspace\x18\x03 \x01(\tR\tworkspace\"0\n" +
 	"\x14UnassignRoleResponse\x12\x18\n" +
 	"\achanged\x18\x01 \x01(\bR\achanged2\x95\v\n" +
 	"\fAdminService\x12S\n" +

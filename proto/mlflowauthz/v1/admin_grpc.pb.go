@@ -60,8 +60,8 @@ type AdminServiceClient interface {
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
 	ListPermissions(ctx context.Context, in *ListPermissionsRequest, opts ...grpc.CallOption) (*ListPermissionsResponse, error)
 	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
-	// The roles of MLflow 3.12+'s auth database (its roles layout), in the
-	// default workspace. Grants to a role are Grant with grantee group.
+	// The roles of MLflow 3.12+'s auth database (its roles layout), each of
+	// one workspace. Grants to a role are Grant with grantee group.
 	CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*CreateRoleResponse, error)
 	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
 	GetRole(ctx context.Context, in *GetRoleRequest, opts ...grpc.CallOption) (*GetRoleResponse, error)
@@ -266,8 +266,8 @@ type AdminServiceServer interface {
 	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
 	ListPermissions(context.Context, *ListPermissionsRequest) (*ListPermissionsResponse, error)
 	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
-	// The roles of MLflow 3.12+'s auth database (its roles layout), in the
-	// default workspace. Grants to a role are Grant with grantee group.
+	// The roles of MLflow 3.12+'s auth database (its roles layout), each of
+	// one workspace. Grants to a role are Grant with grantee group.
 	CreateRole(context.Context, *CreateRoleRequest) (*CreateRoleResponse, error)
 	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
 	GetRole(context.Context, *GetRoleRequest) (*GetRoleResponse, error)

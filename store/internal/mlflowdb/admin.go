@@ -128,7 +128,7 @@ func (w Writer) CreateGroup(ctx context.Context, name string) (created bool, err
 func (w Writer) DeleteGroup(ctx context.Context, name string) error {
 	return w.Run(ctx, "delete group", true, func(tx Tx) error {
 		if w.roles() {
-			return RolesDeleteGroup(ctx, tx, name)
+			return RolesDeleteGroup(ctx, tx, DefaultWorkspace, name)
 		}
 		return DeleteGroup(ctx, tx, name)
 	})
@@ -235,24 +235,24 @@ func (w Writer) DeleteResourceGrants(ctx context.Context, r store.Resource) erro
 }
 
 // CreateRole implements store.RoleAdmin.
-func (w Writer) CreateRole(ctx context.Context, name, description string) (created bool, err error) {
+func (w Writer) CreateRole(ctx context.Context, workspace, name, description string) (created bool, err error) {
 	err = w.Run(ctx, "create role", true, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		created, err = CreateRole(ctx, tx, name, description)
+		created, err = CreateRole(ctx, tx, workspace, name, description)
 		return err
 	})
 	return created && err == nil, err
 }
 
 // ListRoles implements store.RoleAdmin.
-func (w Writer) ListRoles(ctx context.Context) (roles []store.Role, err error) {
+func (w Writer) ListRoles(ctx context.Context, workspace string) (roles []store.Role, err error) {
 	err = w.Run(ctx, "list roles", false, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		roles, err = ListRoles(ctx, tx)
+		roles, err = ListRoles(ctx, tx, workspace)
 		return err
 	})
 	if err != nil {
@@ -262,46 +262,46 @@ func (w Writer) ListRoles(ctx context.Context) (roles []store.Role, err error) {
 }
 
 // Role implements store.RoleAdmin.
-func (w Writer) Role(ctx context.Context, name string) (role store.Role, err error) {
+func (w Writer) Role(ctx context.Context, workspace, name string) (role store.Role, err error) {
 	err = w.Run(ctx, "show role", false, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		role, err = GetRole(ctx, tx, name)
+		role, err = GetRole(ctx, tx, workspace, name)
 		return err
 	})
 	return role, err
 }
 
 // DeleteRole implements store.RoleAdmin.
-func (w Writer) DeleteRole(ctx context.Context, name string) error {
+func (w Writer) DeleteRole(ctx context.Context, workspace, name string) error {
 	return w.Run(ctx, "delete role", true, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		return RolesDeleteGroup(ctx, tx, name)
+		return RolesDeleteGroup(ctx, tx, workspace, name)
 	})
 }
 
 // AssignRole implements store.RoleAdmin.
-func (w Writer) AssignRole(ctx context.Context, username, role string) (changed bool, err error) {
+func (w Writer) AssignRole(ctx context.Context, workspace, username, role string) (changed bool, err error) {
 	err = w.Run(ctx, "assign role", true, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		changed, err = AssignRole(ctx, tx, username, role)
+		changed, err = AssignRole(ctx, tx, workspace, username, role)
 		return err
 	})
 	return changed && err == nil, err
 }
 
 // UnassignRole implements store.RoleAdmin.
-func (w Writer) UnassignRole(ctx context.Context, username, role string) (changed bool, err error) {
+func (w Writer) UnassignRole(ctx context.Context, workspace, username, role string) (changed bool, err error) {
 	err = w.Run(ctx, "unassign role", true, func(tx Tx) error {
 		if err := requireRoles(ctx, tx); err != nil {
 			return err
 		}
-		changed, err = UnassignRole(ctx, tx, username, role)
+		changed, err = UnassignRole(ctx, tx, workspace, username, role)
 		return err
 	})
 	return changed && err == nil, err

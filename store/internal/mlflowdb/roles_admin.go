@@ -341,7 +341,7 @@ func RolesDeleteResourceGrants(ctx context.Context, tx Tx, r store.Resource) err
 
 // deleteRoles removes the roles matched by cond (on roles, argument $1)
 // with their grants, conditions and assignments.
-func deleteRoles(ctx context.Context, tx Tx, cond string, arg any) error {
+func deleteRoles(ctx context.Context, tx Tx, cond string, args ...any) error {
 	have, err := tx.Tables(ctx)
 	if err != nil {
 		return err
@@ -354,7 +354,7 @@ func deleteRoles(ctx context.Context, tx Tx, cond string, arg any) error {
 	}
 	stmts = append(stmts, `DELETE FROM roles WHERE `+cond)
 	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s, arg); err != nil {
+		if _, err := tx.Exec(ctx, s, args...); err != nil {
 			return err
 		}
 	}
@@ -391,24 +391,29 @@ func RolesCreateGroup(ctx context.Context, tx Tx, name string) (bool, error) {
 	return err == nil, err
 }
 
-// RolesDeleteGroup deletes the role of a group's name.
-func RolesDeleteGroup(ctx context.Context, tx Tx, name string) error {
+// RolesDeleteGroup deletes the role of a name in workspace ws ("" is the
+// default one).
+func RolesDeleteGroup(ctx context.Context, tx Tx, ws, name string) error {
 	if err := checkRoleName(name); err != nil {
 		return err
 	}
-	_, found, err := roleID(ctx, tx, DefaultWorkspace, name, false)
+	ws = workspaceOr(ws)
+	_, found, err := roleID(ctx, tx, ws, name, false)
 	if err != nil {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("role %q: %w", name, store.ErrNotFound)
+		return fmt.Errorf("role %q of workspace %q: %w", name, ws, store.ErrNotFound)
 	}
-	return deleteRoles(ctx, tx, `workspace = '`+DefaultWorkspace+`' AND name = $1`, name)
+	return deleteRoles(ctx, tx, `workspace = $2 AND name = $1`, name, ws)
 }
+
+// workspaceOr returns ws, or DefaultWorkspace for "".
+func workspaceOr(ws string) string { return store.Resource{Workspace: ws}.WorkspaceOf() }
 
 // RolesListGroups lists the named roles of the default workspace.
 func RolesListGroups(ctx context.Context, tx Tx) ([]string, error) {
-	roles, err := ListRoles(ctx, tx)
+	roles, err := ListRoles(ctx, tx, DefaultWorkspace)
 	if err != nil {
 		return nil, err
 	}
@@ -419,10 +424,11 @@ func RolesListGroups(ctx context.Context, tx Tx) ([]string, error) {
 	return out, nil
 }
 
-// ListRoles implements store.RoleAdmin.ListRoles: the named roles of the
-// default workspace, by name, each with its grants and users.
-func ListRoles(ctx context.Context, tx Tx) ([]store.Role, error) {
-	rows, err := tx.Query(ctx, `SELECT name, description FROM roles WHERE workspace = $1 AND name NOT LIKE '\_\_user\_%' ESCAPE '\'`, DefaultWorkspace)
+// ListRoles implements store.RoleAdmin.ListRoles: the named roles of
+// workspace ws, by name, each with its grants and users.
+func ListRoles(ctx context.Context, tx Tx, ws string) ([]store.Role, error) {
+	ws = workspaceOr(ws)
+	rows, err := tx.Query(ctx, `SELECT name, description FROM roles WHERE workspace = $1 AND name NOT LIKE '\_\_user\_%' ESCAPE '\'`, ws)
 	if err != nil {
 		return nil, err
 	}
@@ -446,17 +452,17 @@ func ListRoles(ctx context.Context, tx Tx) ([]store.Role, error) {
 	}
 	slices.SortFunc(out, func(a, b store.Role) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range out {
-		if err := fillRole(ctx, tx, &out[i]); err != nil {
+		if err := fillRole(ctx, tx, ws, &out[i]); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// fillRole reads r's grants and users.
-func fillRole(ctx context.Context, tx Tx, r *store.Role) error {
+// fillRole reads the grants and users of r, a role of workspace ws.
+func fillRole(ctx context.Context, tx Tx, ws string, r *store.Role) error {
 	rows, err := tx.Query(ctx, `SELECT rp.resource_type, rp.resource_pattern, rp.permission FROM role_permissions rp
-		JOIN roles r ON r.id = rp.role_id WHERE r.workspace = $1 AND r.name = $2`, DefaultWorkspace, r.Name)
+		JOIN roles r ON r.id = rp.role_id WHERE r.workspace = $1 AND r.name = $2`, ws, r.Name)
 	if err != nil {
 		return err
 	}
@@ -481,7 +487,7 @@ func fillRole(ctx context.Context, tx Tx, r *store.Role) error {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Pattern, b.Pattern))
 	})
 	rows, err = tx.Query(ctx, `SELECT u.username FROM user_role_assignments a JOIN users u ON u.id = a.user_id
-		JOIN roles r ON r.id = a.role_id WHERE r.workspace = $1 AND r.name = $2 AND u.username IS NOT NULL`, DefaultWorkspace, r.Name)
+		JOIN roles r ON r.id = a.role_id WHERE r.workspace = $1 AND r.name = $2 AND u.username IS NOT NULL`, ws, r.Name)
 	if err != nil {
 		return err
 	}
@@ -498,11 +504,12 @@ func fillRole(ctx context.Context, tx Tx, r *store.Role) error {
 }
 
 // CreateRole implements store.RoleAdmin.CreateRole (create_role).
-func CreateRole(ctx context.Context, tx Tx, name, description string) (bool, error) {
+func CreateRole(ctx context.Context, tx Tx, ws, name, description string) (bool, error) {
 	if err := checkRoleName(name); err != nil {
 		return false, err
 	}
-	_, found, err := roleID(ctx, tx, DefaultWorkspace, name, false)
+	ws = workspaceOr(ws)
+	_, found, err := roleID(ctx, tx, ws, name, false)
 	if err != nil || found {
 		return false, err
 	}
@@ -510,40 +517,42 @@ func CreateRole(ctx context.Context, tx Tx, name, description string) (bool, err
 	if description != "" {
 		desc = description
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO roles (name, workspace, description) VALUES ($1, $2, $3)`, name, DefaultWorkspace, desc)
+	_, err = tx.Exec(ctx, `INSERT INTO roles (name, workspace, description) VALUES ($1, $2, $3)`, name, ws, desc)
 	return err == nil, err
 }
 
 // GetRole implements store.RoleAdmin.Role.
-func GetRole(ctx context.Context, tx Tx, name string) (store.Role, error) {
+func GetRole(ctx context.Context, tx Tx, ws, name string) (store.Role, error) {
 	r := store.Role{Name: name}
+	ws = workspaceOr(ws)
 	var desc *string
-	found, err := queryOne(ctx, tx, `SELECT description FROM roles WHERE workspace = $1 AND name = $2`, []any{DefaultWorkspace, name}, &desc)
+	found, err := queryOne(ctx, tx, `SELECT description FROM roles WHERE workspace = $1 AND name = $2`, []any{ws, name}, &desc)
 	if err != nil {
 		return r, err
 	}
 	if !found {
-		return r, fmt.Errorf("role %q: %w", name, store.ErrNotFound)
+		return r, fmt.Errorf("role %q of workspace %q: %w", name, ws, store.ErrNotFound)
 	}
 	r.Description = deref(desc)
-	return r, fillRole(ctx, tx, &r)
+	return r, fillRole(ctx, tx, ws, &r)
 }
 
 // AssignRole implements store.RoleAdmin.AssignRole; a missing user is
 // created, as MLflow's grants create none but its assignments need one.
-func AssignRole(ctx context.Context, tx Tx, username, role string) (bool, error) {
+func AssignRole(ctx context.Context, tx Tx, ws, username, role string) (bool, error) {
 	if username == "" {
 		return false, invalid("empty username")
 	}
 	if err := checkRoleName(role); err != nil {
 		return false, err
 	}
-	rid, found, err := roleID(ctx, tx, DefaultWorkspace, role, false)
+	ws = workspaceOr(ws)
+	rid, found, err := roleID(ctx, tx, ws, role, false)
 	if err != nil {
 		return false, err
 	}
 	if !found {
-		return false, fmt.Errorf("role %q: %w", role, store.ErrNotFound)
+		return false, fmt.Errorf("role %q of workspace %q: %w", role, ws, store.ErrNotFound)
 	}
 	uid, _, err := subject(ctx, tx, store.Grantee{User: username}, true)
 	if err != nil {
@@ -555,13 +564,13 @@ func AssignRole(ctx context.Context, tx Tx, username, role string) (bool, error)
 }
 
 // UnassignRole implements store.RoleAdmin.UnassignRole.
-func UnassignRole(ctx context.Context, tx Tx, username, role string) (bool, error) {
+func UnassignRole(ctx context.Context, tx Tx, ws, username, role string) (bool, error) {
 	if err := checkRoleName(role); err != nil {
 		return false, err
 	}
 	n, err := tx.Exec(ctx, `DELETE FROM user_role_assignments
 		WHERE user_id IN (SELECT id FROM users WHERE username = $1)
-		AND role_id IN (SELECT id FROM roles WHERE workspace = $2 AND name = $3)`, username, DefaultWorkspace, role)
+		AND role_id IN (SELECT id FROM roles WHERE workspace = $2 AND name = $3)`, username, workspaceOr(ws), role)
 	return n > 0, err
 }
 
