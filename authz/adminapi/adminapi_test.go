@@ -60,24 +60,31 @@ func start(t testing.TB) *env {
 	st, err := sqlite.Open(ctx, sqlite.Config{TrackingPath: path})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
+	return serveAdmin(t, st, mlflow.Config{}, mlflow.Resolution{})
+}
 
+// serveAdmin serves the remote admin API on st, with an engine whose MLflow
+// application has cfg and real JWT verification against a JWKS.
+func serveAdmin(t testing.TB, st *sqlite.Store, cfg mlflow.Config, rs mlflow.Resolution) *env {
+	t.Helper()
+	ctx := t.Context()
 	iss, err := devissuer.Start("127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = iss.Close() })
 	jwt, err := authn.NewJWT(ctx, []authn.IssuerConfig{{Name: "dev", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"mlflow-admin"}}})
 	require.NoError(t, err)
 	t.Cleanup(jwt.Close)
-	pol, err := mlflow.New(st, mlflow.Config{}, slog.New(slog.DiscardHandler))
+	pol, err := mlflow.New(st, cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	cfg := authz.Config{Apps: []*authz.App{{Name: "mlflow", Hosts: []string{"mlflow.localhost"}, Policy: pol}},
+	engineCfg := authz.Config{Apps: []*authz.App{{Name: "mlflow", Hosts: []string{"mlflow.localhost"}, Policy: pol}},
 		Authenticators: []authz.Authenticator{jwt}}
-	eng, err := authz.NewEngine(cfg)
+	eng, err := authz.NewEngine(engineCfg)
 	require.NoError(t, err)
 
 	audit := &storetest.LogBuffer{}
-	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, EngineConfig: func() authz.Config { return cfg },
-		Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
-	return &env{client: v1.NewAdminServiceClient(serve(t, grpc.NewServer(), svc)), iss: iss, audit: audit, st: st, engine: eng, cfg: cfg}
+	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, EngineConfig: func() authz.Config { return engineCfg },
+		Resolution: rs, Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
+	return &env{client: v1.NewAdminServiceClient(serve(t, grpc.NewServer(), svc)), iss: iss, audit: audit, st: st, engine: eng, cfg: engineCfg}
 }
 
 // serve registers svc on gs, serves gs over real gRPC on a loopback port and

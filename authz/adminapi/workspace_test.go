@@ -1,19 +1,15 @@
 package adminapi_test
 
 import (
-	"log/slog"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/adminapi"
-	"github.com/mlflow-authz/mlflow-authz/authz/authn"
 	"github.com/mlflow-authz/mlflow-authz/authz/authn/devissuer"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	v1 "github.com/mlflow-authz/mlflow-authz/proto/mlflowauthz/v1"
@@ -53,27 +49,11 @@ func startWorkspaces(t *testing.T, roles bool) *env {
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 
-	iss, err := devissuer.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = iss.Close() })
-	jwt, err := authn.NewJWT(ctx, []authn.IssuerConfig{{Name: "dev", Issuer: iss.URL, Audiences: []string{"mlflow"}, AdminGroups: []string{"mlflow-admin"}}})
-	require.NoError(t, err)
-	t.Cleanup(jwt.Close)
-	cfg := mlflow.Config{Workspaces: true}
-	pol, err := mlflow.New(st, cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	engineCfg := authz.Config{Apps: []*authz.App{{Name: "mlflow", Hosts: []string{"mlflow.localhost"}, Policy: pol}},
-		Authenticators: []authz.Authenticator{jwt}}
-	eng, err := authz.NewEngine(engineCfg)
-	require.NoError(t, err)
 	rs, err := mlflow.NewResolution("", nil, store.NoPermissions, nil)
 	require.NoError(t, err)
 	rs, err = rs.WithWorkspaces(true, false).WithGroupRoles(mlflow.GroupRoles{})
 	require.NoError(t, err)
-
-	audit := &storetest.LogBuffer{}
-	svc := adminapi.New(adminapi.Options{Store: st, Engine: eng, Resolution: rs, Remote: true, Log: slog.New(slog.NewJSONHandler(audit, nil))})
-	return &env{client: v1.NewAdminServiceClient(serve(t, grpc.NewServer(), svc)), iss: iss, audit: audit, st: st, engine: eng, cfg: engineCfg}
+	return serveAdmin(t, st, mlflow.Config{Workspaces: true}, rs)
 }
 
 // wsCase is one admin call as one caller, and the status it must get.
