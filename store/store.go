@@ -115,6 +115,13 @@ const (
 	GatewayModelDefinition ResourceKind = "gateway_model_definition"
 )
 
+// WholeWorkspace is the kind of a workspace-wide grant, which only the
+// admin writes take (Admin.SetGrant, Admin.DeleteGrant): Resource.ID "*"
+// in Resource.Workspace. The legacy layout keeps it in MLflow 3.10's
+// workspace_permissions (users only), the roles layout as a (workspace, *)
+// grant of the grantee's role (USE, a member, or MANAGE, its admin).
+const WholeWorkspace ResourceKind = "workspace"
+
 // Resource identifies one permission-bearing object.
 type Resource struct {
 	Kind ResourceKind

@@ -219,8 +219,17 @@ func (h *handlers) resolveTarget(ctx context.Context, t *v1.Target, ws string) (
 			return store.Resource{}, err
 		}
 		return store.Resource{Kind: store.RegisteredModel, ID: x.RegisteredModel, Workspace: ws}, nil
+	case *v1.Target_WholeWorkspace:
+		if !x.WholeWorkspace {
+			break
+		}
+		if h.opts.Remote && !h.opts.Resolution.Workspaces() {
+			return store.Resource{}, status.Error(codes.FailedPrecondition,
+				"a workspace-wide grant counts only with apps[].mlflow.workspaces on, which this server has off")
+		}
+		return store.Resource{Kind: store.WholeWorkspace, ID: "*", Workspace: ws}, nil
 	}
-	return store.Resource{}, status.Error(codes.InvalidArgument, "a target is required: --experiment ID, --experiment-name NAME or --registered-model NAME")
+	return store.Resource{}, status.Error(codes.InvalidArgument, "a target is required: --experiment ID, --experiment-name NAME, --registered-model NAME or --whole-workspace")
 }
 
 func (h *handlers) grantee(g *v1.Grantee) (store.Grantee, error) {
@@ -249,6 +258,8 @@ func targetString(t *v1.Target, g *v1.Grantee) string {
 		b.WriteString(fmt.Sprintf("experiment name %q", x.ExperimentName))
 	case *v1.Target_RegisteredModel:
 		b.WriteString(fmt.Sprintf("registered model %q", x.RegisteredModel))
+	case *v1.Target_WholeWorkspace:
+		b.WriteString("the whole workspace")
 	}
 	switch x := g.GetGrantee().(type) {
 	case *v1.Grantee_User:
@@ -341,6 +352,10 @@ func (h *handlers) ListPermissions(ctx context.Context, req *v1.ListPermissionsR
 	res := store.Resource{Workspace: ws}
 	hasTarget := req.GetTarget().GetTarget() != nil
 	if hasTarget {
+		if req.GetTarget().GetWholeWorkspace() {
+			return nil, status.Error(codes.InvalidArgument,
+				"workspace-wide grants are not listed here: see them with roles show (roles layout) or in workspace_permissions (legacy layout)")
+		}
 		if res, err = h.resolveTarget(ctx, req.GetTarget(), ws); err != nil {
 			return nil, err
 		}

@@ -73,6 +73,8 @@ func onModel(name string) *v1.Target {
 	return &v1.Target{Target: &v1.Target_RegisteredModel{RegisteredModel: name}}
 }
 
+var wholeWorkspace = &v1.Target{Target: &v1.Target_WholeWorkspace{WholeWorkspace: true}}
+
 func toUser(u string) *v1.Grantee { return &v1.Grantee{Grantee: &v1.Grantee_User{User: u}} }
 
 // TestWorkspaceAdmins: a workspace's admin manages grants and roles in its
@@ -136,6 +138,10 @@ func TestWorkspaceAdmins(t *testing.T) {
 					_, err := cl.Grant(e.as(t, as), grant(onExperiment("10"), "Team_B"))
 					return err
 				}, codes.InvalidArgument, "workspace: workspace name"},
+				{"a workspace-wide grant elsewhere", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
+					_, err := cl.Grant(e.as(t, as), &v1.GrantRequest{Target: wholeWorkspace, Grantee: toUser("zoe"), Permission: "MANAGE", Workspace: "team-c"})
+					return err
+				}, codes.PermissionDenied, notAdmin},
 				{"an admin grants in any workspace", carol, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
 					_, err := cl.Grant(e.as(t, as), grant(onExperiment("11"), "team-c"))
 					return err
@@ -147,6 +153,14 @@ func TestWorkspaceAdmins(t *testing.T) {
 			}
 			if roles {
 				tests = append(tests,
+					wsCase{"the member tier of its workspace", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
+						_, err := cl.Grant(e.as(t, as), &v1.GrantRequest{Target: wholeWorkspace, Grantee: toUser("zoe"), Permission: "USE", Workspace: "team-b"})
+						return err
+					}, codes.OK, ""},
+					wsCase{"READ is no workspace-wide grant of the roles layout", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
+						_, err := cl.Grant(e.as(t, as), &v1.GrantRequest{Target: wholeWorkspace, Grantee: toUser("zoe"), Permission: "READ", Workspace: "team-b"})
+						return err
+					}, codes.InvalidArgument, "is USE (a member, who may create) or MANAGE"},
 					wsCase{"roles of its workspace", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
 						ctx := e.as(t, as)
 						if _, err := cl.CreateRole(ctx, &v1.CreateRoleRequest{Name: "reviewers", Workspace: "team-b"}); err != nil {
@@ -166,7 +180,13 @@ func TestWorkspaceAdmins(t *testing.T) {
 						return err
 					}, codes.OK, ""})
 			} else {
-				tests = append(tests, wsCase{"a listing that would show every workspace's experiment rows", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
+				tests = append(tests, wsCase{"a workspace-wide grant in its workspace", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
+					resp, err := cl.Grant(e.as(t, as), &v1.GrantRequest{Target: wholeWorkspace, Grantee: toUser("zoe"), Permission: "READ", Workspace: "team-b"})
+					if err == nil {
+						assert.Equal(t, "workspace", resp.Change.ResourceKind)
+					}
+					return err
+				}, codes.OK, ""}, wsCase{"a listing that would show every workspace's experiment rows", wanda, func(t *testing.T, cl v1.AdminServiceClient, as devissuer.User) error {
 					_, err := cl.ListPermissions(e.as(t, as), &v1.ListPermissionsRequest{Workspace: "team-b"})
 					return err
 				}, codes.PermissionDenied, "lists the rows of one resource of its workspace"})
@@ -189,6 +209,22 @@ func TestWorkspaceAdmins(t *testing.T) {
 			require.Nil(t, deny)
 			d := e.engine.Check(t.Context(), r)
 			assert.True(t, d.Allowed, "%s: %s", d.Reason, d.Message)
+			// zoe's workspace-wide grant: READ on team-b's experiments
+			// (legacy), or the member tier that may create there (roles).
+			zoe := devissuer.User{Username: "zoe"}
+			method, target, body := "GET", "/api/2.0/mlflow/experiments/get?experiment_id=10", ""
+			if roles {
+				method, target, body = "POST", "/api/2.0/mlflow/experiments/create", `{"name":"zoe's"}`
+			}
+			headers := map[string]string{"authorization": "Bearer " + token(t, e, zoe.Username), mlflow.WorkspaceHeader: "team-b"}
+			if body != "" {
+				headers["content-type"] = "application/json"
+			}
+			r, deny = authz.NewRequest(authz.RequestInput{ID: "z", Method: method, Host: "mlflow.localhost", Target: target, Headers: headers, Body: []byte(body)})
+			require.Nil(t, deny)
+			d = e.engine.Check(t.Context(), r)
+			assert.True(t, d.Allowed, "zoe: %s: %s", d.Reason, d.Message)
+
 			assert.Contains(t, e.audit.String(), `"actor":"wanda"`)
 			assert.Contains(t, e.audit.String(), `in workspace team-b`)
 		})

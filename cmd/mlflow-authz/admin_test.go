@@ -380,3 +380,24 @@ func TestExplainMatchesCheck(t *testing.T) {
 	assert.True(t, strings.HasPrefix(out, "ALLOW"), out)
 	assert.Contains(t, out, `group "team-a" row on experiment 2: READ`)
 }
+
+// TestWholeWorkspaceGrantCLI: --whole-workspace writes the workspace-wide
+// grant of the workspace --workspace names, and says so.
+func TestWholeWorkspaceGrantCLI(t *testing.T) {
+	e := startAdminEnv(t, "sqlite")
+	run := func(args ...string) (string, string, int) {
+		return cli(t, nil, append(args, e.direct...)...)
+	}
+	out, stderr, code := run("grant", "--whole-workspace", "--workspace", "team-b", "--user", "alice", "--permission", "EDIT")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, "granted EDIT on the whole workspace \"team-b\" to user alice\n", out)
+	out, stderr, code = run("revoke", "--whole-workspace", "--workspace", "team-b", "--user", "alice")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, "revoked user alice's EDIT on the whole workspace \"team-b\"\n", out)
+	_, stderr, code = run("grant", "--whole-workspace", "--experiment", "1", "--user", "alice", "--permission", "EDIT")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "give exactly one of --experiment ID, --experiment-name NAME, --registered-model NAME or --whole-workspace")
+	_, stderr, code = run("grant", "--whole-workspace", "--group", "team-a", "--permission", "EDIT")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "workspace_permissions holds users only")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 // permissions list.
 type targetFlags struct {
 	experiment, experimentName, model string
+	wholeWorkspace                    bool
 	user, group                       string
 	workspace                         string
 }
@@ -26,6 +28,9 @@ func (t *targetFlags) add(cmd *cobra.Command) {
 	f.StringVar(&t.experiment, "experiment", "", "experiment id")
 	f.StringVar(&t.experimentName, "experiment-name", "", "experiment name (resolved through MLflow's tracking tables)")
 	f.StringVar(&t.model, "registered-model", "", "registered model name")
+	if cmd.Name() != "list" {
+		f.BoolVar(&t.wholeWorkspace, "whole-workspace", false, `the whole workspace (--workspace): a workspace-wide grant (legacy layout: workspace_permissions, users only; roles layout: USE or MANAGE)`)
+	}
 	f.StringVar(&t.user, "user", "", "username")
 	f.StringVar(&t.group, "group", "", "group name")
 	addWorkspaceFlag(f, &t.workspace)
@@ -49,13 +54,16 @@ func (t *targetFlags) target(optional bool) (*v1.Target, error) {
 	if t.model != "" {
 		out = append(out, &v1.Target{Target: &v1.Target_RegisteredModel{RegisteredModel: t.model}})
 	}
+	if t.wholeWorkspace {
+		out = append(out, &v1.Target{Target: &v1.Target_WholeWorkspace{WholeWorkspace: true}})
+	}
 	switch {
 	case len(out) == 1:
 		return out[0], nil
 	case len(out) == 0 && optional:
 		return nil, nil
 	}
-	return nil, usageError{errors.New("give exactly one of --experiment ID, --experiment-name NAME or --registered-model NAME")}
+	return nil, usageError{errors.New("give exactly one of --experiment ID, --experiment-name NAME, --registered-model NAME or --whole-workspace")}
 }
 
 func (t *targetFlags) grantee() (*v1.Grantee, error) {
@@ -81,8 +89,11 @@ func (t *targetFlags) row() (*v1.Target, *v1.Grantee, error) {
 
 func describeChange(c *v1.Change) (resource, who string) {
 	resource = c.ResourceKind + " " + c.ResourceId
-	if c.ResourceKind == string(store.RegisteredModel) {
+	switch c.ResourceKind {
+	case string(store.RegisteredModel):
 		resource = fmt.Sprintf("registered model %q", c.ResourceId)
+	case string(store.WholeWorkspace):
+		return fmt.Sprintf("the whole workspace %q", cmp.Or(c.Workspace, store.DefaultWorkspace)), c.GranteeKind + " " + c.Grantee
 	}
 	if c.Workspace != "" && c.Workspace != store.DefaultWorkspace {
 		resource += fmt.Sprintf(" in workspace %q", c.Workspace)

@@ -28,6 +28,7 @@ func AdminRun(t *testing.T, open Opener) {
 	t.Run("RenameRegisteredModel", func(t *testing.T) { testAdminRename(t, open) })
 	t.Run("DeleteResourceGrants", func(t *testing.T) { testAdminDeleteResource(t, open) })
 	t.Run("GroupRowsWorkspace", func(t *testing.T) { testAdminGroupRowsWorkspace(t, open) })
+	t.Run("WholeWorkspace", func(t *testing.T) { testAdminWholeWorkspace(t, open) })
 	t.Run("WritesSeenThroughCache", func(t *testing.T) { testAdminInvalidation(t, open) })
 	t.Run("ConcurrentSetGrant", func(t *testing.T) { testAdminConcurrent(t, open) })
 	t.Run("Unavailable", func(t *testing.T) { testAdminUnavailable(t, open) })

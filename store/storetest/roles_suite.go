@@ -22,6 +22,7 @@ func RolesRun(t *testing.T, open Opener) {
 	t.Run("RevokeSeenThroughCache", func(t *testing.T) { testRolesInvalidation(t, open) })
 	t.Run("SetGrant", func(t *testing.T) { testRolesSetGrant(t, open) })
 	t.Run("Roles", func(t *testing.T) { testRolesAdmin(t, open) })
+	t.Run("WholeWorkspace", func(t *testing.T) { testRolesWholeWorkspace(t, open) })
 	t.Run("RenameAndDelete", func(t *testing.T) { testRolesRename(t, open) })
 }
 
@@ -381,4 +382,34 @@ func testRolesRename(t *testing.T, open Opener) {
 	require.NoError(t, a.DeleteResourceGrants(ctx, store.Resource{Kind: store.RegisteredModel, ID: "m2"}))
 	assert.Empty(t, query(t, h, `SELECT resource_pattern FROM role_permissions WHERE resource_pattern = 'm2'`))
 	assert.Equal(t, []string{"m1"}, query(t, h, `SELECT resource_pattern FROM role_permissions WHERE role_id = 100 AND resource_type = 'registered_model'`))
+}
+
+// testRolesWholeWorkspace: a workspace-wide grant of the roles layout is a
+// (workspace, *) grant of the grantee's role in that workspace, USE or
+// MANAGE only, as MLflow's _validate_permission_for_resource_type allows.
+func testRolesWholeWorkspace(t *testing.T, open Opener) {
+	h := openRoles(t, open)
+	a, ra := rolesAdmin(t, h)
+	ctx := t.Context()
+	ws2 := store.Resource{Kind: store.WholeWorkspace, ID: "*", Workspace: "ws2"}
+	_, changed, err := a.SetGrant(ctx, store.Grantee{Group: "team"}, ws2, store.Manage)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	r, err := ra.Role(ctx, "ws2", "team")
+	require.NoError(t, err)
+	assert.Contains(t, r.Permissions, store.RolePermission{Type: "workspace", Pattern: "*", Permission: "MANAGE"})
+	_, changed, err = a.SetGrant(ctx, store.Grantee{User: "alice"}, ws2, store.Use)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	g, err := a.Grants(ctx, "alice", store.Resource{Kind: store.Experiment, ID: "*", Workspace: "ws2"})
+	require.NoError(t, err)
+	assert.Contains(t, roleRows(g), "__user_1__ true workspace * USE")
+	_, _, err = a.SetGrant(ctx, store.Grantee{User: "alice"}, ws2, store.Edit)
+	require.ErrorIs(t, err, store.ErrInvalid, "the workspace slot is USE or MANAGE")
+	_, changed, err = a.DeleteGrant(ctx, store.Grantee{Group: "team"}, ws2)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	r, err = ra.Role(ctx, "ws2", "team")
+	require.NoError(t, err)
+	assert.NotContains(t, r.Permissions, store.RolePermission{Type: "workspace", Pattern: "*", Permission: "MANAGE"})
 }

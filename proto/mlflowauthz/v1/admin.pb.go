@@ -686,6 +686,7 @@ type Target struct {
 	//	*Target_ExperimentId
 	//	*Target_ExperimentName
 	//	*Target_RegisteredModel
+	//	*Target_WholeWorkspace
 	Target        isTarget_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -755,6 +756,15 @@ func (x *Target) GetRegisteredModel() string {
 	return ""
 }
 
+func (x *Target) GetWholeWorkspace() bool {
+	if x != nil {
+		if x, ok := x.Target.(*Target_WholeWorkspace); ok {
+			return x.WholeWorkspace
+		}
+	}
+	return false
+}
+
 type isTarget_Target interface {
 	isTarget_Target()
 }
@@ -772,11 +782,19 @@ type Target_RegisteredModel struct {
 	RegisteredModel string `protobuf:"bytes,3,opt,name=registered_model,json=registeredModel,proto3,oneof"`
 }
 
+type Target_WholeWorkspace struct {
+	// whole_workspace (true) is the whole workspace the request names: a
+	// workspace-wide grant (Grant and Revoke only).
+	WholeWorkspace bool `protobuf:"varint,4,opt,name=whole_workspace,json=wholeWorkspace,proto3,oneof"`
+}
+
 func (*Target_ExperimentId) isTarget_Target() {}
 
 func (*Target_ExperimentName) isTarget_Target() {}
 
 func (*Target_RegisteredModel) isTarget_Target() {}
+
+func (*Target_WholeWorkspace) isTarget_Target() {}
 
 // Grantee is a user or a group; exactly one field is set.
 type Grantee struct {
@@ -2517,11 +2535,12 @@ const file_mlflowauthz_v1_admin_proto_rawDesc = "" +
 	"\x06groups\x18\x01 \x03(\tR\x06groups\"(\n" +
 	"\x12DeleteGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13DeleteGroupResponse\"\x91\x01\n" +
+	"\x13DeleteGroupResponse\"\xbc\x01\n" +
 	"\x06Target\x12%\n" +
 	"\rexperiment_id\x18\x01 \x01(\tH\x00R\fexperimentId\x12)\n" +
 	"\x0fexperiment_name\x18\x02 \x01(\tH\x00R\x0eexperimentName\x12+\n" +
-	"\x10registered_model\x18\x03 \x01(\tH\x00R\x0fregisteredModelB\b\n" +
+	"\x10registered_model\x18\x03 \x01(\tH\x00R\x0fregisteredModel\x12)\n" +
+	"\x0fwhole_workspace\x18\x04 \x01(\bH\x00R\x0ewholeWorkspaceB\b\n" +
 	"\x06target\"B\n" +
 	"\aGrantee\x12\x14\n" +
 	"\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n" +
@@ -2799,6 +2818,7 @@ func file_mlflowauthz_v1_admin_proto_init() {
 		(*Target_ExperimentId)(nil),
 		(*Target_ExperimentName)(nil),
 		(*Target_RegisteredModel)(nil),
+		(*Target_WholeWorkspace)(nil),
 	}
 	file_mlflowauthz_v1_admin_proto_msgTypes[16].OneofWrappers = []any{
 		(*Grantee_User)(nil),

@@ -153,11 +153,14 @@ func (w Writer) ListGroups(ctx context.Context) (groups []string, err error) {
 // SetGrant implements store.Admin.
 func (w Writer) SetGrant(ctx context.Context, g store.Grantee, r store.Resource, p store.Permission) (before *store.GrantRow, changed bool, err error) {
 	err = w.Run(ctx, "set grant", true, func(tx Tx) error {
-		if w.roles() {
+		switch {
+		case w.roles():
 			before, changed, err = RolesSetGrant(ctx, tx, g, r, p)
-			return err
+		case r.Kind == store.WholeWorkspace:
+			before, changed, err = SetWorkspaceGrant(ctx, tx, g, r, p)
+		default:
+			before, changed, err = SetGrant(ctx, tx, g, r, p)
 		}
-		before, changed, err = SetGrant(ctx, tx, g, r, p)
 		return err
 	})
 	if err != nil {
@@ -169,11 +172,14 @@ func (w Writer) SetGrant(ctx context.Context, g store.Grantee, r store.Resource,
 // DeleteGrant implements store.Admin.
 func (w Writer) DeleteGrant(ctx context.Context, g store.Grantee, r store.Resource) (before *store.GrantRow, changed bool, err error) {
 	err = w.Run(ctx, "delete grant", true, func(tx Tx) error {
-		if w.roles() {
+		switch {
+		case w.roles():
 			before, changed, err = RolesDeleteGrant(ctx, tx, g, r)
-			return err
+		case r.Kind == store.WholeWorkspace:
+			before, changed, err = DeleteWorkspaceGrant(ctx, tx, g, r)
+		default:
+			before, changed, err = DeleteGrant(ctx, tx, g, r)
 		}
-		before, changed, err = DeleteGrant(ctx, tx, g, r)
 		return err
 	})
 	if err != nil {

@@ -135,6 +135,9 @@ func rolePermission(ctx context.Context, tx Tx, rid int64, types []string, key s
 // checkRoleResource validates r for a roles-layout write; ID "*" is a
 // grant on every resource of the kind, as MLflow's role API writes it.
 func checkRoleResource(r store.Resource) error {
+	if r.Kind == store.WholeWorkspace {
+		return checkWholeWorkspace(r)
+	}
 	if r.ID == "*" {
 		if _, _, ok := specOf(r.Kind); !ok {
 			return invalid("unknown resource kind %q", r.Kind)
@@ -166,6 +169,11 @@ func RolesSetGrant(ctx context.Context, tx Tx, g store.Grantee, r store.Resource
 	}
 	if p == store.NoPermissions {
 		return nil, false, invalid("NO_PERMISSIONS cannot be granted in MLflow's roles layout; revoke the grant instead")
+	}
+	if r.Kind == store.WholeWorkspace && p != store.Use && p != store.Manage {
+		// _validate_permission_for_resource_type: the workspace slot is a
+		// member (USE) or its admin (MANAGE).
+		return nil, false, invalid("a workspace-wide grant in MLflow's roles layout is USE (a member, who may create) or MANAGE (the workspace's admin), not %s", p)
 	}
 	rid, _, err := granteeRole(ctx, tx, r.WorkspaceOf(), g, true)
 	if err != nil {
