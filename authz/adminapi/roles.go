@@ -45,6 +45,16 @@ func (h *handlers) roleAdmin() (store.RoleAdmin, error) {
 	return ra, nil
 }
 
+// roleAdminIn is roleAdmin with the workspace req names.
+func (h *handlers) roleAdminIn(req workspaceRequest) (store.RoleAdmin, string, error) {
+	ra, err := h.roleAdmin()
+	if err != nil {
+		return nil, "", err
+	}
+	ws, err := h.workspace(req.GetWorkspace())
+	return ra, ws, err
+}
+
 func roleMessage(r store.Role) *v1.Role {
 	out := &v1.Role{Name: r.Name, Description: r.Description, Users: r.Users}
 	for _, p := range r.Permissions {
@@ -55,11 +65,7 @@ func roleMessage(r store.Role) *v1.Role {
 
 // CreateRole creates a role in the request's workspace.
 func (h *handlers) CreateRole(ctx context.Context, req *v1.CreateRoleRequest) (*v1.CreateRoleResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
@@ -75,11 +81,7 @@ func (h *handlers) CreateRole(ctx context.Context, req *v1.CreateRoleRequest) (*
 
 // ListRoles lists the named roles of the request's workspace.
 func (h *handlers) ListRoles(ctx context.Context, req *v1.ListRolesRequest) (*v1.ListRolesResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +98,7 @@ func (h *handlers) ListRoles(ctx context.Context, req *v1.ListRolesRequest) (*v1
 
 // GetRole shows one role with its grants and users.
 func (h *handlers) GetRole(ctx context.Context, req *v1.GetRoleRequest) (*v1.GetRoleResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +111,7 @@ func (h *handlers) GetRole(ctx context.Context, req *v1.GetRoleRequest) (*v1.Get
 
 // DeleteRole deletes a role with its grants and assignments.
 func (h *handlers) DeleteRole(ctx context.Context, req *v1.DeleteRoleRequest) (*v1.DeleteRoleResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
@@ -129,11 +123,7 @@ func (h *handlers) DeleteRole(ctx context.Context, req *v1.DeleteRoleRequest) (*
 
 // AssignRole assigns a role to a user.
 func (h *handlers) AssignRole(ctx context.Context, req *v1.AssignRoleRequest) (*v1.AssignRoleResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
@@ -149,11 +139,7 @@ func (h *handlers) AssignRole(ctx context.Context, req *v1.AssignRoleRequest) (*
 
 // UnassignRole removes a role from a user.
 func (h *handlers) UnassignRole(ctx context.Context, req *v1.UnassignRoleRequest) (*v1.UnassignRoleResponse, error) {
-	ra, err := h.roleAdmin()
-	if err != nil {
-		return nil, err
-	}
-	ws, err := h.workspace(req.GetWorkspace())
+	ra, ws, err := h.roleAdminIn(req)
 	if err != nil {
 		return nil, err
 	}
