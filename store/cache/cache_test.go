@@ -436,3 +436,40 @@ func BenchmarkCacheHit(b *testing.B) {
 		})
 	})
 }
+
+// TestReplaceWhileRead: an entry replaced (its key expired and read
+// again) while other callers hit it. Run under -race: an entry changed in
+// place while a hit reads it could pair a new generation with an old
+// value.
+func TestReplaceWhileRead(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				g, err := c.Grants(context.Background(), "alice", exp1)
+				if err != nil || g.User == nil || g.User.Permission != store.Read {
+					t.Errorf("Grants: %v, %+v", err, g.User)
+					return
+				}
+			}
+		}()
+	}
+	for range 200 {
+		clk.Advance(61 * time.Second) // every entry expires; the next caller replaces it
+		time.Sleep(100 * time.Microsecond)
+	}
+	close(done)
+	wg.Wait()
+	assert.Greater(t, c.Stats().GrantMisses, uint64(10), "entries were replaced while read")
+}

@@ -24,6 +24,7 @@ type shard[K comparable, V any] struct {
 	max  int
 }
 
+// entry is immutable once in a shard's map, but for its atomic ref flag.
 type entry[V any] struct {
 	val     V
 	gen     uint64
@@ -70,11 +71,15 @@ func (t *table[K, V]) put(k K, v V, gen uint64, current func() uint64, expires i
 	if current() != gen {
 		return // a flush raced with this read: its result may be stale
 	}
-	if e, ok := s.m[k]; ok {
-		e.val, e.gen, e.expires = v, gen, expires
+	e := &entry[V]{val: v, gen: gen, expires: expires}
+	if _, ok := s.m[k]; ok {
+		// A new entry, never the old one changed in place: get reads an
+		// entry's fields after releasing the lock, and a reader that saw
+		// a new generation beside an old value would serve a grant read
+		// before a flush as if read after it.
+		s.m[k] = e
 		return
 	}
-	e := &entry[V]{val: v, gen: gen, expires: expires}
 	if len(s.ring) < s.max {
 		s.ring = append(s.ring, k)
 		s.m[k] = e
