@@ -39,6 +39,10 @@ const (
 	// database and corpus: the A/B comparison of two builds under the same
 	// load.
 	envBaseline = "MLFLOW_AUTHZ_BENCH_BASELINE"
+	// envTrace, when set, saves an execution trace of the service's first
+	// run at the fixed rate at scale 1 (service-trace.out), for `go tool
+	// trace`: where the tail's time goes (scheduling, GC, syscalls).
+	envTrace = "MLFLOW_AUTHZ_BENCH_TRACE"
 )
 
 // Load shape: Envoy keeps about one connection per worker thread (2 on this
@@ -94,6 +98,10 @@ type scaleReport struct {
 	P99FloorWorstUS   float64 `json:"p99_1k_floor_worst_us"`
 	P50ServiceUS      float64 `json:"p50_1k_service_us"`
 	P50FloorUS        float64 `json:"p50_1k_floor_us"`
+	// MissesPer1k is how many permission-cache misses (by cache) the
+	// service had per thousand checks over its runs at the fixed rate: each
+	// is a PostgreSQL round trip on a check's path, and they set the tail.
+	MissesPer1k map[string]float64 `json:"cache_misses_per_1k_checks"`
 	// Baseline is set when MLFLOW_AUTHZ_BENCH_BASELINE named a binary.
 	Baseline *baselineReport `json:"baseline,omitempty"`
 }
@@ -241,8 +249,18 @@ func TestBench(t *testing.T) {
 		}
 		sr.ThroughputRatio, sr.CPUPerCheckUS, sr.FloorCPUUS = median(ratios), median(svcCPU), median(floorCPU)
 		var p99s, p99f, p50s, p50f, p99b []float64
-		for range pairs {
+		missesBefore := cacheMisses(t, svc.httpAddr)
+		var checks uint64
+		for i := range pairs {
+			var tr sync.WaitGroup
+			if f == 1 && i == 0 && os.Getenv(envTrace) != "" {
+				tr.Go(func() {
+					time.Sleep(time.Second) // past the warm-up
+					saveProfile(t, svc.httpAddr, "trace?seconds="+strconv.Itoa(max(int(secs)-1, 1)), filepath.Join(out, "service-trace.out"))
+				})
+			}
 			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+			tr.Wait()
 			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
 			if base != nil {
 				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
@@ -250,10 +268,15 @@ func TestBench(t *testing.T) {
 				p99b = append(p99b, rb.LatencyUS.P99)
 			}
 			sr.Open = append(sr.Open, rs, rf)
+			checks += rs.Requests
 			p99s, p50s = append(p99s, rs.LatencyUS.P99), append(p50s, rs.LatencyUS.P50)
 			p99f, p50f = append(p99f, rf.LatencyUS.P99), append(p50f, rf.LatencyUS.P50)
 		}
 		sr.P99ServiceUS, sr.P99FloorUS, sr.P50ServiceUS, sr.P50FloorUS = median(p99s), median(p99f), median(p50s), median(p50f)
+		sr.MissesPer1k = map[string]float64{}
+		for k, v := range cacheMisses(t, svc.httpAddr) {
+			sr.MissesPer1k[k] = (v - missesBefore[k]) * 1000 / float64(max(checks, 1))
+		}
 		sr.P99ServiceWorstUS, sr.P99FloorWorstUS = slices.Max(p99s), slices.Max(p99f)
 		_, rss, err := procStat(svc.pid)
 		require.NoError(t, err)
@@ -324,6 +347,7 @@ func printScale(s scaleReport) {
 	fmt.Printf("throughput ratio to floor %.3f; CPU per check: service %.1f µs, floor %.1f µs (x%.2f)\n", s.ThroughputRatio, s.CPUPerCheckUS, s.FloorCPUUS, s.CPUPerCheckUS/s.FloorCPUUS)
 	fmt.Printf("at %d rps (median of runs): service p50 %.0f µs p99 %.0f µs; floor p50 %.0f µs p99 %.0f µs; worst p99 service %.0f µs, floor %.0f µs\n",
 		fixedRate, s.P50ServiceUS, s.P99ServiceUS, s.P50FloorUS, s.P99FloorUS, s.P99ServiceWorstUS, s.P99FloorWorstUS)
+	fmt.Printf("permission-cache misses per 1k checks at %d rps: %v\n", fixedRate, s.MissesPer1k)
 	fmt.Printf("cold (empty caches, %d rps): p50 %.0f µs p99 %.0f µs; first pass at %d rps: p99 %.0f µs\n",
 		coldRate, s.Cold.LatencyUS.P50, s.Cold.LatencyUS.P99, fixedRate, s.FirstPass.LatencyUS.P99)
 	if b := s.Baseline; b != nil {
@@ -394,6 +418,33 @@ func saveProfile(t *testing.T, httpAddr, which, path string) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Logf("pprof %s: %v", which, err)
 	}
+}
+
+// cacheMisses reads the service's permission-cache miss counters by cache
+// from /metrics. Run-level counts include the warm-up seconds; they are
+// reported per check, so that skew is small.
+func cacheMisses(t *testing.T, httpAddr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, `mlflow_authz_cache_lookups_total{cache="`)
+		if !ok {
+			continue
+		}
+		cache, rest, _ := strings.Cut(rest, `"`)
+		if !strings.HasPrefix(rest, `,result="miss"} `) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest[len(`,result="miss"} `):]), 64)
+		require.NoError(t, err, line)
+		m[cache] = v
+	}
+	return m
 }
 
 // memoTokens mints each user's token once across all scales.
