@@ -17,6 +17,9 @@ var (
 	descCacheFlushes = prometheus.NewDesc("mlflow_authz_cache_flushes_total",
 		"Flushes of the grant and user caches: one per announced grant change, and on every loss and re-establishment of the change feed.",
 		nil, nil)
+	descCacheRefreshes = prometheus.NewDesc("mlflow_authz_cache_refreshes_total",
+		"Cache entries re-read in the background, ahead of their expiry, because a hit found them past half their life.",
+		nil, nil)
 	descStoreUp = prometheus.NewDesc("mlflow_authz_store_up",
 		"1 if the permission store answered a ping during this scrape, else 0.",
 		nil, nil)
@@ -48,7 +51,7 @@ type statusCollector struct{ r *Running }
 
 // Describe implements prometheus.Collector.
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLookups, descCacheFlushes, descStoreUp,
+	for _, d := range []*prometheus.Desc{descCacheLookups, descCacheFlushes, descCacheRefreshes, descStoreUp,
 		descWatchUp, descWatchLosses, descJWKSFailures, descJWKSLastSuccess} {
 		ch <- d
 	}
@@ -74,6 +77,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCacheLookups, s.ResolveHits, "resolve", "hit")
 		counter(descCacheLookups, s.ResolveMisses, "resolve", "miss")
 		counter(descCacheFlushes, s.Flushes)
+		counter(descCacheRefreshes, s.Refreshes)
 	}
 	if r.be != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), storePingTimeout)

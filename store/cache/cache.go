@@ -11,6 +11,10 @@
 // are cached like grants, so a rename is seen within GrantTTL.
 // The few ids that can move (a trace that MLflow's StartTraceV3 merges into
 // may change experiment) are read with ResolveFresh, past the cache.
+//
+// A hit on an entry past half its life starts a background re-read (see
+// Cache.ahead), so a key in use is replaced before it expires and never
+// costs a check a store round trip; expiry still bounds what is served.
 package cache
 
 import (
@@ -20,6 +24,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +40,8 @@ type Options struct {
 	MaxEntries int `yaml:"max_entries"`
 	// GrantTTL is the safety net for grants, regex rows, users and password
 	// hashes should an invalidation be lost (default 60s), and how long a
-	// name is kept.
+	// name is kept. Entries hit past half of it are re-read in the
+	// background.
 	GrantTTL time.Duration `yaml:"grant_ttl"`
 	// ResolveTTL keeps resolved ownership (default 10m).
 	ResolveTTL time.Duration `yaml:"resolve_ttl"`
@@ -73,6 +79,9 @@ type Stats struct {
 	ResolveHits, ResolveMisses uint64
 	HashHits, HashMisses       uint64
 	Flushes                    uint64
+	// Refreshes counts entries re-read in the background ahead of their
+	// expiry (lookups that would otherwise have missed later).
+	Refreshes uint64
 }
 
 type grantKey struct {
@@ -133,6 +142,10 @@ type Cache struct {
 	resolves  *table[resolveKey, resolveVal]
 
 	flight singleflight.Group
+	// slots holds a token per background re-read running (see ahead);
+	// background waits for them.
+	slots      chan struct{}
+	background sync.WaitGroup
 
 	grantHits, grantMisses     atomic.Uint64
 	patternHits, patternMisses atomic.Uint64
@@ -140,6 +153,7 @@ type Cache struct {
 	resolveHits, resolveMisses atomic.Uint64
 	hashHits, hashMisses       atomic.Uint64
 	flushes                    atomic.Uint64
+	refreshes                  atomic.Uint64
 }
 
 var (
@@ -150,7 +164,7 @@ var (
 // New returns a cache in front of inner.
 func New(inner store.Reader, opts Options) *Cache {
 	opts = opts.withDefaults()
-	c := &Cache{inner: inner, opts: opts, seed: maphash.MakeSeed()}
+	c := &Cache{inner: inner, opts: opts, seed: maphash.MakeSeed(), slots: make(chan struct{}, refreshSlots)}
 	c.grants = newTable[grantKey, grantVal](opts.MaxEntries, func(k grantKey) uint64 {
 		// Only picks a shard: user and id spread keys well enough, and two
 		// fewer hashes keep the hit cheap.
@@ -193,7 +207,7 @@ func (c *Cache) Stats() Stats {
 		UserHits: c.userHits.Load(), UserMisses: c.userMisses.Load(),
 		ResolveHits: c.resolveHits.Load(), ResolveMisses: c.resolveMisses.Load(),
 		HashHits: c.hashHits.Load(), HashMisses: c.hashMisses.Load(),
-		Flushes: c.flushes.Load(),
+		Flushes: c.flushes.Load(), Refreshes: c.refreshes.Load(),
 	}
 }
 
@@ -202,21 +216,32 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 	k := grantKey{user: username, kind: res.Kind, id: res.ID, name: res.Name, ws: res.Workspace}
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
-	if v, ok := c.grants.get(k, gen, now); ok {
+	if e := c.grants.get(k, gen, now); e != nil {
 		c.grantHits.Add(1)
-		return v.g, nil
+		if e.due(now) {
+			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readGrants(ctx, k, gen) })
+		}
+		return e.val.g, nil
 	}
 	c.grantMisses.Add(1)
-	fk := flightKey('g', gen, username, string(res.Kind), res.ID, res.Name, res.Workspace)
+	v, err := c.readGrants(ctx, k, gen)
+	return v.g, err
+}
+
+// readGrants reads k's grants from the store, at generation gen, and
+// keeps them.
+func (c *Cache) readGrants(ctx context.Context, k grantKey, gen uint64) (grantVal, error) {
+	now := c.opts.Now().UnixNano()
+	fk := flightKey('g', gen, k.user, string(k.kind), k.id, k.name, k.ws)
 	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (grantVal, error) {
-		g, err := c.inner.Grants(ctx, username, res)
+		g, err := c.inner.Grants(ctx, k.user, store.Resource{Kind: k.kind, ID: k.id, Name: k.name, Workspace: k.ws})
 		return grantVal{g}, err
 	})
 	if err != nil {
-		return store.Grants{}, err
+		return grantVal{}, err
 	}
-	c.grants.put(k, v, gen, c.gen.Load, c.grantExpiry(now))
-	return v.g, nil
+	c.grants.put(k, v, gen, c.gen.Load, now, c.grantExpiry(now))
+	return v, nil
 }
 
 // grantExpiry spreads grant expiries over the last tenth of GrantTTL, so
@@ -226,6 +251,34 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 func (c *Cache) grantExpiry(now int64) int64 {
 	ttl := int64(c.opts.GrantTTL)
 	return now + ttl - rand.Int64N(ttl/10+1)
+}
+
+// refreshSlots bounds the background re-reads running at once, so that
+// they never take every store connection from the misses.
+const refreshSlots = 4
+
+// ahead re-reads an entry in the background, with read, when a hit finds it
+// past half its life: an entry in use is replaced before it expires, so
+// its key never misses on a check's path. The entry is still served, as
+// any hit before its expiry is, so the TTL bounds staleness exactly as
+// without this. claimed makes the re-read one per entry. When every slot
+// is busy nothing starts, and a later hit tries again.
+func (c *Cache) ahead(claimed *atomic.Bool, read func(context.Context)) {
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		return
+	}
+	if !claimed.CompareAndSwap(false, true) {
+		<-c.slots
+		return
+	}
+	c.refreshes.Add(1)
+	c.background.Add(1)
+	go func() {
+		defer func() { <-c.slots; c.background.Done() }()
+		read(context.Background())
+	}()
 }
 
 // Patterns implements store.Reader.
@@ -239,41 +292,62 @@ func (c *Cache) Patterns(ctx context.Context, username string, groups []string, 
 	k := patternKey{user: username, kind: kind, groups: h.Sum64()}
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
-	if v, ok := c.patterns.get(k, gen, now); ok && slices.Equal(v.groups, groups) {
+	if e := c.patterns.get(k, gen, now); e != nil && slices.Equal(e.val.groups, groups) {
 		c.patternHits.Add(1)
-		return v.p, nil
+		if e.due(now) {
+			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readPatterns(ctx, k, e.val.groups, gen) })
+		}
+		return e.val.p, nil
 	}
 	c.patternMisses.Add(1)
-	fk := flightKey('p', gen, append([]string{username, string(kind)}, groups...)...)
+	v, err := c.readPatterns(ctx, k, groups, gen)
+	return v.p, err
+}
+
+// readPatterns reads the regex rows of k, for groups, at generation gen,
+// and keeps them.
+func (c *Cache) readPatterns(ctx context.Context, k patternKey, groups []string, gen uint64) (patternVal, error) {
+	now := c.opts.Now().UnixNano()
+	fk := flightKey('p', gen, append([]string{k.user, string(k.kind)}, groups...)...)
 	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (patternVal, error) {
-		p, err := c.inner.Patterns(ctx, username, groups, kind)
+		p, err := c.inner.Patterns(ctx, k.user, groups, k.kind)
 		return patternVal{groups: slices.Clone(groups), p: p}, err
 	})
 	if err != nil {
-		return store.Patterns{}, err
+		return patternVal{}, err
 	}
-	c.patterns.put(k, v, gen, c.gen.Load, c.grantExpiry(now))
-	return v.p, nil
+	c.patterns.put(k, v, gen, c.gen.Load, now, c.grantExpiry(now))
+	return v, nil
 }
 
 // User implements store.Reader.
 func (c *Cache) User(ctx context.Context, username string) (exists, admin bool, err error) {
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
-	if v, ok := c.users.get(username, gen, now); ok {
+	if e := c.users.get(username, gen, now); e != nil {
 		c.userHits.Add(1)
-		return v.exists, v.admin, nil
+		if e.due(now) {
+			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readUser(ctx, username, gen) })
+		}
+		return e.val.exists, e.val.admin, nil
 	}
 	c.userMisses.Add(1)
+	v, err := c.readUser(ctx, username, gen)
+	return v.exists, v.admin, err
+}
+
+// readUser reads username's row at generation gen and keeps it.
+func (c *Cache) readUser(ctx context.Context, username string, gen uint64) (userVal, error) {
+	now := c.opts.Now().UnixNano()
 	v, err := do(ctx, &c.flight, flightKey('u', gen, username), func(ctx context.Context) (userVal, error) {
 		e, a, err := c.inner.User(ctx, username)
 		return userVal{e, a}, err
 	})
 	if err != nil {
-		return false, false, err
+		return userVal{}, err
 	}
-	c.users.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
-	return v.exists, v.admin, nil
+	c.users.put(username, v, gen, c.gen.Load, now, c.grantExpiry(now))
+	return v, nil
 }
 
 // Password implements store.Credentials when the cached store does: a
@@ -288,23 +362,19 @@ func (c *Cache) Password(ctx context.Context, username string) (store.Password, 
 	}
 	now := c.opts.Now().UnixNano()
 	gen := c.gen.Load()
-	v, ok := c.passwords.get(username, gen, now)
-	if ok {
+	var v passwordVal
+	if e := c.passwords.get(username, gen, now); e != nil {
 		c.hashHits.Add(1)
+		if e.due(now) {
+			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readPassword(ctx, inner, username, gen) })
+		}
+		v = e.val
 	} else {
 		c.hashMisses.Add(1)
 		var err error
-		v, err = do(ctx, &c.flight, flightKey('p', gen, username), func(ctx context.Context) (passwordVal, error) {
-			p, err := inner.Password(ctx, username)
-			if errors.Is(err, store.ErrNotFound) {
-				return passwordVal{notFound: true}, nil
-			}
-			return passwordVal{p: p}, err
-		})
-		if err != nil {
+		if v, err = c.readPassword(ctx, inner, username, gen); err != nil {
 			return store.Password{}, err
 		}
-		c.passwords.put(username, v, gen, c.gen.Load, c.grantExpiry(now))
 	}
 	if v.notFound {
 		return store.Password{}, store.ErrNotFound
@@ -312,45 +382,79 @@ func (c *Cache) Password(ctx context.Context, username string) (store.Password, 
 	return v.p, nil
 }
 
+// readPassword reads username's password hash at generation gen and keeps
+// it.
+func (c *Cache) readPassword(ctx context.Context, inner store.Credentials, username string, gen uint64) (passwordVal, error) {
+	now := c.opts.Now().UnixNano()
+	v, err := do(ctx, &c.flight, flightKey('p', gen, username), func(ctx context.Context) (passwordVal, error) {
+		p, err := inner.Password(ctx, username)
+		if errors.Is(err, store.ErrNotFound) {
+			return passwordVal{notFound: true}, nil
+		}
+		return passwordVal{p: p}, err
+	})
+	if err != nil {
+		return passwordVal{}, err
+	}
+	c.passwords.put(username, v, gen, c.gen.Load, now, c.grantExpiry(now))
+	return v, nil
+}
+
 // Resolve implements store.Reader.
 func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]string, error) {
 	k := resolveKey{lookup: l, key: key}
 	now := c.opts.Now().UnixNano()
 	// Ownership is of no generation; a name is of the grants' one.
-	gen, current := uint64(0), zeroGen
+	gen := uint64(0)
 	if l.Renamable() {
-		gen, current = c.gen.Load(), c.gen.Load
+		gen = c.gen.Load()
 	}
-	if v, ok := c.resolves.get(k, gen, now); ok {
+	var v resolveVal
+	if e := c.resolves.get(k, gen, now); e != nil {
 		c.resolveHits.Add(1)
-		if v.notFound {
-			return nil, store.ErrNotFound
+		if e.due(now) {
+			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readResolve(ctx, k, gen) })
 		}
-		return v.ids, nil
+		v = e.val
+	} else {
+		c.resolveMisses.Add(1)
+		var err error
+		if v, err = c.readResolve(ctx, k, gen); err != nil {
+			return nil, err
+		}
 	}
-	c.resolveMisses.Add(1)
-	v, err := do(ctx, &c.flight, flightKey('r', gen, string(l), key), func(ctx context.Context) (resolveVal, error) {
-		ids, err := c.inner.Resolve(ctx, l, key)
+	if v.notFound {
+		return nil, store.ErrNotFound
+	}
+	return v.ids, nil
+}
+
+// readResolve resolves k at generation gen (0 for ownership) and keeps the
+// answer, a store.ErrNotFound too (for NotFoundTTL).
+func (c *Cache) readResolve(ctx context.Context, k resolveKey, gen uint64) (resolveVal, error) {
+	now := c.opts.Now().UnixNano()
+	v, err := do(ctx, &c.flight, flightKey('r', gen, string(k.lookup), k.key), func(ctx context.Context) (resolveVal, error) {
+		ids, err := c.inner.Resolve(ctx, k.lookup, k.key)
 		if errors.Is(err, store.ErrNotFound) {
 			return resolveVal{notFound: true}, nil
 		}
 		return resolveVal{ids: ids}, err
 	})
 	if err != nil {
-		return nil, err
+		return resolveVal{}, err
 	}
-	expires := now + int64(c.opts.ResolveTTL)
+	current, expires := zeroGen, now+int64(c.opts.ResolveTTL)
+	if k.lookup.Renamable() {
+		current = c.gen.Load
+	}
 	switch {
 	case v.notFound:
 		expires = now + int64(c.opts.NotFoundTTL)
-	case l.Renamable():
+	case k.lookup.Renamable():
 		expires = c.grantExpiry(now)
 	}
-	c.resolves.put(k, v, gen, current, expires)
-	if v.notFound {
-		return nil, store.ErrNotFound
-	}
-	return v.ids, nil
+	c.resolves.put(k, v, gen, current, now, expires)
+	return v, nil
 }
 
 // ResolveFresh implements store.FreshResolver: it reads through to the
@@ -359,6 +463,7 @@ func (c *Cache) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 // for the next Resolve.
 func (c *Cache) ResolveFresh(ctx context.Context, l store.Lookup, key string) ([]string, error) {
 	c.resolveMisses.Add(1)
+	now := c.opts.Now().UnixNano()
 	ids, err := c.inner.Resolve(ctx, l, key)
 	v := resolveVal{ids: ids}
 	ttl := c.opts.ResolveTTL
@@ -368,7 +473,7 @@ func (c *Cache) ResolveFresh(ctx context.Context, l store.Lookup, key string) ([
 	case err != nil:
 		return nil, err
 	}
-	c.resolves.put(resolveKey{lookup: l, key: key}, v, 0, zeroGen, c.opts.Now().UnixNano()+int64(ttl))
+	c.resolves.put(resolveKey{lookup: l, key: key}, v, 0, zeroGen, now, now+int64(ttl))
 	if v.notFound {
 		return nil, store.ErrNotFound
 	}

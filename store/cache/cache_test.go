@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -25,6 +26,7 @@ type gated struct {
 	store.Reader
 	calls   atomic.Int64
 	hold    atomic.Bool
+	fail    atomic.Bool // every call fails, as with the database down
 	entered chan struct{}
 	release chan struct{}
 }
@@ -36,8 +38,13 @@ func (g *gated) wait() {
 	}
 }
 
+var errDown = errors.New("test: the database is down")
+
 func (g *gated) Grants(ctx context.Context, u string, r store.Resource) (store.Grants, error) {
 	g.calls.Add(1)
+	if g.fail.Load() {
+		return store.Grants{}, errDown
+	}
 	v, err := g.Reader.Grants(ctx, u, r)
 	g.wait()
 	return v, err
@@ -472,4 +479,128 @@ func TestReplaceWhileRead(t *testing.T) {
 	close(done)
 	wg.Wait()
 	assert.Greater(t, c.Stats().GrantMisses, uint64(10), "entries were replaced while read")
+}
+
+// TestRefreshAhead: a hit past half an entry's life serves it and re-reads
+// it once in the background, so a key in use never misses; before that
+// point nothing is re-read.
+func TestRefreshAhead(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	grant := func() *store.Grant {
+		t.Helper()
+		g, err := c.Grants(t.Context(), "alice", exp1)
+		require.NoError(t, err)
+		return g.User
+	}
+	require.Equal(t, store.Read, grant().Permission)
+	f.exec(`UPDATE experiment_permissions SET permission = 'EDIT'`) // no notification
+
+	clk.Advance(26 * time.Second) // the earliest half life, with the expiry's jitter, is 27 s
+	assert.Equal(t, store.Read, grant().Permission)
+	cache.WaitRefreshes(c)
+	assert.EqualValues(t, 1, f.inner.calls.Load(), "nothing re-read before half the entry's life")
+
+	clk.Advance(5 * time.Second)
+	assert.Equal(t, store.Read, grant().Permission, "the hit that starts a re-read is served the entry")
+	cache.WaitRefreshes(c)
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+	assert.Equal(t, store.Edit, grant().Permission, "the re-read replaced the entry")
+
+	// Many hits on a due entry start one re-read.
+	clk.Advance(31 * time.Second)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() { _, _ = c.Grants(context.Background(), "alice", exp1) })
+	}
+	wg.Wait()
+	cache.WaitRefreshes(c)
+	assert.EqualValues(t, 3, f.inner.calls.Load())
+	s := c.Stats()
+	assert.EqualValues(t, 1, s.GrantMisses, "only the first read missed")
+	assert.EqualValues(t, 2, s.Refreshes)
+}
+
+// TestRefreshRacingFlush: a background re-read that read before a flush
+// is not kept, exactly as a miss's read is not.
+func TestRefreshRacingFlush(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	_, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	clk.Advance(31 * time.Second)
+	f.inner.hold.Store(true)
+	g, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	require.NotNil(t, g.User)
+	<-f.inner.entered // the re-read has read the old grant
+	f.exec(`DELETE FROM experiment_permissions`)
+	c.Invalidate()
+	f.inner.hold.Store(false)
+	close(f.inner.release)
+	cache.WaitRefreshes(c)
+
+	g, err = c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	assert.Nil(t, g.User, "the re-read from before the flush must not have been kept")
+	assert.EqualValues(t, 3, f.inner.calls.Load())
+}
+
+// TestRefreshFailureExpires: a failed background re-read keeps nothing;
+// the entry still expires at its TTL, and the check's own read then fails
+// (closed).
+func TestRefreshFailureExpires(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	_, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	f.inner.fail.Store(true)
+	clk.Advance(31 * time.Second)
+	g, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err, "served from the cache while the re-read fails")
+	require.NotNil(t, g.User)
+	cache.WaitRefreshes(c)
+	assert.EqualValues(t, 2, f.inner.calls.Load())
+	clk.Advance(29 * time.Second)
+	_, err = c.Grants(t.Context(), "alice", exp1)
+	require.ErrorIs(t, err, errDown, "past the TTL the entry is gone")
+}
+
+// TestRefreshSlots: at most a few re-reads run at once; a due entry hit
+// while all are busy is re-read by a later hit.
+func TestRefreshSlots(t *testing.T) {
+	f := newFixture(t)
+	clk := storetest.NewClock(time.Unix(1e9, 0))
+	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+	exp := func(i int) store.Resource { return store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i)} }
+	const n = 6
+	for i := range n {
+		_, err := c.Grants(t.Context(), "alice", exp(i))
+		require.NoError(t, err)
+	}
+	clk.Advance(31 * time.Second)
+	f.inner.hold.Store(true)
+	for i := range n {
+		_, err := c.Grants(t.Context(), "alice", exp(i))
+		require.NoError(t, err)
+	}
+	started := c.Stats().Refreshes
+	require.Less(t, started, uint64(n), "the slots bound the re-reads running at once")
+	require.Positive(t, started)
+	for range started {
+		<-f.inner.entered
+	}
+	f.inner.hold.Store(false)
+	close(f.inner.release)
+	cache.WaitRefreshes(c)
+	for i := range n {
+		_, err := c.Grants(t.Context(), "alice", exp(i))
+		require.NoError(t, err)
+	}
+	cache.WaitRefreshes(c)
+	assert.EqualValues(t, n, c.Stats().Refreshes, "the entries left out were re-read by a later hit")
+	assert.EqualValues(t, n, c.Stats().GrantMisses)
 }

@@ -24,12 +24,20 @@ type shard[K comparable, V any] struct {
 	max  int
 }
 
-// entry is immutable once in a shard's map, but for its atomic ref flag.
+// entry is immutable once in a shard's map, but for its atomic flags.
 type entry[V any] struct {
 	val     V
 	gen     uint64
+	refresh int64 // unix nanoseconds: a hit from here on re-reads it ahead of expires
 	expires int64 // unix nanoseconds
 	ref     atomic.Bool
+	claimed atomic.Bool // a background re-read of this entry has started
+}
+
+// due reports whether a hit at now should re-read e in the background: it
+// is past half its life and no re-read of it has started.
+func (e *entry[V]) due(now int64) bool {
+	return now >= e.refresh && !e.claimed.Load()
 }
 
 func newTable[K comparable, V any](maxEntries int, hash func(K) uint64) *table[K, V] {
@@ -46,32 +54,33 @@ func (t *table[K, V]) shard(k K) *shard[K, V] {
 	return &t.shards[t.hash(k)%shardCount]
 }
 
-// get returns the value for k if it is of generation gen and not expired.
-func (t *table[K, V]) get(k K, gen uint64, now int64) (V, bool) {
+// get returns the entry for k if it is of generation gen and not expired,
+// else nil.
+func (t *table[K, V]) get(k K, gen uint64, now int64) *entry[V] {
 	s := t.shard(k)
 	s.mu.RLock()
 	e, ok := s.m[k]
 	s.mu.RUnlock()
 	if !ok || e.gen != gen || now >= e.expires {
-		var zero V
-		return zero, false
+		return nil
 	}
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
-	return e.val, true
+	return e
 }
 
-// put stores v for k, read at generation gen, unless the generation has
-// moved on since (checked under the shard lock that clear also takes).
-func (t *table[K, V]) put(k K, v V, gen uint64, current func() uint64, expires int64) {
+// put stores v for k, read at generation gen at time now and kept until
+// expires, unless the generation has moved on since (checked under the
+// shard lock that clear also takes).
+func (t *table[K, V]) put(k K, v V, gen uint64, current func() uint64, now, expires int64) {
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if current() != gen {
 		return // a flush raced with this read: its result may be stale
 	}
-	e := &entry[V]{val: v, gen: gen, expires: expires}
+	e := &entry[V]{val: v, gen: gen, refresh: now + (expires-now)/2, expires: expires}
 	if _, ok := s.m[k]; ok {
 		// A new entry, never the old one changed in place: get reads an
 		// entry's fields after releasing the lock, and a reader that saw
