@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -102,6 +104,11 @@ type scaleReport struct {
 	// service had per thousand checks over its runs at the fixed rate: each
 	// is a PostgreSQL round trip on a check's path, and they set the tail.
 	MissesPer1k map[string]float64 `json:"cache_misses_per_1k_checks"`
+	// CheckP99BoundUS is the upper bound of the
+	// mlflow_authz_check_duration_seconds bucket that holds the p99 of the
+	// service's own time in Check over the same runs: what the service
+	// adds, without the gRPC transport, the scheduler and the client.
+	CheckP99BoundUS float64 `json:"check_duration_p99_bucket_bound_us"`
 	// Baseline is set when MLFLOW_AUTHZ_BENCH_BASELINE named a binary.
 	Baseline *baselineReport `json:"baseline,omitempty"`
 }
@@ -249,7 +256,7 @@ func TestBench(t *testing.T) {
 		}
 		sr.ThroughputRatio, sr.CPUPerCheckUS, sr.FloorCPUUS = median(ratios), median(svcCPU), median(floorCPU)
 		var p99s, p99f, p50s, p50f, p99b []float64
-		missesBefore := cacheMisses(t, svc.httpAddr)
+		before := scrape(t, svc.httpAddr)
 		var checks uint64
 		for i := range pairs {
 			var tr sync.WaitGroup
@@ -273,10 +280,7 @@ func TestBench(t *testing.T) {
 			p99f, p50f = append(p99f, rf.LatencyUS.P99), append(p50f, rf.LatencyUS.P50)
 		}
 		sr.P99ServiceUS, sr.P99FloorUS, sr.P50ServiceUS, sr.P50FloorUS = median(p99s), median(p99f), median(p50s), median(p50f)
-		sr.MissesPer1k = map[string]float64{}
-		for k, v := range cacheMisses(t, svc.httpAddr) {
-			sr.MissesPer1k[k] = (v - missesBefore[k]) * 1000 / float64(max(checks, 1))
-		}
+		sr.MissesPer1k, sr.CheckP99BoundUS = fixedRateMetrics(before, scrape(t, svc.httpAddr), checks)
 		sr.P99ServiceWorstUS, sr.P99FloorWorstUS = slices.Max(p99s), slices.Max(p99f)
 		_, rss, err := procStat(svc.pid)
 		require.NoError(t, err)
@@ -347,7 +351,7 @@ func printScale(s scaleReport) {
 	fmt.Printf("throughput ratio to floor %.3f; CPU per check: service %.1f µs, floor %.1f µs (x%.2f)\n", s.ThroughputRatio, s.CPUPerCheckUS, s.FloorCPUUS, s.CPUPerCheckUS/s.FloorCPUUS)
 	fmt.Printf("at %d rps (median of runs): service p50 %.0f µs p99 %.0f µs; floor p50 %.0f µs p99 %.0f µs; worst p99 service %.0f µs, floor %.0f µs\n",
 		fixedRate, s.P50ServiceUS, s.P99ServiceUS, s.P50FloorUS, s.P99FloorUS, s.P99ServiceWorstUS, s.P99FloorWorstUS)
-	fmt.Printf("permission-cache misses per 1k checks at %d rps: %v\n", fixedRate, s.MissesPer1k)
+	fmt.Printf("at %d rps: permission-cache misses per 1k checks %v; p99 of the service's own Check time ≤ %.0f µs (histogram bucket)\n", fixedRate, s.MissesPer1k, s.CheckP99BoundUS)
 	fmt.Printf("cold (empty caches, %d rps): p50 %.0f µs p99 %.0f µs; first pass at %d rps: p99 %.0f µs\n",
 		coldRate, s.Cold.LatencyUS.P50, s.Cold.LatencyUS.P99, fixedRate, s.FirstPass.LatencyUS.P99)
 	if b := s.Baseline; b != nil {
@@ -420,10 +424,9 @@ func saveProfile(t *testing.T, httpAddr, which, path string) {
 	}
 }
 
-// cacheMisses reads the service's permission-cache miss counters by cache
-// from /metrics. Run-level counts include the warm-up seconds; they are
-// reported per check, so that skew is small.
-func cacheMisses(t *testing.T, httpAddr string) map[string]float64 {
+// scrape reads the service's /metrics as series (name and labels, as
+// written) to value.
+func scrape(t *testing.T, httpAddr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	require.NoError(t, err)
@@ -432,19 +435,52 @@ func cacheMisses(t *testing.T, httpAddr string) map[string]float64 {
 	require.NoError(t, err)
 	m := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, `mlflow_authz_cache_lookups_total{cache="`)
-		if !ok {
+		i := strings.LastIndexByte(line, ' ')
+		if line == "" || line[0] == '#' || i < 0 {
 			continue
 		}
-		cache, rest, _ := strings.Cut(rest, `"`)
-		if !strings.HasPrefix(rest, `,result="miss"} `) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest[len(`,result="miss"} `):]), 64)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		require.NoError(t, err, line)
-		m[cache] = v
+		m[line[:i]] = v
 	}
 	return m
+}
+
+// fixedRateMetrics compares two scrapes around the fixed-rate runs: cache
+// misses per thousand of the checks sent, by cache, and the upper bound
+// of the check-duration bucket holding the p99 (all apps and decisions),
+// -1 when that is past the largest finite bucket.
+func fixedRateMetrics(before, after map[string]float64, checks uint64) (map[string]float64, float64) {
+	const missPrefix, durPrefix = `mlflow_authz_cache_lookups_total{cache="`, `mlflow_authz_check_duration_seconds_bucket{`
+	misses := map[string]float64{}
+	buckets := map[float64]float64{} // le → count
+	for series, v := range after {
+		v -= before[series]
+		if rest, ok := strings.CutPrefix(series, missPrefix); ok {
+			if cache, result, _ := strings.Cut(rest, `"`); result == `,result="miss"}` {
+				misses[cache] = v * 1000 / float64(max(checks, 1))
+			}
+			continue
+		}
+		if strings.HasPrefix(series, durPrefix) {
+			_, le, _ := strings.Cut(series, `le="`)
+			bound, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64)
+			if err == nil {
+				buckets[bound] += v
+			}
+		}
+	}
+	bounds := slices.Sorted(maps.Keys(buckets))
+	if len(bounds) == 0 {
+		return misses, 0
+	}
+	total := buckets[bounds[len(bounds)-1]] // +Inf
+	for _, b := range bounds {
+		if buckets[b] >= 0.99*total && !math.IsInf(b, 1) {
+			return misses, b * 1e6
+		}
+	}
+	return misses, -1 // past the largest bucket (JSON has no infinity)
 }
 
 // memoTokens mints each user's token once across all scales.
