@@ -522,14 +522,22 @@ func TestRefreshAhead(t *testing.T) {
 	assert.EqualValues(t, 2, s.Refreshes)
 }
 
-// TestRefreshRacingFlush: a background re-read that read before a flush
-// is not kept, exactly as a miss's read is not.
-func TestRefreshRacingFlush(t *testing.T) {
+// cachedOnce returns a cache with a one-minute GrantTTL on a clock of its
+// own, in front of a fixture, with alice's grant on experiment 1 read once.
+func cachedOnce(t *testing.T) (fixture, *storetest.Clock, *cache.Cache) {
+	t.Helper()
 	f := newFixture(t)
 	clk := storetest.NewClock(time.Unix(1e9, 0))
 	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
 	_, err := c.Grants(t.Context(), "alice", exp1)
 	require.NoError(t, err)
+	return f, clk, c
+}
+
+// TestRefreshRacingFlush: a background re-read that read before a flush
+// is not kept, exactly as a miss's read is not.
+func TestRefreshRacingFlush(t *testing.T) {
+	f, clk, c := cachedOnce(t)
 	clk.Advance(31 * time.Second)
 	f.inner.hold.Store(true)
 	g, err := c.Grants(t.Context(), "alice", exp1)
@@ -552,11 +560,7 @@ func TestRefreshRacingFlush(t *testing.T) {
 // the entry still expires at its TTL, and the check's own read then fails
 // (closed).
 func TestRefreshFailureExpires(t *testing.T) {
-	f := newFixture(t)
-	clk := storetest.NewClock(time.Unix(1e9, 0))
-	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
-	_, err := c.Grants(t.Context(), "alice", exp1)
-	require.NoError(t, err)
+	f, clk, c := cachedOnce(t)
 	f.inner.fail.Store(true)
 	clk.Advance(31 * time.Second)
 	g, err := c.Grants(t.Context(), "alice", exp1)
