@@ -19,7 +19,7 @@ const maxListIDs = 1000
 // reads the route's parameters into op's Needs, then the user names the
 // request claims and the name a create or rename gives its object.
 func needsFromParams(req *authz.Request, vars *pathVars, r *Route, op *Operation) *authz.Decision {
-	rd := reader{req: req, vars: vars}
+	rd := reader{req: req, vars: *vars}
 	defer rd.release()
 	for i := range r.params {
 		if d := rd.need(op, r, &r.params[i]); d != nil {
