@@ -2,9 +2,12 @@ package mlflow
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math"
+	"math/bits"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -33,9 +36,11 @@ var (
 // while Python rejects the body. The same pass records every value of the
 // body as a node (where its bytes are, its key, where the next value after
 // it starts), so the parameter reader takes the fields a route names by
-// following nodes, never by scanning bytes again: log-batch's twenty
-// metrics are twenty hops over four keys each, never built into a tree.
-// What a field holds is exactly what encoding/json would decode there.
+// following nodes, never by scanning bytes again, and each object's node
+// holds a small hash set of its keys, so a lookup of a key the object does
+// not have costs one test: log-batch's twenty metrics are twenty hops,
+// never built into a tree. What a field holds is exactly what
+// encoding/json would decode there.
 
 // jsonNode is one value of a validated body, in document order: a
 // container's members or elements are the nodes that follow it, up to its
@@ -49,6 +54,9 @@ type jsonNode struct {
 	// holds an escape, keyEsc is 1 + its index in jsonDoc.escKeys, which
 	// holds it unescaped.
 	keyStart, keyEnd, keyEsc int32
+	// keys, in an object's node, has the keyBit of each of its members'
+	// keys set: a key whose bit is clear is not a member.
+	keys uint64
 }
 
 // jsonDoc is a validated body and its nodes; nodes[0] is its top value.
@@ -103,13 +111,15 @@ func scanJSONObject(body []byte) (jsonObject, error) {
 	if len(body) > math.MaxInt32-1 {
 		return jsonObject{}, errJSONTooLarge
 	}
-	if !utf8.Valid(body) {
-		return jsonObject{}, errJSONEncoding
-	}
 	d := jsonDocs.Get().(*jsonDoc)
 	d.body = body
+	// validate checks UTF-8 as it goes (see scanString); a refused body is
+	// looked at again to say why, invalid UTF-8 first, as it always was.
 	if !d.validate(skipSpace(body, 0)) {
 		d.release()
+		if !utf8.Valid(body) {
+			return jsonObject{}, errJSONEncoding
+		}
 		if err := scanJSON(body); err != nil {
 			return jsonObject{}, err
 		}
@@ -122,186 +132,236 @@ func scanJSONObject(body []byte) (jsonObject, error) {
 	return jsonObject{doc: d}, nil
 }
 
-// validFrame is one open object or array during validate.
-type validFrame struct {
-	node int32 // the container's node
-	obj  bool
-	keys int32               // how many members the object has so far
-	set  map[string]struct{} // its keys, once there are too many to compare
+// validator is the state of one validating pass over d.body.
+type validator struct {
+	d     *jsonDoc
+	body  []byte
+	nodes []jsonNode // written in place, grown when full
+	n     int32      // how many nodes there are
 }
 
 // validate validates the one value at d.body[i:], followed by nothing but
 // whitespace, with scanJSON's limits and duplicate check, and records its
-// nodes. It is one loop with its stack in a small array, so that a body
-// costs no allocation unless a key is escaped, nesting or an object is
-// large, or the body has more values than the pooled nodes have room for.
+// nodes. It descends recursively, one call per object or array, so that
+// where it is in the grammar is where it is in the code; the depth limit
+// bounds the recursion (some 300 bytes of stack a level). A body costs no
+// allocation unless a key is escaped, an object is large, or the body has
+// more values than the pooled nodes have room for.
 func (d *jsonDoc) validate(i int) bool {
-	body := d.body
-	var (
-		// The array holds what MLflow's bodies need and no more: a large
-		// frame makes the handler's goroutine grow its stack, which costs
-		// a copy.
-		stackBuf [8]validFrame
-		stack    = stackBuf[:0]
-		nodes    = d.nodes[:cap(d.nodes)] // written in place, grown when full
-		n        int32                    // how many nodes there are
-		// The key of the member whose value starts at i (see jsonNode).
-		keyStart, keyEnd, keyEsc int32
-		ok                       bool
-	)
+	v := validator{d: d, body: d.body, nodes: d.nodes[:cap(d.nodes)]}
+	top, ok := v.node(i, 0, 0, 0)
+	if ok {
+		i, ok = v.value(i, 0, top)
+	}
+	d.nodes = v.nodes[:v.n]
+	return ok && skipSpace(d.body, i) == len(d.body)
+}
+
+// node records a node for the value at body[i] with the given key fields
+// (see jsonNode), and returns its index; false past maxJSONTokens values.
+// A key travels as three integers, never as a jsonNode built field by field
+// and copied whole: the copy's wide loads would wait for the narrow stores
+// (a store-forwarding stall), which cost more than the rest of the node.
+func (v *validator) node(i int, keyStart, keyEnd, keyEsc int32) (int32, bool) {
+	if v.n >= maxJSONTokens {
+		return 0, false
+	}
+	if int(v.n) == len(v.nodes) {
+		v.nodes = append(v.nodes, make([]jsonNode, len(v.nodes)+16)...)
+	}
+	v.nodes[v.n] = jsonNode{start: int32(i), keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}
+	v.n++
+	return v.n - 1, true
+}
+
+// value validates the value at body[i], node this, and those within it;
+// depth is how many objects and arrays hold it. It returns where the value
+// ends.
+func (v *validator) value(i, depth int, this int32) (int, bool) {
+	body := v.body
+	if i >= len(body) {
+		return i, false
+	}
+	ok := false
+	switch body[i] {
+	case '"':
+		i, _, ok = scanString(body, i)
+	case '{':
+		if depth < maxJSONDepth {
+			i, ok = v.object(i, depth+1, this)
+		}
+	case '[':
+		if depth < maxJSONDepth {
+			i, ok = v.array(i, depth+1, this)
+		}
+	case 't':
+		i, ok = literal(body, i, "true")
+	case 'f':
+		i, ok = literal(body, i, "false")
+	case 'n':
+		i, ok = literal(body, i, "null")
+	default:
+		i, ok = scanNumber(body, i)
+	}
+	if !ok {
+		return i, false
+	}
+	n := &v.nodes[this]
+	n.end, n.next = int32(i), v.n
+	return i, true
+}
+
+// array validates the array at body[i] == '[', node this; depth counts it.
+func (v *validator) array(i, depth int, this int32) (int, bool) {
+	body := v.body
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return i + 1, true
+	}
 	for {
-		// A value starts at i.
-		if i >= len(body) || n >= maxJSONTokens {
-			return false
+		elem, ok := v.node(i, 0, 0, 0)
+		if !ok {
+			return i, false
 		}
-		if int(n) == len(nodes) {
-			nodes = append(nodes, make([]jsonNode, len(nodes)+16)...)
+		if i, ok = v.value(i, depth, elem); !ok {
+			return i, false
 		}
-		this := n
-		nodes[this] = jsonNode{start: int32(i), keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}
-		n++
-		switch c := body[i]; c {
-		case '{', '[':
-			if len(stack) >= maxJSONDepth {
-				return false
-			}
+		if i = skipSpace(body, i); i >= len(body) {
+			return i, false
+		}
+		switch body[i] {
+		case ',':
 			i = skipSpace(body, i+1)
-			if i < len(body) && (body[i] == '}' && c == '{' || body[i] == ']' && c == '[') {
-				i++
-				break
-			}
-			stack = append(stack, validFrame{node: this, obj: c == '{'})
-			if c == '[' {
-				keyStart, keyEnd, keyEsc = 0, 0, 0
-				continue // to the first element
-			}
-			// The first key; later ones are read after their comma below.
-			if i, keyStart, keyEnd, keyEsc, ok = d.objectKey(i); !ok {
-				return false
-			}
-			stack[len(stack)-1].keys = 1
-			continue
-		case '"':
-			if i, _, ok = scanString(body, i); !ok {
-				return false
-			}
-		case 't':
-			if i, ok = literal(body, i, "true"); !ok {
-				return false
-			}
-		case 'f':
-			if i, ok = literal(body, i, "false"); !ok {
-				return false
-			}
-		case 'n':
-			if i, ok = literal(body, i, "null"); !ok {
-				return false
-			}
+		case ']':
+			return i + 1, true
 		default:
-			if i, ok = scanNumber(body, i); !ok {
-				return false
-			}
-		}
-		// A value (a scalar or an empty container) ended at i: close every
-		// container that ends here, then go on to the next element or
-		// member.
-		nodes[this].end, nodes[this].next = int32(i), this+1
-		for {
-			if len(stack) == 0 {
-				d.nodes = nodes[:n]
-				return skipSpace(body, i) == len(body)
-			}
-			i = skipSpace(body, i)
-			if i >= len(body) {
-				return false
-			}
-			f := &stack[len(stack)-1]
-			c := body[i]
-			if c == ',' {
-				i = skipSpace(body, i+1)
-				if !f.obj {
-					keyStart, keyEnd, keyEsc = 0, 0, 0
-					break
-				}
-				if i, keyStart, keyEnd, keyEsc, ok = d.objectKey(i); !ok {
-					return false
-				}
-				if d.duplicate(nodes[:n], f, keyStart, keyEnd, keyEsc) {
-					return false
-				}
-				break
-			}
-			if f.obj && c != '}' || !f.obj && c != ']' {
-				return false
-			}
-			i++
-			nodes[f.node].end, nodes[f.node].next = int32(i), n
-			stack = stack[:len(stack)-1]
+			return i, false
 		}
 	}
 }
 
-// duplicate reports whether key is already a key of f's object, whose
-// members so far are the nodes after f.node, compared after unescaping as
-// scanJSON does: one by one while the object is small, in a set once it is
-// not (so that a huge object cannot make the pass quadratic).
-func (d *jsonDoc) duplicate(nodes []jsonNode, f *validFrame, keyStart, keyEnd, keyEsc int32) bool {
-	key := &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}
-	if f.set != nil {
-		k := d.key(key)
-		if _, dup := f.set[k]; dup {
-			return true
-		}
-		f.set[k] = struct{}{}
-		return false
+// object validates the object at body[i] == '{', node this; depth counts
+// it. Its keys are compared after unescaping, as scanJSON does: not at
+// all while each key's keyBit is new to the object (the common case,
+// distinct keys), else one by one while the object is small, and in a set
+// once it is not, so that a huge object, or one of keys made to collide,
+// cannot make the pass quadratic.
+func (v *validator) object(i, depth int, this int32) (int, bool) {
+	body := v.body
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return i + 1, true
 	}
-	for c := f.node + 1; c < int32(len(nodes)); c = nodes[c].next {
-		m := &nodes[c]
-		if m.keyEsc == 0 && keyEsc == 0 {
-			// The common case, inline: neither key has an escape.
-			if m.keyEnd-m.keyStart == keyEnd-keyStart && string(d.body[m.keyStart:m.keyEnd]) == string(d.body[keyStart:keyEnd]) {
+	var (
+		bits  uint64              // the keyBit of each key (jsonNode.keys)
+		count int                 // how many keys
+		set   map[string]struct{} // the keys, once there are too many to compare
+	)
+	for {
+		// The member's key (a node's key fields, see jsonNode), read here
+		// rather than in a function of its own: one call and five results
+		// fewer for every member.
+		if i >= len(body) || body[i] != '"' {
+			return i, false
+		}
+		end, escaped, ok := scanString(body, i)
+		if !ok {
+			return i, false
+		}
+		keyStart, keyEnd, keyEsc := int32(i+1), int32(end-1), int32(0)
+		var bit uint64
+		if escaped {
+			if keyEsc, ok = v.unescapeKey(body[i:end]); !ok {
+				return i, false
+			}
+			bit = keyBit(v.d.escKeys[keyEsc-1])
+		} else {
+			bit = keyBit(body[keyStart:keyEnd])
+		}
+		if i = skipSpace(body, end); i >= len(body) || body[i] != ':' {
+			return i, false
+		}
+		start := skipSpace(body, i+1)
+		if bits&bit != 0 || count >= scanSetAfter {
+			if v.duplicate(this, &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}, count, &set) {
+				return i, false
+			}
+		}
+		bits, count = bits|bit, count+1
+		member, ok := v.node(start, keyStart, keyEnd, keyEsc)
+		if !ok {
+			return i, false
+		}
+		if i, ok = v.value(start, depth, member); !ok {
+			return i, false
+		}
+		if i = skipSpace(body, i); i >= len(body) {
+			return i, false
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case '}':
+			v.nodes[this].keys = bits
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// duplicate reports whether key is already a key of object this, whose
+// count members so far are the nodes after it: one by one until *set holds
+// them, which it does once there are scanSetAfter.
+func (v *validator) duplicate(this int32, key *jsonNode, count int, set *map[string]struct{}) bool {
+	d, nodes := v.d, v.nodes[:v.n]
+	if *set == nil {
+		for c := this + 1; c < int32(len(nodes)); c = nodes[c].next {
+			if d.sameKey(&nodes[c], key) {
 				return true
 			}
-		} else if d.sameKey(m, key) {
-			return true
+		}
+		if count < scanSetAfter {
+			return false
+		}
+		*set = make(map[string]struct{}, 2*scanSetAfter)
+		for c := this + 1; c < int32(len(nodes)); c = nodes[c].next {
+			(*set)[d.key(&nodes[c])] = struct{}{}
 		}
 	}
-	if f.keys++; f.keys > scanSetAfter {
-		f.set = make(map[string]struct{}, 2*scanSetAfter)
-		for c := f.node + 1; c < int32(len(nodes)); c = nodes[c].next {
-			f.set[d.key(&nodes[c])] = struct{}{}
-		}
-		f.set[d.key(key)] = struct{}{}
+	k := d.key(key)
+	if _, dup := (*set)[k]; dup {
+		return true
 	}
+	(*set)[k] = struct{}{}
 	return false
 }
 
-// objectKey reads the key at body[i], its colon and the whitespace after
-// it: the key, as a node's key fields, and where its value starts. An
-// escaped key is unescaped as encoding/json does, once.
-func (d *jsonDoc) objectKey(i int) (next int, keyStart, keyEnd, keyEsc int32, ok bool) {
-	body := d.body
-	if i >= len(body) || body[i] != '"' {
-		return i, 0, 0, 0, false
+// unescapeKey unescapes the key quoted in raw as encoding/json does and
+// keeps it in escKeys, once; keyEsc is its place there (see jsonNode).
+func (v *validator) unescapeKey(raw []byte) (keyEsc int32, ok bool) {
+	var k string
+	if json.Unmarshal(raw, &k) != nil {
+		return 0, false
 	}
-	end, escaped, ok := scanString(body, i)
-	if !ok {
-		return i, 0, 0, 0, false
+	v.d.escKeys = append(v.d.escKeys, k)
+	return int32(len(v.d.escKeys)), true
+}
+
+// keyBit is the bit of key k in an object's set of keys (jsonNode.keys):
+// one of 64, from a multiplicative hash of k's length and three of its
+// bytes. A collision costs only the exact comparison the bit would have
+// saved; the multiplier is one of the random odd numbers under which the
+// keys of MLflow's run-logging objects, in both spellings, fall on
+// distinct bits (TestKeyBitsOfMLflowObjects), as they do on every
+// log-metric and log-batch.
+func keyBit[K []byte | string](k K) uint64 {
+	n := len(k)
+	h := uint64(n)
+	if n > 0 {
+		h |= uint64(k[0])<<8 | uint64(k[n/2])<<16 | uint64(k[n-1])<<24
 	}
-	if escaped {
-		var k string
-		if json.Unmarshal(body[i:end], &k) != nil {
-			return i, 0, 0, 0, false
-		}
-		d.escKeys = append(d.escKeys, k)
-		keyEsc = int32(len(d.escKeys))
-	}
-	keyStart, keyEnd = int32(i+1), int32(end-1)
-	i = skipSpace(body, end)
-	if i >= len(body) || body[i] != ':' {
-		return i, 0, 0, 0, false
-	}
-	return skipSpace(body, i+1), keyStart, keyEnd, keyEsc, true
+	return 1 << (h * 0x69630f7593d108c3 >> 58)
 }
 
 // key returns n's key, unescaped, as a string of its own.
@@ -332,30 +392,47 @@ func (d *jsonDoc) sameKey(a, b *jsonNode) bool {
 	return string(d.body[a.keyStart:a.keyEnd]) == string(d.body[b.keyStart:b.keyEnd])
 }
 
-// plainString marks the bytes a JSON string holds as they are: anything
-// but a control character, a quote or a backslash.
-var plainString = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
+// plainASCII marks the bytes a JSON string holds as they are and that
+// need no further look: ASCII, but not a control character, a quote or a
+// backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
 	return t
 }()
 
 // scanString validates the string starting at b[i] == '"' as JSON allows
-// it (no control characters, only JSON's escapes) and returns where it
-// ends and whether it holds an escape.
+// it (no control characters, only JSON's escapes) and as UTF-8, and
+// returns where it ends and whether it holds an escape. The UTF-8 check
+// lives here because a byte outside a string that is not ASCII is a syntax
+// error anyway: a body validate accepts is valid UTF-8 without a pass of
+// its own.
 func scanString(b []byte, i int) (end int, escaped, ok bool) {
-	for i++; ; i++ {
-		for i < len(b) && plainString[b[i]] {
-			i++
+	i++
+	for {
+		// To the next byte to look at: eight bytes at a time while eight
+		// are left (most of a string is plain ASCII, and a word of it is
+		// passed in a few instructions), then one by one.
+		if i+8 <= len(b) {
+			m := stringStops(binary.LittleEndian.Uint64(b[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) / 8
+		} else {
+			for i < len(b) && plainASCII[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				return i, false, false
+			}
 		}
-		if i >= len(b) {
-			return i, false, false
-		}
-		switch b[i] {
-		case '"':
+		switch c := b[i]; {
+		case c == '"':
 			return i + 1, escaped, true
-		case '\\':
+		case c == '\\':
 			escaped = true
 			if i++; i >= len(b) {
 				return i, false, false
@@ -370,10 +447,36 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 			default:
 				return i, false, false
 			}
-		default: // a control character
+			i++
+		case c < 0x20: // a control character
 			return i, false, false
+		default: // the first byte of a multi-byte sequence, or an invalid one
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, false, false
+			}
+			i += size
 		}
 	}
+}
+
+// Lanes of a 64-bit word, for looking at eight bytes at once.
+const (
+	lanesLow  = 0x0101010101010101 // 1 in every byte
+	lanesHigh = 0x8080808080808080 // the top bit of every byte
+)
+
+// stringStops returns w (eight bytes of a string, the first in the low
+// byte) with the top bit set in the byte of each quote, backslash, control
+// character and non-ASCII byte, the bytes scanString must look at. Bytes
+// above the first such byte may be marked wrongly (a borrow runs upward),
+// so only the lowest mark counts. These are the classic tests for a zero
+// byte, (x-0x01…)&^x, and for a byte below n, (x-n…)&^x, where
+// "&^ x" is already covered for bytes with the top bit set by "| w".
+func stringStops(w uint64) uint64 {
+	q := w ^ (lanesLow * '"')
+	s := w ^ (lanesLow * '\\')
+	return ((q-lanesLow)&^q | (s-lanesLow)&^s | (w - lanesLow*0x20) | w) & lanesHigh
 }
 
 func isHex(c byte) bool {
@@ -414,11 +517,27 @@ func scanNumber(b []byte, i int) (int, bool) {
 	return i, true
 }
 
+// digits returns where the run of ASCII digits at b[i] ends, eight bytes
+// at a time while eight are left: a timestamp is thirteen digits.
 func digits(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := nonDigits(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
 	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
 		i++
 	}
 	return i
+}
+
+// nonDigits returns w with the top bit set in each byte that is not an
+// ASCII digit (as stringStops, only the lowest mark counts): a byte below
+// '0' borrows in w-'0', one above '9' (and below 0x80) carries into its
+// top bit in w+0x46, and one from 0x80 up has it already.
+func nonDigits(w uint64) uint64 {
+	return ((w + lanesLow*(0x80-'9'-1)) | (w - lanesLow*'0') | w) & lanesHigh
 }
 
 func literal(b []byte, i int, lit string) (int, bool) {
@@ -428,14 +547,14 @@ func literal(b []byte, i int, lit string) (int, bool) {
 	return i + len(lit), true
 }
 
+// skipSpace returns where the first byte at or after b[i] that is not
+// JSON whitespace is. Every JSON token but whitespace is above ' ', so one
+// compare passes the common case, and a shift tells the four whitespace
+// bytes from the other control characters.
 func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
+	const space uint64 = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r'
+	for i < len(b) && b[i] <= ' ' && space>>b[i]&1 != 0 {
+		i++
 	}
 	return i
 }
@@ -525,7 +644,7 @@ func (v jsonValue) decode(into any) error {
 
 // get returns the member spelled exactly key.
 func (o jsonObject) get(key string) (jsonValue, bool) {
-	if o.doc == nil {
+	if o.doc == nil || o.doc.nodes[o.n].keys&keyBit(key) == 0 {
 		return jsonValue{}, false
 	}
 	nodes := o.doc.nodes
@@ -537,21 +656,47 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 	return jsonValue{}, false
 }
 
+// fieldKey is a field name made ready for lookups in both of its
+// spellings, once for every object it is looked up in.
+type fieldKey struct {
+	snake string
+	// camelLen is the length of camel(snake), which is snake without its
+	// underscores: only a key of that length can be it. It is len(snake)
+	// when snake has no underscore, and so no other spelling.
+	camelLen int32
+	bits     uint64 // the keyBit of each spelling
+}
+
+func newFieldKey(snake string) fieldKey {
+	f := fieldKey{snake: snake, camelLen: int32(len(snake)), bits: keyBit(snake)}
+	if strings.IndexByte(snake, '_') < 0 {
+		return f
+	}
+	// camel(snake) in a buffer of the stack (a field name fits), to hash
+	// it without building a string.
+	var buf [64]byte
+	c := buf[:0]
+	for b, i, ok := camelNext(snake, 0); ok; b, i, ok = camelNext(snake, i) {
+		c = append(c, b)
+	}
+	f.camelLen, f.bits = int32(len(c)), f.bits|keyBit(c)
+	return f
+}
+
 // lookup returns the member key in snake or camel case, as protobuf's JSON
 // parser accepts both; has says whether either spelling is present, both
 // says both are (a deny for the caller to phrase).
 func (o jsonObject) lookup(key string) (val jsonValue, has, both bool) {
-	if o.doc == nil {
+	f := newFieldKey(key)
+	return o.lookupField(&f)
+}
+
+// lookupField is lookup for a prepared field name.
+func (o jsonObject) lookupField(f *fieldKey) (val jsonValue, has, both bool) {
+	if o.doc == nil || o.doc.nodes[o.n].keys&f.bits == 0 {
 		return jsonValue{}, false, false
 	}
-	// camel(key) is key without its underscores: only a key of that length
-	// can be it.
-	camelLen := int32(len(key))
-	for i := 0; i < len(key); i++ {
-		if key[i] == '_' {
-			camelLen--
-		}
-	}
+	key, camelLen := f.snake, f.camelLen
 	hasCamel := int(camelLen) != len(key)
 	var sv, cv jsonValue
 	d := o.doc

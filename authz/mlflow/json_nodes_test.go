@@ -111,3 +111,24 @@ func TestJSONDocReuse(t *testing.T) {
 		obj.doc.release()
 	}
 }
+
+// TestKeyBitsOfMLflowObjects: the keys that meet in MLflow's run-logging
+// objects, and the keys looked up in them, in both spellings, fall on
+// distinct bits, so that neither the duplicate check nor a lookup of a
+// key the object lacks compares a key. Only speed depends on it.
+func TestKeyBitsOfMLflowObjects(t *testing.T) {
+	objects := map[string][]string{
+		"a metric (log-batch metrics[], log-metric)": {"key", "value", "timestamp", "step", "model_id", "modelId", "dataset_name", "datasetName", "dataset_digest", "datasetDigest", "run_id", "runId", "run_uuid", "runUuid", "user_id", "userId", "tags"},
+		"log-batch":   {"run_id", "runId", "run_uuid", "runUuid", "metrics", "params", "tags", "user_id", "userId", "key", "value"},
+		"runs/create": {"experiment_id", "experimentId", "user_id", "userId", "start_time", "startTime", "tags", "run_name", "runName", "key", "value"},
+	}
+	for name, keys := range objects {
+		seen := map[uint64]string{}
+		for _, k := range keys {
+			if other, ok := seen[keyBit(k)]; ok {
+				t.Errorf("%s: %q and %q have the same key bit", name, other, k)
+			}
+			seen[keyBit(k)] = k
+		}
+	}
+}

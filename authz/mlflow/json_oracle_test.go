@@ -190,11 +190,18 @@ func checkNodes(t *testing.T, d *jsonDoc) {
 		if c := d.body[n.start]; c != '{' && c != '[' && n.next != int32(i)+1 {
 			t.Fatalf("%q: scalar node %d %+v has nodes within", d.body, i, n)
 		}
+		var keys uint64
 		for c := int32(i) + 1; c < n.next; c = d.nodes[c].next {
 			m := d.nodes[c]
 			if m.start <= n.start || m.end >= n.end || (d.body[n.start] == '{') != (m.keyEnd > 0) || m.keyEnd > m.start {
 				t.Fatalf("%q: node %d %+v inside node %d %+v", d.body, c, m, i, n)
 			}
+			if m.keyEnd > 0 {
+				keys |= keyBit(d.key(&m))
+			}
+		}
+		if n.keys != keys {
+			t.Fatalf("%q: node %d %+v has key bits %x, its members' keys %x", d.body, i, n, n.keys, keys)
 		}
 	}
 }
@@ -213,6 +220,21 @@ func rebuildObject(t *testing.T, o jsonObject) map[string]any {
 		m[k] = rebuild(t, jsonValue{doc: o.doc, n: c})
 	}
 	return m
+}
+
+// snake is the snake-case name whose camel spelling k may be: an
+// underscore and the lower case before each upper-case ASCII letter.
+func snake(k string) string {
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; 'A' <= c && c <= 'Z' {
+			b.WriteByte('_')
+			b.WriteByte(c + 'a' - 'A')
+			continue
+		}
+		b.WriteByte(k[i])
+	}
+	return b.String()
 }
 
 // scannerPaths are the body paths the route table reads, and a few more
@@ -275,10 +297,14 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 			if !ok || !reflect.DeepEqual(rebuild(t, v), want[k]) {
 				t.Fatalf("%q: get(%q) = %s, %v", body, k, v.raw(), ok)
 			}
-			got, has, both := obj.lookup(k)
-			wv, wpresent, wd := lookupMapKey(want, k)
-			if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
-				t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got.raw(), has, both, wv, wpresent, wd)
+			// The key as it is, and as the snake-case name whose camel
+			// spelling it may be.
+			for _, k := range []string{k, snake(k)} {
+				got, has, both := obj.lookup(k)
+				wv, wpresent, wd := lookupMapKey(want, k)
+				if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
+					t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got.raw(), has, both, wv, wpresent, wd)
+				}
 			}
 		}
 		for _, p := range scannerPaths {
@@ -342,5 +368,18 @@ func BenchmarkJSONBody(b *testing.B) {
 				b.Fatal(d)
 			}
 		})
+	})
+}
+
+// BenchmarkJSONValidate is the validating pass alone over log-batch's
+// 20-metric body: what every JSON body costs before a field is read.
+func BenchmarkJSONValidate(b *testing.B) {
+	body := []byte(logBatchBody(20))
+	authztest.LoopCPU(b, func() {
+		obj, err := scanJSONObject(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		obj.doc.release()
 	})
 }

@@ -127,3 +127,121 @@ func FuzzJSONMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// refScanString is scanString as it was before it read eight bytes at a
+// time and checked UTF-8 itself: byte by byte, any byte from 0x20 up but a
+// quote or a backslash passed as it is. FuzzScanString and
+// TestScanStringLanes hold scanString to it, with utf8.Valid as the
+// reference for the UTF-8 check.
+func refScanString(b []byte, i int) (end int, escaped, ok bool) {
+	for i++; ; i++ {
+		for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		if i >= len(b) {
+			return i, false, false
+		}
+		switch b[i] {
+		case '"':
+			return i + 1, escaped, true
+		case '\\':
+			escaped = true
+			if i++; i >= len(b) {
+				return i, false, false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return i, false, false
+				}
+				i += 4
+			default:
+				return i, false, false
+			}
+		default: // a control character
+			return i, false, false
+		}
+	}
+}
+
+// checkScanString compares scanString with the reference at every quote
+// of b: the same verdict (a string the reference accepts is refused when
+// its bytes are not UTF-8), and for an accepted string the same end and
+// escape flag.
+func checkScanString(t *testing.T, b []byte) {
+	t.Helper()
+	for i, c := range b {
+		if c != '"' {
+			continue
+		}
+		end, escaped, ok := scanString(b, i)
+		wantEnd, wantEscaped, wantOK := refScanString(b, i)
+		wantOK = wantOK && utf8.Valid(b[i+1:wantEnd-1])
+		if ok != wantOK || ok && (end != wantEnd || escaped != wantEscaped) {
+			t.Fatalf("%q at %d: scanString %d %v %v, reference %d %v %v", b, i, end, escaped, ok, wantEnd, wantEscaped, wantOK)
+		}
+	}
+}
+
+// FuzzScanString: the word-at-a-time string scanner answers as the
+// byte-at-a-time one with utf8.Valid, on every string of any input.
+func FuzzScanString(f *testing.F) {
+	for _, s := range []string{
+		`""`, `"a"`, `"abcdefgh"`, `"abcdefghijklmnopq"`, `"abc\"defghij"`, `"abcdefg\\"`, `"abcdefg\u00e9xyz"`,
+		"\"abcdefg\x1fhij\"", "\"abcdefg\x7fhij\"", "\"héllo wörld, 日本語 🙂\"", "\"abcdef\xc3\"", "\"abcdef\xed\xa0\x80xx\"",
+		"\"abcdefg\xf4\x90\x80\x80\"", "\"abcdefgh\xef\xbf\xbd\"", `"abcdefg\u12`, `"abcdefgh`, `{"a":"b","cdefghijkl":"mnop"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkScanString(t, b)
+	})
+}
+
+// TestScanStringLanes puts every byte value, and multi-byte sequences, at
+// every position of the first three words of a string and just past them,
+// where the word-at-a-time scan must stop on it or pass it.
+func TestScanStringLanes(t *testing.T) {
+	var inserts [][]byte
+	for c := range 256 {
+		inserts = append(inserts, []byte{byte(c)})
+	}
+	for _, s := range []string{"é", "日", "🙂", "\uFFFD", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80", "\xe6\x97", `\"`, `\\`, `\u00e9`, `\x`} {
+		inserts = append(inserts, []byte(s))
+	}
+	for _, ins := range inserts {
+		for at := range 26 {
+			for _, tail := range []string{`"`, `abcdefghijk"`, ``} {
+				b := append([]byte(`"`), bytes.Repeat([]byte("a"), at)...)
+				b = append(append(b, ins...), tail...)
+				checkScanString(t, b)
+			}
+		}
+	}
+}
+
+// TestDigitsLanes puts every byte value at every position of the first
+// three words of a run of digits and just past them, where the
+// word-at-a-time scan must stop on it or pass it.
+func TestDigitsLanes(t *testing.T) {
+	ref := func(b []byte, i int) int {
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	for c := range 256 {
+		for at := range 26 {
+			for _, tail := range []string{``, `1`, `12345678901`, `x`} {
+				b := append(bytes.Repeat([]byte("7"), at), byte(c))
+				b = append(b, tail...)
+				for from := range min(len(b), 3) {
+					if got, want := digits(b, from), ref(b, from); got != want {
+						t.Fatalf("%q from %d: digits %d, byte by byte %d", b, from, got, want)
+					}
+				}
+			}
+		}
+	}
+}

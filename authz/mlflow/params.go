@@ -270,8 +270,20 @@ func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
 // a list is refused, unless emptyUnset says it is protobuf's unset field,
 // which MLflow fills in.
 func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
-	pr := pathReader{path: path, list: list}
-	if d := pr.walk(body, true, path); d != nil {
+	// The path is split, and its names made ready for lookups, once: a
+	// path through a list is walked again for every element.
+	// The segments are not a field of pr, whose strings go to the heap:
+	// escape analysis would send them along.
+	var buf [8]pathSeg
+	segs := buf[:0]
+	for rest, more := path, true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, ".")
+		key, isList := strings.CutSuffix(seg, "[]")
+		segs = append(segs, pathSeg{field: newFieldKey(key), list: isList})
+	}
+	pr := pathReader{listField: list && !strings.Contains(path, "[]")}
+	if d := pr.walk(body, true, segs); d != nil {
 		return nil, d
 	}
 	return pathIDs(pr.out, path, list, emptyUnset)
@@ -302,28 +314,37 @@ func pathIDs(out []string, path string, list, emptyUnset bool) ([]string, *authz
 
 // pathReader collects the strings at one path of a body.
 type pathReader struct {
-	path string
-	list bool
-	out  []string
+	// listField: the path yields a list and goes through none, so its
+	// last field is itself a list of strings.
+	listField bool
+	out       []string
 }
 
-// walk reads rest from obj, which isObj says is an object.
-func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decision {
-	seg, tail, more := strings.Cut(rest, ".")
-	key, isList := strings.CutSuffix(seg, "[]")
+// pathSeg is one field of a path: "a" or, for a list of objects or
+// strings the path goes through, "a[]".
+type pathSeg struct {
+	field fieldKey
+	list  bool
+}
+
+// walk reads the rest of the path, segs, from obj, which isObj says is an
+// object.
+func (pr *pathReader) walk(obj jsonObject, isObj bool, segs []pathSeg) *authz.Decision {
+	seg := &segs[0]
+	key := seg.field.snake
 	if !isObj {
 		return badParam("expected an object at " + key)
 	}
-	val, present, both := obj.lookup(key)
+	val, present, both := obj.lookupField(&seg.field)
 	if both {
 		return bothSpellings(key)
 	}
 	if !present || val.isNull() {
 		return nil
 	}
-	last := !more
+	last := len(segs) == 1
 	switch {
-	case isList:
+	case seg.list:
 		if !val.isArray() {
 			return badParam(key + " must be a list")
 		}
@@ -339,14 +360,14 @@ func (pr *pathReader) walk(obj jsonObject, isObj bool, rest string) *authz.Decis
 				return true
 			}
 			o, ok := e.object()
-			d = pr.walk(o, ok, tail)
+			d = pr.walk(o, ok, segs[1:])
 			return d == nil
 		})
 		return d
 	case !last:
 		o, ok := val.object()
-		return pr.walk(o, ok, tail)
-	case pr.list && !strings.Contains(pr.path, "[]"):
+		return pr.walk(o, ok, segs[1:])
+	case pr.listField:
 		if !val.isArray() {
 			return badParam(key + " must be a list of strings")
 		}
