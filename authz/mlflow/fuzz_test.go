@@ -50,7 +50,7 @@ func FuzzJSONParams(f *testing.F) {
 			t.Fatalf("we read %#v, encoding/json %#v", m, want)
 		}
 		for _, p := range []param{runP, expsP, modelP, pr(idExperiment, srcParam, "trace.trace_info.trace_location.mlflow_experiment.experiment_id"), prList(idExperiment, srcParam, "locations[].mlflow_experiment.experiment_id")} {
-			vals, d := bodyValues(obj, &p)
+			vals, d := bodyValues(obj, &p, nil)
 			if d != nil {
 				if d.Allowed || d.Status != http.StatusBadRequest || d.Reason == "" {
 					t.Fatalf("bad deny %+v", d)

@@ -619,6 +619,20 @@ func (v jsonValue) str() (string, bool) {
 	return unquote(v.raw()), true
 }
 
+// strIs reports whether v is a string that encoding/json decodes to s,
+// without a copy of v unless it holds an escape: a tag's key is compared
+// on every log-batch, and kept only when it is mlflow.user.
+func (v jsonValue) strIs(s string) bool {
+	if v.first() != '"' {
+		return false
+	}
+	raw := v.raw()
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == s
+	}
+	return unquote(raw) == s
+}
+
 // unquote decodes the validated string v: a copy of its bytes when it holds
 // no escape, else what encoding/json makes of it (a lone surrogate becomes
 // U+FFFD, as there).

@@ -268,6 +268,7 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1),
 		`{"a":"\ud800"}`, `{"\ud800":1,"\udc00":2}`, `{"a":1e999,"b":-0.5E+3}`, `{"a":[1,2,[3,[4]]],"b":null,"c":false}`,
 		`{"run_id":"r1","metrics":[{"key":"loss","value":0.25,"timestamp":1,"step":3,"model_id":"m-1"}],"params":[],"tags":[{"key":"mlflow.user","value":"eve"}]}`,
+		`{"key":"mlflow\u002euser","value":"v","tags":[{"key":"mlflow\u002Euser","value":"w"},{"key":"mlflow.user","value":""}]}`,
 		`{"runId":"x","run_uuid":"y"}`, `{"run\u005fid":"x"}`, `{"runId":"x","run_id":"x"}`, `{"user_id":"u","key":"mlflow.user","value":"v"}`,
 		`{"experiment_ids":["1","2"]}`, `{"experimentIds":["1",""]}`, `{"experiment_ids":"1"}`, `{"a":{"b":[{"c":"1"},{"c":null},{"C":1}]}}`,
 		`{"trace":{"traceInfo":{"trace_location":{"mlflowExperiment":{"experiment_id":"1"}}}}}`,
@@ -308,10 +309,14 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 			}
 		}
 		for _, p := range scannerPaths {
-			got, d := jsonPathValues(obj, p.path, p.list, p.emptyUnset)
 			wantVals, wd := treePathValues(want, p.path, p.list, p.emptyUnset)
-			if !reflect.DeepEqual(d, wd) || !slices.Equal(got, wantVals) {
-				t.Fatalf("%q: %s read %q %+v, tree %q %+v", body, p.path, got, d, wantVals, wd)
+			// The path split here, and split before as the route table
+			// does, into storage of the caller's that already holds a value.
+			got, d := jsonPathValues(obj, p.path, nil, p.list, p.emptyUnset, nil)
+			var buf [2]string
+			got2, d2 := jsonPathValues(obj, p.path, splitBodyPath(p.path, nil), p.list, p.emptyUnset, append(buf[:0], "before"))
+			if !reflect.DeepEqual(d, wd) || !slices.Equal(got, wantVals) || !reflect.DeepEqual(d2, wd) || !slices.Equal(got2, wantVals) {
+				t.Fatalf("%q: %s read %q %+v (and %q %+v), tree %q %+v", body, p.path, got, d, got2, d2, wantVals, wd)
 			}
 		}
 		rd := reader{req: &authz.Request{Body: body}}
@@ -342,7 +347,7 @@ func BenchmarkJSONBody(b *testing.B) {
 				b.Fatal(d)
 			}
 			for _, p := range paths {
-				if _, d := jsonPathValues(obj, p.path, p.list, p.emptyUnset); d != nil {
+				if _, d := jsonPathValues(obj, p.path, nil, p.list, p.emptyUnset, nil); d != nil {
 					b.Fatal(d)
 				}
 			}

@@ -72,7 +72,8 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 			return deny(http.StatusBadRequest, ReasonDuplicateParameter, "parameter "+p.name+" given both in the query and in the body")
 		}
 	}
-	vals, d := rd.values(s, strict, p)
+	var buf [2]string // the values, unless there are more
+	vals, d := rd.values(s, strict, p, buf[:0])
 	if d != nil {
 		return d
 	}
@@ -115,7 +116,8 @@ func (rd *reader) need(op *Operation, r *Route, p *param) *authz.Decision {
 		op.ViewWorkspace = vals[0]
 		return nil
 	case idScorer:
-		names, d := rd.values(s, strict, &param{name: p.name2, kind: idModel})
+		var nameBuf [1]string
+		names, d := rd.values(s, strict, &param{name: p.name2, kind: idModel}, nameBuf[:0])
 		if d != nil {
 			return d
 		}

@@ -108,8 +108,10 @@ func hasKey(q authz.Query, k string) bool {
 }
 
 // values reads p's values from s. Single-valued parameters yield at most
-// one value; every ambiguity is a 400.
-func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decision) {
+// one value; every ambiguity is a 400. Values read from the path, a header
+// or the body are stored in out's spare room, storage the caller may keep
+// on its stack: a request's ids then cost no slice of their own.
+func (rd *reader) values(s src, strict bool, p *param, out []string) ([]string, *authz.Decision) {
 	switch s {
 	case srcPath:
 		v := rd.vars.get(p.name)
@@ -120,17 +122,17 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 		if p.kind != idArtifactPath && !validID(v) {
 			return nil, badParam(p.name + " is not a valid id")
 		}
-		return []string{v}, nil
+		return append(out[len(out):], v), nil
 	case srcOTLP:
 		return otlpTraceIDs(rd.req)
 	case srcArgsOrJSON:
-		return rd.argsOrJSON(p)
+		return rd.argsOrJSON(p, out)
 	case srcHeader:
 		v := rd.req.Header(p.name)
 		if v == "" {
 			return nil, deny(http.StatusBadRequest, ReasonMissingParameter, "missing required header "+p.name)
 		}
-		return []string{v}, nil
+		return append(out[len(out):], v), nil
 	case srcQuery:
 		q, err := rd.req.Query()
 		if err != nil {
@@ -142,7 +144,7 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 		if d != nil {
 			return nil, d
 		}
-		return bodyValues(body, p)
+		return bodyValues(body, p, out)
 	}
 }
 
@@ -150,7 +152,7 @@ func (rd *reader) values(s src, strict bool, p *param) ([]string, *authz.Decisio
 // (mlflow/server/handlers.py): from the query string when a GET has one,
 // else from the JSON body, whatever the content type. A GET that names p in
 // both is refused, since only one of them is read.
-func (rd *reader) argsOrJSON(p *param) ([]string, *authz.Decision) {
+func (rd *reader) argsOrJSON(p *param, out []string) ([]string, *authz.Decision) {
 	q, err := rd.req.Query()
 	if err != nil {
 		return nil, badParam("the query string cannot be parsed unambiguously")
@@ -165,7 +167,7 @@ func (rd *reader) argsOrJSON(p *param) ([]string, *authz.Decision) {
 	if d != nil {
 		return nil, d
 	}
-	return bodyValues(body, p)
+	return bodyValues(body, p, out)
 }
 
 func hasBodyKey(body jsonObject, k string) bool {
@@ -247,15 +249,17 @@ func pickAlt(p *param, a, b []string) ([]string, *authz.Decision) {
 	return a, nil
 }
 
-// bodyValues reads p, and its fallback spelling, from a validated JSON body.
-func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
-	a, d := jsonPathValues(body, p.name, p.list, p.emptyUnset)
+// bodyValues reads p, and its fallback spelling, from a validated JSON
+// body, appending to out.
+func bodyValues(body jsonObject, p *param, out []string) ([]string, *authz.Decision) {
+	a, d := jsonPathValues(body, p.name, p.namePath, p.list, p.emptyUnset, out)
 	if d != nil {
 		return nil, d
 	}
 	var b []string
 	if p.alt != "" {
-		if b, d = jsonPathValues(body, p.alt, p.list, p.emptyUnset); d != nil {
+		// After a's values, never over them.
+		if b, d = jsonPathValues(body, p.alt, p.altPath, p.list, p.emptyUnset, a[len(a):]); d != nil {
 			return nil, d
 		}
 	}
@@ -268,25 +272,32 @@ func bodyValues(body jsonObject, p *param) ([]string, *authz.Decision) {
 // JSON number for a string field is rejected by MLflow's parser, and we
 // would rather not guess how. A null is an absent field. An empty string in
 // a list is refused, unless emptyUnset says it is protobuf's unset field,
-// which MLflow fills in.
-func jsonPathValues(body jsonObject, path string, list, emptyUnset bool) ([]string, *authz.Decision) {
-	// The path is split, and its names made ready for lookups, once: a
-	// path through a list is walked again for every element.
-	// The segments are not a field of pr, whose strings go to the heap:
-	// escape analysis would send them along.
-	var buf [8]pathSeg
-	segs := buf[:0]
+// which MLflow fills in. segs is path split by splitBodyPath, or nil to
+// split it here; the strings are stored in out's spare room.
+func jsonPathValues(body jsonObject, path string, segs []pathSeg, list, emptyUnset bool, out []string) ([]string, *authz.Decision) {
+	if segs == nil {
+		var buf [8]pathSeg
+		segs = splitBodyPath(path, buf[:0])
+	}
+	out, d := walkPath(body, true, segs, list && !strings.Contains(path, "[]"), out[len(out):])
+	if d != nil {
+		return nil, d
+	}
+	return pathIDs(out, path, list, emptyUnset)
+}
+
+// splitBodyPath splits a body path ("a.b[].c") into its fields, their
+// lookups prepared (fieldKey), appended to segs: a path through a list is
+// walked again for every element, and a route's paths are split once,
+// with the route table (param.namePath).
+func splitBodyPath(path string, segs []pathSeg) []pathSeg {
 	for rest, more := path, true; more; {
 		var seg string
 		seg, rest, more = strings.Cut(rest, ".")
 		key, isList := strings.CutSuffix(seg, "[]")
 		segs = append(segs, pathSeg{field: newFieldKey(key), list: isList})
 	}
-	pr := pathReader{listField: list && !strings.Contains(path, "[]")}
-	if d := pr.walk(body, true, segs); d != nil {
-		return nil, d
-	}
-	return pathIDs(pr.out, path, list, emptyUnset)
+	return segs
 }
 
 // pathIDs checks the strings read at path: one at most unless list, each a
@@ -312,14 +323,6 @@ func pathIDs(out []string, path string, list, emptyUnset bool) ([]string, *authz
 	return res, nil
 }
 
-// pathReader collects the strings at one path of a body.
-type pathReader struct {
-	// listField: the path yields a list and goes through none, so its
-	// last field is itself a list of strings.
-	listField bool
-	out       []string
-}
-
 // pathSeg is one field of a path: "a" or, for a list of objects or
 // strings the path goes through, "a[]".
 type pathSeg struct {
@@ -327,26 +330,29 @@ type pathSeg struct {
 	list  bool
 }
 
-// walk reads the rest of the path, segs, from obj, which isObj says is an
-// object.
-func (pr *pathReader) walk(obj jsonObject, isObj bool, segs []pathSeg) *authz.Decision {
+// walkPath appends to out the strings at the rest of a path, segs, in obj,
+// which isObj says is an object. listField says the path yields a list and
+// goes through none, so its last field is itself a list of strings. The
+// strings go through a result, not through a pointer: a slice stored
+// through a pointer goes to the heap, and out is the caller's stack.
+func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []string) ([]string, *authz.Decision) {
 	seg := &segs[0]
 	key := seg.field.snake
 	if !isObj {
-		return badParam("expected an object at " + key)
+		return out, badParam("expected an object at " + key)
 	}
 	val, present, both := obj.lookupField(&seg.field)
 	if both {
-		return bothSpellings(key)
+		return out, bothSpellings(key)
 	}
 	if !present || val.isNull() {
-		return nil
+		return out, nil
 	}
 	last := len(segs) == 1
 	switch {
 	case seg.list:
 		if !val.isArray() {
-			return badParam(key + " must be a list")
+			return out, badParam(key + " must be a list")
 		}
 		var d *authz.Decision
 		val.elems(func(e jsonValue) bool {
@@ -356,20 +362,20 @@ func (pr *pathReader) walk(obj jsonObject, isObj bool, segs []pathSeg) *authz.De
 					d = badParam(key + " must hold strings")
 					return false
 				}
-				pr.out = append(pr.out, s)
+				out = append(out, s)
 				return true
 			}
 			o, ok := e.object()
-			d = pr.walk(o, ok, segs[1:])
+			out, d = walkPath(o, ok, segs[1:], listField, out)
 			return d == nil
 		})
-		return d
+		return out, d
 	case !last:
 		o, ok := val.object()
-		return pr.walk(o, ok, segs[1:])
-	case pr.listField:
+		return walkPath(o, ok, segs[1:], listField, out)
+	case listField:
 		if !val.isArray() {
-			return badParam(key + " must be a list of strings")
+			return out, badParam(key + " must be a list of strings")
 		}
 		var d *authz.Decision
 		val.elems(func(e jsonValue) bool {
@@ -378,25 +384,24 @@ func (pr *pathReader) walk(obj jsonObject, isObj bool, segs []pathSeg) *authz.De
 				d = badParam(key + " must be a list of strings")
 				return false
 			}
-			pr.out = append(pr.out, s)
+			out = append(out, s)
 			return true
 		})
-		return d
+		return out, d
 	default:
 		s, ok := val.str()
 		if !ok {
-			return badParam(key + " must be a string")
+			return out, badParam(key + " must be a string")
 		}
-		pr.out = append(pr.out, s)
+		return append(out, s), nil
 	}
-	return nil
 }
 
 // lookupKey reads key from obj in snake or camel case; both is a 400.
-func lookupKey(obj jsonObject, key string) (jsonValue, bool, *authz.Decision) {
-	v, present, both := obj.lookup(key)
+func lookupKey(obj jsonObject, key *fieldKey) (jsonValue, bool, *authz.Decision) {
+	v, present, both := obj.lookupField(key)
 	if both {
-		return jsonValue{}, false, bothSpellings(key)
+		return jsonValue{}, false, bothSpellings(key.snake)
 	}
 	return v, present, nil
 }
@@ -526,24 +531,24 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 	if d != nil {
 		return d
 	}
-	get := func(k string) (string, *authz.Decision) {
+	get := func(k *fieldKey) (string, *authz.Decision) {
 		v, _, d := lookupKey(body, k)
 		s, _ := v.str()
 		return s, d
 	}
-	userID, d := get("user_id")
+	userID, d := get(&userIDField)
 	if d != nil {
 		return d
 	}
 	if userID != "" {
 		op.ClaimedUsers = append(op.ClaimedUsers, userID)
 	}
-	key, d := get("key")
+	key, _, d := lookupKey(body, &keyField)
 	if d != nil {
 		return d
 	}
-	if key == mlflowUserTag {
-		v, d := get("value")
+	if key.strIs(mlflowUserTag) {
+		v, d := get(&valueField)
 		if d != nil {
 			return d
 		}
@@ -557,9 +562,8 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 			if !ok {
 				return true
 			}
-			k, _ := m.get("key")
-			v, _ := m.get("value")
-			if ks, _ := k.str(); ks == mlflowUserTag {
+			if k, _ := m.get("key"); k.strIs(mlflowUserTag) {
+				v, _ := m.get("value")
 				if vs, _ := v.str(); vs != "" {
 					op.ClaimedUsers = append(op.ClaimedUsers, vs)
 				}
@@ -572,12 +576,16 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 
 const mlflowUserTag = "mlflow.user"
 
+// The fields claims reads, prepared for lookups once.
+var userIDField, keyField, valueField = newFieldKey("user_id"), newFieldKey("key"), newFieldKey("value")
+
 // bodyString reads a single string field of the JSON body exactly as a
 // route parameter is read (both spellings, duplicates refused), for a value
 // that is recorded rather than checked: "" when absent or unreadable, never
 // a deny.
 func (rd *reader) bodyString(field string) string {
-	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel})
+	var buf [1]string
+	vals, d := rd.values(srcBody, true, &param{name: field, kind: idModel}, buf[:0])
 	if d != nil || len(vals) != 1 {
 		return ""
 	}

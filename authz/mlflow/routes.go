@@ -128,6 +128,9 @@ type param struct {
 	// emptyUnset: an empty string in a list is protobuf's unset field, which
 	// MLflow fills in itself, not an id.
 	emptyUnset bool
+	// namePath and altPath are name and alt split as body paths, once, by
+	// routeTable (nil in a param made for one read, split when read).
+	namePath, altPath []pathSeg
 }
 
 func (p param) opt() param                        { p.optional = true; return p }
@@ -639,6 +642,13 @@ func routeTable() []*Route {
 	}
 	for _, r := range t {
 		r.segs = parsePattern(r.Path)
+		for i := range r.params {
+			p := &r.params[i]
+			p.namePath = splitBodyPath(p.name, nil)
+			if p.alt != "" {
+				p.altPath = splitBodyPath(p.alt, nil)
+			}
+		}
 		switch r.Name {
 		case "CreateRun", "SetTag", "LogBatch":
 			r.integrity = true
