@@ -151,7 +151,7 @@ func (d *jsonDoc) validate(i int) bool {
 	v := validator{d: d, body: d.body, nodes: d.nodes[:cap(d.nodes)]}
 	top, ok := v.node(i, 0, 0, 0)
 	if ok {
-		i, ok = v.value(i, 0, top)
+		i, ok = v.value(i, 0, top, noShape)
 	}
 	d.nodes = v.nodes[:v.n]
 	return ok && skipSpace(d.body, i) == len(d.body)
@@ -176,8 +176,8 @@ func (v *validator) node(i int, keyStart, keyEnd, keyEsc int32) (int32, bool) {
 
 // value validates the value at body[i], node this, and those within it;
 // depth is how many objects and arrays hold it. It returns where the value
-// ends.
-func (v *validator) value(i, depth int, this int32) (int, bool) {
+// ends. shape is for an object (see object).
+func (v *validator) value(i, depth int, this, shape int32) (int, bool) {
 	body := v.body
 	if i >= len(body) {
 		return i, false
@@ -188,7 +188,7 @@ func (v *validator) value(i, depth int, this int32) (int, bool) {
 		i, _, ok = scanString(body, i)
 	case '{':
 		if depth < maxJSONDepth {
-			i, ok = v.object(i, depth+1, this)
+			i, ok = v.object(i, depth+1, this, shape)
 		}
 	case '[':
 		if depth < maxJSONDepth {
@@ -218,13 +218,17 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 	if i < len(body) && body[i] == ']' {
 		return i + 1, true
 	}
+	shape := int32(noShape) // the array's last object so far
 	for {
 		elem, ok := v.node(i, 0, 0, 0)
 		if !ok {
 			return i, false
 		}
-		if i, ok = v.value(i, depth, elem); !ok {
+		if i, ok = v.value(i, depth, elem, shape); !ok {
 			return i, false
+		}
+		if body[v.nodes[elem].start] == '{' {
+			shape = elem
 		}
 		if i = skipSpace(body, i); i >= len(body) {
 			return i, false
@@ -240,59 +244,94 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 	}
 }
 
+// noShape is the shape of an object that follows no other (see object).
+const noShape = -1
+
 // object validates the object at body[i] == '{', node this; depth counts
 // it. Its keys are compared after unescaping, as scanJSON does: not at
 // all while each key's keyBit is new to the object (the common case,
 // distinct keys), else one by one while the object is small, and in a set
 // once it is not, so that a huge object, or one of keys made to collide,
 // cannot make the pass quadratic.
-func (v *validator) object(i, depth int, this int32) (int, bool) {
+//
+// shape is the object before this one in the same array (its node), or
+// noShape. MLflow's lists hold objects of one shape (log-batch's metrics,
+// params and tags): while this object's keys are the shape's, byte for
+// byte and in order, each is compared with the shape's only, and needs no
+// scan, hash or duplicate check of its own. The shape's keys were read and
+// found distinct, so these are valid strings and distinct too.
+func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 	body := v.body
 	i = skipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
 		return i + 1, true
 	}
 	var (
-		bits  uint64              // the keyBit of each key (jsonNode.keys)
+		bits  uint64              // the keyBit of each key (jsonNode.keys), unless alike
 		count int                 // how many keys
 		set   map[string]struct{} // the keys, once there are too many to compare
+		// alike: every key so far is the shape's in its place, and bits
+		// is not kept; same is the shape's member whose key the next key
+		// may repeat, or the shape's end when it has no more.
+		alike     = shape != noShape
+		same, end int32
 	)
+	if alike {
+		same, end = shape+1, v.nodes[shape].next
+	}
 	for {
-		// The member's key (a node's key fields, see jsonNode), read here
-		// rather than in a function of its own: one call and five results
-		// fewer for every member.
 		if i >= len(body) || body[i] != '"' {
 			return i, false
 		}
-		end, escaped, ok := scanString(body, i)
-		if !ok {
-			return i, false
+		var (
+			keyStart, keyEnd, keyEsc int32
+			next                     int // where the key ends
+		)
+		if alike && same < end {
+			next = v.sameKey(i, same)
 		}
-		keyStart, keyEnd, keyEsc := int32(i+1), int32(end-1), int32(0)
-		var bit uint64
-		if escaped {
-			if keyEsc, ok = v.unescapeKey(body[i:end]); !ok {
+		if next > 0 {
+			keyStart, keyEnd = int32(i+1), int32(next-1)
+			same = v.nodes[same].next
+		} else {
+			if alike {
+				// Another key: from here on, as for any object.
+				alike, bits = false, v.memberBits(this)
+			}
+			// The member's key (a node's key fields, see jsonNode), read
+			// here rather than in a function of its own: one call and five
+			// results fewer for every member.
+			var escaped, ok bool
+			if next, escaped, ok = scanString(body, i); !ok {
 				return i, false
 			}
-			bit = keyBit(v.d.escKeys[keyEsc-1])
-		} else {
-			bit = keyBit(body[keyStart:keyEnd])
+			keyStart, keyEnd = int32(i+1), int32(next-1)
+			var bit uint64
+			if escaped {
+				if keyEsc, ok = v.unescapeKey(body[i:next]); !ok {
+					return i, false
+				}
+				bit = keyBit(v.d.escKeys[keyEsc-1])
+			} else {
+				bit = keyBit(body[keyStart:keyEnd])
+			}
+			if bits&bit != 0 || count >= scanSetAfter {
+				if v.duplicate(this, &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}, count, &set) {
+					return i, false
+				}
+			}
+			bits |= bit
 		}
-		if i = skipSpace(body, end); i >= len(body) || body[i] != ':' {
+		count++
+		if i = skipSpace(body, next); i >= len(body) || body[i] != ':' {
 			return i, false
 		}
 		start := skipSpace(body, i+1)
-		if bits&bit != 0 || count >= scanSetAfter {
-			if v.duplicate(this, &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}, count, &set) {
-				return i, false
-			}
-		}
-		bits, count = bits|bit, count+1
 		member, ok := v.node(start, keyStart, keyEnd, keyEsc)
 		if !ok {
 			return i, false
 		}
-		if i, ok = v.value(start, depth, member); !ok {
+		if i, ok = v.value(start, depth, member, noShape); !ok {
 			return i, false
 		}
 		if i = skipSpace(body, i); i >= len(body) {
@@ -302,12 +341,62 @@ func (v *validator) object(i, depth int, this int32) (int, bool) {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
+			switch {
+			case alike && same == end:
+				bits = v.nodes[shape].keys
+			case alike:
+				bits = v.memberBits(this)
+			}
 			v.nodes[this].keys = bits
 			return i + 1, true
 		default:
 			return i, false
 		}
 	}
+}
+
+// sameKey returns where the key at body[i] == '"' ends when it is, byte
+// for byte, the key of member t, which has no escape; else 0. The key's
+// bytes are then valid in a string, and hold no quote.
+func (v *validator) sameKey(i int, t int32) int {
+	m, body := &v.nodes[t], v.body
+	n := int(m.keyEnd - m.keyStart)
+	j := i + 1 + n // where its closing quote is
+	if m.keyEsc != 0 || j >= len(body) || body[j] != '"' {
+		return 0
+	}
+	a, b := i+1, int(m.keyStart)
+	if j+8 > len(body) {
+		if string(body[a:j]) != string(body[b:b+n]) {
+			return 0
+		}
+		return j + 1
+	}
+	// Eight bytes at a time, the last word shifted to drop what follows
+	// the key.
+	for ; n > 8; n -= 8 {
+		if binary.LittleEndian.Uint64(body[a:]) != binary.LittleEndian.Uint64(body[b:]) {
+			return 0
+		}
+		a, b = a+8, b+8
+	}
+	if n > 0 && (binary.LittleEndian.Uint64(body[a:])^binary.LittleEndian.Uint64(body[b:]))<<(64-8*n) != 0 {
+		return 0
+	}
+	return j + 1
+}
+
+// memberBits returns the keyBit of each key of object this's members so far.
+func (v *validator) memberBits(this int32) uint64 {
+	var bits uint64
+	for c := this + 1; c < v.n; c = v.nodes[c].next {
+		if m := &v.nodes[c]; m.keyEsc > 0 {
+			bits |= keyBit(v.d.escKeys[m.keyEsc-1])
+		} else {
+			bits |= keyBit(v.body[m.keyStart:m.keyEnd])
+		}
+	}
+	return bits
 }
 
 // duplicate reports whether key is already a key of object this, whose
@@ -695,6 +784,12 @@ func newFieldKey(snake string) fieldKey {
 	}
 	f.camelLen, f.bits = int32(len(c)), f.bits|keyBit(c)
 	return f
+}
+
+// lacks reports whether o has no member f in either spelling, from its
+// key bits alone (a false answer says nothing).
+func (o jsonObject) lacks(f *fieldKey) bool {
+	return o.doc != nil && o.doc.nodes[o.n].keys&f.bits == 0
 }
 
 // lookup returns the member key in snake or camel case, as protobuf's JSON

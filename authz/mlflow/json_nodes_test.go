@@ -55,7 +55,8 @@ func TestJSONNodes(t *testing.T) {
 
 // TestJSONDuplicateKeys: the validating pass compares member names one by
 // one in a small object and in a set past scanSetAfter keys, unescaped in
-// both, at every depth.
+// both, at every depth, and in an array's objects that repeat the keys of
+// the object before.
 func TestJSONDuplicateKeys(t *testing.T) {
 	many := func(extra string) string {
 		var b strings.Builder
@@ -82,10 +83,22 @@ func TestJSONDuplicateKeys(t *testing.T) {
 		{name: "nested", body: `{"a":{"x":1,"x":2}}`, want: errJSONDuplicate},
 		{name: "in an array's object", body: `{"m":[{"k":1},{"k":1,"v":2,"k":3}]}`, want: errJSONDuplicate},
 		{name: "same key in sibling objects", body: `{"m":[{"k":1},{"k":1}],"k":{"k":1}}`},
+		{name: "like the array's object before, then a duplicate", body: `{"m":[{"a":1,"b":2},{"a":1,"a":2}]}`, want: errJSONDuplicate},
+		{name: "like the array's object before, then more and a duplicate", body: `{"m":[{"a":1,"b":2},{"a":1,"b":2,"a":3}]}`, want: errJSONDuplicate},
+		{name: "the array's object before's keys, another order", body: `{"m":[{"a":1,"b":2},{"b":1,"a":2},{"a":1,"b":2,"c":3},{"a":1}]}`},
+		{name: "like an escaped key before, then a duplicate", body: `{"m":[{"a\u0062":1},{"ab":1,"ab":2}]}`, want: errJSONDuplicate},
+		{name: "like a key before, escaped, then a duplicate", body: `{"m":[{"ab":1},{"a\u0062":1,"ab":2}]}`, want: errJSONDuplicate},
+		{name: "a prefix of the key before", body: `{"m":[{"ab":1,"c":2},{"a":1,"ab":2,"c":3}]}`},
+		{name: "like the object two elements before", body: `{"m":[{"a":1},2,"x",{"a":1,"a":2}]}`, want: errJSONDuplicate},
+		{name: "long keys like the object before", body: `{"m":[{"abcdefghijklmnopq":1,"abcdefghijklmnopr":2},{"abcdefghijklmnopq":1,"abcdefghijklmnopr":2},{"abcdefghijklmnopq":1,"abcdefghijklmnopq":2}]}`, want: errJSONDuplicate},
+		{name: "long keys, one byte apart", body: `{"m":[{"abcdefghijklmnopq":1},{"abcdefghijklmnopr":1,"abcdefghijklmnopq":2}]}`},
+		{name: "nested objects have no shape", body: `{"m":[{"a":{"x":1}},{"a":{"x":1,"x":2}}]}`, want: errJSONDuplicate},
 		{name: "large object", body: many(`"z":1`)},
 		{name: "large object, duplicate", body: many(`"kc":1`), want: errJSONDuplicate},
 		{name: "large object, escaped duplicate", body: many(`"k\u0063":1`), want: errJSONDuplicate},
 		{name: "large object nested, duplicate", body: `{"o":` + many(`"kq":1`) + `}`, want: errJSONDuplicate},
+		{name: "large objects alike, then a duplicate", body: `{"m":[` + many(`"z":1`) + `,` + many(`"z":1,"kb":2`) + `]}`, want: errJSONDuplicate},
+		{name: "large objects alike", body: `{"m":[` + many(`"z":1`) + `,` + many(`"z":1`) + `,` + many(`"y":1`) + `]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +106,9 @@ func TestJSONDuplicateKeys(t *testing.T) {
 			assert.Equal(t, tt.want, err)
 			_, wantErr := treeParseJSONObject([]byte(tt.body))
 			assert.Equal(t, wantErr, err, "the tree reader's refusal")
+			if err == nil {
+				checkNodes(t, obj.doc) // each object's key bits too
+			}
 			obj.doc.release()
 		})
 	}

@@ -269,6 +269,8 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		`{"a":"\ud800"}`, `{"\ud800":1,"\udc00":2}`, `{"a":1e999,"b":-0.5E+3}`, `{"a":[1,2,[3,[4]]],"b":null,"c":false}`,
 		`{"run_id":"r1","metrics":[{"key":"loss","value":0.25,"timestamp":1,"step":3,"model_id":"m-1"}],"params":[],"tags":[{"key":"mlflow.user","value":"eve"}]}`,
 		`{"key":"mlflow\u002euser","value":"v","tags":[{"key":"mlflow\u002Euser","value":"w"},{"key":"mlflow.user","value":""}]}`,
+		`{"m":[{"a":1,"b":2},{"a":1,"b":2},{"a":1},{"a":1,"b":2,"c":3},{"b":1,"a":2},{"a\u0062":1},{"ab":1,"ab":2}]}`,
+		`{"m":[{"abcdefghijklmnopq":1,"r":{"s":1}},{"abcdefghijklmnopq":1,"r":{"s":1,"s":2}}]}`,
 		`{"runId":"x","run_uuid":"y"}`, `{"run\u005fid":"x"}`, `{"runId":"x","run_id":"x"}`, `{"user_id":"u","key":"mlflow.user","value":"v"}`,
 		`{"experiment_ids":["1","2"]}`, `{"experimentIds":["1",""]}`, `{"experiment_ids":"1"}`, `{"a":{"b":[{"c":"1"},{"c":null},{"C":1}]}}`,
 		`{"trace":{"traceInfo":{"trace_location":{"mlflowExperiment":{"experiment_id":"1"}}}}}`,
