@@ -65,6 +65,9 @@ func (rd *reader) release() {
 // isJSONType reports whether a Content-Type is application/json, with or
 // without parameters.
 func isJSONType(ct string) bool {
+	if ct == "application/json" {
+		return true // what clients send, without a parse
+	}
 	mt, _, _ := strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
@@ -366,6 +369,11 @@ func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []
 				return true
 			}
 			o, ok := e.object()
+			if ok && o.lacks(&segs[1].field) {
+				// What walkPath would find: nothing (a metric without
+				// model_id), for one test and no call.
+				return true
+			}
 			out, d = walkPath(o, ok, segs[1:], listField, out)
 			return d == nil
 		})
@@ -487,7 +495,19 @@ func validExperimentID(s string) bool {
 // valid UTF-8, no control characters and no U+FFFD (a decoder's replacement
 // would make two readers see different ids).
 func validID(s string) bool {
-	if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
+	if s == "" || len(s) > 1024 {
+		return false
+	}
+	// Ids are printable ASCII, as a rule: one pass over the bytes, and
+	// the passes over the runes only for the others.
+	ascii := true
+	for i := 0; i < len(s) && ascii; i++ {
+		ascii = 0x20 <= s[i] && s[i] < 0x7f
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -278,4 +279,30 @@ func TestLongArtifactPath(t *testing.T) {
 	op, d = cls.Classify(newReq(t, "GET", "/api/2.0/mlflow-artifacts/artifacts?path=1/"+long, "", nil))
 	require.Nil(t, d)
 	assert.Equal(t, "READ:query:experiment:1", formatNeeds(op))
+}
+
+// TestValidIDMatchesRuneCheck: the ASCII pass of validID answers as the
+// check over runes it stands in front of, for every byte in ids of any
+// length around a word, and for longer and non-ASCII ids.
+func TestValidIDMatchesRuneCheck(t *testing.T) {
+	byRunes := func(s string) bool {
+		if s == "" || len(s) > 1024 || !utf8.ValidString(s) {
+			return false
+		}
+		for _, r := range s {
+			if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+				return false
+			}
+		}
+		return true
+	}
+	ids := []string{"", "r", strings.Repeat("a", 1024), strings.Repeat("a", 1025), "héllo", "\uFFFD", "a\xffb", "日本", "a\u0085b"}
+	for c := range 256 {
+		for _, n := range []int{0, 1, 7, 31} {
+			ids = append(ids, strings.Repeat("x", n)+string([]byte{byte(c)}), string([]byte{byte(c)})+strings.Repeat("x", n))
+		}
+	}
+	for _, id := range ids {
+		assert.Equal(t, byRunes(id), validID(id), "%q", id)
+	}
 }
