@@ -50,11 +50,7 @@ func (l *Login) logout(ctx context.Context, r *authz.Request) authz.Decision {
 func (l *Login) session(ctx context.Context, r *authz.Request, value string) (*authz.Identity, error) {
 	now := l.clock()
 	if id, ok := l.cache.Get(value, now); ok {
-		if id == endedSession {
-			return nil, deny(ReasonSessionRefreshFailed, "the session ended; log in again")
-		}
-		cp := *id
-		return &cp, nil
+		return cachedSession(id)
 	}
 	st, err := decodeSessionCookie(l.keys.ring, r.Host, value)
 	if err != nil {
@@ -78,6 +74,16 @@ func (l *Login) session(ctx context.Context, r *authz.Request, value string) (*a
 	return l.refresh(ctx, r.Host, value, st)
 }
 
+// cachedSession is a copy of the identity the cache holds for a cookie, or
+// the deny of a session whose refresh the provider refused.
+func cachedSession(id *authz.Identity) (*authz.Identity, error) {
+	if id == endedSession {
+		return nil, deny(ReasonSessionRefreshFailed, "the session ended; log in again")
+	}
+	cp := *id
+	return &cp, nil
+}
+
 // endedSession marks, in the cache, a session whose refresh the provider
 // refused, so a burst of requests with it asks the provider once.
 var endedSession = &authz.Identity{Kind: authz.KindAnonymous, Method: sessionMethod}
@@ -89,6 +95,13 @@ var endedSession = &authz.Identity{Kind: authz.KindAnonymous, Method: sessionMet
 // (with its Set-Cookie) until the browser sends the new one.
 func (l *Login) refresh(ctx context.Context, host, value string, st *sessionState) (*authz.Identity, error) {
 	ch := l.refreshes.DoChan(value, func() (any, error) {
+		// A request that missed the cache before an earlier refresh of this
+		// cookie stored its result, and asks after that refresh ended, gets
+		// that result: the refresh token it holds has been used (Keycloak
+		// rotates them), so asking again would end the session.
+		if id, ok := l.cache.Get(value, l.clock()); ok {
+			return cachedSession(id)
+		}
 		// The refresh serves every waiter: one caller's cancellation must
 		// not abort it; the issuer's timeout bounds it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.iss.cfg.HTTPTimeout)

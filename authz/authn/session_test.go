@@ -370,3 +370,39 @@ func TestSessionConfig(t *testing.T) {
 	}
 	assert.NoError(t, SessionConfig{KeysFile: "k"}.Validate())
 }
+
+// TestRefreshAfterAnotherEnded: a request that read an expired cookie
+// before a refresh of it stored its result, and asks for a refresh after
+// that one ended, is served that result. The development issuer has no
+// token endpoint, so any second refresh fails: before the fix, this is
+// how a burst of XHRs spent a rotated refresh token twice and ended a
+// live session.
+func TestRefreshAfterAnotherEnded(t *testing.T) {
+	f := newLoginFixture(t)
+	now := f.clock.Now()
+	expired := f.session()
+	expired.Expiry = now.Add(-time.Minute).Unix()
+	value := f.seal(t, testHost, expired)
+
+	t.Run("the renewed session", func(t *testing.T) {
+		renewed := f.session().identity("mlflow-authz")
+		renewed.ResponseHeaders = []authz.Header{{Name: "set-cookie", Value: "renewed"}}
+		f.login.cache.Put(value, renewed, now.Add(5*time.Minute), now)
+		id, err := f.login.refresh(t.Context(), testHost, value, expired)
+		require.NoError(t, err)
+		assert.Equal(t, "alice", id.Username)
+		assert.Equal(t, []authz.Header{{Name: "set-cookie", Value: "renewed"}}, id.ResponseHeaders, "the renewed cookie rides along")
+		id.Username = "mallory"
+		again, ok := f.login.cache.Get(value, now)
+		require.True(t, ok)
+		assert.Equal(t, "alice", again.Username, "callers get a copy")
+	})
+	t.Run("a refresh the provider refused", func(t *testing.T) {
+		ended := f.seal(t, testHost, expired) // another cookie, same state
+		f.login.cache.Put(ended, endedSession, now.Add(time.Hour), now)
+		_, err := f.login.refresh(t.Context(), testHost, ended, expired)
+		ce, ok := authz.AsCredentialError(err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, ReasonSessionRefreshFailed, ce.Reason)
+	})
+}
