@@ -217,8 +217,8 @@ func TestBench(t *testing.T) {
 		// each call sent once, at coldRate.
 		coldItems, err := d.Corpus(int(coldRate*secs)+100, 2, activeUsers, tokens)
 		require.NoError(t, err)
-		sr.Cold = run(t, conns, loadgen.Requests(loadgen.Calls(coldItems)), loadgen.Options{Label: "service cold", Concurrency: benchConcurrency, Rate: coldRate, Duration: dur})
-		sr.FirstPass = run(t, conns, reqs, loadgen.Options{Label: "service first pass", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur})
+		sr.Cold = run(t, conns, loadgen.Requests(loadgen.Calls(coldItems)), loadgen.Options{Label: "service cold", Concurrency: benchConcurrency, Rate: coldRate, Duration: dur, PauseGC: true})
+		sr.FirstPass = run(t, conns, reqs, loadgen.Options{Label: "service first pass", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, PauseGC: true})
 		verify(t, conns[0], items[:500])
 		// Then the rest of the corpus once, so that "warm" below means warm.
 		run(t, conns, reqs, loadgen.Options{Label: "service warm-up", Concurrency: benchConcurrency, Count: len(reqs), Duration: time.Minute})
@@ -266,11 +266,11 @@ func TestBench(t *testing.T) {
 					saveProfile(t, svc.httpAddr, "trace?seconds="+strconv.Itoa(max(int(secs)-1, 1)), filepath.Join(out, "service-trace.out"))
 				})
 			}
-			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
 			tr.Wait()
-			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
 			if base != nil {
-				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second})
+				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
 				sr.Baseline.Open = append(sr.Baseline.Open, rb)
 				p99b = append(p99b, rb.LatencyUS.P99)
 			}

@@ -25,6 +25,13 @@
 //	MLFLOW_AUTHZ_BENCH_TRACE    when set, an execution trace of the service's first run at
 //	                            the fixed rate at scale 1 (service-trace.out; `go tool trace`)
 //
+// The runs at a fixed rate pause the generator's own garbage collector
+// (loadgen.Options.PauseGC): its collections stalled every call in flight,
+// came more often during the service's runs than the floor's (the
+// service's responses are larger to decode), and moved the p99 by more
+// than the service did. Envoy, the client these runs stand in for, has no
+// collector. Each result says how many collections the generator made.
+//
 // The report counts the permission-cache misses per thousand checks during
 // the fixed-rate runs: each is a PostgreSQL round trip on a check's path.
 package bench

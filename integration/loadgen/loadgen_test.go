@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"encoding/json"
 	"net"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -141,4 +142,32 @@ func TestCorpusShape(t *testing.T) {
 func TestCorpusRefusesTooSmallDatasets(t *testing.T) {
 	_, err := loadgen.Dataset{Users: 10, Experiments: 10, Runs: 10, Grants: 10}.Corpus(10, 1, 10, fakeToken)
 	require.ErrorContains(t, err, "too small")
+}
+
+// TestRunPauseGC: with PauseGC the generator collects no garbage of its
+// own during the run, where it otherwise would, and its collector's
+// settings are restored afterwards.
+func TestRunPauseGC(t *testing.T) {
+	conns, err := loadgen.Dial(startNoop(t), 2)
+	require.NoError(t, err)
+	t.Cleanup(func() { loadgen.Close(conns) })
+	items, err := loadgen.Scaled(0.1).Corpus(500, 1, 50, fakeToken)
+	require.NoError(t, err)
+	reqs := loadgen.Requests(loadgen.Calls(items))
+	// A collection for every 1% of heap growth: any run collects.
+	defer debug.SetGCPercent(debug.SetGCPercent(1))
+	limit := debug.SetMemoryLimit(-1) // reads it
+
+	opts := loadgen.Options{Concurrency: 8, Rate: 400, Duration: 300 * time.Millisecond}
+	res, err := loadgen.Run(t.Context(), conns, reqs, opts)
+	require.NoError(t, err)
+	assert.Positive(t, res.ClientGCs, "without PauseGC the run collects")
+
+	opts.PauseGC = true
+	res, err = loadgen.Run(t.Context(), conns, reqs, opts)
+	require.NoError(t, err)
+	require.Positive(t, res.Requests)
+	assert.Zero(t, res.ClientGCs)
+	assert.Equal(t, 1, debug.SetGCPercent(1), "GOGC restored")
+	assert.Equal(t, limit, debug.SetMemoryLimit(-1), "memory limit restored")
 }
