@@ -256,72 +256,103 @@ const noShape = -1
 //
 // shape is the object before this one in the same array (its node), or
 // noShape. MLflow's lists hold objects of one shape (log-batch's metrics,
-// params and tags): while this object's keys are the shape's, byte for
-// byte and in order, each is compared with the shape's only, and needs no
-// scan, hash or duplicate check of its own. The shape's keys were read and
-// found distinct, so these are valid strings and distinct too.
+// params and tags), and one client writes them alike: while the bytes
+// between this object's members are the shape's, byte for byte (the
+// comma, the key, the colon and the whitespace about them), a member
+// needs no separator, key scan, hash or duplicate check of its own. The
+// shape's keys were read and found distinct, so these are valid strings
+// and distinct too.
 func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 	body := v.body
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == '}' {
-		return i + 1, true
-	}
 	var (
 		bits  uint64              // the keyBit of each key (jsonNode.keys), unless alike
 		count int                 // how many keys
 		set   map[string]struct{} // the keys, once there are too many to compare
-		// alike: every key so far is the shape's in its place, and bits
-		// is not kept; same is the shape's member whose key the next key
-		// may repeat, or the shape's end when it has no more.
+		// alike: every member so far is the shape's, and bits is not
+		// kept; same is the shape's member the next may repeat, or the
+		// shape's end when it has no more, and the bytes before it start
+		// at from, in the shape.
 		alike     = shape != noShape
 		same, end int32
+		from      int
 	)
 	if alike {
-		same, end = shape+1, v.nodes[shape].next
+		same, end, from = shape+1, v.nodes[shape].next, int(v.nodes[shape].start)+1
 	}
-	for {
-		if i >= len(body) || body[i] != '"' {
+	for i++; ; {
+		// i is just past the '{' or the last member's value.
+		if alike && same < end {
+			m := &v.nodes[same]
+			if n := v.repeats(i, from, int(m.start)); n > 0 && m.keyEsc == 0 {
+				keyStart := int32(i) + m.keyStart - int32(from)
+				keyEnd := keyStart + m.keyEnd - m.keyStart
+				from, same = int(m.end), m.next
+				count++
+				start := skipSpace(body, i+n)
+				member, ok := v.node(start, keyStart, keyEnd, 0)
+				if !ok {
+					return i, false
+				}
+				if end := scalar(body, start); end > 0 {
+					n := &v.nodes[member]
+					n.end, n.next = int32(end), v.n
+					i = end
+				} else if i, ok = v.value(start, depth, member, noShape); !ok {
+					return i, false
+				}
+				continue
+			}
+		}
+		if alike {
+			if j := skipSpace(body, i); same == end && j < len(body) && body[j] == '}' {
+				v.nodes[this].keys = v.nodes[shape].keys // they are the shape's
+				return j + 1, true
+			}
+			// Another member, or fewer: from here on, as for any object.
+			alike, bits = false, v.memberBits(this)
+		}
+		// The comma before a member but the first, or the object's end.
+		if i = skipSpace(body, i); i >= len(body) {
 			return i, false
 		}
-		var (
-			keyStart, keyEnd, keyEsc int32
-			next                     int // where the key ends
-		)
-		if alike && same < end {
-			next = v.sameKey(i, same)
+		if body[i] == '}' {
+			v.nodes[this].keys = bits
+			return i + 1, true
 		}
-		if next > 0 {
-			keyStart, keyEnd = int32(i+1), int32(next-1)
-			same = v.nodes[same].next
-		} else {
-			if alike {
-				// Another key: from here on, as for any object.
-				alike, bits = false, v.memberBits(this)
-			}
-			// The member's key (a node's key fields, see jsonNode), read
-			// here rather than in a function of its own: one call and five
-			// results fewer for every member.
-			var escaped, ok bool
-			if next, escaped, ok = scanString(body, i); !ok {
+		if count > 0 {
+			if body[i] != ',' {
 				return i, false
 			}
-			keyStart, keyEnd = int32(i+1), int32(next-1)
-			var bit uint64
-			if escaped {
-				if keyEsc, ok = v.unescapeKey(body[i:next]); !ok {
-					return i, false
-				}
-				bit = keyBit(v.d.escKeys[keyEsc-1])
-			} else {
-				bit = keyBit(body[keyStart:keyEnd])
+			if i = skipSpace(body, i+1); i >= len(body) {
+				return i, false
 			}
-			if bits&bit != 0 || count >= scanSetAfter {
-				if v.duplicate(this, &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}, count, &set) {
-					return i, false
-				}
-			}
-			bits |= bit
 		}
+		// The member's key (a node's key fields, see jsonNode), read here
+		// rather than in a function of its own: one call and five results
+		// fewer for every member.
+		if body[i] != '"' {
+			return i, false
+		}
+		next, escaped, ok := scanString(body, i)
+		if !ok {
+			return i, false
+		}
+		keyStart, keyEnd, keyEsc := int32(i+1), int32(next-1), int32(0)
+		var bit uint64
+		if escaped {
+			if keyEsc, ok = v.unescapeKey(body[i:next]); !ok {
+				return i, false
+			}
+			bit = keyBit(v.d.escKeys[keyEsc-1])
+		} else {
+			bit = keyBit(body[keyStart:keyEnd])
+		}
+		if bits&bit != 0 || count >= scanSetAfter {
+			if v.duplicate(this, &jsonNode{keyStart: keyStart, keyEnd: keyEnd, keyEsc: keyEsc}, count, &set) {
+				return i, false
+			}
+		}
+		bits |= bit
 		count++
 		if i = skipSpace(body, next); i >= len(body) || body[i] != ':' {
 			return i, false
@@ -331,59 +362,44 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		if !ok {
 			return i, false
 		}
-		if i, ok = v.value(start, depth, member, noShape); !ok {
-			return i, false
-		}
-		if i = skipSpace(body, i); i >= len(body) {
-			return i, false
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case '}':
-			switch {
-			case alike && same == end:
-				bits = v.nodes[shape].keys
-			case alike:
-				bits = v.memberBits(this)
-			}
-			v.nodes[this].keys = bits
-			return i + 1, true
-		default:
+		// A short string or an integer here, anything else through
+		// value: a call costs the loop a spill and a reload of all it
+		// holds (Go has no callee-saved registers), and scalar's are few.
+		if end := scalar(body, start); end > 0 {
+			n := &v.nodes[member]
+			n.end, n.next = int32(end), v.n
+			i = end
+		} else if i, ok = v.value(start, depth, member, noShape); !ok {
 			return i, false
 		}
 	}
 }
 
-// sameKey returns where the key at body[i] == '"' ends when it is, byte
-// for byte, the key of member t, which has no escape; else 0. The key's
-// bytes are then valid in a string, and hold no quote.
-func (v *validator) sameKey(i int, t int32) int {
-	m, body := &v.nodes[t], v.body
-	n := int(m.keyEnd - m.keyStart)
-	j := i + 1 + n // where its closing quote is
-	if m.keyEsc != 0 || j >= len(body) || body[j] != '"' {
-		return 0
-	}
-	a, b := i+1, int(m.keyStart)
-	if j+8 > len(body) {
-		if string(body[a:j]) != string(body[b:b+n]) {
+// repeats returns to-from when the bytes at body[i:] are body[from:to],
+// else 0.
+func (v *validator) repeats(i, from, to int) int {
+	body, n := v.body, to-from
+	if i+n+8 > len(body) {
+		if i+n > len(body) || string(body[i:i+n]) != string(body[from:to]) {
 			return 0
 		}
-		return j + 1
+		return n
 	}
-	// Eight bytes at a time, the last word shifted to drop what follows
-	// the key.
-	for ; n > 8; n -= 8 {
-		if binary.LittleEndian.Uint64(body[a:]) != binary.LittleEndian.Uint64(body[b:]) {
+	// Eight bytes at a time, the last word shifted to drop what follows.
+	a, b := i, from
+	for k := n; ; k -= 8 {
+		x := binary.LittleEndian.Uint64(body[a:]) ^ binary.LittleEndian.Uint64(body[b:])
+		if k <= 8 {
+			if x<<(64-8*k) != 0 {
+				return 0
+			}
+			return n
+		}
+		if x != 0 {
 			return 0
 		}
 		a, b = a+8, b+8
 	}
-	if n > 0 && (binary.LittleEndian.Uint64(body[a:])^binary.LittleEndian.Uint64(body[b:]))<<(64-8*n) != 0 {
-		return 0
-	}
-	return j + 1
 }
 
 // memberBits returns the keyBit of each key of object this's members so far.
@@ -547,6 +563,43 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 			i += size
 		}
 	}
+}
+
+// scalar returns where the value at b[i] ends when it is a short plain
+// string or an integer, the values most members hold; else 0, for value
+// to read it.
+func scalar(b []byte, i int) int {
+	if i+10 > len(b) {
+		return 0
+	}
+	switch c := b[i]; {
+	case c == '"':
+		// The closing quote at most eight bytes on, and no byte before
+		// it that scanString would look at.
+		j := i + 1 + bits.TrailingZeros64(stringStops(binary.LittleEndian.Uint64(b[i+1:])))/8
+		if b[j] == '"' {
+			return j + 1
+		}
+	case '1' <= c && c <= '9':
+		// Up to sixteen digits, not followed by a fraction or an exponent.
+		if i+17 > len(b) {
+			return 0
+		}
+		m := nonDigits(binary.LittleEndian.Uint64(b[i+1:]))
+		j := i + 1 + bits.TrailingZeros64(m)/8
+		if m == 0 {
+			m = nonDigits(binary.LittleEndian.Uint64(b[i+9:]))
+			j = i + 9 + bits.TrailingZeros64(m)/8
+		}
+		if m != 0 && b[j] != '.' && b[j]|0x20 != 'e' {
+			return j
+		}
+	case c == '0':
+		if d := b[i+1]; d != '.' && d|0x20 != 'e' && (d < '0' || d > '9') {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // Lanes of a 64-bit word, for looking at eight bytes at once.

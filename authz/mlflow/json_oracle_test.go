@@ -275,6 +275,7 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		`{"experiment_ids":["1","2"]}`, `{"experimentIds":["1",""]}`, `{"experiment_ids":"1"}`, `{"a":{"b":[{"c":"1"},{"c":null},{"C":1}]}}`,
 		`{"trace":{"traceInfo":{"trace_location":{"mlflowExperiment":{"experiment_id":"1"}}}}}`,
 		`{"locations":[{"mlflow_experiment":{"experiment_id":"1"}},{"mlflowExperiment":{"experimentId":"2"}}]}`,
+		logBatchBody(3), // objects alike, as log-batch sends them
 	} {
 		f.Add([]byte(s))
 	}

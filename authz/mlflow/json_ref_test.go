@@ -245,3 +245,37 @@ func TestDigitsLanes(t *testing.T) {
 		}
 	}
 }
+
+// TestScalarLanes: where scalar reads a value itself, it ends where
+// scanString or scanNumber says the value ends, for every byte at every
+// position of the words it looks at and just past them.
+func TestScalarLanes(t *testing.T) {
+	for c := range 256 {
+		for at := range 20 {
+			for _, tail := range []string{``, `,"k":1}`, `1234567890123456789"`, `.5}`, `e5}`} {
+				for _, head := range []string{`"`, `1`, `9`, `0`, `-`} {
+					fill := "a"
+					if head != `"` {
+						fill = "7"
+					}
+					b := append([]byte(head), bytes.Repeat([]byte(fill), at)...)
+					b = append(append(b, byte(c)), tail...)
+					end := scalar(b, 0)
+					if end == 0 {
+						continue
+					}
+					var want int
+					var ok bool
+					if head == `"` {
+						want, _, ok = scanString(b, 0)
+					} else {
+						want, ok = scanNumber(b, 0)
+					}
+					if !ok || want != end {
+						t.Fatalf("%q: scalar ends at %d, the scanner at %d (%v)", b, end, want, ok)
+					}
+				}
+			}
+		}
+	}
+}
