@@ -379,27 +379,28 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 // else 0.
 func (v *validator) repeats(i, from, to int) int {
 	body, n := v.body, to-from
-	if i+n+8 > len(body) {
-		if i+n > len(body) || string(body[i:i+n]) != string(body[from:to]) {
+	if n <= 16 && i+16 <= len(body) {
+		// The common case, a key of up to about a dozen bytes and its
+		// separators: two words from each place, compared, the bytes past
+		// n shifted out. (Slices of a constant length let the compiler
+		// drop the bounds checks of the loads.)
+		a, b := body[i:i+16], body[from:from+16]
+		lo := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(b[:8])
+		hi := binary.LittleEndian.Uint64(a[8:]) ^ binary.LittleEndian.Uint64(b[8:])
+		if n <= 8 {
+			lo, hi = lo<<(64-8*n), 0
+		} else {
+			hi <<= 64 - 8*(n-8)
+		}
+		if lo|hi != 0 {
 			return 0
 		}
 		return n
 	}
-	// Eight bytes at a time, the last word shifted to drop what follows.
-	a, b := i, from
-	for k := n; ; k -= 8 {
-		x := binary.LittleEndian.Uint64(body[a:]) ^ binary.LittleEndian.Uint64(body[b:])
-		if k <= 8 {
-			if x<<(64-8*k) != 0 {
-				return 0
-			}
-			return n
-		}
-		if x != 0 {
-			return 0
-		}
-		a, b = a+8, b+8
+	if i+n > len(body) || string(body[i:i+n]) != string(body[from:to]) {
+		return 0
 	}
+	return n
 }
 
 // memberBits returns the keyBit of each key of object this's members so far.

@@ -279,3 +279,29 @@ func TestScalarLanes(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeats: repeats finds a run of bytes equal to an earlier one, of
+// every length around its two-word window, with the bytes after it any
+// value, and finds any one byte of difference.
+func TestRepeats(t *testing.T) {
+	for n := 1; n <= 20; n++ {
+		for _, pad := range []int{0, 3, 16} {
+			run := []byte(`, "abcdefghijklmnopqrstu`)[:n]
+			body := append(append(append([]byte{}, run...), 'X'), run...)
+			body = append(body, bytes.Repeat([]byte{'Y'}, pad)...)
+			v := validator{body: body}
+			at := n + 1
+			if got := v.repeats(at, 0, n); got != n {
+				t.Fatalf("%q: repeats(%d, 0, %d) = %d", body, at, n, got)
+			}
+			for k := range n {
+				changed := append([]byte{}, body...)
+				changed[at+k] ^= 0x01
+				v := validator{body: changed}
+				if got := v.repeats(at, 0, n); got != 0 {
+					t.Fatalf("%q: repeats(%d, 0, %d) = %d with byte %d changed", changed, at, n, got, k)
+				}
+			}
+		}
+	}
+}
