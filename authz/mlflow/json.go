@@ -567,40 +567,41 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 }
 
 // scalar returns where the value at b[i] ends when it is a short plain
-// string or an integer, the values most members hold; else 0, for value
-// to read it.
+// string or a number without a sign or an exponent, the values most
+// members hold; else 0, for value to read it.
 func scalar(b []byte, i int) int {
 	if i+10 > len(b) {
 		return 0
 	}
-	switch c := b[i]; {
-	case c == '"':
+	c := b[i]
+	if c == '"' {
 		// The closing quote at most eight bytes on, and no byte before
 		// it that scanString would look at.
 		j := i + 1 + bits.TrailingZeros64(stringStops(binary.LittleEndian.Uint64(b[i+1:])))/8
 		if b[j] == '"' {
 			return j + 1
 		}
-	case '1' <= c && c <= '9':
-		// Up to sixteen digits, not followed by a fraction or an exponent.
-		if i+17 > len(b) {
-			return 0
-		}
-		m := nonDigits(binary.LittleEndian.Uint64(b[i+1:]))
-		j := i + 1 + bits.TrailingZeros64(m)/8
-		if m == 0 {
-			m = nonDigits(binary.LittleEndian.Uint64(b[i+9:]))
-			j = i + 9 + bits.TrailingZeros64(m)/8
-		}
-		if m != 0 && b[j] != '.' && b[j]|0x20 != 'e' {
-			return j
-		}
-	case c == '0':
-		if d := b[i+1]; d != '.' && d|0x20 != 'e' && (d < '0' || d > '9') {
-			return i + 1
-		}
+		return 0
 	}
-	return 0
+	if c < '0' || c > '9' {
+		return 0
+	}
+	// As scanNumber reads it: 0 or a run of digits, then a fraction.
+	j := i + 1
+	if c != '0' {
+		j = digits(b, j)
+	}
+	if j < len(b) && b[j] == '.' {
+		k := digits(b, j+1)
+		if k == j+1 {
+			return 0 // no digit after the point: scanNumber refuses it
+		}
+		j = k
+	}
+	if j < len(b) && b[j]|0x20 == 'e' {
+		return 0
+	}
+	return j
 }
 
 // Lanes of a 64-bit word, for looking at eight bytes at once.
@@ -752,6 +753,23 @@ func (v jsonValue) elems(fn func(jsonValue) bool) {
 			return
 		}
 	}
+}
+
+// firstElem and nextElem walk v's elements (v.isArray()) without a
+// closure: for e, ok := v.firstElem(); ok; e, ok = v.nextElem(e).
+func (v jsonValue) firstElem() (jsonValue, bool) {
+	if v.n+1 < v.doc.nodes[v.n].next {
+		return jsonValue{doc: v.doc, n: v.n + 1}, true
+	}
+	return jsonValue{}, false
+}
+
+// nextElem returns the element of v after e (see firstElem).
+func (v jsonValue) nextElem(e jsonValue) (jsonValue, bool) {
+	if c := v.doc.nodes[e.n].next; c < v.doc.nodes[v.n].next {
+		return jsonValue{doc: v.doc, n: c}, true
+	}
+	return jsonValue{}, false
 }
 
 // str returns v's string as encoding/json decodes it, if v is a string.

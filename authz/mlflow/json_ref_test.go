@@ -252,8 +252,8 @@ func TestDigitsLanes(t *testing.T) {
 func TestScalarLanes(t *testing.T) {
 	for c := range 256 {
 		for at := range 20 {
-			for _, tail := range []string{``, `,"k":1}`, `1234567890123456789"`, `.5}`, `e5}`} {
-				for _, head := range []string{`"`, `1`, `9`, `0`, `-`} {
+			for _, tail := range []string{``, `,"k":1}`, `1234567890123456789"`, `.5}`, `e5}`, `.}`, `E-1}`} {
+				for _, head := range []string{`"`, `1`, `9`, `0`, `-`, `0.`, `3.1`, `12.`, `0.0`} {
 					fill := "a"
 					if head != `"` {
 						fill = "7"

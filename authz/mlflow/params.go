@@ -357,27 +357,29 @@ func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []
 		if !val.isArray() {
 			return out, badParam(key + " must be a list")
 		}
-		var d *authz.Decision
-		val.elems(func(e jsonValue) bool {
+		// A loop rather than elems and a closure: log-batch has a
+		// metric to pass for every step.
+		for e, more := val.firstElem(); more; e, more = val.nextElem(e) {
 			if last {
 				s, ok := e.str()
 				if !ok {
-					d = badParam(key + " must hold strings")
-					return false
+					return out, badParam(key + " must hold strings")
 				}
 				out = append(out, s)
-				return true
+				continue
 			}
 			o, ok := e.object()
 			if ok && o.lacks(&segs[1].field) {
 				// What walkPath would find: nothing (a metric without
 				// model_id), for one test and no call.
-				return true
+				continue
 			}
-			out, d = walkPath(o, ok, segs[1:], listField, out)
-			return d == nil
-		})
-		return out, d
+			var d *authz.Decision
+			if out, d = walkPath(o, ok, segs[1:], listField, out); d != nil {
+				return out, d
+			}
+		}
+		return out, nil
 	case !last:
 		o, ok := val.object()
 		return walkPath(o, ok, segs[1:], listField, out)
