@@ -283,7 +283,24 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		// i is just past the '{' or the last member's value.
 		if alike && same < end {
 			m := &v.nodes[same]
-			if n := v.repeats(i, from, int(m.start)); n > 0 && m.keyEsc == 0 {
+			n := int(m.start) - from
+			if n <= 16 && i+16 <= len(body) {
+				// repeats' common case, here without a call.
+				a, b := body[i:i+16], body[from:from+16]
+				lo := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(b[:8])
+				hi := binary.LittleEndian.Uint64(a[8:]) ^ binary.LittleEndian.Uint64(b[8:])
+				if n <= 8 {
+					lo, hi = lo<<(64-8*n), 0
+				} else {
+					hi <<= 64 - 8*(n-8)
+				}
+				if lo|hi != 0 {
+					n = 0
+				}
+			} else {
+				n = v.repeats(i, from, int(m.start))
+			}
+			if n > 0 && m.keyEsc == 0 {
 				keyStart := int32(i) + m.keyStart - int32(from)
 				keyEnd := keyStart + m.keyEnd - m.keyStart
 				from, same = int(m.end), m.next
