@@ -55,7 +55,10 @@ type jsonNode struct {
 	// holds it unescaped.
 	keyStart, keyEnd, keyEsc int32
 	// keys, in an object's node, has the keyBit of each of its members'
-	// keys set: a key whose bit is clear is not a member.
+	// keys set: a key whose bit is clear is not a member. In an array's
+	// node it has those of every object the array holds, when it holds
+	// nothing but objects, else every bit: a key whose bit is clear is in
+	// none of its elements, which are all objects.
 	keys uint64
 }
 
@@ -218,7 +221,10 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 	if i < len(body) && body[i] == ']' {
 		return i + 1, true
 	}
-	shape := int32(noShape) // the array's last object so far
+	var (
+		shape = int32(noShape) // the array's last object so far
+		keys  uint64           // see jsonNode.keys
+	)
 	for {
 		elem, ok := v.node(i, 0, 0, 0)
 		if !ok {
@@ -227,8 +233,10 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 		if i, ok = v.value(i, depth, elem, shape); !ok {
 			return i, false
 		}
-		if body[v.nodes[elem].start] == '{' {
-			shape = elem
+		if e := &v.nodes[elem]; body[e.start] == '{' {
+			shape, keys = elem, keys|e.keys
+		} else {
+			keys = ^uint64(0)
 		}
 		if i = skipSpace(body, i); i >= len(body) {
 			return i, false
@@ -237,6 +245,7 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 		case ',':
 			i = skipSpace(body, i+1)
 		case ']':
+			v.nodes[this].keys = keys
 			return i + 1, true
 		default:
 			return i, false
@@ -878,7 +887,14 @@ func newFieldKey(snake string) fieldKey {
 // lacks reports whether o has no member f in either spelling, from its
 // key bits alone (a false answer says nothing).
 func (o jsonObject) lacks(f *fieldKey) bool {
-	return o.doc != nil && o.doc.nodes[o.n].keys&f.bits == 0
+	return jsonValue(o).lacks(f)
+}
+
+// lacks reports, from v's key bits alone (see jsonNode.keys), whether v is
+// an object without member f, or an array of nothing but objects without
+// it (a false answer says nothing).
+func (v jsonValue) lacks(f *fieldKey) bool {
+	return v.doc != nil && v.doc.nodes[v.n].keys&f.bits == 0
 }
 
 // lookup returns the member key in snake or camel case, as protobuf's JSON

@@ -196,8 +196,13 @@ func checkNodes(t *testing.T, d *jsonDoc) {
 			if m.start <= n.start || m.end >= n.end || (d.body[n.start] == '{') != (m.keyEnd > 0) || m.keyEnd > m.start {
 				t.Fatalf("%q: node %d %+v inside node %d %+v", d.body, c, m, i, n)
 			}
-			if m.keyEnd > 0 {
+			switch {
+			case m.keyEnd > 0:
 				keys |= keyBit(d.key(&m))
+			case d.body[m.start] == '{':
+				keys |= m.keys // an array's object
+			default:
+				keys = ^uint64(0) // an array's other element
 			}
 		}
 		if n.keys != keys {
@@ -276,6 +281,7 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 		`{"trace":{"traceInfo":{"trace_location":{"mlflowExperiment":{"experiment_id":"1"}}}}}`,
 		`{"locations":[{"mlflow_experiment":{"experiment_id":"1"}},{"mlflowExperiment":{"experimentId":"2"}}]}`,
 		logBatchBody(3), // objects alike, as log-batch sends them
+		`{"metrics":[{"key":"a"},1]}`, `{"metrics":[{"key":"a"},{"modelId":"m"}]}`, `{"a":{"b":[{"x":1},"s"]}}`, `{"metrics":[]}`,
 	} {
 		f.Add([]byte(s))
 	}

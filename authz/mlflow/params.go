@@ -357,6 +357,11 @@ func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []
 		if !val.isArray() {
 			return out, badParam(key + " must be a list")
 		}
+		if !last && val.lacks(&segs[1].field) {
+			// Every element is an object, none with the field (no metric
+			// with a model_id): nothing to read, and nothing to refuse.
+			return out, nil
+		}
 		// A loop rather than elems and a closure: log-batch has a
 		// metric to pass for every step.
 		for e, more := val.firstElem(); more; e, more = val.nextElem(e) {
