@@ -230,12 +230,19 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 		if !ok {
 			return i, false
 		}
-		if i, ok = v.value(i, depth, elem, shape); !ok {
-			return i, false
-		}
-		if e := &v.nodes[elem]; body[e.start] == '{' {
+		if i < len(body) && body[i] == '{' && depth < maxJSONDepth {
+			// An object, as in most arrays MLflow reads: straight to
+			// object, not through value.
+			if i, ok = v.object(i, depth+1, elem, shape); !ok {
+				return i, false
+			}
+			e := &v.nodes[elem]
+			e.end, e.next = int32(i), v.n
 			shape, keys = elem, keys|e.keys
 		} else {
+			if i, ok = v.value(i, depth, elem, noShape); !ok {
+				return i, false
+			}
 			keys = ^uint64(0)
 		}
 		if i = skipSpace(body, i); i >= len(body) {
