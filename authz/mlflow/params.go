@@ -505,13 +505,9 @@ func validID(s string) bool {
 	if s == "" || len(s) > 1024 {
 		return false
 	}
-	// Ids are printable ASCII, as a rule: one pass over the bytes, and
-	// the passes over the runes only for the others.
-	ascii := true
-	for i := 0; i < len(s) && ascii; i++ {
-		ascii = 0x20 <= s[i] && s[i] < 0x7f
-	}
-	if ascii {
+	// Ids are printable ASCII, as a rule: one pass over the bytes, eight
+	// at a time, and the passes over the runes only for the others.
+	if printableASCII(s) {
 		return true
 	}
 	if !utf8.ValidString(s) {
@@ -519,6 +515,27 @@ func validID(s string) bool {
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// printableASCII reports whether every byte of s is from ' ' to '~'. A
+// word with none outside that range has no mark: a byte below ' ' borrows
+// in w-' ', one at 0x7f carries into its top bit in w+1, one from 0x80 up
+// has it already (a mark above another may be wrong, none is missed).
+func printableASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if ((w-lanesLow*' ')|(w+lanesLow)|w)&lanesHigh != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
 			return false
 		}
 	}
