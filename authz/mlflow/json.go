@@ -395,7 +395,7 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		if !ok {
 			return i, false
 		}
-		// A short string or an integer here, anything else through
+		// A short string or a plain number here, anything else through
 		// value: a call costs the loop a spill and a reload of all it
 		// holds (Go has no callee-saved registers), and scalar's are few.
 		if end := scalar(body, start); end > 0 {
