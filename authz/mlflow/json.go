@@ -296,44 +296,34 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		same, end, from = shape+1, v.nodes[shape].next, int(v.nodes[shape].start)+1
 	}
 	for i++; ; {
-		// i is just past the '{' or the last member's value.
+		// i is just past the '{' or the last member's value. The next
+		// member's key (a node's key fields, see jsonNode) and where its
+		// value starts, declared before the goto that passes over their
+		// reading for a member alike the shape's.
+		var (
+			keyStart, keyEnd, keyEsc int32
+			start                    int
+			next                     int
+			escaped, ok              bool
+			bit                      uint64
+		)
 		if alike && same < end {
 			m := &v.nodes[same]
 			n := int(m.start) - from
 			if n <= 16 && i+16 <= len(body) {
 				// repeats' common case, here without a call.
-				a, b := body[i:i+16], body[from:from+16]
-				lo := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(b[:8])
-				hi := binary.LittleEndian.Uint64(a[8:]) ^ binary.LittleEndian.Uint64(b[8:])
-				if n <= 8 {
-					lo, hi = lo<<(64-8*n), 0
-				} else {
-					hi <<= 64 - 8*(n-8)
-				}
-				if lo|hi != 0 {
+				if !samePrefix16(body[i:i+16], body[from:from+16], n) {
 					n = 0
 				}
 			} else {
 				n = v.repeats(i, from, int(m.start))
 			}
 			if n > 0 && m.keyEsc == 0 {
-				keyStart := int32(i) + m.keyStart - int32(from)
-				keyEnd := keyStart + m.keyEnd - m.keyStart
+				keyStart = int32(i) + m.keyStart - int32(from)
+				keyEnd = keyStart + m.keyEnd - m.keyStart
 				from, same = int(m.end), m.next
-				count++
-				start := skipSpace(body, i+n)
-				member, ok := v.node(start, keyStart, keyEnd, 0)
-				if !ok {
-					return i, false
-				}
-				if end := scalar(body, start); end > 0 {
-					n := &v.nodes[member]
-					n.end, n.next = int32(end), v.n
-					i = end
-				} else if i, ok = v.value(start, depth, member, noShape); !ok {
-					return i, false
-				}
-				continue
+				start = skipSpace(body, i+n)
+				goto readValue
 			}
 		}
 		if alike {
@@ -360,18 +350,15 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 				return i, false
 			}
 		}
-		// The member's key (a node's key fields, see jsonNode), read here
-		// rather than in a function of its own: one call and five results
-		// fewer for every member.
+		// The key, read here rather than in a function of its own: one
+		// call and five results fewer for every member.
 		if body[i] != '"' {
 			return i, false
 		}
-		next, escaped, ok := scanString(body, i)
-		if !ok {
+		if next, escaped, ok = scanString(body, i); !ok {
 			return i, false
 		}
-		keyStart, keyEnd, keyEsc := int32(i+1), int32(next-1), int32(0)
-		var bit uint64
+		keyStart, keyEnd = int32(i+1), int32(next-1)
 		if escaped {
 			if keyEsc, ok = v.unescapeKey(body[i:next]); !ok {
 				return i, false
@@ -386,11 +373,12 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 			}
 		}
 		bits |= bit
-		count++
 		if i = skipSpace(body, next); i >= len(body) || body[i] != ':' {
 			return i, false
 		}
-		start := skipSpace(body, i+1)
+		start = skipSpace(body, i+1)
+	readValue:
+		count++
 		member, ok := v.node(start, keyStart, keyEnd, keyEsc)
 		if !ok {
 			return i, false
@@ -414,18 +402,8 @@ func (v *validator) repeats(i, from, to int) int {
 	body, n := v.body, to-from
 	if n <= 16 && i+16 <= len(body) {
 		// The common case, a key of up to about a dozen bytes and its
-		// separators: two words from each place, compared, the bytes past
-		// n shifted out. (Slices of a constant length let the compiler
-		// drop the bounds checks of the loads.)
-		a, b := body[i:i+16], body[from:from+16]
-		lo := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(b[:8])
-		hi := binary.LittleEndian.Uint64(a[8:]) ^ binary.LittleEndian.Uint64(b[8:])
-		if n <= 8 {
-			lo, hi = lo<<(64-8*n), 0
-		} else {
-			hi <<= 64 - 8*(n-8)
-		}
-		if lo|hi != 0 {
+		// separators.
+		if !samePrefix16(body[i:i+16], body[from:from+16], n) {
 			return 0
 		}
 		return n
@@ -434,6 +412,19 @@ func (v *validator) repeats(i, from, to int) int {
 		return 0
 	}
 	return n
+}
+
+// samePrefix16 reports whether a[:n] is b[:n], for a and b of 16 bytes
+// and n from 1 to 16: two words from each, compared, the bytes past n
+// shifted out. Inlined where a and b are sliced to a constant length, its
+// loads need no bounds checks.
+func samePrefix16(a, b []byte, n int) bool {
+	lo := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(b[:8])
+	hi := binary.LittleEndian.Uint64(a[8:16]) ^ binary.LittleEndian.Uint64(b[8:16])
+	if n <= 8 {
+		return lo<<(64-8*n) == 0
+	}
+	return lo == 0 && hi<<(128-8*n) == 0
 }
 
 // memberBits returns the keyBit of each key of object this's members so far.
