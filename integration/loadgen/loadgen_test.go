@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -28,13 +31,19 @@ func startNoop(t *testing.T) string {
 
 func fakeToken(u devissuer.User) (string, error) { return "tok-" + u.Username, nil }
 
-func TestRunAgainstNoop(t *testing.T) {
+// noopLoad dials the floor twice and builds a small corpus for it.
+func noopLoad(t *testing.T) ([]*grpc.ClientConn, []*authv3.CheckRequest) {
+	t.Helper()
 	conns, err := loadgen.Dial(startNoop(t), 2)
 	require.NoError(t, err)
 	t.Cleanup(func() { loadgen.Close(conns) })
 	items, err := loadgen.Scaled(0.1).Corpus(500, 1, 50, fakeToken)
 	require.NoError(t, err)
-	reqs := loadgen.Requests(loadgen.Calls(items))
+	return conns, loadgen.Requests(loadgen.Calls(items))
+}
+
+func TestRunAgainstNoop(t *testing.T) {
+	conns, reqs := noopLoad(t)
 
 	tests := []struct {
 		name string
@@ -148,12 +157,7 @@ func TestCorpusRefusesTooSmallDatasets(t *testing.T) {
 // own during the run, where it otherwise would, and its collector's
 // settings are restored afterwards.
 func TestRunPauseGC(t *testing.T) {
-	conns, err := loadgen.Dial(startNoop(t), 2)
-	require.NoError(t, err)
-	t.Cleanup(func() { loadgen.Close(conns) })
-	items, err := loadgen.Scaled(0.1).Corpus(500, 1, 50, fakeToken)
-	require.NoError(t, err)
-	reqs := loadgen.Requests(loadgen.Calls(items))
+	conns, reqs := noopLoad(t)
 	// A collection for every 1% of heap growth: any run collects.
 	defer debug.SetGCPercent(debug.SetGCPercent(1))
 	limit := debug.SetMemoryLimit(-1) // reads it
