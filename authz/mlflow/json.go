@@ -310,15 +310,15 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		if alike && same < end {
 			m := &v.nodes[same]
 			n := int(m.start) - from
+			var repeated bool
 			if n <= 16 && i+16 <= len(body) {
-				// repeats' common case, here without a call.
-				if !samePrefix16(body[i:i+16], body[from:from+16], n) {
-					n = 0
-				}
+				// The common case, a key of up to about a dozen bytes
+				// and its separators: two words, compared without a call.
+				repeated = samePrefix16(body[i:i+16], body[from:from+16], n)
 			} else {
-				n = v.repeats(i, from, int(m.start))
+				repeated = repeats(body, i, from, n)
 			}
-			if n > 0 && m.keyEsc == 0 {
+			if repeated && m.keyEsc == 0 {
 				keyStart = int32(i) + m.keyStart - int32(from)
 				keyEnd = keyStart + m.keyEnd - m.keyStart
 				from, same = int(m.end), m.next
@@ -396,22 +396,11 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 	}
 }
 
-// repeats returns to-from when the bytes at body[i:] are body[from:to],
-// else 0.
-func (v *validator) repeats(i, from, to int) int {
-	body, n := v.body, to-from
-	if n <= 16 && i+16 <= len(body) {
-		// The common case, a key of up to about a dozen bytes and its
-		// separators.
-		if !samePrefix16(body[i:i+16], body[from:from+16], n) {
-			return 0
-		}
-		return n
-	}
-	if i+n > len(body) || string(body[i:i+n]) != string(body[from:to]) {
-		return 0
-	}
-	return n
+// repeats reports whether the n bytes at body[i:] are those at
+// body[from:], from < i: the member loop's comparison when samePrefix16's
+// two words do not cover them.
+func repeats(body []byte, i, from, n int) bool {
+	return i+n <= len(body) && string(body[i:i+n]) == string(body[from:from+n])
 }
 
 // samePrefix16 reports whether a[:n] is b[:n], for a and b of 16 bytes

@@ -3,6 +3,7 @@ package mlflow
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -280,28 +281,38 @@ func TestScalarLanes(t *testing.T) {
 	}
 }
 
-// TestRepeats: repeats finds a run of bytes equal to an earlier one, of
-// every length around its two-word window, with the bytes after it any
-// value, and finds any one byte of difference.
+// TestRepeats: the member loop's two comparisons, samePrefix16 where its
+// two words fit and repeats always, find a run of bytes equal to an
+// earlier one, of every length around the two-word window, with the bytes
+// after it any value, and find any one byte of difference.
 func TestRepeats(t *testing.T) {
 	for n := 1; n <= 20; n++ {
 		for _, pad := range []int{0, 3, 16} {
 			run := []byte(`, "abcdefghijklmnopqrstu`)[:n]
 			body := append(append(append([]byte{}, run...), 'X'), run...)
 			body = append(body, bytes.Repeat([]byte{'Y'}, pad)...)
-			v := validator{body: body}
 			at := n + 1
-			if got := v.repeats(at, 0, n); got != n {
-				t.Fatalf("%q: repeats(%d, 0, %d) = %d", body, at, n, got)
+			if !sameRun(body, at, n) {
+				t.Fatalf("%q: no run of %d at %d", body, n, at)
 			}
 			for k := range n {
 				changed := append([]byte{}, body...)
 				changed[at+k] ^= 0x01
-				v := validator{body: changed}
-				if got := v.repeats(at, 0, n); got != 0 {
-					t.Fatalf("%q: repeats(%d, 0, %d) = %d with byte %d changed", changed, at, n, got, k)
+				if sameRun(changed, at, n) {
+					t.Fatalf("%q: a run of %d at %d with byte %d changed", changed, n, at, k)
 				}
 			}
 		}
 	}
+}
+
+// sameRun answers with both of the member loop's comparisons of body[at:]
+// with the run of n bytes at body[0:], and fails the test where they
+// differ.
+func sameRun(body []byte, at, n int) bool {
+	r := repeats(body, at, 0, n)
+	if n <= 16 && at+16 <= len(body) && samePrefix16(body[at:at+16], body[:16], n) != r {
+		panic(fmt.Sprintf("%q: samePrefix16 and repeats differ on %d bytes at %d", body, n, at))
+	}
+	return r
 }
