@@ -757,19 +757,8 @@ func (v jsonValue) object() (jsonObject, bool) {
 	return jsonObject(v), true
 }
 
-// elems calls fn with every element of v, which must be an array (isArray),
-// until fn returns false.
-func (v jsonValue) elems(fn func(jsonValue) bool) {
-	nodes := v.doc.nodes
-	for c := v.n + 1; c < nodes[v.n].next; c = nodes[c].next {
-		if !fn(jsonValue{doc: v.doc, n: c}) {
-			return
-		}
-	}
-}
-
-// firstElem and nextElem walk v's elements (v.isArray()) without a
-// closure: for e, ok := v.firstElem(); ok; e, ok = v.nextElem(e).
+// firstElem and nextElem walk v's elements (v.isArray()):
+// for e, ok := v.firstElem(); ok; e, ok = v.nextElem(e).
 func (v jsonValue) firstElem() (jsonValue, bool) {
 	if v.n+1 < v.doc.nodes[v.n].next {
 		return jsonValue{doc: v.doc, n: v.n + 1}, true

@@ -157,7 +157,9 @@ func rebuild(t *testing.T, v jsonValue) any {
 		return nil
 	case v.isArray():
 		l := []any{}
-		v.elems(func(e jsonValue) bool { l = append(l, rebuild(t, e)); return true })
+		for e, more := v.firstElem(); more; e, more = v.nextElem(e) {
+			l = append(l, rebuild(t, e))
+		}
 		return l
 	}
 	if o, ok := v.object(); ok {

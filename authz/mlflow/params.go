@@ -362,8 +362,6 @@ func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []
 			// with a model_id): nothing to read, and nothing to refuse.
 			return out, nil
 		}
-		// A loop rather than elems and a closure: log-batch has a
-		// metric to pass for every step.
 		for e, more := val.firstElem(); more; e, more = val.nextElem(e) {
 			if last {
 				s, ok := e.str()
@@ -392,17 +390,14 @@ func walkPath(obj jsonObject, isObj bool, segs []pathSeg, listField bool, out []
 		if !val.isArray() {
 			return out, badParam(key + " must be a list of strings")
 		}
-		var d *authz.Decision
-		val.elems(func(e jsonValue) bool {
+		for e, more := val.firstElem(); more; e, more = val.nextElem(e) {
 			s, ok := e.str()
 			if !ok {
-				d = badParam(key + " must be a list of strings")
-				return false
+				return out, badParam(key + " must be a list of strings")
 			}
 			out = append(out, s)
-			return true
-		})
-		return out, d
+		}
+		return out, nil
 	default:
 		s, ok := val.str()
 		if !ok {
@@ -601,10 +596,10 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 		}
 	}
 	if tags, _ := body.get("tags"); tags.isArray() {
-		tags.elems(func(t jsonValue) bool {
+		for t, more := tags.firstElem(); more; t, more = tags.nextElem(t) {
 			m, ok := t.object()
 			if !ok {
-				return true
+				continue
 			}
 			if k, _ := m.get("key"); k.strIs(mlflowUserTag) {
 				v, _ := m.get("value")
@@ -612,8 +607,7 @@ func (rd *reader) claims(op *Operation) *authz.Decision {
 					op.ClaimedUsers = append(op.ClaimedUsers, vs)
 				}
 			}
-			return true
-		})
+		}
 	}
 	return nil
 }
