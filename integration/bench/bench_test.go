@@ -27,6 +27,7 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/integration/loadgen"
 	"github.com/mlflow-authz/mlflow-authz/integration/process"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // Environment of TestBench; see the package documentation.
@@ -109,6 +110,21 @@ type scaleReport struct {
 	// service's own time in Check over the same runs: what the service
 	// adds, without the gRPC transport, the scheduler and the client.
 	CheckP99BoundUS float64 `json:"check_duration_p99_bucket_bound_us"`
+	// RefreshesPer1k is how many cache entries the service re-read in the
+	// background per thousand checks over the same runs: PostgreSQL round
+	// trips off the checks' path, but on this machine's two cores.
+	RefreshesPer1k float64 `json:"cache_refreshes_per_1k_checks"`
+	// FixedCPUPerCheckUS and DBCPUPerCheckUS are the CPU time the service
+	// process, and PostgreSQL's processes (the postmaster and its
+	// backends), spent per check over the service's runs at the fixed
+	// rate, warm-up included (0 for a database this test did not start).
+	// The floor reads no database; the service's share of the two cores
+	// is both.
+	FixedCPUPerCheckUS float64 `json:"service_cpu_per_check_1k_us"`
+	DBCPUPerCheckUS    float64 `json:"db_cpu_per_check_1k_us"`
+	// FloorFixedCPUPerCheckUS is the floor's CPU per check at the fixed
+	// rate: at a low rate every check also pays for waking the process.
+	FloorFixedCPUPerCheckUS float64 `json:"floor_cpu_per_check_1k_us"`
 	// Baseline is set when MLFLOW_AUTHZ_BENCH_BASELINE named a binary.
 	Baseline *baselineReport `json:"baseline,omitempty"`
 }
@@ -122,11 +138,14 @@ type baselineReport struct {
 	ThroughputRatio float64 `json:"throughput_ratio"`
 	// CPURatio is the service's CPU per check over the baseline's (below
 	// 1: the service is cheaper).
-	CPURatio      float64          `json:"cpu_per_check_ratio"`
-	CPUPerCheckUS float64          `json:"cpu_per_check_us"`
-	P99US         float64          `json:"p99_1k_us"`
-	Closed        []loadgen.Result `json:"closed"`
-	Open          []loadgen.Result `json:"open_1k"`
+	CPURatio      float64 `json:"cpu_per_check_ratio"`
+	CPUPerCheckUS float64 `json:"cpu_per_check_us"`
+	P99US         float64 `json:"p99_1k_us"`
+	// DBCPUPerCheckUS is PostgreSQL's CPU per check over the baseline's
+	// runs at the fixed rate (see scaleReport).
+	DBCPUPerCheckUS float64          `json:"db_cpu_per_check_1k_us"`
+	Closed          []loadgen.Result `json:"closed"`
+	Open            []loadgen.Result `json:"open_1k"`
 }
 
 type report struct {
@@ -257,7 +276,8 @@ func TestBench(t *testing.T) {
 		sr.ThroughputRatio, sr.CPUPerCheckUS, sr.FloorCPUUS = median(ratios), median(svcCPU), median(floorCPU)
 		var p99s, p99f, p50s, p50f, p99b []float64
 		before := scrape(t, svc.httpAddr)
-		var checks uint64
+		var checks, floorChecks, baseChecks uint64
+		var fixedSvcCPU, fixedFloorCPU, fixedDBCPU, baseDBCPU time.Duration
 		for i := range pairs {
 			var tr sync.WaitGroup
 			if f == 1 && i == 0 && os.Getenv(envTrace) != "" {
@@ -266,11 +286,20 @@ func TestBench(t *testing.T) {
 					saveProfile(t, svc.httpAddr, "trace?seconds="+strconv.Itoa(max(int(secs)-1, 1)), filepath.Join(out, "service-trace.out"))
 				})
 			}
+			svcCPU0, db0 := cpuOf(t, svc.pid), storetest.PostgresCPU(t)
 			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
+			fixedSvcCPU += cpuOf(t, svc.pid) - svcCPU0
+			fixedDBCPU += storetest.PostgresCPU(t) - db0
 			tr.Wait()
+			floorCPU0 := cpuOf(t, floorPID)
 			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
+			fixedFloorCPU += cpuOf(t, floorPID) - floorCPU0
+			floorChecks += rf.Requests
 			if base != nil {
+				db0 := storetest.PostgresCPU(t)
 				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
+				baseDBCPU += storetest.PostgresCPU(t) - db0
+				baseChecks += rb.Requests
 				sr.Baseline.Open = append(sr.Baseline.Open, rb)
 				p99b = append(p99b, rb.LatencyUS.P99)
 			}
@@ -280,7 +309,13 @@ func TestBench(t *testing.T) {
 			p99f, p50f = append(p99f, rf.LatencyUS.P99), append(p50f, rf.LatencyUS.P50)
 		}
 		sr.P99ServiceUS, sr.P99FloorUS, sr.P50ServiceUS, sr.P50FloorUS = median(p99s), median(p99f), median(p50s), median(p50f)
-		sr.MissesPer1k, sr.CheckP99BoundUS = fixedRateMetrics(before, scrape(t, svc.httpAddr), checks)
+		sr.MissesPer1k, sr.RefreshesPer1k, sr.CheckP99BoundUS = fixedRateMetrics(before, scrape(t, svc.httpAddr), checks)
+		// The CPU counts the warm-up second of each run too.
+		perCheck := func(cpu time.Duration, n uint64) float64 {
+			return cpu.Seconds() * 1e6 / (float64(max(n, 1)) * (secs + 1) / secs)
+		}
+		sr.FixedCPUPerCheckUS, sr.DBCPUPerCheckUS = perCheck(fixedSvcCPU, checks), perCheck(fixedDBCPU, checks)
+		sr.FloorFixedCPUPerCheckUS = perCheck(fixedFloorCPU, floorChecks)
 		sr.P99ServiceWorstUS, sr.P99FloorWorstUS = slices.Max(p99s), slices.Max(p99f)
 		_, rss, err := procStat(svc.pid)
 		require.NoError(t, err)
@@ -289,6 +324,7 @@ func TestBench(t *testing.T) {
 		svc.stop()
 		if base != nil {
 			sr.Baseline.P99US = median(p99b)
+			sr.Baseline.DBCPUPerCheckUS = perCheck(baseDBCPU, baseChecks)
 			loadgen.Close(baseConns)
 			base.stop()
 		}
@@ -351,12 +387,14 @@ func printScale(s scaleReport) {
 	fmt.Printf("throughput ratio to floor %.3f; CPU per check: service %.1f µs, floor %.1f µs (x%.2f)\n", s.ThroughputRatio, s.CPUPerCheckUS, s.FloorCPUUS, s.CPUPerCheckUS/s.FloorCPUUS)
 	fmt.Printf("at %d rps (median of runs): service p50 %.0f µs p99 %.0f µs; floor p50 %.0f µs p99 %.0f µs; worst p99 service %.0f µs, floor %.0f µs\n",
 		fixedRate, s.P50ServiceUS, s.P99ServiceUS, s.P50FloorUS, s.P99FloorUS, s.P99ServiceWorstUS, s.P99FloorWorstUS)
-	fmt.Printf("at %d rps: permission-cache misses per 1k checks %v; p99 of the service's own Check time ≤ %.0f µs (histogram bucket)\n", fixedRate, s.MissesPer1k, s.CheckP99BoundUS)
+	fmt.Printf("at %d rps: permission-cache misses per 1k checks %v, background re-reads %.0f; p99 of the service's own Check time ≤ %.0f µs (histogram bucket)\n", fixedRate, s.MissesPer1k, s.RefreshesPer1k, s.CheckP99BoundUS)
+	fmt.Printf("at %d rps: CPU per check: service %.1f µs, PostgreSQL %.1f µs, floor %.1f µs\n", fixedRate, s.FixedCPUPerCheckUS, s.DBCPUPerCheckUS, s.FloorFixedCPUPerCheckUS)
 	fmt.Printf("cold (empty caches, %d rps): p50 %.0f µs p99 %.0f µs; first pass at %d rps: p99 %.0f µs\n",
 		coldRate, s.Cold.LatencyUS.P50, s.Cold.LatencyUS.P99, fixedRate, s.FirstPass.LatencyUS.P99)
 	if b := s.Baseline; b != nil {
 		fmt.Printf("against the baseline %s: throughput ratio %.3f, CPU per check ratio %.3f (baseline %.1f µs), p99 at %d rps %.0f µs\n",
 			b.Binary, b.ThroughputRatio, b.CPURatio, b.CPUPerCheckUS, fixedRate, b.P99US)
+		fmt.Printf("against the baseline: PostgreSQL CPU per check at %d rps %.1f µs\n", fixedRate, b.DBCPUPerCheckUS)
 	}
 	fmt.Println(s.Cold.JSON())
 	fmt.Println(s.FirstPass.JSON())
@@ -450,15 +488,17 @@ func scrape(t *testing.T, httpAddr string) map[string]float64 {
 // misses per thousand of the checks sent, by cache, and the upper bound
 // of the check-duration bucket holding the p99 (all apps and decisions),
 // -1 when that is past the largest finite bucket.
-func fixedRateMetrics(before, after map[string]float64, checks uint64) (map[string]float64, float64) {
+func fixedRateMetrics(before, after map[string]float64, checks uint64) (misses map[string]float64, refreshes, p99 float64) {
 	const missPrefix, durPrefix = `mlflow_authz_cache_lookups_total{cache="`, `mlflow_authz_check_duration_seconds_bucket{`
-	misses := map[string]float64{}
+	misses = map[string]float64{}
+	per1k := func(v float64) float64 { return v * 1000 / float64(max(checks, 1)) }
+	refreshes = per1k(after["mlflow_authz_cache_refreshes_total"] - before["mlflow_authz_cache_refreshes_total"])
 	buckets := map[float64]float64{} // le → count
 	for series, v := range after {
 		v -= before[series]
 		if rest, ok := strings.CutPrefix(series, missPrefix); ok {
 			if cache, result, _ := strings.Cut(rest, `"`); result == `,result="miss"}` {
-				misses[cache] = v * 1000 / float64(max(checks, 1))
+				misses[cache] = per1k(v)
 			}
 			continue
 		}
@@ -472,15 +512,15 @@ func fixedRateMetrics(before, after map[string]float64, checks uint64) (map[stri
 	}
 	bounds := slices.Sorted(maps.Keys(buckets))
 	if len(bounds) == 0 {
-		return misses, 0
+		return misses, refreshes, 0
 	}
 	total := buckets[bounds[len(bounds)-1]] // +Inf
 	for _, b := range bounds {
 		if buckets[b] >= 0.99*total && !math.IsInf(b, 1) {
-			return misses, b * 1e6
+			return misses, refreshes, b * 1e6
 		}
 	}
-	return misses, -1 // past the largest bucket (JSON has no infinity)
+	return misses, refreshes, -1 // past the largest bucket (JSON has no infinity)
 }
 
 // memoTokens mints each user's token once across all scales.

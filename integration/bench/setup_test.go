@@ -121,6 +121,14 @@ func procStat(pid int) (cpu time.Duration, rssKB int64, err error) {
 	return cpu, rssKB, nil
 }
 
+// cpuOf is procStat's CPU time of pid, which must be running.
+func cpuOf(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	cpu, _, err := procStat(pid)
+	require.NoError(t, err)
+	return cpu
+}
+
 func authv3Client(c *grpc.ClientConn) authv3.AuthorizationClient {
 	return authv3.NewAuthorizationClient(c)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,52 @@ func PostgresSocket(t testing.TB) (host string, port int) {
 		t.Fatalf("storetest: %v", srv.err)
 	}
 	return srv.host, srv.port
+}
+
+// PostgresCPU returns the CPU time the test server's processes (the
+// postmaster and the backends it forked) have used so far, 0 when the
+// server is external (MLFLOW_AUTHZ_TEST_DATABASE_URL) and so not ours to
+// watch. Benchmarks take the difference over a run. A backend that exits
+// between two readings takes its time with it: pooled connections live
+// through a run.
+func PostgresCPU(t testing.TB) time.Duration {
+	t.Helper()
+	srvOnce.Do(startServer)
+	if srv.err != nil {
+		t.Fatalf("storetest: %v", srv.err)
+	}
+	if srv.dataDir == "" {
+		return 0
+	}
+	// postmaster.pid's first line is the postmaster's pid.
+	b, err := os.ReadFile(filepath.Join(srv.dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	postmaster := strings.TrimSpace(line)
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	var total time.Duration
+	for _, d := range dirs {
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue // not a process, or gone
+		}
+		// After the parenthesised command name: state, ppid, … utime and
+		// stime are the 12th and 13th, in clock ticks (100 Hz on Linux).
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) < 13 || d.Name() != postmaster && f[1] != postmaster {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
 }
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
