@@ -395,6 +395,23 @@ type Reader interface {
 	Patterns(ctx context.Context, username string, groups []string, kind ResourceKind) (Patterns, error)
 }
 
+// GrantsKey names one Grants read: a user and a resource.
+type GrantsKey struct {
+	Username string
+	Resource Resource
+}
+
+// BatchReader is a Reader that reads the grants of many keys in one round
+// trip. The cache re-reads entries in the background through it, so that
+// keeping a thousand hot entries fresh costs the database a few round
+// trips a second instead of a thousand.
+type BatchReader interface {
+	Reader
+	// GrantsBatch returns, for each key, what Grants would return for it;
+	// an error is the whole batch's.
+	GrantsBatch(ctx context.Context, keys []GrantsKey) ([]Grants, error)
+}
+
 // Credentials reads what Basic authentication checks: MLflow's own
 // password hashes. It is separate from Reader because only the Basic
 // authenticator needs it, and a hash is never part of a decision on its own.

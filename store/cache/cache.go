@@ -15,6 +15,10 @@
 // A hit on an entry past half its life starts a background re-read (see
 // Cache.ahead), so a key in use is replaced before it expires and never
 // costs a check a store round trip; expiry still bounds what is served.
+// Grants, the most numerous entries, are re-read in batches: the keys that
+// fall due within a few milliseconds are read in one round trip when the
+// store can (store.BatchReader), so keeping thousands of keys fresh costs
+// the database tens of round trips a second, not thousands.
 package cache
 
 import (
@@ -92,6 +96,10 @@ type grantKey struct {
 	ws   string
 }
 
+func (k grantKey) resource() store.Resource {
+	return store.Resource{Kind: k.kind, ID: k.id, Name: k.name, Workspace: k.ws}
+}
+
 // patternKey identifies one Patterns read. groups is a hash of the group
 // list; the list itself is kept in the value and compared on a hit, so a
 // hit allocates nothing and a hash collision is only a miss.
@@ -143,9 +151,17 @@ type Cache struct {
 
 	flight singleflight.Group
 	// slots holds a token per background re-read running (see ahead);
-	// background waits for them.
+	// background waits for them, and for the grant re-reads' rounds.
 	slots      chan struct{}
 	background sync.WaitGroup
+	// dueGrants holds the grant keys waiting for a background re-read
+	// (see refreshGrant).
+	dueGrants struct {
+		sync.Mutex
+		keys    []dueGrant
+		reading bool // a round is gathering or reading them
+	}
+	gather time.Duration // how long a round waits for keys to gather
 
 	grantHits, grantMisses     atomic.Uint64
 	patternHits, patternMisses atomic.Uint64
@@ -164,7 +180,8 @@ var (
 // New returns a cache in front of inner.
 func New(inner store.Reader, opts Options) *Cache {
 	opts = opts.withDefaults()
-	c := &Cache{inner: inner, opts: opts, seed: maphash.MakeSeed(), slots: make(chan struct{}, refreshSlots)}
+	c := &Cache{inner: inner, opts: opts, seed: maphash.MakeSeed(), slots: make(chan struct{}, refreshSlots),
+		gather: min(maxGather, opts.GrantTTL/20)}
 	c.grants = newTable[grantKey, grantVal](opts.MaxEntries, func(k grantKey) uint64 {
 		// Only picks a shard: user and id spread keys well enough, and two
 		// fewer hashes keep the hit cheap.
@@ -219,7 +236,7 @@ func (c *Cache) Grants(ctx context.Context, username string, res store.Resource)
 	if e := c.grants.get(k, gen, now); e != nil {
 		c.grantHits.Add(1)
 		if e.due(now) {
-			c.ahead(&e.claimed, func(ctx context.Context) { _, _ = c.readGrants(ctx, k, gen) })
+			c.refreshGrant(&e.claimed, k, gen)
 		}
 		return e.val.g, nil
 	}
@@ -234,7 +251,7 @@ func (c *Cache) readGrants(ctx context.Context, k grantKey, gen uint64) (grantVa
 	now := c.opts.Now().UnixNano()
 	fk := flightKey('g', gen, k.user, string(k.kind), k.id, k.name, k.ws)
 	v, err := do(ctx, &c.flight, fk, func(ctx context.Context) (grantVal, error) {
-		g, err := c.inner.Grants(ctx, k.user, store.Resource{Kind: k.kind, ID: k.id, Name: k.name, Workspace: k.ws})
+		g, err := c.inner.Grants(ctx, k.user, k.resource())
 		return grantVal{g}, err
 	})
 	if err != nil {
@@ -279,6 +296,104 @@ func (c *Cache) ahead(claimed *atomic.Bool, read func(context.Context)) {
 		defer func() { <-c.slots; c.background.Done() }()
 		read(context.Background())
 	}()
+}
+
+// Bounds of the grants' background re-reads (see refreshGrant).
+const (
+	// maxGather is how long a round waits at most for due keys to gather
+	// before it reads them: at a thousand due keys a second, some fifty
+	// keys a round trip. A due entry has half its life left, and at least
+	// twenty gathers of it.
+	maxGather = 50 * time.Millisecond
+	// maxRefreshBatch is the most keys read in one round trip.
+	maxRefreshBatch = 64
+	// maxDueGrants bounds the keys waiting: past it a due entry is left
+	// for a later hit to queue.
+	maxDueGrants = 8192
+)
+
+// dueGrant is a grant key waiting for its background re-read, with the
+// generation its entry was read at.
+type dueGrant struct {
+	k   grantKey
+	gen uint64
+}
+
+// refreshGrant queues k (its entry hit past half its life) for a
+// background re-read, once per entry (claimed). The first key queued
+// starts a round, which waits c.gather for others to fall due, then reads
+// them all, in batches of maxRefreshBatch when the store reads batches,
+// and goes on in rounds while keys keep coming. As with ahead, the entry is
+// served until its expiry whatever the re-read does.
+func (c *Cache) refreshGrant(claimed *atomic.Bool, k grantKey, gen uint64) {
+	if !claimed.CompareAndSwap(false, true) {
+		return
+	}
+	q := &c.dueGrants
+	q.Lock()
+	if len(q.keys) >= maxDueGrants {
+		q.Unlock()
+		claimed.Store(false) // a later hit queues it
+		return
+	}
+	q.keys = append(q.keys, dueGrant{k: k, gen: gen})
+	start := !q.reading
+	q.reading = true
+	q.Unlock()
+	c.refreshes.Add(1)
+	if start {
+		c.background.Add(1)
+		go c.readDueGrants()
+	}
+}
+
+// readDueGrants runs rounds of re-reads until a round finds no key.
+func (c *Cache) readDueGrants() {
+	defer c.background.Done()
+	q := &c.dueGrants
+	for {
+		time.Sleep(c.gather)
+		q.Lock()
+		due := q.keys
+		q.keys = nil
+		q.reading = len(due) > 0
+		q.Unlock()
+		if len(due) == 0 {
+			return
+		}
+		for len(due) > 0 {
+			n := min(len(due), maxRefreshBatch)
+			c.readGrantBatch(due[:n])
+			due = due[n:]
+		}
+	}
+}
+
+// readGrantBatch re-reads due's grants and keeps them, each unless its
+// generation has moved on, as readGrants does. A store that cannot read
+// batches reads them one by one; a batch that fails keeps nothing (the
+// entries expire at their TTL, and a check's own read says why).
+func (c *Cache) readGrantBatch(due []dueGrant) {
+	ctx := context.Background()
+	br, ok := c.inner.(store.BatchReader)
+	if !ok {
+		for _, d := range due {
+			_, _ = c.readGrants(ctx, d.k, d.gen)
+		}
+		return
+	}
+	now := c.opts.Now().UnixNano()
+	keys := make([]store.GrantsKey, len(due))
+	for i, d := range due {
+		keys[i] = store.GrantsKey{Username: d.k.user, Resource: d.k.resource()}
+	}
+	gs, err := br.GrantsBatch(ctx, keys)
+	if err != nil {
+		return
+	}
+	for i, d := range due {
+		c.grants.put(d.k, grantVal{gs[i]}, d.gen, c.gen.Load, now, c.grantExpiry(now))
+	}
 }
 
 // Patterns implements store.Reader.

@@ -24,11 +24,13 @@ import (
 // which opens the window between a read and its caching.
 type gated struct {
 	store.Reader
-	calls   atomic.Int64
-	hold    atomic.Bool
-	fail    atomic.Bool // every call fails, as with the database down
-	entered chan struct{}
-	release chan struct{}
+	calls atomic.Int64
+	// batches and batchKeys count GrantsBatch calls and the keys in them.
+	batches, batchKeys atomic.Int64
+	hold               atomic.Bool
+	fail               atomic.Bool // every call fails, as with the database down
+	entered            chan struct{}
+	release            chan struct{}
 }
 
 func (g *gated) wait() {
@@ -48,6 +50,27 @@ func (g *gated) Grants(ctx context.Context, u string, r store.Resource) (store.G
 	v, err := g.Reader.Grants(ctx, u, r)
 	g.wait()
 	return v, err
+}
+
+// GrantsBatch reads each key as Grants does, as one call: the cache's
+// background re-reads come in batches (store.BatchReader).
+func (g *gated) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]store.Grants, error) {
+	g.calls.Add(1)
+	g.batches.Add(1)
+	g.batchKeys.Add(int64(len(keys)))
+	if g.fail.Load() {
+		return nil, errDown
+	}
+	out := make([]store.Grants, len(keys))
+	for i, k := range keys {
+		v, err := g.Reader.Grants(ctx, k.Username, k.Resource)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	g.wait()
+	return out, nil
 }
 
 func (g *gated) User(ctx context.Context, u string) (bool, bool, error) {
@@ -573,22 +596,22 @@ func TestRefreshFailureExpires(t *testing.T) {
 	require.ErrorIs(t, err, errDown, "past the TTL the entry is gone")
 }
 
-// TestRefreshSlots: at most a few re-reads run at once; a due entry hit
-// while all are busy is re-read by a later hit.
+// TestRefreshSlots: at most a few re-reads of users run at once; a due
+// entry hit while all are busy is re-read by a later hit.
 func TestRefreshSlots(t *testing.T) {
 	f := newFixture(t)
 	clk := storetest.NewClock(time.Unix(1e9, 0))
 	c := cache.New(f.inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
-	exp := func(i int) store.Resource { return store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i)} }
+	user := func(i int) string { return fmt.Sprint("user", i) }
 	const n = 6
 	for i := range n {
-		_, err := c.Grants(t.Context(), "alice", exp(i))
+		_, _, err := c.User(t.Context(), user(i))
 		require.NoError(t, err)
 	}
 	clk.Advance(31 * time.Second)
 	f.inner.hold.Store(true)
 	for i := range n {
-		_, err := c.Grants(t.Context(), "alice", exp(i))
+		_, _, err := c.User(t.Context(), user(i))
 		require.NoError(t, err)
 	}
 	started := c.Stats().Refreshes
@@ -601,10 +624,61 @@ func TestRefreshSlots(t *testing.T) {
 	close(f.inner.release)
 	cache.WaitRefreshes(c)
 	for i := range n {
-		_, err := c.Grants(t.Context(), "alice", exp(i))
+		_, _, err := c.User(t.Context(), user(i))
 		require.NoError(t, err)
 	}
 	cache.WaitRefreshes(c)
 	assert.EqualValues(t, n, c.Stats().Refreshes, "the entries left out were re-read by a later hit")
-	assert.EqualValues(t, n, c.Stats().GrantMisses)
+	assert.EqualValues(t, n, c.Stats().UserMisses)
+}
+
+// TestRefreshGrantsBatched: grant entries that fall due together are
+// re-read in one batch, and each re-read replaces its own entry; a store
+// that cannot read batches has them read one by one.
+func TestRefreshGrantsBatched(t *testing.T) {
+	const n = 100 // more than one batch
+	exp := func(i int) store.Resource { return store.Resource{Kind: store.Experiment, ID: fmt.Sprint(i + 1)} }
+	for _, batched := range []bool{true, false} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) {
+			f := newFixture(t)
+			clk := storetest.NewClock(time.Unix(1e9, 0))
+			var inner store.Reader = f.inner
+			if !batched {
+				inner = struct{ store.Reader }{f.inner}
+			}
+			c := cache.New(inner, cache.Options{Now: clk.Now, GrantTTL: time.Minute})
+			for i := range n {
+				_, err := c.Grants(t.Context(), "alice", exp(i))
+				require.NoError(t, err)
+			}
+			// Changed with no notification: only the re-reads can see it.
+			f.exec(`UPDATE experiment_permissions SET permission = 'EDIT'`)
+			clk.Advance(31 * time.Second)
+			f.inner.calls.Store(0)
+			for i := range n {
+				g, err := c.Grants(t.Context(), "alice", exp(i))
+				require.NoError(t, err)
+				if i == 0 {
+					require.Equal(t, store.Read, g.User.Permission, "a due entry is served while it is re-read")
+				}
+			}
+			assert.EqualValues(t, n, c.Stats().Refreshes, "every due entry was queued")
+			cache.WaitRefreshes(c)
+			if batched {
+				assert.EqualValues(t, 2, f.inner.batches.Load(), "100 keys: two batches of at most 64")
+				assert.EqualValues(t, n, f.inner.batchKeys.Load())
+				assert.EqualValues(t, 2, f.inner.calls.Load())
+			} else {
+				assert.EqualValues(t, n, f.inner.calls.Load(), "one read per key")
+				assert.Zero(t, f.inner.batches.Load())
+			}
+			g, err := c.Grants(t.Context(), "alice", exp(0))
+			require.NoError(t, err)
+			assert.Equal(t, store.Edit, g.User.Permission, "the re-read replaced the entry")
+			g, err = c.Grants(t.Context(), "alice", exp(n-1))
+			require.NoError(t, err)
+			assert.Nil(t, g.User, "no grant on that experiment, re-read as such")
+			assert.EqualValues(t, n, c.Stats().GrantMisses, "only the first reads missed")
+		})
+	}
 }

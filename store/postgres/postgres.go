@@ -226,32 +226,71 @@ func (s *Store) Close() {
 // Layout returns the layout of the auth database, decided at Open.
 func (s *Store) Layout() store.LayoutInfo { return s.q.Layout() }
 
+var _ store.BatchReader = (*Store)(nil)
+
 // Grants implements store.Reader in one round trip to the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
-	g := s.q.NewGrants(res.Kind)
 	q, ok := s.q.Grants[res.Kind]
 	if !ok {
-		return g, fmt.Errorf("postgres: grants: unknown resource kind %q", res.Kind)
+		return s.q.NewGrants(res.Kind), fmt.Errorf("postgres: grants: unknown resource kind %q", res.Kind)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
 	defer cancel()
 	rows, err := s.auth.Query(ctx, q, s.q.GrantArgs(username, res)...)
 	if err != nil {
-		return g, unavailable("grants", err)
+		return s.q.NewGrants(res.Kind), unavailable("grants", err)
 	}
+	return s.scanGrants(rows, res.Kind)
+}
+
+// GrantsBatch implements store.BatchReader: the Grants queries of every key
+// pipelined on one connection (pgx.Batch), in one round trip, each read
+// as Grants reads it.
+func (s *Store) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]store.Grants, error) {
+	b := &pgx.Batch{}
+	for _, k := range keys {
+		q, ok := s.q.Grants[k.Resource.Kind]
+		if !ok {
+			return nil, fmt.Errorf("postgres: grants: unknown resource kind %q", k.Resource.Kind)
+		}
+		b.Queue(q, s.q.GrantArgs(k.Username, k.Resource)...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	br := s.auth.SendBatch(ctx, b)
+	defer br.Close()
+	out := make([]store.Grants, len(keys))
+	for i, k := range keys {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, unavailable("grants", err)
+		}
+		if out[i], err = s.scanGrants(rows, k.Resource.Kind); err != nil {
+			return nil, err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, unavailable("grants", err)
+	}
+	return out, nil
+}
+
+// scanGrants reads the rows of a Grants query on kind, and closes them.
+func (s *Store) scanGrants(rows pgx.Rows, kind store.ResourceKind) (store.Grants, error) {
 	defer rows.Close()
+	g := s.q.NewGrants(kind)
 	var (
-		kind           int32
+		k              int32
 		group          string
 		admin          bool
 		perm           *string
 		rtype, pattern string
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &group, &admin, &perm, &rtype, &pattern); err != nil {
+		if err := rows.Scan(&k, &group, &admin, &perm, &rtype, &pattern); err != nil {
 			return store.Grants{}, unavailable("grants", err)
 		}
-		mlflowdb.Add(&g, int(kind), group, admin, perm, rtype, pattern)
+		mlflowdb.Add(&g, int(k), group, admin, perm, rtype, pattern)
 	}
 	if err := rows.Err(); err != nil {
 		return store.Grants{}, unavailable("grants", err)

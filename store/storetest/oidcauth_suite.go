@@ -80,7 +80,7 @@ func testOIDCAuth(t *testing.T, open Opener) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				got, err := h.Reader.Grants(ctx, tt.user, tt.res)
+				got, err := grants(t, h.Reader, tt.user, tt.res)
 				require.NoError(t, err)
 				if tt.res.Kind == store.Experiment {
 					// The name is read in the same round trip when the

@@ -128,7 +128,7 @@ func testRolesGrants(t *testing.T, open Opener) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := h.Reader.Grants(t.Context(), tt.user, tt.res)
+			g, err := grants(t, h.Reader, tt.user, tt.res)
 			require.NoError(t, err)
 			assert.Equal(t, store.LayoutRoles, g.Layout)
 			assert.Equal(t, tt.exists, g.UserExists)

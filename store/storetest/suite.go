@@ -121,6 +121,26 @@ func Run(t *testing.T, open Opener) {
 	t.Run("OIDCAuth", func(t *testing.T) { testOIDCAuth(t, open) })
 }
 
+// grants reads user's grants on res with Grants and, when r reads
+// batches (store.BatchReader, as the cache's background re-reads use it),
+// in a batch too, where they must read the same: res's key twice, around
+// another user's key on the same resource.
+func grants(t *testing.T, r store.Reader, user string, res store.Resource) (store.Grants, error) {
+	t.Helper()
+	got, err := r.Grants(t.Context(), user, res)
+	br, ok := r.(store.BatchReader)
+	if err != nil || !ok {
+		return got, err
+	}
+	key := store.GrantsKey{Username: user, Resource: res}
+	batch, err := br.GrantsBatch(t.Context(), []store.GrantsKey{key, {Username: "bob", Resource: res}, key})
+	require.NoError(t, err)
+	require.Len(t, batch, 3)
+	assert.Equal(t, got, batch[0], "GrantsBatch reads what Grants reads")
+	assert.Equal(t, got, batch[2], "GrantsBatch reads what Grants reads")
+	return got, nil
+}
+
 // seedAuth writes users 1 alice, 2 root (admin), 3 nulladmin (is_admin
 // NULL), 4 bob, and their grants.
 func seedAuth(t *testing.T, exec ExecFunc, groups bool) {
@@ -235,7 +255,7 @@ func testGrants(t *testing.T, open Opener) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := h.Reader.Grants(t.Context(), tt.user, tt.res)
+			got, err := grants(t, h.Reader, tt.user, tt.res)
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
 		})
