@@ -96,6 +96,7 @@ type grantKey struct {
 	ws   string
 }
 
+// resource is the resource k names.
 func (k grantKey) resource() store.Resource {
 	return store.Resource{Kind: k.kind, ID: k.id, Name: k.name, Workspace: k.ws}
 }
@@ -302,8 +303,8 @@ func (c *Cache) ahead(claimed *atomic.Bool, read func(context.Context)) {
 const (
 	// maxGather is how long a round waits at most for due keys to gather
 	// before it reads them: at a thousand due keys a second, some fifty
-	// keys a round trip. A due entry has half its life left, and at least
-	// twenty gathers of it.
+	// keys a round trip. A due entry has about half its life left: ten
+	// gathers or more.
 	maxGather = 50 * time.Millisecond
 	// maxRefreshBatch is the most keys read in one round trip.
 	maxRefreshBatch = 64
