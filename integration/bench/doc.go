@@ -33,5 +33,11 @@
 // collector. Each result says how many collections the generator made.
 //
 // The report counts the permission-cache misses per thousand checks during
-// the fixed-rate runs: each is a PostgreSQL round trip on a check's path.
+// the fixed-rate runs (each a PostgreSQL round trip on a check's path) and
+// the background re-reads, and gives the CPU per check there of the
+// service, the floor and PostgreSQL (the test server's process tree:
+// storetest.PostgresCPU). The database shares this machine's cores with
+// the generator and both servers, so what the service makes it do is part
+// of the service's cost here, as it would not be with the database on
+// another machine.
 package bench
