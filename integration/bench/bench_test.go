@@ -286,19 +286,18 @@ func TestBench(t *testing.T) {
 					saveProfile(t, svc.httpAddr, "trace?seconds="+strconv.Itoa(max(int(secs)-1, 1)), filepath.Join(out, "service-trace.out"))
 				})
 			}
-			svcCPU0, db0 := cpuOf(t, svc.pid), storetest.PostgresCPU(t)
-			rs := run(t, conns, reqs, loadgen.Options{Label: "service", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
-			fixedSvcCPU += cpuOf(t, svc.pid) - svcCPU0
-			fixedDBCPU += storetest.PostgresCPU(t) - db0
+			fixed := func(label string) loadgen.Options {
+				return loadgen.Options{Label: label, Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true}
+			}
+			rs, cpu, db := runCPU(t, conns, reqs, svc.pid, fixed("service"))
+			fixedSvcCPU, fixedDBCPU = fixedSvcCPU+cpu, fixedDBCPU+db
 			tr.Wait()
-			floorCPU0 := cpuOf(t, floorPID)
-			rf := run(t, floorConns, reqs, loadgen.Options{Label: "floor", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
-			fixedFloorCPU += cpuOf(t, floorPID) - floorCPU0
+			rf, cpu, _ := runCPU(t, floorConns, reqs, floorPID, fixed("floor"))
+			fixedFloorCPU += cpu
 			floorChecks += rf.Requests
 			if base != nil {
-				db0 := storetest.PostgresCPU(t)
-				rb := run(t, baseConns, reqs, loadgen.Options{Label: "baseline", Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true})
-				baseDBCPU += storetest.PostgresCPU(t) - db0
+				rb, _, db := runCPU(t, baseConns, reqs, base.pid, fixed("baseline"))
+				baseDBCPU += db
 				baseChecks += rb.Requests
 				sr.Baseline.Open = append(sr.Baseline.Open, rb)
 				p99b = append(p99b, rb.LatencyUS.P99)
@@ -420,12 +419,17 @@ func measured(t *testing.T, conns []*grpc.ClientConn, reqs []*authv3.CheckReques
 	warm := opts
 	warm.Duration = time.Second
 	run(t, conns, reqs, warm)
-	before, _, err := procStat(pid)
-	require.NoError(t, err)
-	r := run(t, conns, reqs, opts)
-	after, _, err := procStat(pid)
-	require.NoError(t, err)
-	return r, after - before
+	r, cpu, _ := runCPU(t, conns, reqs, pid, opts)
+	return r, cpu
+}
+
+// runCPU runs opts and returns its result with the CPU time that pid and
+// the PostgreSQL server (storetest.PostgresCPU) spent during it.
+func runCPU(t *testing.T, conns []*grpc.ClientConn, reqs []*authv3.CheckRequest, pid int, opts loadgen.Options) (r loadgen.Result, cpu, db time.Duration) {
+	t.Helper()
+	cpu0, db0 := cpuOf(t, pid), storetest.PostgresCPU(t)
+	r = run(t, conns, reqs, opts)
+	return r, cpuOf(t, pid) - cpu0, storetest.PostgresCPU(t) - db0
 }
 
 // verify checks a sample of the corpus against the running binary, so a
