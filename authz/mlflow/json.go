@@ -141,6 +141,10 @@ type validator struct {
 	body  []byte
 	nodes []jsonNode // written in place, grown when full
 	n     int32      // how many nodes there are
+	// limit is how many nodes the body may have: maxJSONTokens, less the
+	// members of the compact objects so far, values without a node that
+	// count all the same.
+	limit int32
 }
 
 // validate validates the one value at d.body[i:], followed by nothing but
@@ -151,7 +155,7 @@ type validator struct {
 // allocation unless a key is escaped, an object is large, or the body has
 // more values than the pooled nodes have room for.
 func (d *jsonDoc) validate(i int) bool {
-	v := validator{d: d, body: d.body, nodes: d.nodes[:cap(d.nodes)]}
+	v := validator{d: d, body: d.body, nodes: d.nodes[:cap(d.nodes)], limit: maxJSONTokens}
 	top, ok := v.node(i, 0, 0, 0)
 	if ok {
 		i, ok = v.value(i, 0, top, noShape)
@@ -166,7 +170,7 @@ func (d *jsonDoc) validate(i int) bool {
 // and copied whole: the copy's wide loads would wait for the narrow stores
 // (a store-forwarding stall), which cost more than the rest of the node.
 func (v *validator) node(i int, keyStart, keyEnd, keyEsc int32) (int32, bool) {
-	if v.n >= maxJSONTokens {
+	if v.n >= v.limit {
 		return 0, false
 	}
 	if int(v.n) == len(v.nodes) {
@@ -187,8 +191,6 @@ func (v *validator) value(i, depth int, this, shape int32) (int, bool) {
 	}
 	ok := false
 	switch body[i] {
-	case '"':
-		i, _, ok = scanString(body, i)
 	case '{':
 		if depth < maxJSONDepth {
 			i, ok = v.object(i, depth+1, this, shape)
@@ -197,14 +199,8 @@ func (v *validator) value(i, depth int, this, shape int32) (int, bool) {
 		if depth < maxJSONDepth {
 			i, ok = v.array(i, depth+1, this)
 		}
-	case 't':
-		i, ok = literal(body, i, "true")
-	case 'f':
-		i, ok = literal(body, i, "false")
-	case 'n':
-		i, ok = literal(body, i, "null")
 	default:
-		i, ok = scanNumber(body, i)
+		i, ok = leaf(body, i)
 	}
 	if !ok {
 		return i, false
@@ -212,6 +208,25 @@ func (v *validator) value(i, depth int, this, shape int32) (int, bool) {
 	n := &v.nodes[this]
 	n.end, n.next = int32(i), v.n
 	return i, true
+}
+
+// leaf validates the string, number, true, false or null at body[i] and
+// returns where it ends. It is also how a reader finds where a value without
+// a node ends (a member of a compact object, see object), in a body it
+// validated.
+func leaf(body []byte, i int) (int, bool) {
+	switch body[i] {
+	case '"':
+		end, _, ok := scanString(body, i)
+		return end, ok
+	case 't':
+		return literal(body, i, "true")
+	case 'f':
+		return literal(body, i, "false")
+	case 'n':
+		return literal(body, i, "null")
+	}
+	return scanNumber(body, i)
 }
 
 // array validates the array at body[i] == '[', node this; depth counts it.
@@ -222,7 +237,7 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 		return i + 1, true
 	}
 	var (
-		shape = int32(noShape) // the array's last object so far
+		shape = int32(noShape) // the array's last object with member nodes
 		keys  uint64           // see jsonNode.keys
 	)
 	for {
@@ -238,7 +253,13 @@ func (v *validator) array(i, depth int, this int32) (int, bool) {
 			}
 			e := &v.nodes[elem]
 			e.end, e.next = int32(i), v.n
-			shape, keys = elem, keys|e.keys
+			if e.next > elem+1 {
+				// Not compact, nor {}: the objects after compare to it.
+				// A compact one has no member nodes to compare to, and
+				// it is the shape's, byte for byte, where they compare.
+				shape = elem
+			}
+			keys |= e.keys
 		} else {
 			if i, ok = v.value(i, depth, elem, noShape); !ok {
 				return i, false
@@ -292,10 +313,28 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 		same, end int32
 		from      int
 	)
+	i++
 	if alike {
-		same, end, from = shape+1, v.nodes[shape].next, int(v.nodes[shape].start)+1
+		var ok bool
+		if i, same, from, count, ok = v.alikeLeaves(i, shape); !ok {
+			return i, false
+		}
+		end = v.nodes[shape].next
+		if j := skipSpace(body, i); same == end && j < len(body) && body[j] == '}' {
+			// Compact: its members are values all the same.
+			v.nodes[this].keys = v.nodes[shape].keys // they are the shape's
+			if v.limit -= int32(count); v.n > v.limit {
+				return j, false
+			}
+			return j + 1, true
+		}
+		// Not compact: the members so far get the nodes they would
+		// have had, and the rest theirs as they come.
+		if !v.materialise(this, count) {
+			return i, false
+		}
 	}
-	for i++; ; {
+	for {
 		// i is just past the '{' or the last member's value. The next
 		// member's key (a node's key fields, see jsonNode) and where its
 		// value starts, declared before the goto that passes over their
@@ -394,6 +433,84 @@ func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 			return i, false
 		}
 	}
+}
+
+// alikeLeaves reads the members of an object, from body[i] just past its
+// '{', that repeat those of its shape (see object), as long as each value
+// is a string, a number, true, false or null: a value with no node within.
+// It records no node; it returns where it stopped (past the last such
+// value), the shape's member the next may repeat and where the bytes
+// before it start in the shape (object's same and from), and how many
+// members it read. It is false for a value that is not valid JSON.
+func (v *validator) alikeLeaves(i int, shape int32) (int, int32, int, int, bool) {
+	body, nodes := v.body, v.nodes
+	same, end, from := shape+1, nodes[shape].next, int(nodes[shape].start)+1
+	count := 0
+	for same < end {
+		m := &nodes[same]
+		n := int(m.start) - from
+		var repeated bool
+		if n <= 16 && i+16 <= len(body) {
+			repeated = samePrefix16(body[i:i+16], body[from:from+16], n)
+		} else {
+			repeated = repeats(body, i, from, n)
+		}
+		if !repeated || m.keyEsc != 0 {
+			break
+		}
+		start := skipSpace(body, i+n)
+		valEnd := scalar(body, start)
+		if valEnd == 0 {
+			if start >= len(body) || body[start] == '{' || body[start] == '[' {
+				break // a container: object reads it
+			}
+			var ok bool
+			if valEnd, ok = leaf(body, start); !ok {
+				return valEnd, 0, 0, 0, false
+			}
+		}
+		i, from, same = valEnd, int(m.end), m.next
+		count++
+	}
+	return i, same, from, count, true
+}
+
+// materialise records the nodes of the first count members of object this,
+// read alike its shape with none (see object's compact), as object would
+// have recorded them.
+func (v *validator) materialise(this int32, count int) bool {
+	i := int(v.nodes[this].start) + 1
+	for range count {
+		keyStart, keyEnd, start, end, _ := compactMember(v.body, i)
+		m, ok := v.node(start, int32(keyStart), int32(keyEnd), 0)
+		if !ok {
+			return false
+		}
+		v.nodes[m].end, v.nodes[m].next = int32(end), v.n
+		i = end
+	}
+	return true
+}
+
+// compactMember reads the member of a validated object that follows
+// body[i], just past the object's '{' or a member's value, when every
+// member up to it has a key without an escape and a value that is not an
+// object or an array, as in a compact object: where its key is, between
+// its quotes, and where its value starts and ends. It is false at the
+// object's '}'.
+func compactMember(body []byte, i int) (keyStart, keyEnd, start, end int, ok bool) {
+	i = skipSpace(body, i)
+	switch body[i] {
+	case '}':
+		return 0, 0, 0, 0, false
+	case ',':
+		i = skipSpace(body, i+1)
+	}
+	keyStart = i + 1
+	keyEnd = keyStart + bytes.IndexByte(body[keyStart:], '"')
+	start = skipSpace(body, skipSpace(body, keyEnd+1)+1) // past the colon
+	end, _ = leaf(body, start)
+	return keyStart, keyEnd, start, end, true
 }
 
 // repeats reports whether the n bytes at body[i:] are those at
@@ -716,13 +833,18 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// jsonValue is one value of a body scanJSONObject accepted: node n of doc.
-// The zero jsonValue is an absent value. Its methods rely on the
-// validation.
+// jsonValue is one value of a body scanJSONObject accepted: node n of doc,
+// or, for a member of a compact object, which has no node, the value at
+// doc.body[at] (n is noNode). The zero jsonValue is an absent value. Its
+// methods rely on the validation.
 type jsonValue struct {
 	doc *jsonDoc
 	n   int32
+	at  int32
 }
+
+// noNode is the n of a jsonValue without a node (see jsonValue).
+const noNode = -1
 
 // jsonObject is a jsonValue that is an object. The zero jsonObject is an
 // empty one (an empty body).
@@ -730,8 +852,12 @@ type jsonObject jsonValue
 
 // raw returns v's bytes, without surrounding whitespace.
 func (v jsonValue) raw() []byte {
-	if v.doc == nil {
+	switch {
+	case v.doc == nil:
 		return nil
+	case v.n == noNode:
+		end, _ := leaf(v.doc.body, int(v.at))
+		return v.doc.body[v.at:end]
 	}
 	n := &v.doc.nodes[v.n]
 	return v.doc.body[n.start:n.end]
@@ -740,8 +866,11 @@ func (v jsonValue) raw() []byte {
 // first is v's first byte, which says what kind of value it is; 0 when v
 // is absent.
 func (v jsonValue) first() byte {
-	if v.doc == nil {
+	switch {
+	case v.doc == nil:
 		return 0
+	case v.n == noNode:
+		return v.doc.body[v.at]
 	}
 	return v.doc.body[v.doc.nodes[v.n].start]
 }
@@ -757,8 +886,9 @@ func (v jsonValue) object() (jsonObject, bool) {
 	return jsonObject(v), true
 }
 
-// firstElem and nextElem walk v's elements (v.isArray()):
-// for e, ok := v.firstElem(); ok; e, ok = v.nextElem(e).
+// firstElem and nextElem walk v's elements (v.isArray(), which a value
+// without a node never is; a compact object's members have no nodes to
+// walk): for e, ok := v.firstElem(); ok; e, ok = v.nextElem(e).
 func (v jsonValue) firstElem() (jsonValue, bool) {
 	if v.n+1 < v.doc.nodes[v.n].next {
 		return jsonValue{doc: v.doc, n: v.n + 1}, true
@@ -824,6 +954,20 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 	if o.doc == nil || o.doc.nodes[o.n].keys&keyBit(key) == 0 {
 		return jsonValue{}, false
 	}
+	if o.compact() {
+		// Its members are in its bytes only, their keys without escapes.
+		body := o.doc.body
+		for i := int(o.doc.nodes[o.n].start) + 1; ; {
+			keyStart, keyEnd, start, end, ok := compactMember(body, i)
+			if !ok {
+				return jsonValue{}, false
+			}
+			if string(body[keyStart:keyEnd]) == key {
+				return jsonValue{doc: o.doc, n: noNode, at: int32(start)}, true
+			}
+			i = end
+		}
+	}
 	nodes := o.doc.nodes
 	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
 		if o.doc.keyIs(&nodes[c], key) {
@@ -831,6 +975,13 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 		}
 	}
 	return jsonValue{}, false
+}
+
+// compact reports whether o's members have no nodes: a compact object
+// (see object), whose members a reader finds in its bytes with
+// compactMember, or {}.
+func (o jsonObject) compact() bool {
+	return o.doc.nodes[o.n].next == o.n+1
 }
 
 // fieldKey is a field name made ready for lookups in both of its
@@ -870,7 +1021,7 @@ func (o jsonObject) lacks(f *fieldKey) bool {
 // an object without member f, or an array of nothing but objects without
 // it (a false answer says nothing).
 func (v jsonValue) lacks(f *fieldKey) bool {
-	return v.doc != nil && v.doc.nodes[v.n].keys&f.bits == 0
+	return v.doc != nil && v.n != noNode && v.doc.nodes[v.n].keys&f.bits == 0
 }
 
 // lookup returns the member key in snake or camel case, as protobuf's JSON
@@ -891,6 +1042,26 @@ func (o jsonObject) lookupField(f *fieldKey) (val jsonValue, has, both bool) {
 	var sv, cv jsonValue
 	d := o.doc
 	nodes := d.nodes
+	if o.compact() {
+		// Its members are in its bytes only, their keys without escapes.
+		for i := int(nodes[o.n].start) + 1; ; {
+			keyStart, keyEnd, start, end, ok := compactMember(d.body, i)
+			if !ok {
+				break
+			}
+			switch k := d.body[keyStart:keyEnd]; {
+			case len(k) == len(key):
+				if string(k) == key {
+					sv = jsonValue{doc: d, n: noNode, at: int32(start)}
+				}
+			case hasCamel && len(k) == int(camelLen):
+				if isCamelOf(k, key) {
+					cv = jsonValue{doc: d, n: noNode, at: int32(start)}
+				}
+			}
+			i = end
+		}
+	}
 	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
 		n := &nodes[c]
 		switch {

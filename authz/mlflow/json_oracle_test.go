@@ -193,6 +193,18 @@ func checkNodes(t *testing.T, d *jsonDoc) {
 			t.Fatalf("%q: scalar node %d %+v has nodes within", d.body, i, n)
 		}
 		var keys uint64
+		if o := (jsonObject{doc: d, n: int32(i)}); d.body[n.start] == '{' && o.compact() {
+			// Its members are in its bytes: each a key without an escape
+			// and a value without nodes, within the object.
+			for _, m := range objectMembers(o) {
+				raw := m.val.raw()
+				if m.val.n != noNode || strings.ContainsRune(m.key, '\\') || raw[0] == '{' || raw[0] == '[' || !json.Valid(raw) ||
+					m.val.at <= n.start || int(m.val.at)+len(raw) >= int(n.end) {
+					t.Fatalf("%q: compact object %d %+v has member %q: %s at %d", d.body, i, n, m.key, raw, m.val.at)
+				}
+				keys |= keyBit(m.key)
+			}
+		}
 		for c := int32(i) + 1; c < n.next; c = d.nodes[c].next {
 			m := d.nodes[c]
 			if m.start <= n.start || m.end >= n.end || (d.body[n.start] == '{') != (m.keyEnd > 0) || m.keyEnd > m.start {
@@ -218,15 +230,40 @@ func rebuildObject(t *testing.T, o jsonObject) map[string]any {
 	if o.doc == nil {
 		return m
 	}
-	nodes := o.doc.nodes
-	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
-		k := o.doc.key(&nodes[c])
-		if _, dup := m[k]; dup {
-			t.Fatalf("duplicate key %q read from a validated body", k)
+	for _, mem := range objectMembers(o) {
+		if _, dup := m[mem.key]; dup {
+			t.Fatalf("duplicate key %q read from a validated body", mem.key)
 		}
-		m[k] = rebuild(t, jsonValue{doc: o.doc, n: c})
+		m[mem.key] = rebuild(t, mem.val)
 	}
 	return m
+}
+
+// member is one member of an object, its key unescaped.
+type member struct {
+	key string
+	val jsonValue
+}
+
+// objectMembers lists o's members, from their nodes or, in a compact
+// object, from its bytes, as the readers find them.
+func objectMembers(o jsonObject) []member {
+	var ms []member
+	d := o.doc
+	if o.compact() {
+		for i := int(d.nodes[o.n].start) + 1; ; {
+			keyStart, keyEnd, start, end, ok := compactMember(d.body, i)
+			if !ok {
+				return ms
+			}
+			ms = append(ms, member{key: string(d.body[keyStart:keyEnd]), val: jsonValue{doc: d, n: noNode, at: int32(start)}})
+			i = end
+		}
+	}
+	for c := o.n + 1; c < d.nodes[o.n].next; c = d.nodes[c].next {
+		ms = append(ms, member{key: d.key(&d.nodes[c]), val: jsonValue{doc: d, n: c}})
+	}
+	return ms
 }
 
 // snake is the snake-case name whose camel spelling k may be: an
@@ -287,58 +324,90 @@ func FuzzJSONScannerMatchesTree(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		obj, err := scanJSONObject(body)
-		want, wantErr := treeParseJSONObject(body)
-		if err != wantErr {
-			t.Fatalf("%q: scanner %v, tree reader %v", body, err, wantErr)
+	for _, s := range compactBodies {
+		f.Add([]byte(s.body))
+	}
+	f.Fuzz(checkScannerMatchesTree)
+}
+
+// checkScannerMatchesTree is FuzzJSONScannerMatchesTree's check of one
+// body.
+func checkScannerMatchesTree(t *testing.T, body []byte) {
+	obj, err := scanJSONObject(body)
+	want, wantErr := treeParseJSONObject(body)
+	if err != wantErr {
+		t.Fatalf("%q: scanner %v, tree reader %v", body, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	defer obj.doc.release()
+	checkNodes(t, obj.doc)
+	if got := rebuildObject(t, obj); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: scanner read %#v, encoding/json %#v", body, got, want)
+	}
+	if got, err := obj.tree(); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: tree %#v (%v), encoding/json %#v", body, got, err, want)
+	}
+	checkLookups(t, body, jsonValue(obj), want)
+	for _, p := range scannerPaths {
+		wantVals, wd := treePathValues(want, p.path, p.list, p.emptyUnset)
+		// The path split here, and split before as the route table
+		// does, into storage of the caller's that already holds a value.
+		got, d := jsonPathValues(obj, p.path, nil, p.list, p.emptyUnset, nil)
+		var buf [2]string
+		got2, d2 := jsonPathValues(obj, p.path, splitBodyPath(p.path, nil), p.list, p.emptyUnset, append(buf[:0], "before"))
+		if !reflect.DeepEqual(d, wd) || !slices.Equal(got, wantVals) || !reflect.DeepEqual(d2, wd) || !slices.Equal(got2, wantVals) {
+			t.Fatalf("%q: %s read %q %+v (and %q %+v), tree %q %+v", body, p.path, got, d, got2, d2, wantVals, wd)
 		}
-		if err != nil {
-			return
+	}
+	rd := reader{req: &authz.Request{Body: body}}
+	defer rd.release()
+	var op Operation
+	d := rd.claims(&op)
+	wantClaims, wd := treeClaims(want)
+	if !reflect.DeepEqual(d, wd) || !slices.Equal(op.ClaimedUsers, wantClaims) {
+		t.Fatalf("%q: claims %q %+v, tree %q %+v", body, op.ClaimedUsers, d, wantClaims, wd)
+	}
+}
+
+// checkLookups checks, in every object within v (which encoding/json
+// decodes to want), every key's get, and its lookup as it is and as the
+// snake-case name whose camel spelling it may be, against the tree, and
+// that an object's key bits lack none of its keys.
+func checkLookups(t *testing.T, body []byte, v jsonValue, want any) {
+	t.Helper()
+	switch w := want.(type) {
+	case []any:
+		i := 0
+		for e, more := v.firstElem(); more; e, more = v.nextElem(e) {
+			checkLookups(t, body, e, w[i])
+			i++
 		}
-		defer obj.doc.release()
-		checkNodes(t, obj.doc)
-		if got := rebuildObject(t, obj); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: scanner read %#v, encoding/json %#v", body, got, want)
+	case map[string]any:
+		obj, ok := v.object()
+		if !ok {
+			t.Fatalf("%q: %s is not an object", body, v.raw())
 		}
-		if got, err := obj.tree(); err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: tree %#v (%v), encoding/json %#v", body, got, err, want)
-		}
-		for k := range want {
-			v, ok := obj.get(k)
-			if !ok || !reflect.DeepEqual(rebuild(t, v), want[k]) {
-				t.Fatalf("%q: get(%q) = %s, %v", body, k, v.raw(), ok)
+		for k, wv := range w {
+			got, ok := obj.get(k)
+			if !ok || !reflect.DeepEqual(rebuild(t, got), wv) {
+				t.Fatalf("%q: get(%q) in %s = %s, %v", body, k, v.raw(), got.raw(), ok)
 			}
-			// The key as it is, and as the snake-case name whose camel
-			// spelling it may be.
 			for _, k := range []string{k, snake(k)} {
-				got, has, both := obj.lookup(k)
-				wv, wpresent, wd := lookupMapKey(want, k)
+				f := newFieldKey(k)
+				got, has, both := obj.lookupField(&f)
+				wv, wpresent, wd := lookupMapKey(w, k)
 				if both != (wd != nil) || !both && (has != wpresent || has && !reflect.DeepEqual(rebuild(t, got), wv)) {
-					t.Fatalf("%q: lookup(%q) = %s %v %v, tree %#v %v %v", body, k, got.raw(), has, both, wv, wpresent, wd)
+					t.Fatalf("%q: lookup(%q) in %s = %s %v %v, tree %#v %v %v", body, k, v.raw(), got.raw(), has, both, wv, wpresent, wd)
+				}
+				if wpresent && obj.lacks(&f) {
+					t.Fatalf("%q: %s lacks %q by its key bits", body, v.raw(), k)
 				}
 			}
+			checkLookups(t, body, got, wv)
 		}
-		for _, p := range scannerPaths {
-			wantVals, wd := treePathValues(want, p.path, p.list, p.emptyUnset)
-			// The path split here, and split before as the route table
-			// does, into storage of the caller's that already holds a value.
-			got, d := jsonPathValues(obj, p.path, nil, p.list, p.emptyUnset, nil)
-			var buf [2]string
-			got2, d2 := jsonPathValues(obj, p.path, splitBodyPath(p.path, nil), p.list, p.emptyUnset, append(buf[:0], "before"))
-			if !reflect.DeepEqual(d, wd) || !slices.Equal(got, wantVals) || !reflect.DeepEqual(d2, wd) || !slices.Equal(got2, wantVals) {
-				t.Fatalf("%q: %s read %q %+v (and %q %+v), tree %q %+v", body, p.path, got, d, got2, d2, wantVals, wd)
-			}
-		}
-		rd := reader{req: &authz.Request{Body: body}}
-		defer rd.release()
-		var op Operation
-		d := rd.claims(&op)
-		wantClaims, wd := treeClaims(want)
-		if !reflect.DeepEqual(d, wd) || !slices.Equal(op.ClaimedUsers, wantClaims) {
-			t.Fatalf("%q: claims %q %+v, tree %q %+v", body, op.ClaimedUsers, d, wantClaims, wd)
-		}
-	})
+	}
 }
 
 // BenchmarkJSONBody reads what log-batch's check reads (run_id or run_uuid,
