@@ -33,19 +33,32 @@ var (
 // duplicate key at any depth: Python (and so MLflow) keeps the last
 // duplicate, other parsers the first, so with a duplicate two readers can
 // see two ids. Invalid UTF-8 is refused too: Go would replace it with U+FFFD
-// while Python rejects the body. The same pass records every value of the
-// body as a node (where its bytes are, its key, where the next value after
-// it starts), so the parameter reader takes the fields a route names by
-// following nodes, never by scanning bytes again. Each object's node holds
+// while Python rejects the body. The same pass records the body's values
+// as nodes (where its bytes are, its key, where the next value after it
+// starts), so the parameter reader takes the fields a route names by
+// following nodes, not by parsing bytes again. Each object's node holds
 // a small hash set of its keys, and each array's the union of its
 // objects', so a lookup of a key that is not there costs one test: finding
 // that none of log-batch's twenty metrics has a model_id is one. What a
 // field holds is exactly what encoding/json would decode there.
+//
+// One kind of object gets a node but none for its members: a compact
+// object, an array's object whose members repeat, byte for byte between
+// their values, those of an object before it in the array (its shape,
+// see validator.object), each value a string, a number, true, false or
+// null. Log-batch's metrics are: twenty objects of four numbers and
+// strings, whose eighty member nodes no route reads. A reader that does
+// walk one's members (jsonObject.get, lookupField) finds them in its
+// bytes with compactMember, which the validation made simple to read:
+// keys without an escape, values with nothing inside. A member found
+// there is a jsonValue without a node (see jsonValue).
 
 // jsonNode is one value of a validated body, in document order: a
 // container's members or elements are the nodes that follow it, up to its
-// next. Offsets are int32 (a body over 2 GiB is refused), and the node holds
-// no pointer, so a body's nodes are one block the collector never scans.
+// next, except a compact object's, which have none (its next is the node
+// after its own, as for {}; see jsonObject.compact). Offsets are int32 (a
+// body over 2 GiB is refused), and the node holds no pointer, so a body's
+// nodes are one block the collector never scans.
 type jsonNode struct {
 	start, end int32 // the value is body[start:end]
 	next       int32 // the node after this value and everything inside it
@@ -291,14 +304,22 @@ const noShape = -1
 // once it is not, so that a huge object, or one of keys made to collide,
 // cannot make the pass quadratic.
 //
-// shape is the object before this one in the same array (its node), or
-// noShape. MLflow's lists hold objects of one shape (log-batch's metrics,
-// params and tags), and one client writes them alike: while the bytes
-// between this object's members are the shape's, byte for byte (the
-// comma, the key, the colon and the whitespace about them), a member
-// needs no separator, key scan, hash or duplicate check of its own. The
-// shape's keys were read and found distinct, so these are valid strings
-// and distinct too.
+// shape is the last object before this one in the same array that has
+// member nodes (its node), or noShape. MLflow's lists hold objects of one
+// shape (log-batch's metrics, params and tags), and one client writes
+// them alike: while the bytes between this object's members are the
+// shape's, byte for byte (the comma, the key, the colon and the
+// whitespace about them), a member needs no separator, key scan, hash or
+// duplicate check of its own. The shape's keys were read and found
+// distinct, so these are valid strings and distinct too.
+//
+// While its members are alike the shape's and their values hold no nodes
+// (alikeLeaves), they get no nodes either: if the object ends there,
+// having repeated every member of the shape, it is compact, its node
+// alone recorded, with the shape's key bits. Otherwise the members read so
+// far get their nodes (materialise), and the object is read on as before.
+// A compact object is never a shape: the next object compares to the one
+// this one repeated, which is the same where they compare.
 func (v *validator) object(i, depth int, this, shape int32) (int, bool) {
 	body := v.body
 	var (
@@ -476,8 +497,8 @@ func (v *validator) alikeLeaves(i int, shape int32) (int, int32, int, int, bool)
 }
 
 // materialise records the nodes of the first count members of object this,
-// read alike its shape with none (see object's compact), as object would
-// have recorded them.
+// which alikeLeaves read without, as object would have recorded them: the
+// object turned out not to be compact.
 func (v *validator) materialise(this int32, count int) bool {
 	i := int(v.nodes[this].start) + 1
 	for range count {
