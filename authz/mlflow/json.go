@@ -976,18 +976,7 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 		return jsonValue{}, false
 	}
 	if o.compact() {
-		// Its members are in its bytes only, their keys without escapes.
-		body := o.doc.body
-		for i := int(o.doc.nodes[o.n].start) + 1; ; {
-			keyStart, keyEnd, start, end, ok := compactMember(body, i)
-			if !ok {
-				return jsonValue{}, false
-			}
-			if string(body[keyStart:keyEnd]) == key {
-				return jsonValue{doc: o.doc, n: noNode, at: int32(start)}, true
-			}
-			i = end
-		}
+		return o.getCompact(key)
 	}
 	nodes := o.doc.nodes
 	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
@@ -996,6 +985,23 @@ func (o jsonObject) get(key string) (jsonValue, bool) {
 		}
 	}
 	return jsonValue{}, false
+}
+
+// getCompact is get in a compact object, whose members are in its bytes
+// only, their keys without escapes; out of get's way, which it would slow
+// down inline.
+func (o jsonObject) getCompact(key string) (jsonValue, bool) {
+	body := o.doc.body
+	for i := int(o.doc.nodes[o.n].start) + 1; ; {
+		keyStart, keyEnd, start, end, ok := compactMember(body, i)
+		if !ok {
+			return jsonValue{}, false
+		}
+		if string(body[keyStart:keyEnd]) == key {
+			return jsonValue{doc: o.doc, n: noNode, at: int32(start)}, true
+		}
+		i = end
+	}
 }
 
 // compact reports whether o's members have no nodes: a compact object
@@ -1064,24 +1070,7 @@ func (o jsonObject) lookupField(f *fieldKey) (val jsonValue, has, both bool) {
 	d := o.doc
 	nodes := d.nodes
 	if o.compact() {
-		// Its members are in its bytes only, their keys without escapes.
-		for i := int(nodes[o.n].start) + 1; ; {
-			keyStart, keyEnd, start, end, ok := compactMember(d.body, i)
-			if !ok {
-				break
-			}
-			switch k := d.body[keyStart:keyEnd]; {
-			case len(k) == len(key):
-				if string(k) == key {
-					sv = jsonValue{doc: d, n: noNode, at: int32(start)}
-				}
-			case hasCamel && len(k) == int(camelLen):
-				if isCamelOf(k, key) {
-					cv = jsonValue{doc: d, n: noNode, at: int32(start)}
-				}
-			}
-			i = end
-		}
+		sv, cv = o.spellingsCompact(f)
 	}
 	for c := o.n + 1; c < nodes[o.n].next; c = nodes[c].next {
 		n := &nodes[c]
@@ -1111,6 +1100,32 @@ func (o jsonObject) lookupField(f *fieldKey) (val jsonValue, has, both bool) {
 		return cv, true, false
 	}
 	return sv, sv.doc != nil, false
+}
+
+// spellingsCompact returns the members of compact object o spelled
+// f.snake and camel(f.snake), absent when not there: lookupField's search,
+// out of its way, in o's bytes, where keys have no escapes.
+func (o jsonObject) spellingsCompact(f *fieldKey) (sv, cv jsonValue) {
+	key, camelLen := f.snake, int(f.camelLen)
+	hasCamel := camelLen != len(key)
+	d := o.doc
+	for i := int(d.nodes[o.n].start) + 1; ; {
+		keyStart, keyEnd, start, end, ok := compactMember(d.body, i)
+		if !ok {
+			return sv, cv
+		}
+		switch k := d.body[keyStart:keyEnd]; {
+		case len(k) == len(key):
+			if string(k) == key {
+				sv = jsonValue{doc: d, n: noNode, at: int32(start)}
+			}
+		case hasCamel && len(k) == camelLen:
+			if isCamelOf(k, key) {
+				cv = jsonValue{doc: d, n: noNode, at: int32(start)}
+			}
+		}
+		i = end
+	}
 }
 
 // tree decodes o with encoding/json (numbers as json.Number); an empty
