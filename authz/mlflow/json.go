@@ -46,8 +46,9 @@ var (
 // object, an array's object whose members repeat, byte for byte between
 // their values, those of an object before it in the array (its shape,
 // see validator.object), each value a string, a number, true, false or
-// null. Log-batch's metrics are: twenty objects of four numbers and
-// strings, whose eighty member nodes no route reads. A reader that does
+// null. Log-batch's metrics after the first are such objects, four
+// numbers and strings each, whose member nodes no route reads (the
+// array's key bits say none has a model_id). A reader that does
 // walk one's members (jsonObject.get, lookupField) finds them in its
 // bytes with compactMember, which the validation made simple to read:
 // keys without an escape, values with nothing inside. A member found
