@@ -34,6 +34,29 @@ func SetMemoryLimit() int64 {
 	return soft
 }
 
+// DefaultGCPercent is the collector's GOGC when the environment sets none:
+// a collection once the heap has grown to five times what was live after
+// the last, instead of Go's twice. The caches keep 14–20 MB live that
+// every collection marks, while three quarters of the garbage is gRPC's
+// and protobuf's per call; at Go's default a busy replica marks about 1%
+// of the time, the p99's own margin. Against 100, in two A/B runs of nine
+// pairs: 0.84× and 0.91× the CPU per check, p99 0.3–0.5 ms lower, RSS 117
+// against 65 MB (docs/performance.md, Garbage collection). In a container
+// the soft limit from SetMemoryLimit still bounds the heap: near it the
+// collector runs as often as it must.
+const DefaultGCPercent = 400
+
+// SetGCPercent sets the collector's target to DefaultGCPercent unless GOGC
+// is set in the environment (the operator's word wins; GOGC=100 is Go's
+// default). It returns the percentage it set, or 0.
+func SetGCPercent() int {
+	if _, ok := os.LookupEnv("GOGC"); ok {
+		return 0
+	}
+	debug.SetGCPercent(DefaultGCPercent)
+	return DefaultGCPercent
+}
+
 // cgroupMemoryLimit reads the memory limit of the cgroup mounted at fsys:
 // memory.max (cgroup v2, "max" when unlimited), else
 // memory/memory.limit_in_bytes (cgroup v1, a huge number when unlimited).

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"os"
+	"runtime/debug"
 	"testing"
 	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestCgroupMemoryLimit(t *testing.T) {
@@ -26,4 +29,17 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			assert.Equal(t, tt.want, cgroupMemoryLimit(tt.files))
 		})
 	}
+}
+
+func TestSetGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+
+	t.Setenv("GOGC", "150")
+	assert.Equal(t, 0, SetGCPercent(), "GOGC in the environment wins")
+	assert.Equal(t, 100, debug.SetGCPercent(100), "left as it was")
+
+	require.NoError(t, os.Unsetenv("GOGC")) // t.Setenv restores it after the test
+	assert.Equal(t, DefaultGCPercent, SetGCPercent())
+	assert.Equal(t, DefaultGCPercent, debug.SetGCPercent(100), "set")
 }

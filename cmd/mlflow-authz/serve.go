@@ -68,6 +68,9 @@ func serve(ctx context.Context, cfg *config.Config, opts serveOptions) error {
 	if soft := server.SetMemoryLimit(); soft > 0 {
 		log.Info("memory limit set from the container's", "gomemlimit_bytes", soft)
 	}
+	if pct := server.SetGCPercent(); pct > 0 {
+		log.Info("collector target set (GOGC unset; set it to override)", "gogc", pct)
+	}
 	run, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		return err
