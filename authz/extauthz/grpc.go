@@ -29,6 +29,14 @@ const (
 	// DefaultKeepaliveMinTime tolerates Envoy's keepalive pings; grpc-go's
 	// default of 5 minutes answers frequent pings with GOAWAY too_many_pings.
 	DefaultKeepaliveMinTime = 5 * time.Second
+	// DefaultStreamWorkers is how many goroutines wait to run calls. A
+	// check needs about 16 KB of stack (the classifier's and the policy's
+	// frames); a goroutine started per call, as grpc-go does without
+	// workers, starts small and grows to that size copy by copy, on every
+	// call. Workers keep their grown stacks. With more calls in flight than
+	// workers, grpc-go starts a goroutine for each of the rest, as without
+	// them.
+	DefaultStreamWorkers = 64
 )
 
 // GRPCOptions configures NewGRPCServer. Zero values take the defaults.
@@ -47,6 +55,12 @@ type GRPCOptions struct {
 	MaxRecvMsgSize int
 	// KeepaliveMinTime is the shortest client ping interval allowed.
 	KeepaliveMinTime time.Duration
+	// StreamWorkers is how many goroutines run calls (checks, and the
+	// streams of the other services), each reused from call to call:
+	// 0 takes DefaultStreamWorkers, a negative value starts a goroutine per
+	// call (grpc-go's default). A long-lived stream (ext_proc) holds its
+	// worker until it ends.
+	StreamWorkers int
 	// ServerOptions are appended, for TLS credentials or interceptors.
 	ServerOptions []grpc.ServerOption
 	// Register adds further services beside Check on the same server and
@@ -67,6 +81,9 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 	if opts.KeepaliveMinTime <= 0 {
 		opts.KeepaliveMinTime = DefaultKeepaliveMinTime
 	}
+	if opts.StreamWorkers == 0 {
+		opts.StreamWorkers = DefaultStreamWorkers
+	}
 	if opts.Health == nil {
 		opts.Health = NewHealth()
 		opts.Health.SetServing(true)
@@ -84,6 +101,10 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 		}),
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 	}, opts.ServerOptions...)
+	if opts.StreamWorkers > 0 {
+		// Experimental in grpc-go; measured in docs/performance.md.
+		so = append(so, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))
+	}
 	gs := grpc.NewServer(so...)
 	authv3.RegisterAuthorizationServer(gs, opts.Server)
 	if opts.Register != nil {

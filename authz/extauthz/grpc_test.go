@@ -1,8 +1,11 @@
 package extauthz_test
 
 import (
+	"context"
 	"net"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -262,4 +265,50 @@ func TestGRPCErrorsOnlyForTransport(t *testing.T) {
 	_, err := client.Check(t.Context(), istioRequest("POST", mlflowHost, "/x", withJSONBody(strings.Repeat("x", 2<<10), false)))
 	require.Error(t, err)
 	assert.Equal(t, codes.ResourceExhausted, grpcstatus.Code(err))
+}
+
+// goroutineRecorder answers every Check and records which goroutine ran it
+// (the id runtime.Stack prints first: "goroutine 123 [running]:").
+type goroutineRecorder struct {
+	authv3.UnimplementedAuthorizationServer
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (g *goroutineRecorder) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	g.mu.Lock()
+	g.ids[id]++
+	g.mu.Unlock()
+	return &authv3.CheckResponse{}, nil
+}
+
+// TestGRPCStreamWorkers: with workers, calls run on the same few
+// goroutines (whose stacks stay grown); with them off, each call gets a
+// goroutine of its own, as grpc-go does by default.
+func TestGRPCStreamWorkers(t *testing.T) {
+	const calls = 40
+	for _, tc := range []struct {
+		name            string
+		workers         int
+		atMost, atLeast int
+	}{
+		{name: "four workers", workers: 4, atMost: 4, atLeast: 1},
+		{name: "off", workers: -1, atMost: calls, atLeast: calls},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &goroutineRecorder{ids: map[string]int{}}
+			client := authv3.NewAuthorizationClient(dial(t, startGRPC(t, extauthz.GRPCOptions{Server: rec, StreamWorkers: tc.workers})))
+			for range calls { // one at a time: a worker is always free
+				_, err := client.Check(t.Context(), &authv3.CheckRequest{})
+				require.NoError(t, err)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			assert.LessOrEqual(t, len(rec.ids), tc.atMost, "goroutines that ran %d calls: %v", calls, rec.ids)
+			assert.GreaterOrEqual(t, len(rec.ids), tc.atLeast, "goroutines that ran %d calls: %v", calls, rec.ids)
+		})
+	}
 }
