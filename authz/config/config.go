@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
+	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
@@ -70,6 +71,9 @@ type ServerConfig struct {
 	// CheckTimeout caps one check when Envoy's own deadline is longer (Istio
 	// defaults its provider timeout to 600s); a check out of time is a 503 deny.
 	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// StreamWorkers is how many goroutines run checks, reused from one call
+	// to the next so their stacks stay grown; 0 starts a goroutine per call.
+	StreamWorkers int `yaml:"stream_workers"`
 	// ShutdownGrace bounds how long in-flight checks may run after SIGTERM.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// WatchConfig reloads the file when it changes (SIGHUP always reloads).
@@ -126,6 +130,10 @@ func (a AppConfig) BasicEnabled() bool {
 	return a.Type == "mlflow"
 }
 
+// maxStreamWorkers bounds server.stream_workers: each worker keeps a
+// grown stack (about 16 KB) for as long as the process runs.
+const maxStreamWorkers = 4096
+
 // Default returns the configuration used for every key the file omits.
 func Default() *Config {
 	return &Config{
@@ -135,6 +143,7 @@ func Default() *Config {
 			MaxConnectionAge: 5 * time.Minute,
 			MaxRecvMsgSize:   8 << 20,
 			CheckTimeout:     2 * time.Second,
+			StreamWorkers:    extauthz.DefaultStreamWorkers,
 			ShutdownGrace:    15 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json", FlushInterval: 100 * time.Millisecond},
@@ -178,6 +187,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxRecvMsgSize < 1<<20 {
 		add("server.max_recv_msg_size", "must be at least 1048576 (bodies up to Istio's maxRequestBytes must fit)")
+	}
+	if c.Server.StreamWorkers < 0 || c.Server.StreamWorkers > maxStreamWorkers {
+		add("server.stream_workers", "must be between 0 (a goroutine per call) and %d", maxStreamWorkers)
 	}
 	if c.ExtProc.MaxBodyBytes != 0 && (c.ExtProc.MaxBodyBytes < 64<<10 || c.ExtProc.MaxBodyBytes > c.Server.MaxRecvMsgSize-64<<10) {
 		add("ext_proc.max_body_bytes", "must be between 65536 and server.max_recv_msg_size - 65536 (Envoy sends the whole body in one gRPC message)")

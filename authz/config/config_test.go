@@ -33,6 +33,7 @@ func TestParseMinimalTakesDefaults(t *testing.T) {
 	assert.Equal(t, ":9191", cfg.Server.GRPCAddr)
 	assert.Equal(t, ":8080", cfg.Server.HTTPAddr)
 	assert.Equal(t, 5*time.Minute, cfg.Server.MaxConnectionAge)
+	assert.Equal(t, 64, cfg.Server.StreamWorkers)
 	assert.Equal(t, "info", cfg.Log.Level)
 	assert.Equal(t, 10000, cfg.TokenCache.Size)
 }
@@ -47,6 +48,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"unknown nested key", strings.Replace(minimal, "allow: authenticated", "allow: authenticated\n        allwo: anyone", 1), nil, []string{"unknown key allwo"}},
 		{"bad address", minimal + "server: {grpc_addr: nine}\n", nil, []string{"server.grpc_addr", `"nine" is not host:port`}},
 		{"bad duration", minimal + "server: {max_connection_age: soon}\n", nil, []string{"soon"}},
+		{"negative stream workers", minimal + "server: {stream_workers: -1}\n", nil, []string{"server.stream_workers", "between 0"}},
+		{"too many stream workers", minimal + "server: {stream_workers: 100000}\n", nil, []string{"server.stream_workers", "4096"}},
 		{"bad log level", minimal + "log: {level: loud}\n", nil, []string{"log.level"}},
 		{"missing env var", minimal + "issuers: [{issuer: '${KC_URL}/realms/ml', audiences: [mlflow]}]\n", nil, []string{"KC_URL", "not set"}},
 		{"no apps", "store: {driver: none}\n", nil, []string{"apps: at least one application"}},

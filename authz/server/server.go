@@ -179,6 +179,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (run *Runn
 		Health:           r.grpcHealth,
 		MaxConnectionAge: cfg.Server.MaxConnectionAge,
 		MaxRecvMsgSize:   cfg.Server.MaxRecvMsgSize,
+		StreamWorkers:    streamWorkers(cfg.Server.StreamWorkers),
 		Register:         filter.Register,
 	})
 	if err := r.registerAdmin(); err != nil {
@@ -341,3 +342,12 @@ func (r *Running) withRecorder(cfg *config.Config) *config.Config {
 // Ownership returns the creator-grant reconciler, nil when the store cannot
 // write permission rows.
 func (r *Running) Ownership() *ownership.Reconciler { return r.owners }
+
+// streamWorkers turns server.stream_workers into GRPCOptions.StreamWorkers:
+// in the file 0 turns the workers off, in GRPCOptions 0 takes the default.
+func streamWorkers(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
