@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/mlflow-authz/mlflow-authz/authz/authn"
-	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 	"github.com/mlflow-authz/mlflow-authz/authz/mlflow"
 	"github.com/mlflow-authz/mlflow-authz/authz/rules"
 	"github.com/mlflow-authz/mlflow-authz/authz/upstream"
@@ -143,7 +142,7 @@ func Default() *Config {
 			MaxConnectionAge: 5 * time.Minute,
 			MaxRecvMsgSize:   8 << 20,
 			CheckTimeout:     2 * time.Second,
-			StreamWorkers:    extauthz.DefaultStreamWorkers,
+			StreamWorkers:    64, // extauthz.DefaultStreamWorkers; config stays free of gRPC
 			ShutdownGrace:    15 * time.Second,
 		},
 		Log:        LogConfig{Level: "info", Format: "json", FlushInterval: 100 * time.Millisecond},
