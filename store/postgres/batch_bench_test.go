@@ -14,8 +14,8 @@ import (
 )
 
 // BenchmarkGrantsRefresh reads the grants of 64 (user, experiment) keys one
-// query at a time, as a miss does, and pipelined in one batch, as the
-// cache's background re-reads do, on MLflow's schema with mlflow-oidc-auth's
+// query at a time, as a miss does, and in one batch (one statement for the
+// 64 keys), as the cache's background re-reads do, on MLflow's schema with mlflow-oidc-auth's
 // group tables and 1,000 experiments. db-cpu-µs/key is the server's CPU
 // (every backend's) per key read: what the database pays for keeping a
 // cache fresh.

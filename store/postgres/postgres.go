@@ -96,6 +96,7 @@ type Store struct {
 	tracking *pgxpool.Pool // == auth when both URLs are the same
 	listen   *pgx.ConnConfig
 	q        mlflowdb.Queries
+	batchSQL map[store.ResourceKind]string // see batchQueries
 	passSQL  string
 	ws       mlflowdb.Workspaces
 
@@ -170,6 +171,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	schema.Tracking = s.tracking == s.auth
 	s.q = mlflowdb.BuildQueries(schema, store.PostgreSQL)
+	if s.batchSQL, err = batchQueries(s.q); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.Writer.Layout = schema.Layout.Layout
 	var expiration bool
 	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
@@ -226,8 +231,6 @@ func (s *Store) Close() {
 // Layout returns the layout of the auth database, decided at Open.
 func (s *Store) Layout() store.LayoutInfo { return s.q.Layout() }
 
-var _ store.BatchReader = (*Store)(nil)
-
 // Grants implements store.Reader in one round trip to the auth database.
 func (s *Store) Grants(ctx context.Context, username string, res store.Resource) (store.Grants, error) {
 	q, ok := s.q.Grants[res.Kind]
@@ -241,38 +244,6 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 		return s.q.NewGrants(res.Kind), unavailable("grants", err)
 	}
 	return s.scanGrants(rows, res.Kind)
-}
-
-// GrantsBatch implements store.BatchReader: the Grants queries of every key
-// pipelined on one connection (pgx.Batch), in one round trip, each read
-// as Grants reads it.
-func (s *Store) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]store.Grants, error) {
-	b := &pgx.Batch{}
-	for _, k := range keys {
-		q, ok := s.q.Grants[k.Resource.Kind]
-		if !ok {
-			return nil, fmt.Errorf("postgres: grants: unknown resource kind %q", k.Resource.Kind)
-		}
-		b.Queue(q, s.q.GrantArgs(k.Username, k.Resource)...)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
-	defer cancel()
-	br := s.auth.SendBatch(ctx, b)
-	defer br.Close()
-	out := make([]store.Grants, len(keys))
-	for i, k := range keys {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, unavailable("grants", err)
-		}
-		if out[i], err = s.scanGrants(rows, k.Resource.Kind); err != nil {
-			return nil, err
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, unavailable("grants", err)
-	}
-	return out, nil
 }
 
 // scanGrants reads the rows of a Grants query on kind, and closes them.

@@ -124,7 +124,8 @@ func Run(t *testing.T, open Opener) {
 // grants reads user's grants on res with Grants and, when r reads
 // batches (store.BatchReader, as the cache's background re-reads use it),
 // in a batch too, where they must read the same: res's key twice, around
-// another user's key on the same resource.
+// another user's key on the same resource and the user's key on a resource
+// of another kind (a batch of several kinds).
 func grants(t *testing.T, r store.Reader, user string, res store.Resource) (store.Grants, error) {
 	t.Helper()
 	got, err := r.Grants(t.Context(), user, res)
@@ -132,12 +133,19 @@ func grants(t *testing.T, r store.Reader, user string, res store.Resource) (stor
 	if err != nil || !ok {
 		return got, err
 	}
-	key := store.GrantsKey{Username: user, Resource: res}
-	batch, err := br.GrantsBatch(t.Context(), []store.GrantsKey{key, {Username: "bob", Resource: res}, key})
+	other := store.Resource{Kind: store.Experiment, ID: "1"}
+	if res.Kind == store.Experiment {
+		other = store.Resource{Kind: store.RegisteredModel, ID: "model"}
+	}
+	otherGot, err := r.Grants(t.Context(), user, other)
 	require.NoError(t, err)
-	require.Len(t, batch, 3)
+	key := store.GrantsKey{Username: user, Resource: res}
+	batch, err := br.GrantsBatch(t.Context(), []store.GrantsKey{key, {Username: "bob", Resource: res}, {Username: user, Resource: other}, key})
+	require.NoError(t, err)
+	require.Len(t, batch, 4)
 	assert.Equal(t, got, batch[0], "GrantsBatch reads what Grants reads")
-	assert.Equal(t, got, batch[2], "GrantsBatch reads what Grants reads")
+	assert.Equal(t, otherGot, batch[2], "GrantsBatch reads what Grants reads, another kind in the same batch")
+	assert.Equal(t, got, batch[3], "GrantsBatch reads what Grants reads")
 	return got, nil
 }
 

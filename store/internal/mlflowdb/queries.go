@@ -244,6 +244,27 @@ func (q Queries) GrantArgs(username string, res store.Resource) []any {
 	return args
 }
 
+// GrantArgTypes are the SQL types of GrantArgs(…, res) for a resource of
+// kind k, in order: "text", or "bigint" for an experiment's canonical id
+// (which may be NULL). A reader that binds many keys' arguments as arrays
+// needs them, since a column of NULLs has no type of its own.
+func (q Queries) GrantArgTypes(k store.ResourceKind) []string {
+	if q.layout.Layout == store.LayoutRoles {
+		return []string{"text", "text", "text"}
+	}
+	types := []string{"text", "text"}
+	switch {
+	case k == store.Scorer:
+		types = append(types, "text")
+	case k == store.Experiment && q.experimentName:
+		types = append(types, "bigint")
+	}
+	if q.workspaceArg[k] {
+		types = append(types, "text")
+	}
+	return types
+}
+
 // groupsIn expands the JSON array of group names bound as $2.
 var groupsIn = map[store.Dialect]string{
 	store.PostgreSQL: `SELECT json_array_elements_text(CAST($2 AS json))`,

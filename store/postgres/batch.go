@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mlflow-authz/mlflow-authz/store"
+	"github.com/mlflow-authz/mlflow-authz/store/internal/mlflowdb"
+)
+
+var _ store.BatchReader = (*Store)(nil)
+
+// batchKey is the alias of the keys' table in a batch query.
+const batchKey = "batch_key"
+
+// param matches a bind parameter of a Grants query.
+var param = regexp.MustCompile(`\$([0-9]+)`)
+
+// batchQueries builds, for each kind, the Grants query of many keys in one
+// statement: the keys' arguments arrive as one array per argument, are
+// unnested in order (WITH ORDINALITY numbers them from 1), and each key runs
+// the very SQL of its single-key query, laterally, with $n read from the
+// key's nth column. Its rows are the key's number, then a Grants row.
+//
+// One statement instead of one per key is what keeps refresh-ahead cheap
+// for the database: PostgreSQL pays its per-statement cost (bind, executor
+// start-up, one result set) once per batch, not once per key.
+func batchQueries(q mlflowdb.Queries) (map[store.ResourceKind]string, error) {
+	out := make(map[store.ResourceKind]string, len(q.Grants))
+	for kind, sql := range q.Grants {
+		types := q.GrantArgTypes(kind)
+		arrays, cols := make([]string, len(types)), make([]string, len(types))
+		for i, t := range types {
+			arrays[i] = "$" + strconv.Itoa(i+1) + "::" + t + "[]"
+			cols[i] = "a" + strconv.Itoa(i+1)
+		}
+		var bad string
+		inner := param.ReplaceAllStringFunc(sql, func(p string) string {
+			if n, _ := strconv.Atoi(p[1:]); n < 1 || n > len(types) {
+				bad = p
+			}
+			return batchKey + ".a" + p[1:]
+		})
+		if bad != "" {
+			// BuildQueries and GrantArgTypes disagree: a bug.
+			return nil, fmt.Errorf("postgres: the %s grants query binds %s but takes %d arguments", kind, bad, len(types))
+		}
+		out[kind] = `SELECT ` + batchKey + `.i, q.* FROM unnest(` + strings.Join(arrays, ", ") + `) WITH ORDINALITY AS ` +
+			batchKey + `(` + strings.Join(cols, ", ") + `, i)
+CROSS JOIN LATERAL (` + inner + `) AS q`
+	}
+	return out, nil
+}
+
+// GrantsBatch implements store.BatchReader: one statement per resource kind
+// among keys (see batchQueries), pipelined on one connection (pgx.Batch) in
+// one round trip, each key's rows folded as Grants folds them.
+func (s *Store) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]store.Grants, error) {
+	out := make([]store.Grants, len(keys))
+	// The keys of each kind, in their order in keys; kinds in order of
+	// first appearance.
+	var kinds []store.ResourceKind
+	of := map[store.ResourceKind][]int{}
+	for i, k := range keys {
+		if _, ok := s.batchSQL[k.Resource.Kind]; !ok {
+			return nil, fmt.Errorf("postgres: grants: unknown resource kind %q", k.Resource.Kind)
+		}
+		if of[k.Resource.Kind] == nil {
+			kinds = append(kinds, k.Resource.Kind)
+		}
+		of[k.Resource.Kind] = append(of[k.Resource.Kind], i)
+		out[i] = s.q.NewGrants(k.Resource.Kind)
+	}
+	b := &pgx.Batch{}
+	for _, kind := range kinds {
+		args, err := s.batchArgs(kind, keys, of[kind])
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(s.batchSQL[kind], args...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	br := s.auth.SendBatch(ctx, b)
+	defer br.Close()
+	var (
+		n              int64
+		k              int32
+		group          string
+		admin          bool
+		perm           *string
+		rtype, pattern string
+	)
+	for _, kind := range kinds {
+		idx := of[kind]
+		rows, err := br.Query()
+		if err != nil {
+			return nil, unavailable("grants", err)
+		}
+		for rows.Next() {
+			if err := rows.Scan(&n, &k, &group, &admin, &perm, &rtype, &pattern); err != nil {
+				rows.Close()
+				return nil, unavailable("grants", err)
+			}
+			if n < 1 || n > int64(len(idx)) {
+				rows.Close()
+				return nil, fmt.Errorf("postgres: grants: batch row for key %d of %d", n, len(idx))
+			}
+			mlflowdb.Add(&out[idx[n-1]], int(k), group, admin, perm, rtype, pattern)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, unavailable("grants", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, unavailable("grants", err)
+	}
+	return out, nil
+}
+
+// batchArgs are the arguments of kind's batch query for the keys at idx:
+// one array per argument of GrantArgs, typed as GrantArgTypes says.
+func (s *Store) batchArgs(kind store.ResourceKind, keys []store.GrantsKey, idx []int) ([]any, error) {
+	types := s.q.GrantArgTypes(kind)
+	texts := make([][]string, len(types))
+	ints := make([][]*int64, len(types))
+	for _, i := range idx {
+		args := s.q.GrantArgs(keys[i].Username, keys[i].Resource)
+		if len(args) != len(types) {
+			return nil, fmt.Errorf("postgres: grants: %d arguments for %d types", len(args), len(types))
+		}
+		for j, v := range args {
+			switch v := v.(type) {
+			case string:
+				if types[j] == "text" {
+					texts[j] = append(texts[j], v)
+					continue
+				}
+			case int64:
+				if types[j] == "bigint" {
+					ints[j] = append(ints[j], &v)
+					continue
+				}
+			case nil:
+				if types[j] == "bigint" {
+					ints[j] = append(ints[j], nil)
+					continue
+				}
+			}
+			return nil, fmt.Errorf("postgres: grants: argument %d is %T, not %s", j+1, v, types[j])
+		}
+	}
+	out := make([]any, len(types))
+	for j, t := range types {
+		if t == "bigint" {
+			out[j] = ints[j]
+		} else {
+			out[j] = texts[j]
+		}
+	}
+	return out, nil
+}
