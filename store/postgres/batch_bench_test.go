@@ -20,22 +20,13 @@ import (
 // (every backend's) per key read: what the database pays for keeping a
 // cache fresh.
 func BenchmarkGrantsRefresh(b *testing.B) {
-	url := storetest.Postgres(b)
-	exec := storetest.PostgresExec(b, url)
-	require.NoError(b, postgres.Migrate(b.Context(), url))
-	require.NoError(b, storetest.CreateTrackingSchema(b.Context(), store.PostgreSQL, exec))
-	for _, s := range []string{
+	st := openTracking(b,
 		`INSERT INTO users (username, password_hash, is_admin) SELECT 'user' || i, 'x', false FROM generate_series(1, 100) i`,
 		`INSERT INTO experiments (name, lifecycle_stage) SELECT 'exp' || i, 'active' FROM generate_series(1, 1000) i`,
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) SELECT e::text, u, 'READ' FROM generate_series(1, 1000) e, generate_series(1, 100) u WHERE e % 100 = u % 100`,
 		`INSERT INTO groups (group_name) SELECT 'team-' || i FROM generate_series(1, 20) i`,
 		`INSERT INTO experiment_group_permissions (experiment_id, group_id, permission) SELECT e::text, 1 + e % 20, 'READ' FROM generate_series(1, 1000) e`,
-	} {
-		require.NoError(b, exec(b.Context(), s), s)
-	}
-	st, err := postgres.Open(b.Context(), postgres.Config{TrackingURL: url})
-	require.NoError(b, err)
-	b.Cleanup(st.Close)
+	)
 	keys := make([]store.GrantsKey, 64)
 	for i := range keys {
 		keys[i] = store.GrantsKey{Username: fmt.Sprintf("user%d", 1+i%100), Resource: store.Resource{Kind: store.Experiment, ID: strconv.Itoa(1 + i*13%1000)}}
@@ -61,4 +52,18 @@ func BenchmarkGrantsRefresh(b *testing.B) {
 			b.ReportMetric(float64((storetest.PostgresCPU(b)-db0).Microseconds())/float64(b.N*len(keys)), "db-cpu-µs/key")
 		})
 	}
+}
+
+// openTracking opens a store on a fresh database with the auth tables
+// (Migrate) and MLflow's tracking tables in one, after running seed there.
+func openTracking(t testing.TB, seed ...string) *postgres.Store {
+	url := storetest.Postgres(t)
+	exec := storetest.PostgresExec(t, url)
+	require.NoError(t, postgres.Migrate(t.Context(), url))
+	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
+	storetest.Must(t, exec, seed...)
+	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return st
 }

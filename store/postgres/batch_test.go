@@ -7,8 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlflow-authz/mlflow-authz/store"
-	"github.com/mlflow-authz/mlflow-authz/store/postgres"
-	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // TestGrantsBatchEveryKind reads one batch holding a key of every resource
@@ -17,11 +15,7 @@ import (
 // from its Grants query (one statement per kind), so a kind whose arguments
 // were typed or numbered wrong would read another key's rows, or fail.
 func TestGrantsBatchEveryKind(t *testing.T) {
-	url := storetest.Postgres(t)
-	exec := storetest.PostgresExec(t, url)
-	require.NoError(t, postgres.Migrate(t.Context(), url))
-	require.NoError(t, storetest.CreateTrackingSchema(t.Context(), store.PostgreSQL, exec))
-	storetest.Must(t, exec,
+	st := openTracking(t,
 		`INSERT INTO users (id, username, password_hash, is_admin) VALUES (1, 'alice', 'x', false), (2, 'bob', 'x', false), (3, 'root', 'x', true)`,
 		`INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (7, 'exp-7', 'active'), (8, 'exp-8', 'active')`,
 		`INSERT INTO experiment_permissions (experiment_id, user_id, permission) VALUES ('7', 1, 'EDIT'), ('8', 2, 'READ')`,
@@ -31,9 +25,6 @@ func TestGrantsBatchEveryKind(t *testing.T) {
 		`INSERT INTO gateway_endpoint_permissions (endpoint_id, user_id, permission) VALUES ('g', 1, 'EDIT')`,
 		`INSERT INTO gateway_model_definition_permissions (model_definition_id, user_id, permission) VALUES ('g', 1, 'READ')`,
 	)
-	st, err := postgres.Open(t.Context(), postgres.Config{TrackingURL: url})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
 
 	resources := []store.Resource{
 		{Kind: store.Experiment, ID: "7"},
