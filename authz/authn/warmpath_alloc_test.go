@@ -19,14 +19,16 @@ import (
 
 // warmPathAllocs pins the allocations of one warm, allowed check through
 // the Check server as production wires it: a cached bearer JWT, the
-// identity headers, metrics and the decision log (JSON, buffered). What is
-// left: the Request (1, its parsed query inside it), the caller's copy of
-// the cached identity (1), the decision
-// line's identity group (1; the line itself is formatted from attributes
-// on the stack, logsink.Handler.HandleAttrs), the upstream headers and the joined groups (2), and the
-// CheckResponse with all its messages (1). Lower it when you remove one; a
-// change that raises it needs a reason in its commit.
-const warmPathAllocs = 6
+// identity headers, metrics, the decision log (JSON, buffered) and
+// server.check_timeout. What is left: the check's deadline (1; its timer is
+// armed only if something waits, which a cached check never does; with
+// context.WithTimeout it was 4), the Request (1, its parsed query inside
+// it), the caller's copy of the cached identity (1), the decision line's
+// identity group (1; the line itself is formatted from attributes on the
+// stack, logsink.Handler.HandleAttrs), the upstream headers and the joined
+// groups (2), and the CheckResponse with all its messages (1). Lower it
+// when you remove one; a change that raises it needs a reason in its commit.
+const warmPathAllocs = 7
 
 // TestWarmCheckAllocations is the allocation regression test of the warm
 // path (testing.AllocsPerRun).
@@ -52,7 +54,7 @@ func TestWarmCheckAllocations(t *testing.T) {
 	require.NoError(t, err)
 	log, sink := logsink.New(io.Discard, logsink.Options{FlushInterval: time.Hour})
 	t.Cleanup(func() { _ = sink.Close() })
-	srv := extauthz.NewServer(e, log, m)
+	srv := extauthz.NewServer(e, log, m, extauthz.WithTimeout(2*time.Second)) // check_timeout's default
 	req := extauthz.Call{Method: "GET", Host: testHost, Target: "/api/2.0/mlflow/experiments/get?experiment_id=1",
 		Headers: map[string]string{"authorization": "Bearer " + token, "accept": "application/json", "x-request-id": "r-1"}}.CheckRequest()
 	check := func() {

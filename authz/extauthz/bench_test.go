@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,24 @@ func BenchmarkCheck(b *testing.B) {
 // decision → proto, plus metrics, with no transport.
 func BenchmarkCheckInProcess(b *testing.B) {
 	srv := benchServer(b)
+	req := benchRequest()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := srv.Check(b.Context(), req)
+		if err != nil || resp.GetStatus().GetCode() != 0 {
+			b.Fatalf("check: %v %v", err, resp.GetStatus())
+		}
+	}
+}
+
+// BenchmarkCheckInProcessWithTimeout is BenchmarkCheckInProcess with
+// server.check_timeout's default, as serve runs it.
+func BenchmarkCheckInProcessWithTimeout(b *testing.B) {
+	m, err := extauthz.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := extauthz.NewServer(newTestEngine(b), nil, m, extauthz.WithTimeout(2*time.Second))
 	req := benchRequest()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -87,9 +87,9 @@ func NewServer(checker Checker, log *slog.Logger, m *Metrics, opts ...Option) *S
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
+		dc := withDeadline(ctx, start.Add(s.timeout))
+		defer dc.release()
+		ctx = dc
 	}
 	in := requestInput(req)
 	r, d := s.decide(ctx, in)
