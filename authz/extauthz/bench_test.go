@@ -10,12 +10,12 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
 )
 
-func benchServer(b *testing.B) *extauthz.Server {
+func benchServer(b *testing.B, opts ...extauthz.Option) *extauthz.Server {
 	m, err := extauthz.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
-	return extauthz.NewServer(newTestEngine(b), nil, m)
+	return extauthz.NewServer(newTestEngine(b), nil, m, opts...)
 }
 
 func benchRequest() *authv3.CheckRequest {
@@ -38,26 +38,15 @@ func BenchmarkCheck(b *testing.B) {
 
 // BenchmarkCheckInProcess is the server's own cost: proto → Request →
 // decision → proto, plus metrics, with no transport.
-func BenchmarkCheckInProcess(b *testing.B) {
-	srv := benchServer(b)
-	req := benchRequest()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := srv.Check(b.Context(), req)
-		if err != nil || resp.GetStatus().GetCode() != 0 {
-			b.Fatalf("check: %v %v", err, resp.GetStatus())
-		}
-	}
-}
+func BenchmarkCheckInProcess(b *testing.B) { benchInProcess(b, benchServer(b)) }
 
 // BenchmarkCheckInProcessWithTimeout is BenchmarkCheckInProcess with
 // server.check_timeout's default, as serve runs it.
 func BenchmarkCheckInProcessWithTimeout(b *testing.B) {
-	m, err := extauthz.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := extauthz.NewServer(newTestEngine(b), nil, m, extauthz.WithTimeout(2*time.Second))
+	benchInProcess(b, benchServer(b, extauthz.WithTimeout(2*time.Second)))
+}
+
+func benchInProcess(b *testing.B, srv *extauthz.Server) {
 	req := benchRequest()
 	b.ReportAllocs()
 	for b.Loop() {
