@@ -15,6 +15,13 @@ import (
 
 var _ store.BatchReader = (*Store)(nil)
 
+// batchQuery is one kind's batch query and the SQL types of its arguments
+// (GrantArgTypes), one array each.
+type batchQuery struct {
+	sql   string
+	types []string
+}
+
 // batchKey is the alias of the keys' table in a batch query.
 const batchKey = "batch_key"
 
@@ -30,8 +37,8 @@ var param = regexp.MustCompile(`\$([0-9]+)`)
 // One statement instead of one per key is what keeps refresh-ahead cheap
 // for the database: PostgreSQL pays its per-statement cost (bind, executor
 // start-up, one result set) once per batch, not once per key.
-func batchQueries(q mlflowdb.Queries) (map[store.ResourceKind]string, error) {
-	out := make(map[store.ResourceKind]string, len(q.Grants))
+func batchQueries(q mlflowdb.Queries) (map[store.ResourceKind]batchQuery, error) {
+	out := make(map[store.ResourceKind]batchQuery, len(q.Grants))
 	for kind, sql := range q.Grants {
 		types := q.GrantArgTypes(kind)
 		arrays, cols := make([]string, len(types)), make([]string, len(types))
@@ -50,9 +57,9 @@ func batchQueries(q mlflowdb.Queries) (map[store.ResourceKind]string, error) {
 			// BuildQueries and GrantArgTypes disagree: a bug.
 			return nil, fmt.Errorf("postgres: the %s grants query binds %s but takes %d arguments", kind, bad, len(types))
 		}
-		out[kind] = `SELECT ` + batchKey + `.i, q.* FROM unnest(` + strings.Join(arrays, ", ") + `) WITH ORDINALITY AS ` +
+		out[kind] = batchQuery{types: types, sql: `SELECT ` + batchKey + `.i, q.* FROM unnest(` + strings.Join(arrays, ", ") + `) WITH ORDINALITY AS ` +
 			batchKey + `(` + strings.Join(cols, ", ") + `, i)
-CROSS JOIN LATERAL (` + inner + `) AS q`
+CROSS JOIN LATERAL (` + inner + `) AS q`}
 	}
 	return out, nil
 }
@@ -78,44 +85,31 @@ func (s *Store) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]stor
 	}
 	b := &pgx.Batch{}
 	for _, kind := range kinds {
-		args, err := s.batchArgs(kind, keys, of[kind])
+		bq := s.batchSQL[kind]
+		args, err := s.batchArgs(bq.types, keys, of[kind])
 		if err != nil {
 			return nil, err
 		}
-		b.Queue(s.batchSQL[kind], args...)
+		b.Queue(bq.sql, args...)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
 	defer cancel()
 	br := s.auth.SendBatch(ctx, b)
 	defer br.Close()
-	var (
-		n              int64
-		k              int32
-		group          string
-		admin          bool
-		perm           *string
-		rtype, pattern string
-	)
 	for _, kind := range kinds {
 		idx := of[kind]
 		rows, err := br.Query()
 		if err != nil {
 			return nil, unavailable("grants", err)
 		}
-		for rows.Next() {
-			if err := rows.Scan(&n, &k, &group, &admin, &perm, &rtype, &pattern); err != nil {
-				rows.Close()
-				return nil, unavailable("grants", err)
-			}
+		err = foldGrants(rows, true, func(n int64) (*store.Grants, error) {
 			if n < 1 || n > int64(len(idx)) {
-				rows.Close()
 				return nil, fmt.Errorf("postgres: grants: batch row for key %d of %d", n, len(idx))
 			}
-			mlflowdb.Add(&out[idx[n-1]], int(k), group, admin, perm, rtype, pattern)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, unavailable("grants", err)
+			return &out[idx[n-1]], nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	if err := br.Close(); err != nil {
@@ -124,10 +118,9 @@ func (s *Store) GrantsBatch(ctx context.Context, keys []store.GrantsKey) ([]stor
 	return out, nil
 }
 
-// batchArgs are the arguments of kind's batch query for the keys at idx:
-// one array per argument of GrantArgs, typed as GrantArgTypes says.
-func (s *Store) batchArgs(kind store.ResourceKind, keys []store.GrantsKey, idx []int) ([]any, error) {
-	types := s.q.GrantArgTypes(kind)
+// batchArgs are the arguments of a batch query for the keys at idx: one
+// array per argument of GrantArgs, of the query's types.
+func (s *Store) batchArgs(types []string, keys []store.GrantsKey, idx []int) ([]any, error) {
 	texts := make([][]string, len(types))
 	ints := make([][]*int64, len(types))
 	for _, i := range idx {

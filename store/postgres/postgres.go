@@ -96,7 +96,7 @@ type Store struct {
 	tracking *pgxpool.Pool // == auth when both URLs are the same
 	listen   *pgx.ConnConfig
 	q        mlflowdb.Queries
-	batchSQL map[store.ResourceKind]string // see batchQueries
+	batchSQL map[store.ResourceKind]batchQuery // see batchQueries
 	passSQL  string
 	ws       mlflowdb.Workspaces
 
@@ -248,25 +248,44 @@ func (s *Store) Grants(ctx context.Context, username string, res store.Resource)
 
 // scanGrants reads the rows of a Grants query on kind, and closes them.
 func (s *Store) scanGrants(rows pgx.Rows, kind store.ResourceKind) (store.Grants, error) {
-	defer rows.Close()
 	g := s.q.NewGrants(kind)
+	if err := foldGrants(rows, false, func(int64) (*store.Grants, error) { return &g, nil }); err != nil {
+		return store.Grants{}, err
+	}
+	return g, nil
+}
+
+// foldGrants folds each row of a Grants query into the Grants that into
+// returns for it, and closes rows. A keyed query's rows (GrantsBatch's) lead
+// with their key's number, which into is given; an unkeyed one gives 0.
+func foldGrants(rows pgx.Rows, keyed bool, into func(key int64) (*store.Grants, error)) error {
+	defer rows.Close()
 	var (
+		n              int64
 		k              int32
 		group          string
 		admin          bool
 		perm           *string
 		rtype, pattern string
 	)
+	dest := []any{&k, &group, &admin, &perm, &rtype, &pattern}
+	if keyed {
+		dest = append([]any{&n}, dest...)
+	}
 	for rows.Next() {
-		if err := rows.Scan(&k, &group, &admin, &perm, &rtype, &pattern); err != nil {
-			return store.Grants{}, unavailable("grants", err)
+		if err := rows.Scan(dest...); err != nil {
+			return unavailable("grants", err)
 		}
-		mlflowdb.Add(&g, int(k), group, admin, perm, rtype, pattern)
+		g, err := into(n)
+		if err != nil {
+			return err
+		}
+		mlflowdb.Add(g, int(k), group, admin, perm, rtype, pattern)
 	}
 	if err := rows.Err(); err != nil {
-		return store.Grants{}, unavailable("grants", err)
+		return unavailable("grants", err)
 	}
-	return g, nil
+	return nil
 }
 
 // Patterns implements store.Reader in one round trip to the auth database.
