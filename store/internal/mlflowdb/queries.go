@@ -247,20 +247,18 @@ func (q Queries) GrantArgs(username string, res store.Resource) []any {
 // GrantArgTypes are the SQL types of GrantArgs(…, res) for a resource of
 // kind k, in order: "text", or "bigint" for an experiment's canonical id
 // (which may be NULL). A reader that binds many keys' arguments as arrays
-// needs them, since a column of NULLs has no type of its own.
+// needs them, since a column of NULLs has no type of its own. They are read
+// off GrantArgs itself, for a resource whose every argument has a value (an
+// integer id), so the two cannot disagree.
 func (q Queries) GrantArgTypes(k store.ResourceKind) []string {
-	if q.layout.Layout == store.LayoutRoles {
-		return []string{"text", "text", "text"}
-	}
-	types := []string{"text", "text"}
-	switch {
-	case k == store.Scorer:
-		types = append(types, "text")
-	case k == store.Experiment && q.experimentName:
-		types = append(types, "bigint")
-	}
-	if q.workspaceArg[k] {
-		types = append(types, "text")
+	args := q.GrantArgs("", store.Resource{Kind: k, ID: "1", Name: "n"})
+	types := make([]string, len(args))
+	for i, a := range args {
+		if _, ok := a.(int64); ok {
+			types[i] = "bigint"
+		} else {
+			types[i] = "text"
+		}
 	}
 	return types
 }
