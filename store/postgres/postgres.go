@@ -36,6 +36,10 @@ type Config struct {
 	AuthURL string `yaml:"auth_url"`
 	// MaxConns bounds each pool (default 8).
 	MaxConns int32 `yaml:"max_conns"`
+	// MinConns is how many connections each pool keeps open, warm (see
+	// warm.go): Open waits for them, and the pool reopens them in the
+	// background when they close (default 2, at most MaxConns).
+	MinConns int32 `yaml:"min_conns"`
 	// StatementTimeout bounds every query, both as the server-side
 	// statement_timeout and as a client deadline (default 2s), so a slow
 	// database turns into a prompt 503 rather than a pile-up of checks.
@@ -62,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 8
+	}
+	if c.MinConns <= 0 {
+		c.MinConns = min(2, c.MaxConns)
 	}
 	if c.StatementTimeout <= 0 {
 		c.StatementTimeout = 2 * time.Second
@@ -120,31 +127,74 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Notify != NotifyOn && cfg.Notify != NotifyOff {
 		return nil, fmt.Errorf("postgres: notify %q is not on or off", cfg.Notify)
 	}
+	if cfg.MinConns > cfg.MaxConns {
+		return nil, fmt.Errorf("postgres: min_conns %d exceeds max_conns %d", cfg.MinConns, cfg.MaxConns)
+	}
 	s := &Store{cfg: cfg}
 	s.Writer = mlflowdb.Writer{Run: s.admin}
-	var err error
-	if s.auth, err = s.pool(ctx, cfg.AuthURL); err != nil {
+	authCfg, err := s.poolConfig(cfg.AuthURL)
+	if err != nil {
 		return nil, err
 	}
-	if cfg.TrackingURL == cfg.AuthURL {
-		s.tracking = s.auth
-	} else if s.tracking, err = s.pool(ctx, cfg.TrackingURL); err != nil {
-		s.auth.Close()
-		return nil, err
+	trackingCfg := authCfg
+	if cfg.TrackingURL != cfg.AuthURL {
+		if trackingCfg, err = s.poolConfig(cfg.TrackingURL); err != nil {
+			return nil, err
+		}
 	}
 	lc, err := pgx.ParseConfig(cfg.AuthURL)
 	if err != nil {
-		s.Close()
 		return nil, fmt.Errorf("postgres: auth_url: %w", err)
 	}
 	lc.ConnectTimeout = cfg.ConnectTimeout
 	lc.RuntimeParams["application_name"] = ListenApplicationName
 	s.listen = lc
 
+	// The queries are built from the schema, read on a connection of its
+	// own, so that the pools' connections can run them as they open.
 	qctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.StatementTimeout)
 	defer cancel()
+	if err := s.readSchema(qctx, authCfg.ConnConfig); err != nil {
+		return nil, err
+	}
+	if s.batchSQL, err = batchQueries(s.q); err != nil {
+		return nil, err
+	}
+
+	warmAuth, warmTracking := s.warmStatements()
+	if s.auth, err = s.pool(ctx, authCfg, warmAuth); err != nil {
+		return nil, err
+	}
+	s.tracking = s.auth
+	if cfg.TrackingURL != cfg.AuthURL {
+		if s.tracking, err = s.pool(ctx, trackingCfg, warmTracking); err != nil {
+			s.auth.Close()
+			return nil, err
+		}
+	}
+	pools := []*pgxpool.Pool{s.auth}
+	if s.tracking != s.auth {
+		pools = append(pools, s.tracking)
+	}
+	for _, p := range pools {
+		if got, err := fill(ctx, p, int(cfg.MinConns), cfg.ConnectTimeout+cfg.StatementTimeout); err != nil {
+			cfg.Logger.Warn("postgres: could not open min_conns connections; the pool opens more on demand",
+				"db", p.Config().ConnConfig.Database, "opened", got, "min_conns", cfg.MinConns, "err", err)
+		}
+	}
+	return s, nil
+}
+
+// readSchema reads, on one connection, which optional tables and columns
+// exist and which auth layout the database has, and builds the queries.
+func (s *Store) readSchema(ctx context.Context, cc *pgx.ConnConfig) error {
+	c, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
 	schema := mlflowdb.Schema{}
-	rows, err := s.auth.Query(qctx, mlflowdb.SchemaSQL[store.PostgreSQL])
+	rows, err := c.Query(ctx, mlflowdb.SchemaSQL[store.PostgreSQL])
 	if err == nil {
 		var (
 			table string
@@ -157,45 +207,46 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	var rev string
 	if err == nil && schema.Tables["alembic_version_auth"] {
-		if err = s.auth.QueryRow(qctx, mlflowdb.RevisionSQL).Scan(&rev); errors.Is(err, pgx.ErrNoRows) {
+		if err = c.QueryRow(ctx, mlflowdb.RevisionSQL).Scan(&rev); errors.Is(err, pgx.ErrNoRows) {
 			err = nil
 		}
 	}
 	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
+		return fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
-	if schema.Layout, err = mlflowdb.DetectLayout(cfg.Layout, rev, schema.Tables); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("postgres: open: %w", err)
+	if schema.Layout, err = mlflowdb.DetectLayout(s.cfg.Layout, rev, schema.Tables); err != nil {
+		return fmt.Errorf("postgres: open: %w", err)
 	}
-	schema.Tracking = s.tracking == s.auth
+	schema.Tracking = s.cfg.TrackingURL == s.cfg.AuthURL
 	s.q = mlflowdb.BuildQueries(schema, store.PostgreSQL)
-	if s.batchSQL, err = batchQueries(s.q); err != nil {
-		s.Close()
-		return nil, err
-	}
 	s.Writer.Layout = schema.Layout.Layout
 	var expiration bool
-	if err := s.auth.QueryRow(qctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
+	if err := c.QueryRow(ctx, mlflowdb.PasswordExpirationSQL[store.PostgreSQL]).Scan(&expiration); err != nil {
+		return fmt.Errorf("postgres: open: %w: %w", store.ErrUnavailable, err)
 	}
 	s.passSQL = mlflowdb.PasswordSQL(store.PostgreSQL, expiration)
-	return s, nil
+	return nil
 }
 
-func (s *Store) pool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// poolConfig parses a database URL into the settings of its pool.
+func (s *Store) poolConfig(url string) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
-	pc.MaxConns = s.cfg.MaxConns
+	pc.MaxConns, pc.MinConns = s.cfg.MaxConns, s.cfg.MinConns
 	pc.ConnConfig.ConnectTimeout = s.cfg.ConnectTimeout
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(s.cfg.StatementTimeout.Milliseconds(), 10)
 	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
 		pc.ConnConfig.RuntimeParams["application_name"] = "mlflow-authz"
 	}
+	return pc, nil
+}
+
+// pool opens a pool whose connections run warm as they open.
+func (s *Store) pool(ctx context.Context, pc *pgxpool.Config, warm warmSQL) (*pgxpool.Pool, error) {
+	pc = pc.Copy()
+	pc.AfterConnect = warm.run
 	p, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pool: %w: %w", store.ErrUnavailable, err)
@@ -327,7 +378,7 @@ func (s *Store) User(ctx context.Context, username string) (exists, admin bool, 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
 	defer cancel()
 	var a *bool
-	err = s.auth.QueryRow(ctx, `SELECT is_admin FROM users WHERE username = $1`, username).Scan(&a)
+	err = s.auth.QueryRow(ctx, userSQL, username).Scan(&a)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, false, nil
 	}
@@ -362,7 +413,7 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 	defer cancel()
 	switch l {
 	case store.RunExperiment:
-		return s.one(ctx, l, `SELECT experiment_id::text FROM runs WHERE run_uuid = $1`, key)
+		return s.one(ctx, l, runExperimentSQL, key)
 	case store.TraceExperiment:
 		return s.one(ctx, l, `SELECT experiment_id::text FROM trace_info WHERE request_id = $1`, key)
 	case store.LoggedModelExperiment:
@@ -377,7 +428,7 @@ func (s *Store) Resolve(ctx context.Context, l store.Lookup, key string) ([]stri
 		if !ok {
 			return nil, store.ErrNotFound
 		}
-		return s.one(ctx, l, `SELECT experiment_id::text FROM experiments WHERE experiment_id = $1`, id)
+		return s.one(ctx, l, experimentByIDSQL, id)
 	case store.ExperimentByName:
 		return s.byName(ctx, l, "experiments", `SELECT experiment_id::text FROM experiments WHERE name = $1`, key)
 	case store.GatewayEndpointByName:
@@ -453,6 +504,13 @@ func (s *Store) visible(ctx context.Context, l store.Lookup, key string) ([]stri
 	}
 	return names, nil
 }
+
+// Statements that warm.go runs on every new connection too.
+const (
+	userSQL           = `SELECT is_admin FROM users WHERE username = $1`
+	runExperimentSQL  = `SELECT experiment_id::text FROM runs WHERE run_uuid = $1`
+	experimentByIDSQL = `SELECT experiment_id::text FROM experiments WHERE experiment_id = $1`
+)
 
 func (s *Store) one(ctx context.Context, l store.Lookup, q string, args ...any) ([]string, error) {
 	var id *string
