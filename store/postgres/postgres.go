@@ -118,7 +118,9 @@ type Store struct {
 // Open connects to the databases in cfg and reads which optional tables
 // (mlflow-oidc-auth's group and regex tables) and columns (its
 // users.password_expiration) exist, to build the read queries once. Tables
-// and columns created later are read after a restart.
+// and columns created later are read after a restart. It returns once each
+// pool has MinConns connections open and warm (see warm.go), or, with a
+// warning, after ConnectTimeout + StatementTimeout.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TrackingURL == "" {
