@@ -248,7 +248,7 @@ func (s *Store) poolConfig(url string) (*pgxpool.Config, error) {
 // pool opens a pool whose connections run warm as they open.
 func (s *Store) pool(ctx context.Context, pc *pgxpool.Config, warm warmSQL) (*pgxpool.Pool, error) {
 	pc = pc.Copy()
-	pc.AfterConnect = warm.run
+	pc.AfterConnect = warm.afterConnect
 	p, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pool: %w: %w", store.ErrUnavailable, err)

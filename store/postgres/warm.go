@@ -43,11 +43,11 @@ func (s *Store) warmStatements() (auth, tracking warmSQL) {
 	return auth, tracking
 }
 
-// run executes every statement once on c, in one pipeline, each with
-// every argument NULL, which matches no row. A statement that fails (a
-// table an older MLflow lacks) is not an error: the warm-up only saves
-// time. A connection it broke is, so that the pool dials another.
-func (w warmSQL) run(ctx context.Context, c *pgx.Conn) error {
+// exec executes every statement once on c, in one pipeline, each with
+// every argument NULL, which matches no row. A failed statement skips the
+// ones after it, which is why warmStatements puts the tracking lookups
+// (tables an older MLflow may lack) last.
+func (w warmSQL) exec(ctx context.Context, c *pgx.Conn) error {
 	if len(w) == 0 {
 		return nil
 	}
@@ -55,7 +55,14 @@ func (w warmSQL) run(ctx context.Context, c *pgx.Conn) error {
 	for _, sql := range w {
 		b.Queue(sql, make([]any, paramCount(sql))...)
 	}
-	if err := c.SendBatch(ctx, b).Close(); err != nil && c.IsClosed() {
+	return c.SendBatch(ctx, b).Close()
+}
+
+// afterConnect is exec as the pool's AfterConnect: a statement that fails
+// is not an error, as the warm-up only saves time; a connection it broke
+// is, so that the pool dials another.
+func (w warmSQL) afterConnect(ctx context.Context, c *pgx.Conn) error {
+	if err := w.exec(ctx, c); err != nil && c.IsClosed() {
 		return err
 	}
 	return nil

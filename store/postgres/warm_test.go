@@ -73,6 +73,10 @@ func TestOpenWarmsMinConns(t *testing.T) {
 				assert.Empty(t, tracking, "one pool runs both lists")
 			}
 			for p, want := range pools {
+				c, err := p.Acquire(t.Context())
+				require.NoError(t, err)
+				assert.NoError(t, want.exec(t.Context(), c.Conn()), "every statement runs with NULL arguments, not only prepares")
+				c.Release()
 				conns := prepared(t, p)
 				require.Equal(t, 3, len(conns), "min_conns connections, open when Open returns")
 				for i, got := range conns {
@@ -114,6 +118,11 @@ func TestWarmFailureIsNotFatal(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	assert.EqualValues(t, 2, s.auth.Stat().TotalConns(), "min_conns' default")
+	auth, _ := s.warmStatements()
+	c, err := s.auth.Acquire(t.Context())
+	require.NoError(t, err)
+	assert.Error(t, auth.exec(t.Context(), c.Conn()), "the warm-up's run lookup fails here")
+	c.Release()
 	_, err = s.Grants(t.Context(), "alice", store.Resource{Kind: store.Experiment, ID: "1"})
 	require.NoError(t, err)
 	_, err = s.Resolve(t.Context(), store.RunExperiment, "r1")
