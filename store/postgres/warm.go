@@ -24,18 +24,24 @@ import (
 type warmSQL []string
 
 // warmStatements returns the statements each pool's connections run once
-// when they open: the auth pool every Grants, batch, Patterns, user and
-// password query built for this database, the tracking pool the ownership
+// when they open: the auth pool every Grants, Patterns, user, password and
+// batch query built for this database, the tracking pool the ownership
 // lookups of runs and experiments (the lookups most checks make). One
 // pool, when both URLs are the same, runs both lists.
 func (s *Store) warmStatements() (auth, tracking warmSQL) {
-	for kind, sql := range s.q.Grants {
-		auth = append(auth, sql, s.batchSQL[kind].sql)
+	for _, sql := range s.q.Grants {
+		auth = append(auth, sql)
 	}
 	for _, sql := range s.q.Patterns {
 		auth = append(auth, sql)
 	}
 	auth = append(auth, userSQL, s.passSQL)
+	// The batch statements last, after the setting they run with in
+	// GrantsBatch.
+	auth = append(auth, genericPlanSQL)
+	for _, bq := range s.batchSQL {
+		auth = append(auth, bq.sql)
+	}
 	tracking = warmSQL{runExperimentSQL, experimentByIDSQL}
 	if s.cfg.TrackingURL == s.cfg.AuthURL {
 		return append(auth, tracking...), nil
