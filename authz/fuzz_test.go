@@ -24,11 +24,15 @@ func FuzzCanonicalPath(f *testing.F) {
 	for _, s := range []string{
 		"/a/%2e", "/a/.%2E", "/%2e%2e/", "/a/b/..", "/a%2F..%2Fb", "/a\\..\\b", "/%C0%AF", "/%E2%80%A8",
 		"/%c2%a0", "/a%20/", "/ /", "/a:b@c", "/~user", "/a%7e", "/a%2B", "/\u00e9", "/%F0%9F%98%80",
+		"/", "//", "/.", "/..", "/...", "/.a", "/a.", "/a/", "/a//", "/a/.", "/a/../", "//a#", "/./?", "/a\u00e9/..",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, reason := authz.CanonicalPath(raw)
+		if wp, wr := canonicalPathReference(raw); p != wp || reason != wr {
+			t.Fatalf("%q → %q (%s), the reference gives %q (%s)", raw, p, reason, wp, wr)
+		}
 		if reason != "" {
 			if p != "" {
 				t.Fatalf("refused %q (%s) but returned %q", raw, reason, p)
@@ -80,6 +84,99 @@ func FuzzCanonicalPath(f *testing.F) {
 			t.Fatalf("%q → %q → %q (%s): not idempotent", raw, p, p2, reason)
 		}
 	})
+}
+
+// canonicalPathReference is CanonicalPath as it was before its one-pass
+// fast path for plain ASCII paths: every check in turn, on the decoded path.
+// FuzzCanonicalPath holds the two to the same path and the same reason.
+func canonicalPathReference(raw string) (string, string) {
+	switch {
+	case raw == "":
+		return "", "empty path"
+	case len(raw) > authz.MaxPathLength:
+		return "", "path too long"
+	case raw[0] != '/':
+		return "", "not an origin-form path"
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c < 0x20 || c == 0x7f:
+			return "", "control character in path"
+		case c == '\\':
+			return "", "backslash in path"
+		case c == '#':
+			return "", "fragment in path"
+		case c == ';':
+			return "", "path parameter (;) in path"
+		case c == '?':
+			// NewRequest splits the query off first; a "?" here means the
+			// caller did not, and the upstream would see a query.
+			return "", "query delimiter in path"
+		case c == '%':
+			if i+2 >= len(raw) || !isHexRef(raw[i+1]) || !isHexRef(raw[i+2]) {
+				return "", "malformed percent-encoding"
+			}
+			switch b := unhexRef(raw[i+1])<<4 | unhexRef(raw[i+2]); {
+			case b == '/' || b == '\\':
+				return "", "encoded slash or backslash in path"
+			case b == '.':
+				return "", "encoded dot in path"
+			case b == '%':
+				return "", "encoded percent in path"
+			case b == ';' || b == '?' || b == '#':
+				return "", "encoded delimiter in path"
+			case b < 0x20 || b == 0x7f:
+				return "", "encoded control character in path"
+			}
+		}
+	}
+	p := raw
+	if strings.IndexByte(raw, '%') >= 0 {
+		var err error
+		if p, err = url.PathUnescape(raw); err != nil {
+			return "", "malformed percent-encoding"
+		}
+	}
+	if !utf8.ValidString(p) {
+		return "", "invalid UTF-8 in path"
+	}
+	if hasControlRuneRef(p) {
+		return "", "control character in path"
+	}
+	if strings.Contains(p, "//") {
+		return "", "empty path segment (//)"
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "", "dot segment in path"
+		}
+	}
+	return p, ""
+}
+
+func isHexRef(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhexRef(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+func hasControlRuneRef(p string) bool {
+	for _, r := range p {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzQuery checks that query parsing never panics, that the raw query is
@@ -146,6 +243,43 @@ func FuzzQuery(f *testing.F) {
 		}
 		if !reflect.DeepEqual(again, want) {
 			t.Fatalf("query %q: %q became %q", rawQuery, want, again)
+		}
+	})
+}
+
+// FuzzRequestHeaders holds NewRequest's header names to strings.ToLower's:
+// a name already in lower case (as Envoy sends every one) is kept as it
+// is, any other is lowered, by Unicode's rules and with invalid UTF-8
+// replaced, exactly as strings.ToLower does.
+func FuzzRequestHeaders(f *testing.F) {
+	for _, k := range [][2]string{
+		{"authorization", "x-request-id"}, {"Authorization", "cookie"}, {":authority", "X-Envoy-Auth-Partial-Body"},
+		{"x-ÄB", "content-type"}, {"\xff", "a"}, {"ǅ", "ß"}, {"", "K"},
+	} {
+		f.Add(k[0], k[1])
+	}
+	f.Fuzz(func(t *testing.T, k1, k2 string) {
+		in := map[string]string{k1: "1", k2: "2"}
+		r, d := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "h", Target: "/a", Headers: in})
+		if d != nil {
+			t.Fatalf("refused: %v", d)
+		}
+		want := map[string]string{}
+		for k, v := range in {
+			want[strings.ToLower(k)] = v
+		}
+		if len(r.Headers) != len(want) {
+			t.Fatalf("%q: headers %q, want the names of %q", in, r.Headers, want)
+		}
+		for k, v := range want {
+			got, ok := r.Headers[k]
+			if !ok {
+				t.Fatalf("%q: %q missing from %q", in, k, r.Headers)
+			}
+			// Two names that lower to one keep either value, as before.
+			if got != v && len(want) == len(in) {
+				t.Fatalf("%q: %q = %q, want %q", in, k, got, v)
+			}
 		}
 	})
 }

@@ -120,9 +120,22 @@ func CanonicalPath(raw string) (string, string) {
 	case raw[0] != '/':
 		return "", "not an origin-form path"
 	}
+	// The usual path is ASCII with no escapes: then it is its own decoding,
+	// and the segment checks below are done in this same pass (their
+	// reasons still come after any byte's, as in the general path).
+	escaped, emptySeg, dotSeg := false, false, false
+	seg := 1 // where the current segment starts
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
+		case c == '/':
+			if i > 0 {
+				emptySeg = emptySeg || i == seg
+				dotSeg = dotSeg || isDotSegment(raw[seg:i])
+				seg = i + 1
+			}
+		case c >= utf8.RuneSelf:
+			escaped = true
 		case c < 0x20 || c == 0x7f:
 			return "", "control character in path"
 		case c == '\\':
@@ -136,6 +149,7 @@ func CanonicalPath(raw string) (string, string) {
 			// caller did not, and the upstream would see a query.
 			return "", "query delimiter in path"
 		case c == '%':
+			escaped = true
 			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
 				return "", "malformed percent-encoding"
 			}
@@ -152,6 +166,15 @@ func CanonicalPath(raw string) (string, string) {
 				return "", "encoded control character in path"
 			}
 		}
+	}
+	if !escaped {
+		switch {
+		case emptySeg:
+			return "", "empty path segment (//)"
+		case dotSeg || isDotSegment(raw[seg:]):
+			return "", "dot segment in path"
+		}
+		return raw, ""
 	}
 	p := raw
 	if strings.IndexByte(raw, '%') >= 0 {
@@ -170,11 +193,16 @@ func CanonicalPath(raw string) (string, string) {
 		return "", "empty path segment (//)"
 	}
 	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
+		if isDotSegment(seg) {
 			return "", "dot segment in path"
 		}
 	}
 	return p, ""
+}
+
+// isDotSegment reports a "." or ".." segment.
+func isDotSegment(seg string) bool {
+	return seg == "." || seg == ".."
 }
 
 // hasControlRune reports C1 control characters (U+0080–U+009F), which
@@ -210,6 +238,21 @@ func unhex(c byte) byte {
 	}
 }
 
+// isLower reports whether strings.ToLower(s) == s, testing the ASCII names
+// Envoy sends byte by byte instead of calling it for each of a request's
+// headers.
+func isLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			return strings.ToLower(s) == s
+		case 'A' <= c && c <= 'Z':
+			return false
+		}
+	}
+	return true
+}
+
 // canonicalHost strips the port and lower-cases, so that "MLflow.example.com:443"
 // and "mlflow.example.com" select the same application.
 func canonicalHost(h string) string {
@@ -229,7 +272,7 @@ func canonicalHost(h string) string {
 // Envoy sends it), so the common case costs nothing.
 func lowerKeys(m map[string]string) map[string]string {
 	for k := range m {
-		if strings.ToLower(k) != k {
+		if !isLower(k) {
 			out := make(map[string]string, len(m))
 			for k, v := range m {
 				out[strings.ToLower(k)] = v
