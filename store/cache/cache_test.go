@@ -260,6 +260,21 @@ func TestErrorsAreNotCached(t *testing.T) {
 	assert.EqualValues(t, 4, f.inner.calls.Load())
 }
 
+// TestTTLOnTheRuntimeClock: without an injected clock the TTL runs on the
+// runtime's monotonic clock, and still ends.
+func TestTTLOnTheRuntimeClock(t *testing.T) {
+	f := newFixture(t)
+	c := cache.New(f.inner, cache.Options{GrantTTL: 200 * time.Millisecond})
+	_, err := c.Grants(t.Context(), "alice", exp1)
+	require.NoError(t, err)
+	f.exec(`DELETE FROM experiment_permissions`) // no notification: only the TTL saves us
+	g, _ := c.Grants(t.Context(), "alice", exp1)
+	assert.NotNil(t, readGrant(g), "served from the cache before the TTL")
+	time.Sleep(250 * time.Millisecond)
+	g, _ = c.Grants(t.Context(), "alice", exp1)
+	assert.Nil(t, readGrant(g), "expired after GrantTTL")
+}
+
 func TestTTLs(t *testing.T) {
 	f := newFixture(t)
 	clk := storetest.NewClock(time.Unix(1e9, 0))

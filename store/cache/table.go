@@ -28,8 +28,8 @@ type shard[K comparable, V any] struct {
 type entry[V any] struct {
 	val     V
 	gen     uint64
-	refresh int64 // unix nanoseconds: a hit from here on re-reads it ahead of expires
-	expires int64 // unix nanoseconds
+	refresh int64 // on the cache's clock (Cache.now): a hit from here on re-reads it ahead of expires
+	expires int64 // on the cache's clock
 	ref     atomic.Bool
 	claimed atomic.Bool // a background re-read of this entry has started
 }
