@@ -112,70 +112,92 @@ func (r *Request) LogValue() slog.Value {
 // (Go net/http) route on; since we refuse every encoding that could change the
 // segment structure, decoding cannot make our match differ from theirs.
 func CanonicalPath(raw string) (string, string) {
+	scan, reason := scanPath(raw)
+	switch {
+	case reason != "":
+		return "", reason
+	case scan.escaped:
+		return decodedPath(raw)
+	// The usual path is ASCII without escapes, its own decoding: the byte
+	// loop has done the segment checks too, and their reasons come after
+	// any byte's, as in decodedPath.
+	case scan.emptySeg:
+		return "", "empty path segment (//)"
+	case scan.dotSeg:
+		return "", "dot segment in path"
+	}
+	return raw, ""
+}
+
+// pathScan is what scanPath found in a path it did not refuse.
+type pathScan struct {
+	escaped  bool // a percent-escape or a non-ASCII byte: decodedPath decides
+	emptySeg bool // "//"
+	dotSeg   bool // a "." or ".." segment
+}
+
+// scanPath refuses a raw path for what its bytes alone show, and notes
+// what CanonicalPath needs to finish without decoding it.
+func scanPath(raw string) (pathScan, string) {
+	var scan pathScan
 	switch {
 	case raw == "":
-		return "", "empty path"
+		return scan, "empty path"
 	case len(raw) > MaxPathLength:
-		return "", "path too long"
+		return scan, "path too long"
 	case raw[0] != '/':
-		return "", "not an origin-form path"
+		return scan, "not an origin-form path"
 	}
-	// The usual path is ASCII with no escapes: then it is its own decoding,
-	// and the segment checks below are done in this same pass (their
-	// reasons still come after any byte's, as in the general path).
-	escaped, emptySeg, dotSeg := false, false, false
 	seg := 1 // where the current segment starts
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
 		case c == '/':
 			if i > 0 {
-				emptySeg = emptySeg || i == seg
-				dotSeg = dotSeg || isDotSegment(raw[seg:i])
+				scan.emptySeg = scan.emptySeg || i == seg
+				scan.dotSeg = scan.dotSeg || isDotSegment(raw[seg:i])
 				seg = i + 1
 			}
 		case c >= utf8.RuneSelf:
-			escaped = true
+			scan.escaped = true
 		case c < 0x20 || c == 0x7f:
-			return "", "control character in path"
+			return scan, "control character in path"
 		case c == '\\':
-			return "", "backslash in path"
+			return scan, "backslash in path"
 		case c == '#':
-			return "", "fragment in path"
+			return scan, "fragment in path"
 		case c == ';':
-			return "", "path parameter (;) in path"
+			return scan, "path parameter (;) in path"
 		case c == '?':
 			// NewRequest splits the query off first; a "?" here means the
 			// caller did not, and the upstream would see a query.
-			return "", "query delimiter in path"
+			return scan, "query delimiter in path"
 		case c == '%':
-			escaped = true
+			scan.escaped = true
 			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
-				return "", "malformed percent-encoding"
+				return scan, "malformed percent-encoding"
 			}
 			switch b := unhex(raw[i+1])<<4 | unhex(raw[i+2]); {
 			case b == '/' || b == '\\':
-				return "", "encoded slash or backslash in path"
+				return scan, "encoded slash or backslash in path"
 			case b == '.':
-				return "", "encoded dot in path"
+				return scan, "encoded dot in path"
 			case b == '%':
-				return "", "encoded percent in path"
+				return scan, "encoded percent in path"
 			case b == ';' || b == '?' || b == '#':
-				return "", "encoded delimiter in path"
+				return scan, "encoded delimiter in path"
 			case b < 0x20 || b == 0x7f:
-				return "", "encoded control character in path"
+				return scan, "encoded control character in path"
 			}
 		}
 	}
-	if !escaped {
-		switch {
-		case emptySeg:
-			return "", "empty path segment (//)"
-		case dotSeg || isDotSegment(raw[seg:]):
-			return "", "dot segment in path"
-		}
-		return raw, ""
-	}
+	scan.dotSeg = scan.dotSeg || isDotSegment(raw[seg:])
+	return scan, ""
+}
+
+// decodedPath finishes CanonicalPath for a path scanPath accepted: it
+// decodes it and checks what only the decoded path shows.
+func decodedPath(raw string) (string, string) {
 	p := raw
 	if strings.IndexByte(raw, '%') >= 0 {
 		var err error
