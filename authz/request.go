@@ -56,24 +56,30 @@ type RequestInput struct {
 }
 
 // NewRequest canonicalizes in into a Request. A target that the upstream
-// could route differently from the way we would match it is refused with a
-// 400 decision: we never guess.
+// could route differently from the way we would match it, or two header
+// names that differ only in case, are refused with a 400 decision: we never
+// guess.
 func NewRequest(in RequestInput) (*Request, *Decision) {
-	r := &Request{
-		ID:        in.ID,
-		Method:    strings.ToUpper(in.Method),
-		Host:      canonicalHost(in.Host),
-		Headers:   lowerKeys(in.Headers),
-		Body:      in.Body,
-		Principal: in.Principal,
-	}
-	r.BodyTruncated = r.Headers["x-envoy-auth-partial-body"] == "true"
 	rawPath, rawQuery, _ := strings.Cut(in.Target, "?")
 	p, reason := CanonicalPath(rawPath)
 	if reason != "" {
 		d := Deny(http.StatusBadRequest, ReasonPathNotCanonical, "request path refused: "+reason)
 		return nil, &d
 	}
+	headers, ok := lowerKeys(in.Headers)
+	if !ok {
+		d := Deny(http.StatusBadRequest, ReasonBadRequest, "two header names differ only in case: which value the upstream reads cannot be known")
+		return nil, &d
+	}
+	r := &Request{
+		ID:        in.ID,
+		Method:    strings.ToUpper(in.Method),
+		Host:      canonicalHost(in.Host),
+		Headers:   headers,
+		Body:      in.Body,
+		Principal: in.Principal,
+	}
+	r.BodyTruncated = r.Headers["x-envoy-auth-partial-body"] == "true"
 	r.Path = p
 	r.RawQuery = rawQuery
 	if rawQuery != "" {
@@ -291,16 +297,19 @@ func canonicalHost(h string) string {
 }
 
 // lowerKeys returns m with lower-case keys, reusing m when it already is (as
-// Envoy sends it), so the common case costs nothing.
-func lowerKeys(m map[string]string) map[string]string {
+// Envoy sends it, joining repeated headers), so the common case costs
+// nothing. It reports false when two names lower to one ("Authorization"
+// and "authorization"): which of their values the upstream reads cannot be
+// known, and map order must not pick it.
+func lowerKeys(m map[string]string) (map[string]string, bool) {
 	for k := range m {
 		if !isLower(k) {
 			out := make(map[string]string, len(m))
 			for k, v := range m {
 				out[strings.ToLower(k)] = v
 			}
-			return out
+			return out, len(out) == len(m)
 		}
 	}
-	return m
+	return m, true
 }

@@ -109,6 +109,31 @@ func TestNewRequestRefusesNonCanonicalPaths(t *testing.T) {
 	}
 }
 
+// TestNewRequestRefusesHeaderNamesThatDifferOnlyInCase: Envoy sends every
+// name in lower case and joins repeated headers, so two names that lower to
+// one did not come from it, and which value the upstream would read cannot
+// be known. Lowering them used to keep one by map order.
+func TestNewRequestRefusesHeaderNamesThatDifferOnlyInCase(t *testing.T) {
+	for _, h := range []map[string]string{
+		{"authorization": "Bearer a", "Authorization": "Bearer b"},
+		{"X-Envoy-Auth-Partial-Body": "true", "x-envoy-auth-partial-body": "false"},
+		{"Cookie": "a=1", "COOKIE": "a=2"},
+		{"\u212aey": "1", "key": "2"}, // the Kelvin sign lowers to k
+	} {
+		r, d := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "mlflow.example.com", Target: "/api/2.0/mlflow/experiments/get?experiment_id=1", Headers: h})
+		assert.Nil(t, r, "%q", h)
+		require.NotNil(t, d, "%q", h)
+		assert.False(t, d.Allowed)
+		assert.Equal(t, http.StatusBadRequest, d.Status)
+		assert.Equal(t, authz.ReasonBadRequest, d.Reason)
+		assert.Contains(t, d.Message, "differ only in case")
+	}
+	r, d := authz.NewRequest(authz.RequestInput{Method: "GET", Host: "mlflow.example.com", Target: "/a",
+		Headers: map[string]string{"Authorization": "Bearer a", "X-Request-Id": "1"}})
+	require.Nil(t, d, "mixed case alone is lowered, not refused")
+	assert.Equal(t, map[string]string{"authorization": "Bearer a", "x-request-id": "1"}, r.Headers)
+}
+
 func TestNewRequest(t *testing.T) {
 	tests := []struct {
 		name      string
