@@ -36,7 +36,8 @@ func ParseStaticPrefixMode(s string) (StaticPrefixMode, bool) {
 }
 
 // Classifier matches requests against the route table for one MLflow
-// mount (its --static-prefix). It is immutable and safe for concurrent use.
+// mount (its --static-prefix). Its routes are immutable; it is safe for
+// concurrent use.
 type Classifier struct {
 	staticPrefix string
 	// apiAtRoot: /api/... is served at the root, not under staticPrefix
@@ -45,6 +46,7 @@ type Classifier struct {
 	exact     [numPrefixes]map[string][]*Route
 	templated [numPrefixes][]*Route
 	routes    []*Route
+	gql       gqlDocs
 }
 
 // NewClassifier builds the route index for an MLflow run with staticPrefix
@@ -89,7 +91,7 @@ func (c *Classifier) Classify(req *authz.Request) (Operation, *authz.Decision) {
 	var d *authz.Decision
 	switch {
 	case r.graphql:
-		d = needsFromGraphQL(req, &op)
+		d = c.needsFromGraphQL(req, &op)
 	case len(r.params) > 0 || r.integrity || r.newName != "" || len(r.exclusive) > 0:
 		d = needsFromParams(req, &vars, r, &op)
 	default:

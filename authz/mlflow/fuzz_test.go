@@ -136,6 +136,8 @@ func topFields(doc *ast.QueryDocument) []string {
 
 // FuzzGraphQL: never panics; an accepted document only touches known
 // top-level fields, and all it needs is READ from the GraphQL arguments.
+// cls is shared, so documents come from its cache as the fuzzer repeats
+// them with other variables; each answer must be a new Classifier's.
 func FuzzGraphQL(f *testing.F) {
 	cls := NewClassifier("", StaticPrefixAPI)
 	f.Add(`{ mlflowGetRun(input: {runId: "r1"}) { run { info { runId } } } }`, ``)
@@ -156,11 +158,22 @@ func FuzzGraphQL(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, d := authz.NewRequest(authz.RequestInput{Method: "POST", Target: "/graphql", Headers: map[string]string{"content-type": "application/json"}, Body: b})
+		in := authz.RequestInput{Method: "POST", Target: "/graphql", Headers: map[string]string{"content-type": "application/json"}, Body: b}
+		r, d := authz.NewRequest(in)
 		if d != nil {
 			return
 		}
 		op, d := cls.Classify(r)
+		fresh, _ := authz.NewRequest(in)
+		op2, d2 := NewClassifier("", StaticPrefixAPI).Classify(fresh)
+		switch {
+		case (d == nil) != (d2 == nil):
+			t.Fatalf("cached %+v, uncached %+v", d, d2)
+		case d != nil && (d.Status != d2.Status || d.Reason != d2.Reason || d.Message != d2.Message):
+			t.Fatalf("cached %+v, uncached %+v", d, d2)
+		case d == nil && (formatNeeds(op) != formatNeeds(op2) || op.Access != op2.Access):
+			t.Fatalf("cached %s %v, uncached %s %v", formatNeeds(op), op.Access, formatNeeds(op2), op2.Access)
+		}
 		if d != nil {
 			if d.Allowed || d.Reason == "" || d.Status < 400 {
 				t.Fatalf("bad deny %+v", d)

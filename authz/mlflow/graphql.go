@@ -3,6 +3,8 @@ package mlflow
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
@@ -104,7 +106,7 @@ func set(names ...string) map[string]bool {
 // needsFromGraphQL is Classify's branch for /graphql: it reads the document
 // and its variables, then walks every operation of the document, not only
 // the one that would run, adding a Need for each id a top-level field names.
-func needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
+func (c *Classifier) needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
 	query, vars, d := graphQLParams(req)
 	if d != nil {
 		return d
@@ -115,22 +117,12 @@ func needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
 	if len(query) > maxGraphQLBytes {
 		return badParam("GraphQL document too large")
 	}
-	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Name: graphqlSourceName, Input: query}, maxGraphQLTokens)
-	if err != nil {
-		return badParam("GraphQL document does not parse")
+	doc, d := c.gql.parse(query)
+	if d != nil {
+		return d
 	}
-	if len(doc.Operations) == 0 {
-		return badParam("GraphQL document has no operation")
-	}
-	frags := map[string]*ast.FragmentDefinition{}
-	for _, f := range doc.Fragments {
-		if _, dup := frags[f.Name]; dup {
-			return badParam("GraphQL fragment " + f.Name + " defined twice")
-		}
-		frags[f.Name] = f
-	}
-	g := gqlWalker{op: op, frags: frags, vars: vars}
-	for _, o := range doc.Operations {
+	g := gqlWalker{op: op, frags: doc.frags, vars: vars}
+	for _, o := range doc.ops {
 		g.defs = o.VariableDefinitions
 		var fields map[string]gqlField
 		switch o.Operation {
@@ -146,6 +138,78 @@ func needsFromGraphQL(req *authz.Request, op *Operation) *authz.Decision {
 		}
 	}
 	return nil
+}
+
+// gqlDoc is a document that parsed: its operations, and its fragments by
+// name. Nothing writes to it after parseGraphQL, so requests share it.
+type gqlDoc struct {
+	ops   ast.OperationList
+	frags map[string]*ast.FragmentDefinition
+}
+
+// parseGraphQL parses query and indexes its fragments, refusing a document
+// with no operation or a fragment defined twice.
+func parseGraphQL(query string) (*gqlDoc, *authz.Decision) {
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Name: graphqlSourceName, Input: query}, maxGraphQLTokens)
+	if err != nil {
+		return nil, badParam("GraphQL document does not parse")
+	}
+	if len(doc.Operations) == 0 {
+		return nil, badParam("GraphQL document has no operation")
+	}
+	frags := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
+	for _, f := range doc.Fragments {
+		if _, dup := frags[f.Name]; dup {
+			return nil, badParam("GraphQL fragment " + f.Name + " defined twice")
+		}
+		frags[f.Name] = f
+	}
+	return &gqlDoc{ops: doc.Operations, frags: frags}, nil
+}
+
+// Bounds of the parsed-document cache (gqlDocs).
+const (
+	maxCachedGraphQLDocs  = 64
+	maxCachedGraphQLBytes = 16 << 10
+)
+
+// gqlDocs keeps the documents that parsed, by their exact text. MLflow's UI
+// sends the same few documents with other variables, and parsing one was a
+// third of a /graphql check's time and most of its allocations; the
+// variables are read afresh on every request. Documents up to
+// maxCachedGraphQLBytes are kept, at most maxCachedGraphQLDocs of them: a
+// full cache is emptied, so made-up documents cost what they cost without
+// it. A document that does not parse is never kept. The zero value is ready.
+type gqlDocs struct {
+	mu   sync.RWMutex
+	docs map[string]*gqlDoc
+}
+
+// parse returns query's document, from the cache when it holds the same
+// text.
+func (c *gqlDocs) parse(query string) (*gqlDoc, *authz.Decision) {
+	c.mu.RLock()
+	doc := c.docs[query]
+	c.mu.RUnlock()
+	if doc != nil {
+		return doc, nil
+	}
+	if len(query) > maxCachedGraphQLBytes {
+		return parseGraphQL(query)
+	}
+	// The parsed nodes point into their text: a cached one must own it.
+	query = strings.Clone(query)
+	doc, d := parseGraphQL(query)
+	if d != nil {
+		return nil, d
+	}
+	c.mu.Lock()
+	if c.docs == nil || len(c.docs) >= maxCachedGraphQLDocs {
+		c.docs = make(map[string]*gqlDoc, maxCachedGraphQLDocs)
+	}
+	c.docs[query] = doc
+	c.mu.Unlock()
+	return doc, nil
 }
 
 // graphQLURLKeys are the parameters GraphQL-over-HTTP servers read from a

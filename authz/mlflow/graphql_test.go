@@ -2,7 +2,10 @@ package mlflow
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -90,5 +93,81 @@ func TestGraphQL(t *testing.T) {
 		{name: "other URL parameters are ignored, as MLflow does", method: "GET", target: "/graphql?_=123", body: gqlBody(t, "{ __typename }", nil), needs: "-", access: "authenticated"},
 		{name: "GET truncated body", method: "GET", target: "/graphql", body: `{"query":"`, trunc: true, status: 413, reason: authz.ReasonBodyTruncated},
 		{name: "GET no body", method: "GET", target: "/graphql", status: 400, reason: ReasonMissingParameter},
+	})
+}
+
+// gqlClassify classifies a POST /graphql of query and vars with cls.
+func gqlClassify(t *testing.T, cls *Classifier, query string, vars any) (Operation, *authz.Decision) {
+	t.Helper()
+	return cls.Classify(newReq(t, "POST", "/graphql", gqlBody(t, query, vars), nil))
+}
+
+func TestGraphQLDocumentCache(t *testing.T) {
+	getRun := `query($id: String) { mlflowGetRun(input: {runId: $id}) { run { info { runId } } } }`
+
+	t.Run("a cached document reads each request's variables", func(t *testing.T) {
+		cls := NewClassifier("", StaticPrefixAPI)
+		for _, id := range []string{"r1", "r2", "r3"} {
+			op, d := gqlClassify(t, cls, getRun, map[string]any{"id": id})
+			require.Nil(t, d)
+			require.Equal(t, "READ:graphql:run:"+id, formatNeeds(op))
+		}
+		require.Len(t, cls.gql.docs, 1)
+		// The same document without its variable is refused, cached or not.
+		_, d := gqlClassify(t, cls, getRun, nil)
+		require.NotNil(t, d)
+		require.Equal(t, 400, d.Status)
+		require.Equal(t, authz.ReasonInvalidParameter, d.Reason)
+		require.Contains(t, d.Message, "$id is used but not supplied")
+	})
+
+	t.Run("a refused document is not kept", func(t *testing.T) {
+		cls := NewClassifier("", StaticPrefixAPI)
+		for _, q := range []string{`{ mlflowGetRun(`, `fragment F on Query { __typename }`, `query { ...F } fragment F on Query { __typename } fragment F on Query { __typename }`} {
+			for range 2 {
+				_, d := gqlClassify(t, cls, q, nil)
+				require.NotNil(t, d, q)
+				require.Equal(t, 400, d.Status)
+				require.Equal(t, authz.ReasonInvalidParameter, d.Reason)
+			}
+		}
+		require.Empty(t, cls.gql.docs)
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		cls := NewClassifier("", StaticPrefixAPI)
+		for i := range maxCachedGraphQLDocs + 1 {
+			q := fmt.Sprintf(`{ a%d: mlflowGetExperiment(input: {experimentId: "%d"}) { experiment { name } } }`, i, i+1)
+			op, d := gqlClassify(t, cls, q, nil)
+			require.Nil(t, d)
+			require.Equal(t, fmt.Sprintf("READ:graphql:experiment:%d", i+1), formatNeeds(op))
+			require.LessOrEqual(t, len(cls.gql.docs), maxCachedGraphQLDocs)
+		}
+		require.Len(t, cls.gql.docs, 1, "a full cache is emptied before the next document goes in")
+
+		big := `{ mlflowGetExperiment(input: {experimentId: "7"}) { experiment { name } } }` + strings.Repeat(" ", maxCachedGraphQLBytes)
+		op, d := gqlClassify(t, cls, big, nil)
+		require.Nil(t, d)
+		require.Equal(t, "READ:graphql:experiment:7", formatNeeds(op))
+		require.Len(t, cls.gql.docs, 1, "a document over maxCachedGraphQLBytes is parsed, not kept")
+	})
+
+	// Requests share a cached document: run with -race (make test does).
+	t.Run("concurrent", func(t *testing.T) {
+		cls := NewClassifier("", StaticPrefixAPI)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := range 50 {
+					id := fmt.Sprintf("r%d-%d", w, i)
+					op, d := gqlClassify(t, cls, getRun, map[string]any{"id": id})
+					if d != nil || formatNeeds(op) != "READ:graphql:run:"+id {
+						t.Errorf("%s: got %s, %v", id, formatNeeds(op), d)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
 	})
 }
