@@ -167,22 +167,28 @@ func parseGraphQL(query string) (*gqlDoc, *authz.Decision) {
 	return &gqlDoc{ops: doc.Operations, frags: frags}, nil
 }
 
-// Bounds of the parsed-document cache (gqlDocs).
+// Bounds of the parsed-document cache (gqlDocs). A document's tree takes up
+// to about 110 times its text (1.8 MB for 16 KB of two-byte fields), and
+// anyone can send one, so the text kept is what is bounded: 32 KB keeps the
+// trees under about 4 MB, and MLflow's UI documents are a few KB each.
 const (
-	maxCachedGraphQLDocs  = 64
-	maxCachedGraphQLBytes = 16 << 10
+	maxCachedGraphQLDocs       = 64
+	maxCachedGraphQLBytes      = 8 << 10
+	maxCachedGraphQLTotalBytes = 32 << 10
 )
 
 // gqlDocs keeps the documents that parsed, by their exact text. MLflow's UI
 // sends the same few documents with other variables, and parsing one was a
 // third of a /graphql check's time and most of its allocations; the
 // variables are read afresh on every request. Documents up to
-// maxCachedGraphQLBytes are kept, at most maxCachedGraphQLDocs of them: a
-// full cache is emptied, so made-up documents cost what they cost without
+// maxCachedGraphQLBytes are kept, at most maxCachedGraphQLDocs of them and
+// maxCachedGraphQLTotalBytes of text in all: a cache that would pass either
+// bound is emptied first, so made-up documents cost what they cost without
 // it. A document that does not parse is never kept. The zero value is ready.
 type gqlDocs struct {
-	mu   sync.RWMutex
-	docs map[string]*gqlDoc
+	mu    sync.RWMutex
+	docs  map[string]*gqlDoc
+	bytes int // the text of the documents in docs
 }
 
 // parse returns query's document, from the cache when it holds the same
@@ -204,8 +210,11 @@ func (c *gqlDocs) parse(query string) (*gqlDoc, *authz.Decision) {
 		return nil, d
 	}
 	c.mu.Lock()
-	if c.docs == nil || len(c.docs) >= maxCachedGraphQLDocs {
-		c.docs = make(map[string]*gqlDoc, maxCachedGraphQLDocs)
+	if _, had := c.docs[query]; !had {
+		if c.docs == nil || len(c.docs) >= maxCachedGraphQLDocs || c.bytes+len(query) > maxCachedGraphQLTotalBytes {
+			c.docs, c.bytes = make(map[string]*gqlDoc, maxCachedGraphQLDocs), 0
+		}
+		c.bytes += len(query)
 	}
 	c.docs[query] = doc
 	c.mu.Unlock()

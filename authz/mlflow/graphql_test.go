@@ -145,6 +145,21 @@ func TestGraphQLDocumentCache(t *testing.T) {
 		}
 		require.Len(t, cls.gql.docs, 1, "a full cache is emptied before the next document goes in")
 
+		// The text kept is bounded too: trees take up to ~110 times it.
+		byText := NewClassifier("", StaticPrefixAPI)
+		pad := strings.Repeat(" ", maxCachedGraphQLBytes-200)
+		perDoc := 0
+		for i := range maxCachedGraphQLTotalBytes/maxCachedGraphQLBytes + 2 {
+			q := fmt.Sprintf(`{ mlflowGetExperiment(input: {experimentId: "%d"}) { experiment { name } } }`, i+1) + pad
+			perDoc = len(q)
+			op, d := gqlClassify(t, byText, q, nil)
+			require.Nil(t, d)
+			require.Equal(t, fmt.Sprintf("READ:graphql:experiment:%d", i+1), formatNeeds(op))
+			require.LessOrEqual(t, byText.gql.bytes, maxCachedGraphQLTotalBytes)
+		}
+		require.Equal(t, len(byText.gql.docs)*perDoc, byText.gql.bytes)
+		require.Less(t, len(byText.gql.docs), maxCachedGraphQLTotalBytes/maxCachedGraphQLBytes+2)
+
 		big := `{ mlflowGetExperiment(input: {experimentId: "7"}) { experiment { name } } }` + strings.Repeat(" ", maxCachedGraphQLBytes)
 		op, d := gqlClassify(t, cls, big, nil)
 		require.Nil(t, d)
