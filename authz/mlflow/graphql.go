@@ -9,7 +9,6 @@ import (
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/store"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/parser"
 )
 
 // GraphQL limits: MLflow's UI sends small documents.
@@ -147,12 +146,13 @@ type gqlDoc struct {
 	frags map[string]*ast.FragmentDefinition
 }
 
-// parseGraphQL parses query and indexes its fragments, refusing a document
-// with no operation or a fragment defined twice.
+// parseGraphQL parses query (ParseGraphQL, the filter's parse too) and
+// indexes its fragments, refusing a document with no operation or a
+// fragment defined twice.
 func parseGraphQL(query string) (*gqlDoc, *authz.Decision) {
-	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Name: graphqlSourceName, Input: query}, maxGraphQLTokens)
-	if err != nil {
-		return nil, badParam("GraphQL document does not parse")
+	doc, d := ParseGraphQL(query)
+	if d != nil {
+		return nil, d
 	}
 	if len(doc.Operations) == 0 {
 		return nil, badParam("GraphQL document has no operation")
