@@ -9,6 +9,7 @@ SOAK_RATE     ?= 1000
 BENCH_SECONDS ?= 3
 BENCH_PAIRS   ?= 5
 BENCH_SCALES  ?= 1,0.1,10
+BENCH_SLICES  ?= 1
 # A second binary (an earlier build) that takes its turn in every pair: an A/B of two builds.
 BENCH_BASELINE ?=
 # What `mlflow-authz version` prints; the Dockerfile takes the same two.
@@ -62,7 +63,7 @@ bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op fl
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./authz/... ./store/cache
 	MLFLOW_AUTHZ_BENCH_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_BENCH_OUT=$(CURDIR)/bench-results \
 	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_PAIRS=$(BENCH_PAIRS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
-	MLFLOW_AUTHZ_BENCH_BASELINE=$(BENCH_BASELINE) \
+	MLFLOW_AUTHZ_BENCH_BASELINE=$(BENCH_BASELINE) MLFLOW_AUTHZ_BENCH_SLICES=$(BENCH_SLICES) \
 	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 30m ./integration/bench/
 
 .PHONY: soak

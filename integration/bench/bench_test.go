@@ -42,6 +42,12 @@ const (
 	// database and corpus: the A/B comparison of two builds under the same
 	// load.
 	envBaseline = "MLFLOW_AUTHZ_BENCH_BASELINE"
+	// envSlices splits each server's fixed-rate run of a pair into that
+	// many slices, the servers taking turns slice by slice and each
+	// server's slices pooled: the machine's other tenants then meet both
+	// servers of a pair within seconds of each other (default 1, each run
+	// whole).
+	envSlices = "MLFLOW_AUTHZ_BENCH_SLICES"
 	// envTrace, when set, saves an execution trace of the service's first
 	// run at the fixed rate at scale 1 (service-trace.out), for `go tool
 	// trace`: where the tail's time goes (scheduling, GC, syscalls).
@@ -157,12 +163,15 @@ type baselineReport struct {
 }
 
 type report struct {
-	Started   time.Time     `json:"started"`
-	GoVersion string        `json:"go_version"`
-	CPUs      int           `json:"cpus"`
-	Seconds   float64       `json:"seconds_per_run"`
-	Scales    []scaleReport `json:"scales"`
-	Targets   []target      `json:"targets"`
+	Started   time.Time `json:"started"`
+	GoVersion string    `json:"go_version"`
+	CPUs      int       `json:"cpus"`
+	Seconds   float64   `json:"seconds_per_run"`
+	// Slices is how many turns each server's fixed-rate run of a pair
+	// was split into (MLFLOW_AUTHZ_BENCH_SLICES).
+	Slices  int           `json:"fixed_rate_slices"`
+	Scales  []scaleReport `json:"scales"`
+	Targets []target      `json:"targets"`
 }
 
 type target struct {
@@ -192,6 +201,13 @@ func TestBench(t *testing.T) {
 		pairs, err = strconv.Atoi(v)
 		require.NoError(t, err, envPairs)
 	}
+	turns := 1
+	if v := os.Getenv(envSlices); v != "" {
+		var err error
+		turns, err = strconv.Atoi(v)
+		require.NoError(t, err, envSlices)
+		require.Positive(t, turns, envSlices)
+	}
 	scales := []float64{1, 0.1, 10}
 	if v := os.Getenv(envScales); v != "" {
 		scales = nil
@@ -214,7 +230,7 @@ func TestBench(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { loadgen.Close(floorConns) })
 
-	rep := report{Started: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Seconds: secs}
+	rep := report{Started: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Seconds: secs, Slices: turns}
 	for _, f := range scales {
 		d := loadgen.Scaled(f)
 		t.Logf("scale %v: seeding %+v", f, d)
@@ -301,18 +317,36 @@ func TestBench(t *testing.T) {
 					saveProfile(t, svc.httpAddr, "trace?seconds="+strconv.Itoa(max(int(secs)-1, 1)), filepath.Join(out, "service-trace.out"))
 				})
 			}
+			// A run's second of warm-up and its measured time are shared
+			// among its slices, and each slice goes on through the corpus
+			// where the one before stopped, so the slices of a run send
+			// what one run would: the same requests, the same keys.
+			warm, part := time.Second/time.Duration(turns), dur/time.Duration(turns)
+			var start int
 			fixed := func(label string) loadgen.Options {
-				return loadgen.Options{Label: label, Concurrency: benchConcurrency, Rate: fixedRate, Duration: dur, Warmup: time.Second, PauseGC: true}
+				return loadgen.Options{Label: label, Concurrency: benchConcurrency, Rate: fixedRate, Duration: part, Warmup: warm, Start: start, PauseGC: true}
 			}
-			rs, cpu, db := runCPU(t, conns, reqs, svc.pid, fixed("service"))
-			fixedSvcCPU, fixedDBCPU = fixedSvcCPU+cpu, fixedDBCPU+db
+			// The pair's runs, slice by slice, the servers taking turns.
+			var svcSlices, floorSlices, baseSlices []loadgen.Result
+			for j := range turns {
+				start = int(float64(j) * (warm + part).Seconds() * fixedRate)
+				r, cpu, db := runCPU(t, conns, reqs, svc.pid, fixed("service"))
+				fixedSvcCPU, fixedDBCPU = fixedSvcCPU+cpu, fixedDBCPU+db
+				svcSlices = append(svcSlices, r)
+				r, cpu, _ = runCPU(t, floorConns, reqs, floorPID, fixed("floor"))
+				fixedFloorCPU += cpu
+				floorSlices = append(floorSlices, r)
+				if base != nil {
+					r, _, db := runCPU(t, baseConns, reqs, base.pid, fixed("baseline"))
+					baseDBCPU += db
+					baseSlices = append(baseSlices, r)
+				}
+			}
 			tr.Wait()
-			rf, cpu, _ := runCPU(t, floorConns, reqs, floorPID, fixed("floor"))
-			fixedFloorCPU += cpu
+			rs, rf := loadgen.Merge(svcSlices...), loadgen.Merge(floorSlices...)
 			floorChecks += rf.Requests
 			if base != nil {
-				rb, _, db := runCPU(t, baseConns, reqs, base.pid, fixed("baseline"))
-				baseDBCPU += db
+				rb := loadgen.Merge(baseSlices...)
 				baseChecks += rb.Requests
 				sr.Baseline.Open = append(sr.Baseline.Open, rb)
 				p99b = append(p99b, rb.LatencyUS.P99)
@@ -324,7 +358,7 @@ func TestBench(t *testing.T) {
 		}
 		sr.P99ServiceUS, sr.P99FloorUS, sr.P50ServiceUS, sr.P50FloorUS = median(p99s), median(p99f), median(p50s), median(p50f)
 		sr.MissesPer1k, sr.RefreshesPer1k, sr.CheckP99BoundUS = windowMetrics(before, scrape(t, svc.httpAddr), checks)
-		// The CPU counts the warm-up second of each run too.
+		// The CPU counts each run's second of warm-up too.
 		perCheck := func(cpu time.Duration, n uint64) float64 {
 			return cpu.Seconds() * 1e6 / (float64(max(n, 1)) * (secs + 1) / secs)
 		}

@@ -22,6 +22,9 @@
 //	MLFLOW_AUTHZ_BENCH_SCALES   comma-separated dataset scales (default 1,0.1,10)
 //	MLFLOW_AUTHZ_BENCH_BASELINE a second binary (say the main branch's build) that takes
 //	                            its turn in every pair, for an A/B of two builds
+//	MLFLOW_AUTHZ_BENCH_SLICES   splits each fixed-rate run of a pair into this many turns per
+//	                            server, pooled per server (default 1): the servers then meet
+//	                            the machine's other tenants within seconds of each other
 //	MLFLOW_AUTHZ_BENCH_TRACE    when set, an execution trace of the service's first run at
 //	                            the fixed rate at scale 1 (service-trace.out; `go tool trace`)
 //

@@ -35,6 +35,10 @@ type Options struct {
 	// Warmup runs the same load before recording, so that connections,
 	// caches and the Go runtime are warm (default none).
 	Warmup time.Duration
+	// Start is the index in the corpus of the first request sent (default
+	// 0): runs taken apart continue through the corpus instead of sending
+	// its first requests each time.
+	Start int
 	// Count, in closed loop, ends the run once this many requests have been
 	// sent, even before Duration: Count = len(reqs) sends the corpus once,
 	// which warms every cache the corpus can reach.
@@ -99,7 +103,7 @@ type Result struct {
 	// run, warm-up included.
 	ClientGCs uint64 `json:"client_gcs"`
 
-	hist *Histogram
+	hist, lag *Histogram
 }
 
 // Histogram returns the latencies behind the summary.
@@ -109,6 +113,52 @@ func (r Result) Histogram() *Histogram { return r.hist }
 func (r Result) JSON() string {
 	b, _ := json.Marshal(r)
 	return string(b)
+}
+
+// summarize fills in the counts and summaries that follow from the
+// histograms and the counters.
+func (r *Result) summarize() {
+	r.Requests = r.Allowed + r.Denied + r.Errors
+	r.Throughput = float64(r.Requests) / r.Seconds
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	summary := func(h *Histogram) Latency {
+		return Latency{P50: us(h.Quantile(0.5)), P90: us(h.Quantile(0.9)), P99: us(h.Quantile(0.99)),
+			P999: us(h.Quantile(0.999)), Max: us(h.Max()), Mean: us(h.Mean())}
+	}
+	r.LatencyUS = summary(r.hist)
+	r.LagUS = nil
+	if r.lag != nil {
+		l := summary(r.lag)
+		r.LagUS = &l
+	}
+}
+
+// Merge is one result of runs of the same shape taken apart (say
+// interleaved with another server's): their latencies and counts pooled,
+// their measured time summed. It takes the first run's label and shape.
+func Merge(rs ...Result) Result {
+	if len(rs) == 0 {
+		return Result{}
+	}
+	m := rs[0]
+	m.Seconds, m.Allowed, m.Denied, m.Errors, m.ClientGCs = 0, 0, 0, 0, 0
+	m.hist = NewHistogram()
+	if m.lag != nil {
+		m.lag = NewHistogram()
+	}
+	for _, r := range rs {
+		m.Seconds += r.Seconds
+		m.Allowed, m.Denied, m.Errors, m.ClientGCs = m.Allowed+r.Allowed, m.Denied+r.Denied, m.Errors+r.Errors, m.ClientGCs+r.ClientGCs
+		if m.FirstError == "" {
+			m.FirstError = r.FirstError
+		}
+		m.hist.Merge(r.hist)
+		if m.lag != nil && r.lag != nil {
+			m.lag.Merge(r.lag)
+		}
+	}
+	m.summarize()
+	return m
 }
 
 // Dial opens n separate HTTP/2 connections to addr, as Envoy keeps a
@@ -193,10 +243,11 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 	}
 
 	var next atomic.Uint64 // index of the next request in the corpus
+	next.Store(uint64(max(opts.Start, 0)))
 	pick := func() *authv3.CheckRequest { return reqs[(next.Add(1)-1)%uint64(len(reqs))] }
 	limit := uint64(1<<63 - 1)
 	if opts.Count > 0 && opts.Rate <= 0 {
-		limit = uint64(opts.Count)
+		limit = uint64(max(opts.Start, 0) + opts.Count)
 	}
 
 	if opts.PauseGC {
@@ -268,10 +319,14 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 
 	res := Result{Label: opts.Label, Mode: mode, Conns: len(conns), Concurrency: opts.Concurrency,
 		TargetRate: opts.Rate, Seconds: elapsed.Seconds(), hist: NewHistogram()}
-	lag := NewHistogram()
+	if mode == "open" {
+		res.lag = NewHistogram()
+	}
 	for _, c := range callers {
 		res.hist.Merge(c.hist)
-		lag.Merge(c.lag)
+		if res.lag != nil {
+			res.lag.Merge(c.lag)
+		}
 		res.Allowed += c.allowed
 		res.Denied += c.denied
 		res.Errors += c.errored
@@ -280,18 +335,7 @@ func Run(ctx context.Context, conns []*grpc.ClientConn, reqs []*authv3.CheckRequ
 		}
 	}
 	res.ClientGCs = gcCycles() - gcs
-	res.Requests = res.Allowed + res.Denied + res.Errors
-	res.Throughput = float64(res.Requests) / res.Seconds
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	summary := func(h *Histogram) Latency {
-		return Latency{P50: us(h.Quantile(0.5)), P90: us(h.Quantile(0.9)), P99: us(h.Quantile(0.99)),
-			P999: us(h.Quantile(0.999)), Max: us(h.Max()), Mean: us(h.Mean())}
-	}
-	res.LatencyUS = summary(res.hist)
-	if mode == "open" {
-		l := summary(lag)
-		res.LagUS = &l
-	}
+	res.summarize()
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadgen: run cut short: %w", err)
 	}

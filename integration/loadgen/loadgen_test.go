@@ -1,13 +1,17 @@
 package loadgen_test
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"runtime/debug"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 
 	"github.com/stretchr/testify/assert"
@@ -174,4 +178,80 @@ func TestRunPauseGC(t *testing.T) {
 	assert.Zero(t, res.ClientGCs)
 	assert.Equal(t, 1, debug.SetGCPercent(1), "GOGC restored")
 	assert.Equal(t, limit, debug.SetMemoryLimit(-1), "memory limit restored")
+}
+
+// Merge pools interleaved runs: counts and measured time add up, and the
+// latencies are the runs' histograms together, so its quantiles lie within
+// the runs' own.
+func TestMergePoolsRuns(t *testing.T) {
+	conns, reqs := noopLoad(t)
+	opts := loadgen.Options{Label: "floor", Concurrency: 8, Rate: 400, Duration: 300 * time.Millisecond}
+	var runs []loadgen.Result
+	for range 3 {
+		r, err := loadgen.Run(t.Context(), conns, reqs, opts)
+		require.NoError(t, err)
+		runs = append(runs, r)
+	}
+	m := loadgen.Merge(runs...)
+	assert.Equal(t, "floor", m.Label)
+	assert.Equal(t, "open", m.Mode)
+	var n uint64
+	var secs, lo, hi float64
+	lo = runs[0].LatencyUS.P99
+	for _, r := range runs {
+		n += r.Requests
+		secs += r.Seconds
+		lo, hi = min(lo, r.LatencyUS.P99), max(hi, r.LatencyUS.P99)
+	}
+	assert.Equal(t, n, m.Requests)
+	assert.Equal(t, n, m.Allowed)
+	assert.Equal(t, n, m.Histogram().Count())
+	assert.InDelta(t, secs, m.Seconds, 1e-9)
+	assert.InDelta(t, float64(n)/secs, m.Throughput, 1e-6)
+	// The open loop's rate is kept: three runs at 400/s are 400/s.
+	assert.InDelta(t, opts.Rate, m.Throughput, 20)
+	assert.GreaterOrEqual(t, m.LatencyUS.P99, lo)
+	assert.LessOrEqual(t, m.LatencyUS.P99, hi)
+	assert.LessOrEqual(t, m.LatencyUS.Max, max(runs[0].LatencyUS.Max, runs[1].LatencyUS.Max, runs[2].LatencyUS.Max))
+	require.NotNil(t, m.LagUS, "an open loop's lag is pooled too")
+	assert.Positive(t, m.LagUS.P50)
+	assert.Equal(t, loadgen.Result{}, loadgen.Merge())
+}
+
+// recorder allows every check and keeps the paths it saw.
+type recorder struct {
+	authv3.UnimplementedAuthorizationServer
+	mu    sync.Mutex
+	paths []string
+}
+
+func (r *recorder) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r.mu.Lock()
+	r.paths = append(r.paths, req.GetAttributes().GetRequest().GetHttp().GetPath())
+	r.mu.Unlock()
+	return &authv3.CheckResponse{Status: &status.Status{}}, nil
+}
+
+// Start sends the corpus from the given index on, wrapping around, so
+// runs taken apart go on where the one before stopped.
+func TestRunStartsWhereTold(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rec := &recorder{}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, rec)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	conns, err := loadgen.Dial(ln.Addr().String(), 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { loadgen.Close(conns) })
+	var reqs []*authv3.CheckRequest
+	for i := range 10 {
+		reqs = append(reqs, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Path: "/" + strconv.Itoa(i)}}}})
+	}
+	res, err := loadgen.Run(t.Context(), conns, reqs, loadgen.Options{Concurrency: 1, Start: 7, Count: 5, Duration: time.Minute})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), res.Requests)
+	assert.Equal(t, []string{"/7", "/8", "/9", "/0", "/1"}, rec.paths)
 }
