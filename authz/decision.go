@@ -93,13 +93,52 @@ func Deny(status int, reason Reason, message string) Decision {
 
 // ErrorBody is a deny's body in MLflow's error shape, so that MLflow's
 // clients print it like one of MLflow's own errors, with our reason code.
+// It is exactly what json.Marshal makes of the three fields: written
+// directly when they are plain ASCII, through json.Marshal otherwise
+// (FuzzErrorBody holds the two to each other). Reflection was a tenth of a
+// deny's cost.
 func (d Decision) ErrorBody() []byte {
+	code := d.ErrorCode()
+	if plainJSON(code) && plainJSON(d.Message) && plainJSON(string(d.Reason)) {
+		b := make([]byte, 0, len(`{"error_code":"","message":"","reason":""}`)+len(code)+len(d.Message)+len(d.Reason)+8)
+		b = append(b, `{"error_code":"`...)
+		b = appendPlainJSON(b, code)
+		b = append(b, `","message":"`...)
+		b = appendPlainJSON(b, d.Message)
+		b = append(b, `","reason":"`...)
+		b = appendPlainJSON(b, string(d.Reason))
+		return append(b, `"}`...)
+	}
 	// Marshalling three strings cannot fail.
 	b, _ := json.Marshal(struct {
 		ErrorCode string `json:"error_code"`
 		Message   string `json:"message"`
 		Reason    string `json:"reason"`
-	}{d.ErrorCode(), d.Message, string(d.Reason)})
+	}{code, d.Message, string(d.Reason)})
+	return b
+}
+
+// plainJSON reports whether json.Marshal writes s as itself, but for a
+// backslash before each '"' and '\': printable ASCII without the three
+// characters it escapes for HTML.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendPlainJSON appends s, for which plainJSON holds, as json.Marshal
+// writes it inside its quotes.
+func appendPlainJSON(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
 	return b
 }
 

@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"path"
@@ -194,6 +195,30 @@ func FuzzRequestHeaders(f *testing.F) {
 			if got != v {
 				t.Fatalf("%q: %q = %q, want %q", in, k, got, v)
 			}
+		}
+	})
+}
+
+// FuzzErrorBody holds a deny's body to json.Marshal's reading of its three
+// fields, byte for byte, whichever way ErrorBody writes it.
+func FuzzErrorBody(f *testing.F) {
+	f.Add(403, "EDIT on experiment 12 required", "permission_denied")
+	f.Add(404, `registered model "a\b" not found`, "resource_not_found")
+	f.Add(400, "<script>", "bad_request")
+	f.Add(403, "a & b", "forbidden")
+	f.Add(401, "caf\u00e9 \u2028 \x7f \x00 \xff", "invalid_token")
+	f.Fuzz(func(t *testing.T, status int, message, reason string) {
+		d := authz.Deny(status, authz.Reason(reason), message)
+		want, err := json.Marshal(struct {
+			ErrorCode string `json:"error_code"`
+			Message   string `json:"message"`
+			Reason    string `json:"reason"`
+		}{d.ErrorCode(), message, reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.ErrorBody(); string(got) != string(want) {
+			t.Fatalf("ErrorBody() = %s, json.Marshal: %s", got, want)
 		}
 	})
 }

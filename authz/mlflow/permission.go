@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
@@ -281,7 +282,7 @@ func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Res
 		}
 	}
 	if r.Permission < n.Permission {
-		msg := fmt.Sprintf("%s on %s required", n.Permission, describe(res))
+		msg := n.Permission.String() + " on " + describe(res) + " required"
 		if r.Unreadable != "" {
 			msg += "; denied because " + r.Unreadable
 		}
@@ -295,9 +296,9 @@ func (p *Policy) checkOne(ctx context.Context, id *authz.Identity, res store.Res
 func describe(r store.Resource) string {
 	switch r.Kind {
 	case store.Scorer:
-		return fmt.Sprintf("scorer %q of experiment %s", r.Name, r.ID)
+		return "scorer " + strconv.Quote(r.Name) + " of experiment " + r.ID
 	case store.RegisteredModel:
-		return fmt.Sprintf("registered model %q", r.ID)
+		return "registered model " + strconv.Quote(r.ID)
 	}
 	return string(r.Kind) + " " + r.ID
 }

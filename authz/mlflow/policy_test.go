@@ -200,7 +200,7 @@ func TestDecide(t *testing.T) {
 		{name: "dataset with no experiment", cfg: readDefault, id: alice, method: "GET", target: "/api/3.0/mlflow/datasets/d-none", status: 404, reason: authz.ReasonResourceNotFound},
 		{name: "every named experiment", id: alice, method: "POST", target: "/api/2.0/mlflow/runs/search", body: `{"experiment_ids":["1","2","3"]}`, status: 403, reason: authz.ReasonPermissionDenied, message: "experiment 3"},
 		{name: "registered model", id: alice, method: "GET", target: "/api/2.0/mlflow/registered-models/get?name=m1"},
-		{name: "registered model write", id: alice, method: "POST", target: "/api/2.0/mlflow/registered-models/set-tag", body: `{"name":"m1"}`, status: 403, reason: authz.ReasonPermissionDenied, message: `registered model "m1"`},
+		{name: "registered model write", id: alice, method: "POST", target: "/api/2.0/mlflow/registered-models/set-tag", body: `{"name":"m1"}`, status: 403, reason: authz.ReasonPermissionDenied, message: `EDIT on registered model "m1" required`},
 		{name: "gateway by name", id: alice, method: "POST", target: "/gateway/chat/mlflow/invocations", body: `{}`},
 		{name: "gateway by body model", id: alice, method: "POST", target: "/gateway/openai/v1/chat/completions", body: `{"model":"chat"}`},
 		{name: "gateway needs USE", cfg: readDefault, id: bob, method: "POST", target: "/gateway/chat/mlflow/invocations", body: `{}`, status: 403, reason: authz.ReasonPermissionDenied, message: "USE on gateway_endpoint ep-1"},
