@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -274,4 +275,29 @@ func BenchmarkClassify(b *testing.B) {
 			})
 		})
 	}
+}
+
+// FuzzUnquote holds unquote to encoding/json's decoding of every string
+// token the body validator lets through (valid UTF-8, JSON's escapes only),
+// those json.Marshal writes and those written by hand alike.
+func FuzzUnquote(f *testing.F) {
+	f.Add(`{ a(b: \"c\") }\n\t`)
+	f.Add(`\u0041\ud83d\ude00\ud800`)
+	f.Add(`\/ \\ \b\f\r`)
+	f.Add("<&> caf\u00e9 \u2028")
+	f.Fuzz(func(t *testing.T, s string) {
+		marshalled, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range [][]byte{marshalled, []byte(`"` + s + `"`)} {
+			var want string
+			if !utf8.Valid(tok) || json.Unmarshal(tok, &want) != nil {
+				continue // the validator refuses it before unquote sees it
+			}
+			if got := unquote(tok); got != want {
+				t.Fatalf("unquote(%s) = %q, encoding/json: %q", tok, got, want)
+			}
+		}
+	})
 }

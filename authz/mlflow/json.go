@@ -951,17 +951,44 @@ func (v jsonValue) strIs(s string) bool {
 	return unquote(raw) == s
 }
 
-// unquote decodes the validated string v: a copy of its bytes when it holds
-// no escape, else what encoding/json makes of it (a lone surrogate becomes
-// U+FFFD, as there).
+// unquote decodes the validated string v (valid UTF-8, only JSON's
+// escapes): a copy of its bytes when it holds no escape, the short escapes
+// (a GraphQL query's \n and \") decoded here, and a string with a \u
+// escape as encoding/json decodes it (a lone surrogate becomes U+FFFD, as
+// there). FuzzUnquote holds it to encoding/json.
 func unquote(v []byte) string {
 	inner := v[1 : len(v)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
+	i := bytes.IndexByte(inner, '\\')
+	if i < 0 {
 		return string(inner)
 	}
-	var s string
-	_ = json.Unmarshal(v, &s)
-	return s
+	var out strings.Builder // one allocation: its String does not copy
+	out.Grow(len(inner))
+	for ; i >= 0; i = bytes.IndexByte(inner, '\\') {
+		out.Write(inner[:i])
+		c := inner[i+1]
+		switch c {
+		case '"', '\\', '/':
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		default: // 'u'
+			var s string
+			_ = json.Unmarshal(v, &s)
+			return s
+		}
+		out.WriteByte(c)
+		inner = inner[i+2:]
+	}
+	out.Write(inner)
+	return out.String()
 }
 
 // decode is encoding/json's reading of v, numbers as json.Number.
