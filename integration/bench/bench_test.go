@@ -48,6 +48,12 @@ const (
 	// servers of a pair within seconds of each other (default 1, each run
 	// whole).
 	envSlices = "MLFLOW_AUTHZ_BENCH_SLICES"
+	// envFloorSpin (a duration) makes the floor spin on its CPU that long
+	// in every check: a floor that costs what the service's check costs,
+	// to measure how the tail at the fixed rate follows a check's CPU on
+	// this machine (docs/performance.md, the tail, item 12). Its closed-
+	// loop figures then mean nothing.
+	envFloorSpin = "MLFLOW_AUTHZ_BENCH_FLOOR_SPIN"
 	// envTrace, when set, saves an execution trace of the service's first
 	// run at the fixed rate at scale 1 (service-trace.out), for `go tool
 	// trace`: where the tail's time goes (scheduling, GC, syscalls).
@@ -169,9 +175,12 @@ type report struct {
 	Seconds   float64   `json:"seconds_per_run"`
 	// Slices is how many turns each server's fixed-rate run of a pair
 	// was split into (MLFLOW_AUTHZ_BENCH_SLICES).
-	Slices  int           `json:"fixed_rate_slices"`
-	Scales  []scaleReport `json:"scales"`
-	Targets []target      `json:"targets"`
+	Slices int `json:"fixed_rate_slices"`
+	// FloorSpin is how long the floor spun in each check
+	// (MLFLOW_AUTHZ_BENCH_FLOOR_SPIN); empty for the real floor.
+	FloorSpin string        `json:"floor_spin,omitempty"`
+	Scales    []scaleReport `json:"scales"`
+	Targets   []target      `json:"targets"`
 }
 
 type target struct {
@@ -208,6 +217,13 @@ func TestBench(t *testing.T) {
 		require.NoError(t, err, envSlices)
 		require.Positive(t, turns, envSlices)
 	}
+	var floorSpin time.Duration
+	if v := os.Getenv(envFloorSpin); v != "" {
+		var err error
+		floorSpin, err = time.ParseDuration(v)
+		require.NoError(t, err, envFloorSpin)
+		t.Logf("the floor spins %v in every check (%s): a calibration run, not the floor", floorSpin, envFloorSpin)
+	}
 	scales := []float64{1, 0.1, 10}
 	if v := os.Getenv(envScales); v != "" {
 		scales = nil
@@ -231,6 +247,9 @@ func TestBench(t *testing.T) {
 	t.Cleanup(func() { loadgen.Close(floorConns) })
 
 	rep := report{Started: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Seconds: secs, Slices: turns}
+	if floorSpin > 0 {
+		rep.FloorSpin = floorSpin.String()
+	}
 	for _, f := range scales {
 		d := loadgen.Scaled(f)
 		t.Logf("scale %v: seeding %+v", f, d)

@@ -25,6 +25,8 @@
 //	MLFLOW_AUTHZ_BENCH_SLICES   splits each fixed-rate run of a pair into this many turns per
 //	                            server, pooled per server (default 1): the servers then meet
 //	                            the machine's other tenants within seconds of each other
+//	MLFLOW_AUTHZ_BENCH_FLOOR_SPIN a duration the floor spins on its CPU in every check (a
+//	                            calibration: how the tail follows a check's CPU; not the floor)
 //	MLFLOW_AUTHZ_BENCH_TRACE    when set, an execution trace of the service's first run at
 //	                            the fixed rate at scale 1 (service-trace.out; `go tool trace`)
 //

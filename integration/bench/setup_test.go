@@ -45,7 +45,14 @@ func serveNoop() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{Server: loadgen.NewNoop()})
+	noop := loadgen.NewNoop()
+	if v := os.Getenv(envFloorSpin); v != "" {
+		if noop.Spin, err = time.ParseDuration(v); err != nil {
+			fmt.Fprintln(os.Stderr, envFloorSpin+":", err)
+			os.Exit(1)
+		}
+	}
+	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{Server: noop})
 	fmt.Println(ln.Addr().String())
 	_ = gs.Serve(ln)
 }

@@ -369,6 +369,10 @@ func gcCycles() uint64 {
 type Noop struct {
 	authv3.UnimplementedAuthorizationServer
 	resp *authv3.CheckResponse
+	// Spin, when positive, keeps each check busy on its CPU for that
+	// long: a floor that costs what a real check costs, to measure how
+	// the tail follows a check's CPU on the machine at hand.
+	Spin time.Duration
 }
 
 // NewNoop returns the floor server.
@@ -376,7 +380,9 @@ func NewNoop() *Noop {
 	return &Noop{resp: noopResponse()}
 }
 
-// Check allows with the prebuilt response.
+// Check allows with the prebuilt response, after spinning for n.Spin.
 func (n *Noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	for start := time.Now(); time.Since(start) < n.Spin; {
+	}
 	return n.resp, nil
 }

@@ -255,3 +255,20 @@ func TestRunStartsWhereTold(t *testing.T) {
 	assert.Equal(t, uint64(5), res.Requests)
 	assert.Equal(t, []string{"/7", "/8", "/9", "/0", "/1"}, rec.paths)
 }
+
+// A spinning floor holds each check for its Spin, on its CPU; the real
+// floor does not wait at all.
+func TestNoopSpin(t *testing.T) {
+	n := loadgen.NewNoop()
+	start := time.Now()
+	_, err := n.Check(t.Context(), &authv3.CheckRequest{})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), time.Millisecond)
+
+	n.Spin = 3 * time.Millisecond
+	start = time.Now()
+	resp, err := n.Check(t.Context(), &authv3.CheckRequest{})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(start), n.Spin)
+	assert.NotNil(t, resp.GetOkResponse(), "it still allows")
+}
