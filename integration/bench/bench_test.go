@@ -161,6 +161,10 @@ type baselineReport struct {
 	CPURatio      float64 `json:"cpu_per_check_ratio"`
 	CPUPerCheckUS float64 `json:"cpu_per_check_us"`
 	P99US         float64 `json:"p99_1k_us"`
+	// FixedCPUPerCheckUS is the baseline's own CPU per check at the
+	// fixed rate: at 1,000 rps on these shared cores the tail follows it
+	// (docs/performance.md, the tail, item 12).
+	FixedCPUPerCheckUS float64 `json:"cpu_per_check_1k_us"`
 	// DBCPUPerCheckUS is PostgreSQL's CPU per check over the baseline's
 	// runs at the fixed rate (see scaleReport).
 	DBCPUPerCheckUS float64          `json:"db_cpu_per_check_1k_us"`
@@ -327,7 +331,7 @@ func TestBench(t *testing.T) {
 		var p99s, p99f, p50s, p50f, p99b []float64
 		before = scrape(t, svc.httpAddr)
 		var checks, floorChecks, baseChecks uint64
-		var fixedSvcCPU, fixedFloorCPU, fixedDBCPU, baseDBCPU time.Duration
+		var fixedSvcCPU, fixedFloorCPU, fixedDBCPU, baseCPU1k, baseDBCPU time.Duration
 		for i := range pairs {
 			var tr sync.WaitGroup
 			if f == 1 && i == 0 && os.Getenv(envTrace) != "" {
@@ -356,8 +360,8 @@ func TestBench(t *testing.T) {
 				fixedFloorCPU += cpu
 				floorSlices = append(floorSlices, r)
 				if base != nil {
-					r, _, db := runCPU(t, baseConns, reqs, base.pid, fixed("baseline"))
-					baseDBCPU += db
+					r, cpu, db := runCPU(t, baseConns, reqs, base.pid, fixed("baseline"))
+					baseCPU1k, baseDBCPU = baseCPU1k+cpu, baseDBCPU+db
 					baseSlices = append(baseSlices, r)
 				}
 			}
@@ -391,6 +395,7 @@ func TestBench(t *testing.T) {
 		svc.stop()
 		if base != nil {
 			sr.Baseline.P99US = median(p99b)
+			sr.Baseline.FixedCPUPerCheckUS = perCheck(baseCPU1k, baseChecks)
 			sr.Baseline.DBCPUPerCheckUS = perCheck(baseDBCPU, baseChecks)
 			loadgen.Close(baseConns)
 			base.stop()
@@ -462,7 +467,7 @@ func printScale(s scaleReport) {
 	if b := s.Baseline; b != nil {
 		fmt.Printf("against the baseline %s: throughput ratio %.3f, CPU per check ratio %.3f (baseline %.1f µs), p99 at %d rps %.0f µs\n",
 			b.Binary, b.ThroughputRatio, b.CPURatio, b.CPUPerCheckUS, fixedRate, b.P99US)
-		fmt.Printf("against the baseline: PostgreSQL CPU per check at %d rps %.1f µs\n", fixedRate, b.DBCPUPerCheckUS)
+		fmt.Printf("against the baseline: CPU per check at %d rps %.1f µs, PostgreSQL's %.1f µs\n", fixedRate, b.FixedCPUPerCheckUS, b.DBCPUPerCheckUS)
 	}
 	fmt.Println(s.Cold.JSON())
 	fmt.Println(s.FloorCold.JSON())
