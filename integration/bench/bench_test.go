@@ -221,12 +221,10 @@ func TestBench(t *testing.T) {
 		require.NoError(t, err, envSlices)
 		require.Positive(t, turns, envSlices)
 	}
-	var floorSpin time.Duration
-	if v := os.Getenv(envFloorSpin); v != "" {
-		var err error
-		floorSpin, err = time.ParseDuration(v)
-		require.NoError(t, err, envFloorSpin)
-		t.Logf("the floor spins %v in every check (%s): a calibration run, not the floor", floorSpin, envFloorSpin)
+	spin, err := floorSpin()
+	require.NoError(t, err)
+	if spin > 0 {
+		t.Logf("the floor spins %v in every check (%s): a calibration run, not the floor", spin, envFloorSpin)
 	}
 	scales := []float64{1, 0.1, 10}
 	if v := os.Getenv(envScales); v != "" {
@@ -251,8 +249,8 @@ func TestBench(t *testing.T) {
 	t.Cleanup(func() { loadgen.Close(floorConns) })
 
 	rep := report{Started: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Seconds: secs, Slices: turns}
-	if floorSpin > 0 {
-		rep.FloorSpin = floorSpin.String()
+	if spin > 0 {
+		rep.FloorSpin = spin.String()
 	}
 	for _, f := range scales {
 		d := loadgen.Scaled(f)

@@ -46,15 +46,27 @@ func serveNoop() {
 		os.Exit(1)
 	}
 	noop := loadgen.NewNoop()
-	if v := os.Getenv(envFloorSpin); v != "" {
-		if noop.Spin, err = time.ParseDuration(v); err != nil {
-			fmt.Fprintln(os.Stderr, envFloorSpin+":", err)
-			os.Exit(1)
-		}
+	if noop.Spin, err = floorSpin(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	gs := extauthz.NewGRPCServer(extauthz.GRPCOptions{Server: noop})
 	fmt.Println(ln.Addr().String())
 	_ = gs.Serve(ln)
+}
+
+// floorSpin reads envFloorSpin: how long the floor spins in each check
+// (zero when unset).
+func floorSpin() (time.Duration, error) {
+	v := os.Getenv(envFloorSpin)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", envFloorSpin, err)
+	}
+	return d, nil
 }
 
 // startNoopProcess re-executes the test binary as the floor server.
