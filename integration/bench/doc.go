@@ -37,6 +37,12 @@
 // than the service did. Envoy, the client these runs stand in for, has no
 // collector. Each result says how many collections the generator made.
 //
+// The p99 gap at the fixed rate comes with a 90% bootstrap interval (pairs
+// drawn with replacement, a pair's two runs together): on a shared two-core
+// machine a pair's p99 moves by a millisecond from one run to the next, and
+// the interval says whether a run could tell the 0.5 ms target met or
+// missed at all. Runs can be pooled by their pairs for a narrower one.
+//
 // The report counts the permission-cache misses per thousand checks during
 // the fixed-rate runs (each a PostgreSQL round trip on a check's path) and
 // the background re-reads, and gives the CPU per check there of the
