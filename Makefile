@@ -64,7 +64,7 @@ bench: build ## Micro-benchmarks, then the end-to-end comparison with a no-op fl
 	MLFLOW_AUTHZ_BENCH_BINARY=$(CURDIR)/$(BIN) MLFLOW_AUTHZ_BENCH_OUT=$(CURDIR)/bench-results \
 	MLFLOW_AUTHZ_BENCH_SECONDS=$(BENCH_SECONDS) MLFLOW_AUTHZ_BENCH_PAIRS=$(BENCH_PAIRS) MLFLOW_AUTHZ_BENCH_SCALES=$(BENCH_SCALES) \
 	MLFLOW_AUTHZ_BENCH_BASELINE=$(BENCH_BASELINE) MLFLOW_AUTHZ_BENCH_SLICES=$(BENCH_SLICES) \
-	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 30m ./integration/bench/
+	  $(GO) test -count=1 -v -run '^TestBench$$' -timeout 60m ./integration/bench/
 
 .PHONY: soak
 soak: build ## Soak the built binary: SOAK_DURATION (5m) at SOAK_RATE (1000) rps; not part of test.

@@ -27,6 +27,9 @@
 //	                            the machine's other tenants within seconds of each other
 //	MLFLOW_AUTHZ_BENCH_FLOOR_SPIN a duration the floor spins on its CPU in every check (a
 //	                            calibration: how the tail follows a check's CPU; not the floor)
+//	MLFLOW_AUTHZ_BENCH_GENERATOR_NICE a nice value (say -10): every fixed-rate pair is followed
+//	                            by a second with the load generator's threads at it, first to
+//	                            a CPU as Envoy on its own cores would be (needs root below 0)
 //	MLFLOW_AUTHZ_BENCH_TRACE    when set, an execution trace of the service's first run at
 //	                            the fixed rate at scale 1 (service-trace.out; `go tool trace`)
 //

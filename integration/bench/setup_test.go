@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +69,31 @@ func floorSpin() (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %w", envFloorSpin, err)
 	}
 	return d, nil
+}
+
+// setGeneratorNice gives every thread of this process (the load generator)
+// nice value n. Linux keeps a nice value per thread and a new thread takes
+// its creator's, so threads started during a run follow; a second pass
+// catches one started during the first. A child process inherits it too:
+// no server is started while it is set.
+func setGeneratorNice(n int) error {
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, d := range tasks {
+			tid, err := strconv.Atoi(d.Name())
+			if err != nil {
+				continue
+			}
+			err = syscall.Setpriority(syscall.PRIO_PROCESS, tid, n)
+			if err != nil && !errors.Is(err, syscall.ESRCH) { // ESRCH: the thread has exited
+				return fmt.Errorf("nice %d for the load generator's thread %d: %w", n, tid, err)
+			}
+		}
+	}
+	return nil
 }
 
 // startNoopProcess re-executes the test binary as the floor server.
