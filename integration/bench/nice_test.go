@@ -43,18 +43,18 @@ func TestSetGeneratorNice(t *testing.T) {
 		assert.Equal(t, -3, n, "thread %d", tid)
 	}
 	// Threads started now take their creator's value. A goroutine that
-	// locks its thread and waits holds it, so eight of them make the
-	// runtime start threads.
+	// locks its thread and waits holds it; more of them than there are
+	// threads make the runtime start some, however many idle ones it has.
 	before := len(threadNices(t))
 	release, held := make(chan struct{}), make(chan struct{})
-	for range 8 {
+	for range before + 2 {
 		go func() {
 			runtime.LockOSThread() // the thread ends with the goroutine
 			held <- struct{}{}
 			<-release
 		}()
 	}
-	for range 8 {
+	for range before + 2 {
 		<-held
 	}
 	after := threadNices(t)
