@@ -44,7 +44,13 @@
 // drawn with replacement, a pair's two runs together): on a shared two-core
 // machine a pair's p99 moves by a millisecond from one run to the next, and
 // the interval says whether a run could tell the 0.5 ms target met or
-// missed at all. Runs can be pooled by their pairs for a narrower one.
+// missed at all. Runs can be pooled by their pairs for a narrower one:
+// TestPool does it for the reports that MLFLOW_AUTHZ_BENCH_POOL lists
+// (paths separated by spaces or commas), scale by scale, and refuses
+// reports whose pairs ran in another rhythm (run length, slices, floor
+// spin, a baseline taking turns):
+//
+//	MLFLOW_AUTHZ_BENCH_POOL="r1/latest.json r2/latest.json" go test ./integration/bench -run '^TestPool$' -v
 //
 // The report counts the permission-cache misses per thousand checks during
 // the fixed-rate runs (each a PostgreSQL round trip on a check's path) and
