@@ -514,12 +514,9 @@ func printScale(s scaleReport) {
 	fmt.Printf("throughput ratio to floor %.3f; CPU per check: service %.1f µs, floor %.1f µs (x%.2f)\n", s.ThroughputRatio, s.CPUPerCheckUS, s.FloorCPUUS, s.CPUPerCheckUS/s.FloorCPUUS)
 	fmt.Printf("at %d rps (median of runs): service p50 %.0f µs p99 %.0f µs; floor p50 %.0f µs p99 %.0f µs; worst p99 service %.0f µs, floor %.0f µs\n",
 		fixedRate, s.P50ServiceUS, s.P99ServiceUS, s.P50FloorUS, s.P99FloorUS, s.P99ServiceWorstUS, s.P99FloorWorstUS)
-	g := s.P99Gap
-	fmt.Printf("at %d rps: p99 gap, service minus floor: %+.0f µs by the medians (90%% interval %+.0f to %+.0f µs: against %d µs, %s), %+.0f µs by the median of the pairs' differences\n",
-		fixedRate, g.MediansUS, g.Interval90US[0], g.Interval90US[1], targetP99OverFloorUS, g.verdict(targetP99OverFloorUS), g.MedianOfDifferencesUS)
+	fmt.Printf("at %d rps: p99 gap, service minus floor: %v\n", fixedRate, s.P99Gap)
 	if f := s.GeneratorFirst; f != nil {
-		fmt.Printf("at %d rps with the generator at nice %d: p99 gap %+.0f µs by the medians (90%% interval %+.0f to %+.0f µs: %s), %+.0f µs by the median of the pairs' differences\n",
-			fixedRate, f.Nice, f.P99Gap.MediansUS, f.P99Gap.Interval90US[0], f.P99Gap.Interval90US[1], f.P99Gap.verdict(targetP99OverFloorUS), f.P99Gap.MedianOfDifferencesUS)
+		fmt.Printf("at %d rps with the generator at nice %d: p99 gap %v\n", fixedRate, f.Nice, f.P99Gap)
 	}
 	fmt.Printf("at %d rps: permission-cache misses per 1k checks %v, background re-reads %.0f; p99 of the service's own Check time ≤ %.0f µs (histogram bucket)\n", fixedRate, s.MissesPer1k, s.RefreshesPer1k, s.CheckP99BoundUS)
 	fmt.Printf("at %d rps: CPU per check: service %.1f µs, PostgreSQL %.1f µs, floor %.1f µs\n", fixedRate, s.FixedCPUPerCheckUS, s.DBCPUPerCheckUS, s.FloorFixedCPUPerCheckUS)
