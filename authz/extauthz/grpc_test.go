@@ -1,7 +1,9 @@
 package extauthz_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -17,9 +19,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
@@ -311,4 +317,71 @@ func TestGRPCStreamWorkers(t *testing.T) {
 			assert.GreaterOrEqual(t, len(rec.ids), tc.atLeast, "goroutines that ran %d calls: %v", calls, rec.ids)
 		})
 	}
+}
+
+// rawCodec sends a request's bytes as they are, so a test can put on the
+// wire what no generated message would; responses decode as proto.
+type rawCodec struct{ encoding.CodecV2 }
+
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(rawMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+type rawMessage []byte
+
+// TestGRPCUnreadableRequestDenies: a CheckRequest the service cannot read
+// is a 400 deny that says why, not an RPC error (Envoy's failOpen path).
+func TestGRPCUnreadableRequestDenies(t *testing.T) {
+	var logged syncBuffer
+	srv := extauthz.NewServer(newTestEngine(t), slog.New(slog.NewJSONHandler(&logged, nil)), nil)
+	cc := dial(t, startGRPC(t, extauthz.GRPCOptions{Server: srv}))
+	// attributes.request.http with a host and a path, written by hand:
+	// proto3 strings are UTF-8, and no generated message writes one that
+	// is not.
+	checkBytes := func(path string) rawMessage {
+		nest := func(num protowire.Number, v []byte) []byte {
+			return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+		}
+		http := append(nest(5, []byte(mlflowHost)), nest(4, []byte(path))...)
+		return nest(1, nest(4, nest(2, http)))
+	}
+	check := func(b rawMessage) *authv3.CheckResponse {
+		var resp authv3.CheckResponse
+		err := cc.Invoke(t.Context(), authv3.Authorization_Check_FullMethodName, b, &resp,
+			grpc.ForceCodecV2(rawCodec{encoding.GetCodecV2(protocodec.Name)}))
+		require.NoError(t, err, "every decision is a successful RPC")
+		return &resp
+	}
+	resp := check(checkBytes("/api/2.0/mlflow/experiments/get?experiment_id=1\xff"))
+	assertResponse(t, want{code: codes.PermissionDenied, httpStatus: 400, reason: authz.ReasonBadRequest}, resp)
+	assert.Contains(t, resp.GetDeniedResponse().GetBody(), "the CheckRequest could not be read")
+	assert.Contains(t, resp.GetDeniedResponse().GetBody(), "invalid UTF-8")
+	assert.Contains(t, logged.String(), `"level":"WARN","msg":"unreadable CheckRequest","error":"the CheckRequest could not be read: string field contains invalid UTF-8"`)
+	assert.Contains(t, logged.String(), `"decision":"deny","status":400,"reason":"bad_request"`)
+
+	// The same request made valid is read and decided as usual.
+	resp = check(checkBytes("/api/2.0/mlflow/experiments/get?experiment_id=1"))
+	assertResponse(t, want{code: codes.Unauthenticated, httpStatus: 401, reason: authz.ReasonUnauthenticated}, resp)
+}
+
+// syncBuffer is a log destination the server's goroutines write while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

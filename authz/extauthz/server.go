@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
-	"github.com/mlflow-authz/mlflow-authz/authz/envoyheader"
 	"github.com/mlflow-authz/mlflow-authz/authz/logsink"
 )
 
@@ -85,18 +84,35 @@ func NewServer(checker Checker, log *slog.Logger, m *Metrics, opts ...Option) *S
 // outcome, including a panic or a passed deadline, is a CheckResponse with an
 // explicit status, so Envoy's failOpen never applies.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.check(ctx, time.Now(), requestInput(req)), nil
+}
+
+// checkWire answers a Check request as the gRPC handler decoded it
+// (wireCheck): one that could not be read is denied, with why.
+func (s *Server) checkWire(ctx context.Context, w *wireCheck) *authv3.CheckResponse {
 	start := time.Now()
+	if w.err != nil {
+		// Envoy never sends such a request: worth an operator's look.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "unreadable CheckRequest", slog.String("error", w.err.Error()))
+		d := authz.Deny(http.StatusBadRequest, authz.ReasonBadRequest, w.err.Error())
+		s.record(ctx, w.in, nil, d, start, time.Now())
+		return response(d)
+	}
+	return s.check(ctx, start, w.in)
+}
+
+// check decides in, read from a request that arrived at start.
+func (s *Server) check(ctx context.Context, start time.Time, in authz.RequestInput) *authv3.CheckResponse {
 	if s.timeout > 0 {
 		dc := withDeadline(ctx, start.Add(s.timeout))
 		defer dc.release()
 		ctx = dc
 	}
-	in := requestInput(req)
 	r, d := s.decide(ctx, in)
 	d = s.validate(ctx, in, d)
 	resp := response(d)
 	s.record(ctx, in, r, d, start, time.Now())
-	return resp, nil
+	return resp
 }
 
 // decide runs the pipeline and turns a panic or a passed deadline into a
@@ -154,51 +170,6 @@ func (s *Server) validate(ctx context.Context, in authz.RequestInput, d authz.De
 		}
 	}
 	return d
-}
-
-// requestInput reads what the authz core needs from Envoy's attributes.
-// Envoy fills http.host/path/method and also sends the pseudo-headers; the
-// fields win and the pseudo-headers are a fallback for hand-built requests.
-func requestInput(req *authv3.CheckRequest) authz.RequestInput {
-	attrs := req.GetAttributes()
-	h := attrs.GetRequest().GetHttp()
-	headers := h.GetHeaders()
-	if len(headers) == 0 && h.GetHeaderMap() != nil {
-		headers = envoyheader.Flatten(h.GetHeaderMap())
-	}
-	in := authz.RequestInput{
-		ID:        headers["x-request-id"],
-		Method:    h.GetMethod(),
-		Host:      h.GetHost(),
-		Target:    h.GetPath(),
-		Headers:   headers,
-		Principal: attrs.GetSource().GetPrincipal(),
-	}
-	// x-request-id first: it is what Istio's access log shows, whereas
-	// http.id is often just Envoy's stream number.
-	if in.ID == "" {
-		in.ID = h.GetId()
-	}
-	if in.Method == "" {
-		in.Method = headers[":method"]
-	}
-	if in.Host == "" {
-		in.Host = headers[":authority"]
-	}
-	if in.Target == "" {
-		in.Target = headers[":path"]
-	}
-	// raw_body (packAsBytes) is the exact bytes; body has had invalid UTF-8
-	// replaced by Envoy, so it is only the fallback.
-	if raw := h.GetRawBody(); len(raw) > 0 {
-		in.Body = raw
-	} else if b := h.GetBody(); b != "" {
-		in.Body = []byte(b)
-	}
-	if in.Headers == nil {
-		in.Headers = map[string]string{}
-	}
-	return in
 }
 
 // response converts a Decision into a CheckResponse, setting status on
