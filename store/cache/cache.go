@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,22 @@ type grantKey struct {
 	id   string
 	name string
 	ws   string
+}
+
+// owned is k with its strings copied into one allocation of their own
+// (table.own).
+func (k grantKey) owned() grantKey {
+	// A Builder always copies, where a concatenation of one non-empty
+	// string and empty ones returns that string itself.
+	var sb strings.Builder
+	sb.Grow(len(k.user) + len(k.id) + len(k.name) + len(k.ws))
+	for _, s := range [...]string{k.user, k.id, k.name, k.ws} {
+		sb.WriteString(s)
+	}
+	all := sb.String()
+	a, b, c := len(k.user), len(k.user)+len(k.id), len(k.user)+len(k.id)+len(k.name)
+	k.user, k.id, k.name, k.ws = all[:a], all[a:b], all[b:c], all[c:]
+	return k
 }
 
 // resource is the resource k names.
@@ -191,15 +208,15 @@ func New(inner store.Reader, opts Options) *Cache {
 		// Only picks a shard: user and id spread keys well enough, and two
 		// fewer hashes keep the hit cheap.
 		return maphash.String(c.seed, k.user) ^ 31*maphash.String(c.seed, k.id)
-	})
+	}, grantKey.owned)
 	c.patterns = newTable[patternKey, patternVal](opts.MaxEntries, func(k patternKey) uint64 {
 		return maphash.String(c.seed, k.user) ^ k.groups
-	})
-	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
-	c.passwords = newTable[string, passwordVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) })
+	}, func(k patternKey) patternKey { k.user = strings.Clone(k.user); return k })
+	c.users = newTable[string, userVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) }, strings.Clone)
+	c.passwords = newTable[string, passwordVal](opts.MaxEntries, func(k string) uint64 { return maphash.String(c.seed, k) }, strings.Clone)
 	c.resolves = newTable[resolveKey, resolveVal](opts.MaxEntries, func(k resolveKey) uint64 {
 		return maphash.String(c.seed, k.key) ^ 31*maphash.String(c.seed, string(k.lookup))
-	})
+	}, func(k resolveKey) resolveKey { k.key = strings.Clone(k.key); return k })
 	return c
 }
 

@@ -12,7 +12,12 @@ const shardCount = 64
 // concurrent hits never serialize on a write lock the way an LRU's
 // move-to-front would.
 type table[K comparable, V any] struct {
-	hash   func(K) uint64
+	hash func(K) uint64
+	// own returns a copy of a key that shares no memory with the caller's.
+	// A key is often a substring of a whole request (an id read from its
+	// path or body, which the gRPC handler holds in one string): kept as
+	// it came, one cached key would keep the whole request in memory.
+	own    func(K) K
 	shards [shardCount]shard[K, V]
 }
 
@@ -40,8 +45,8 @@ func (e *entry[V]) due(now int64) bool {
 	return now >= e.refresh && !e.claimed.Load()
 }
 
-func newTable[K comparable, V any](maxEntries int, hash func(K) uint64) *table[K, V] {
-	t := &table[K, V]{hash: hash}
+func newTable[K comparable, V any](maxEntries int, hash func(K) uint64, own func(K) K) *table[K, V] {
+	t := &table[K, V]{hash: hash, own: own}
 	per := max(1, (maxEntries+shardCount-1)/shardCount)
 	for i := range t.shards {
 		t.shards[i].m = make(map[K]*entry[V])
@@ -75,6 +80,7 @@ func (t *table[K, V]) get(k K, gen uint64, now int64) *entry[V] {
 // shard lock that clear also takes).
 func (t *table[K, V]) put(k K, v V, gen uint64, current func() uint64, now, expires int64) {
 	s := t.shard(k)
+	k = t.own(k) // before the lock: a copy, off the hit path
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if current() != gen {
