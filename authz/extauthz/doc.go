@@ -1,7 +1,10 @@
 // Package extauthz is the Envoy ext_authz v3 gRPC server: the only package
 // that knows Envoy's protos. It turns a CheckRequest into an authz.Request,
 // asks an authz.Checker, and turns the authz.Decision back into a
-// CheckResponse.
+// CheckResponse. Over gRPC, the Check handler reads the few fields it needs
+// straight from the request's wire bytes with proto.Unmarshal's rules
+// (wire.go), rather than building the whole generated message; in-process
+// callers pass the generated message to Server.Check.
 //
 // Two rules shape everything here:
 //
