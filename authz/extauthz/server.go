@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -95,6 +96,9 @@ func (s *Server) checkWire(ctx context.Context, w *wireCheck) *authv3.CheckRespo
 		// Envoy never sends such a request: worth an operator's look.
 		s.log.LogAttrs(ctx, slog.LevelWarn, "unreadable CheckRequest", slog.String("error", w.err.Error()))
 		d := authz.Deny(http.StatusBadRequest, authz.ReasonBadRequest, w.err.Error())
+		if errors.Is(w.err, errDecodePanic) {
+			d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+		}
 		s.record(ctx, w.in, nil, d, start, time.Now())
 		return response(d)
 	}

@@ -288,6 +288,10 @@ func (d *wireDecoder) str(dst *string, start, end int) error {
 	return nil
 }
 
+// errDecodePanic marks a wireCheck whose decoding panicked: our bug, not
+// the caller's.
+var errDecodePanic = errors.New("reading the CheckRequest failed")
+
 // wireCheck is a CheckRequest as the gRPC Check handler receives it: the
 // fields the service reads, decoded by serverCodec, or why they could not
 // be.
@@ -313,6 +317,13 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
+	// grpc-go does not recover a panic here: it would end the process.
+	// A bug in decodeCheck is a 503 deny like any other panic in a check.
+	defer func() {
+		if p := recover(); p != nil {
+			w.in, w.err = authz.RequestInput{}, fmt.Errorf("%w: %v", errDecodePanic, p)
+		}
+	}()
 	// One buffer as it is, or several copied into one from the pool:
 	// decodeCheck copies what it keeps.
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())

@@ -6,8 +6,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -328,4 +331,25 @@ func BenchmarkDecodeCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// panickyBuffer stands in for a bug in decodeCheck: reading it panics.
+type panickyBuffer struct{ mem.Buffer }
+
+func (panickyBuffer) ReadOnlyData() []byte { panic("boom") }
+func (panickyBuffer) Ref()                 {}
+func (panickyBuffer) Free()                {}
+func (panickyBuffer) Len() int             { return 1 }
+
+// TestDecodePanicDenies: grpc-go recovers no panic in a codec, so one in
+// decodeCheck would end the process; it is a 503 deny instead.
+func TestDecodePanicDenies(t *testing.T) {
+	w := new(wireCheck)
+	require.NoError(t, newServerCodec().Unmarshal(mem.BufferSlice{panickyBuffer{}}, w))
+	require.ErrorIs(t, w.err, errDecodePanic)
+	assert.Contains(t, w.err.Error(), "boom")
+	resp := NewServer(nil, nil, nil).checkWire(t.Context(), w)
+	assert.Equal(t, int32(codes.Unavailable), resp.GetStatus().GetCode())
+	assert.Equal(t, string(authz.ReasonInternal), resp.GetStatus().GetMessage())
+	assert.Equal(t, typev3.StatusCode_ServiceUnavailable, resp.GetDeniedResponse().GetStatus().GetCode())
 }
