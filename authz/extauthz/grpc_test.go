@@ -1,7 +1,6 @@
 package extauthz_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
 	"github.com/mlflow-authz/mlflow-authz/authz/extauthz"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // startGRPC serves opts on a fresh loopback port and returns its address.
@@ -335,7 +335,7 @@ type rawMessage []byte
 // TestGRPCUnreadableRequestDenies: a CheckRequest the service cannot read
 // is a 400 deny that says why, not an RPC error (Envoy's failOpen path).
 func TestGRPCUnreadableRequestDenies(t *testing.T) {
-	var logged syncBuffer
+	var logged storetest.LogBuffer
 	srv := extauthz.NewServer(newTestEngine(t), slog.New(slog.NewJSONHandler(&logged, nil)), nil)
 	cc := dial(t, startGRPC(t, extauthz.GRPCOptions{Server: srv}))
 	// attributes.request.http with a host and a path, written by hand:
@@ -365,23 +365,4 @@ func TestGRPCUnreadableRequestDenies(t *testing.T) {
 	// The same request made valid is read and decided as usual.
 	resp = check(checkBytes("/api/2.0/mlflow/experiments/get?experiment_id=1"))
 	assertResponse(t, want{code: codes.Unauthenticated, httpStatus: 401, reason: authz.ReasonUnauthenticated}, resp)
-}
-
-// syncBuffer is a log destination the server's goroutines write while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
