@@ -94,23 +94,29 @@ func requestInput(req *authv3.CheckRequest) authz.RequestInput {
 // Field numbers of the CheckRequest fields decodeCheck reads
 // (envoy/service/auth/v3/external_auth.proto, attribute_context.proto).
 const (
-	fieldCheckAttributes  = 1  // CheckRequest.attributes
-	fieldAttrsSource      = 1  // AttributeContext.source
-	fieldAttrsRequest     = 4  // AttributeContext.request
-	fieldPeerPrincipal    = 4  // AttributeContext.Peer.principal
-	fieldRequestHTTP      = 2  // AttributeContext.Request.http
-	fieldHTTPID           = 1  // HttpRequest.id
-	fieldHTTPMethod       = 2  // HttpRequest.method
-	fieldHTTPHeaders      = 3  // HttpRequest.headers (map<string, string>)
-	fieldHTTPPath         = 4  // HttpRequest.path
-	fieldHTTPHost         = 5  // HttpRequest.host
-	fieldHTTPBody         = 11 // HttpRequest.body
-	fieldHTTPRawBody      = 12 // HttpRequest.raw_body
-	fieldHTTPHeaderMap    = 13 // HttpRequest.header_map
-	fieldMapEntryKey      = 1
-	fieldMapEntryValue    = 2
-	inlineHeaders         = 32 // header pairs held without allocating
-	errInvalidFieldNumber = "invalid field number"
+	fieldCheckAttributes = 1  // CheckRequest.attributes
+	fieldAttrsSource     = 1  // AttributeContext.source
+	fieldAttrsRequest    = 4  // AttributeContext.request
+	fieldPeerPrincipal   = 4  // AttributeContext.Peer.principal
+	fieldRequestHTTP     = 2  // AttributeContext.Request.http
+	fieldHTTPID          = 1  // HttpRequest.id
+	fieldHTTPMethod      = 2  // HttpRequest.method
+	fieldHTTPHeaders     = 3  // HttpRequest.headers (map<string, string>)
+	fieldHTTPPath        = 4  // HttpRequest.path
+	fieldHTTPHost        = 5  // HttpRequest.host
+	fieldHTTPBody        = 11 // HttpRequest.body
+	fieldHTTPRawBody     = 12 // HttpRequest.raw_body
+	fieldHTTPHeaderMap   = 13 // HttpRequest.header_map
+	fieldMapEntryKey     = 1
+	fieldMapEntryValue   = 2
+)
+
+// inlineHeaders is how many header pairs a decoder holds without allocating.
+const inlineHeaders = 32
+
+var (
+	errFieldNumber = errors.New("invalid field number")
+	errUTF8        = errors.New("string field contains invalid UTF-8")
 )
 
 // The messages decodeCheck walks into.
@@ -154,7 +160,7 @@ func decodeCheck(b []byte) (checkFields, error) {
 		}
 		return fieldsOf(&req), nil
 	}
-	if d.rawBody {
+	if d.rawEnd > d.rawStart { // an empty one reads as none, as in input
 		d.f.rawBody = []byte(d.s[d.rawStart:d.rawEnd])
 	}
 	if n := len(d.pairs); n > 0 {
@@ -180,8 +186,7 @@ type wireDecoder struct {
 	key, val  string // the map entry being read
 	headerMap bool
 
-	rawBody          bool // raw_body is d.s[rawStart:rawEnd]
-	rawStart, rawEnd int
+	rawStart, rawEnd int // raw_body is d.s[rawStart:rawEnd]
 }
 
 // message reads the fields of the message of kind m in b[start:end].
@@ -192,7 +197,7 @@ func (d *wireDecoder) message(m wireMessage, start, end int) error {
 			return protowire.ParseError(n)
 		}
 		if num > protowire.MaxValidNumber {
-			return errors.New(errInvalidFieldNumber)
+			return errFieldNumber
 		}
 		pos += n
 		if typ != protowire.BytesType {
@@ -262,7 +267,7 @@ func (d *wireDecoder) field(m wireMessage, num protowire.Number, start, end int)
 		case fieldHTTPBody:
 			return d.str(&d.f.body, start, end)
 		case fieldHTTPRawBody:
-			d.rawBody, d.rawStart, d.rawEnd = true, start, end
+			d.rawStart, d.rawEnd = start, end
 		case fieldHTTPHeaderMap:
 			d.headerMap = true
 		}
@@ -282,7 +287,7 @@ func (d *wireDecoder) field(m wireMessage, num protowire.Number, start, end int)
 func (d *wireDecoder) str(dst *string, start, end int) error {
 	v := d.s[start:end]
 	if !utf8.ValidString(v) {
-		return errors.New("string field contains invalid UTF-8")
+		return errUTF8
 	}
 	*dst = v
 	return nil
