@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,7 +55,9 @@ func (l *failureLimiter) take(user string, now time.Time) bool {
 			l.evict(now)
 		}
 		b = &failureBucket{tokens: l.burst, at: now}
-		l.buckets[user] = b
+		// user is a substring of the decoded "user:password": copied, so
+		// that a wrong password is not kept for as long as the bucket.
+		l.buckets[strings.Clone(user)] = b
 	}
 	l.refill(b, now)
 	if b.tokens < 1 {
