@@ -43,6 +43,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,6 +143,15 @@ type key struct {
 	name store.TrackedName
 	to   string // a rename's new name
 	user string
+}
+
+// owned is k with its strings copied. They are read from the request (the
+// name from its path or body, a Basic user from its credential, which holds
+// the password too), and a record outlives the request by up to its TTL.
+func (k key) owned() key {
+	k.name.Experiment, k.name.Name, k.name.Workspace = strings.Clone(k.name.Experiment), strings.Clone(k.name.Name), strings.Clone(k.name.Workspace)
+	k.to, k.user = strings.Clone(k.to), strings.Clone(k.user)
+	return k
 }
 
 type record struct {
@@ -296,6 +306,7 @@ func (r *Reconciler) add(ctx context.Context, k key, at time.Time, ttl time.Dura
 			slog.String("op", k.op.String()), logName(k.name), slog.String("user", k.user))
 		return
 	}
+	k = k.owned()
 	r.pending[k] = &record{key: k, at: at, expires: at.Add(ttl)}
 	r.mu.Unlock()
 	select {
