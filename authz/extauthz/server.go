@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -93,11 +92,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 func (s *Server) checkWire(ctx context.Context, w *wireCheck) *authv3.CheckResponse {
 	start := time.Now()
 	if w.err != nil {
-		// Envoy never sends such a request: worth an operator's look.
-		s.log.LogAttrs(ctx, slog.LevelWarn, "unreadable CheckRequest", slog.String("error", w.err.Error()))
-		d := authz.Deny(http.StatusBadRequest, authz.ReasonBadRequest, w.err.Error())
-		if errors.Is(w.err, errDecodePanic) {
-			d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+		var d authz.Decision
+		if p, ok := w.err.(*decodePanic); ok {
+			s.logPanic(ctx, "", p.value, p.stack)
+			d = internalDeny()
+		} else {
+			// Envoy never sends such a request: worth an operator's look.
+			s.log.LogAttrs(ctx, slog.LevelWarn, "unreadable CheckRequest", slog.String("error", w.err.Error()))
+			d = authz.Deny(http.StatusBadRequest, authz.ReasonBadRequest, w.err.Error())
 		}
 		s.record(ctx, w.in, nil, d, start, time.Now())
 		return response(d)
@@ -124,11 +126,8 @@ func (s *Server) check(ctx context.Context, start time.Time, in authz.RequestInp
 func (s *Server) decide(ctx context.Context, in authz.RequestInput) (r *authz.Request, d authz.Decision) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.LogAttrs(ctx, slog.LevelError, "panic in authorization check",
-				slog.String("request_id", in.ID),
-				slog.String("panic", fmt.Sprint(p)),
-				slog.String("stack", string(debug.Stack())))
-			d = authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+			s.logPanic(ctx, in.ID, p, debug.Stack())
+			d = internalDeny()
 		}
 	}()
 	if ctx.Err() != nil {
@@ -150,6 +149,20 @@ func (s *Server) decide(ctx context.Context, in authz.RequestInput) (r *authz.Re
 	return r, d
 }
 
+// logPanic logs a panic while a request was checked: a bug to look at.
+func (s *Server) logPanic(ctx context.Context, requestID string, p any, stack []byte) {
+	s.log.LogAttrs(ctx, slog.LevelError, "panic in authorization check",
+		slog.String("request_id", requestID),
+		slog.String("panic", fmt.Sprint(p)),
+		slog.String("stack", string(stack)))
+}
+
+// internalDeny answers a check that failed on our side (a panic, a
+// decision that breaks its contract).
+func internalDeny() authz.Decision {
+	return authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+}
+
 func deadlineDeny() authz.Decision {
 	return authz.Deny(http.StatusServiceUnavailable, authz.ReasonDeadlineExceeded, "the authorization check ran out of time")
 }
@@ -167,7 +180,7 @@ func (s *Server) validate(ctx context.Context, in authz.RequestInput, d authz.De
 			if strings.EqualFold(h.Name, rm) {
 				s.log.LogAttrs(ctx, slog.LevelError, "decision both sets and removes a header",
 					slog.String("request_id", in.ID), slog.String("app", d.App), slog.String("header", rm))
-				out := authz.Deny(http.StatusServiceUnavailable, authz.ReasonInternal, "the authorization check failed; retry")
+				out := internalDeny()
 				out.App, out.Identity = d.App, d.Identity
 				return out
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -293,9 +294,16 @@ func (d *wireDecoder) str(dst *string, start, end int) error {
 	return nil
 }
 
-// errDecodePanic marks a wireCheck whose decoding panicked: our bug, not
-// the caller's.
-var errDecodePanic = errors.New("reading the CheckRequest failed")
+// decodePanic is a panic while a CheckRequest was decoded: our bug, not
+// the caller's, answered and logged as a panic in the check is.
+type decodePanic struct {
+	value any
+	stack []byte
+}
+
+func (p *decodePanic) Error() string {
+	return fmt.Sprintf("reading the CheckRequest panicked: %v", p.value)
+}
 
 // wireCheck is a CheckRequest as the gRPC Check handler receives it: the
 // fields the service reads, decoded by serverCodec, or why they could not
@@ -326,7 +334,7 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	// A bug in decodeCheck is a 503 deny like any other panic in a check.
 	defer func() {
 		if p := recover(); p != nil {
-			w.in, w.err = authz.RequestInput{}, fmt.Errorf("%w: %v", errDecodePanic, p)
+			w.in, w.err = authz.RequestInput{}, &decodePanic{value: p, stack: debug.Stack()}
 		}
 	}()
 	// One buffer as it is, or several copied into one from the pool:

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mlflow-authz/mlflow-authz/authz"
+	"github.com/mlflow-authz/mlflow-authz/store/storetest"
 )
 
 // wireIstioRequest is a CheckRequest with everything an Istio sidecar
@@ -346,10 +348,16 @@ func (panickyBuffer) Len() int             { return 1 }
 func TestDecodePanicDenies(t *testing.T) {
 	w := new(wireCheck)
 	require.NoError(t, newServerCodec().Unmarshal(mem.BufferSlice{panickyBuffer{}}, w))
-	require.ErrorIs(t, w.err, errDecodePanic)
+	var p *decodePanic
+	require.ErrorAs(t, w.err, &p)
 	assert.Contains(t, w.err.Error(), "boom")
-	resp := NewServer(nil, nil, nil).checkWire(t.Context(), w)
+	var logged storetest.LogBuffer
+	resp := NewServer(nil, slog.New(slog.NewJSONHandler(&logged, nil)), nil).checkWire(t.Context(), w)
 	assert.Equal(t, int32(codes.Unavailable), resp.GetStatus().GetCode())
 	assert.Equal(t, string(authz.ReasonInternal), resp.GetStatus().GetMessage())
 	assert.Equal(t, typev3.StatusCode_ServiceUnavailable, resp.GetDeniedResponse().GetStatus().GetCode())
+	// Logged as any panic in a check is: an error, with where it happened.
+	assert.Contains(t, logged.String(), `"level":"ERROR","msg":"panic in authorization check"`)
+	assert.Contains(t, logged.String(), `"panic":"boom"`)
+	assert.Contains(t, logged.String(), "serverCodec.Unmarshal")
 }
