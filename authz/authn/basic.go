@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -438,11 +439,14 @@ func parseBasic(h string) (user, password string, cerr *authz.CredentialError) {
 	if !utf8.Valid(raw) {
 		return malformed("Basic credential is not UTF-8")
 	}
-	user, password, ok := strings.Cut(string(raw), ":")
-	if !ok || user == "" || password == "" {
+	i := bytes.IndexByte(raw, ':')
+	if i <= 0 || i == len(raw)-1 {
 		return malformed("Basic credential needs a username and a password")
 	}
-	return user, password, nil
+	// Two strings, not one cut in two: the username is kept (the failure
+	// limiter, the caches, creator-grant records) and the password must
+	// not be kept with it.
+	return string(raw[:i]), string(raw[i+1:]), nil
 }
 
 // basicPasswordToken verifies password as an access token when it is a JWT

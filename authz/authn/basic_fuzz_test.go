@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -42,4 +43,17 @@ func FuzzBasicHeader(f *testing.F) {
 		require.True(t, utf8.ValidString(user) && utf8.ValidString(password))
 		require.Equal(t, strings.Trim(h[len("basic"):], " \t"), enc([]byte(user+":"+password)))
 	})
+}
+
+// TestBasicUsernameHoldsNoPassword: the username outlives the request (the
+// failure limiter's bucket of a username that failed, the caches, creator-
+// grant records), so it is a string of its own, not the front of the
+// decoded "user:password" with the password behind it.
+func TestBasicUsernameHoldsNoPassword(t *testing.T) {
+	user, password, cerr := parseBasic("Basic " + base64.StdEncoding.EncodeToString([]byte("alice:a-wrong-password")))
+	require.Nil(t, cerr)
+	require.Equal(t, "alice", user)
+	require.Equal(t, "a-wrong-password", password)
+	behindUser := unsafe.Add(unsafe.Pointer(unsafe.StringData(user)), len(user)+len(":"))
+	require.NotEqual(t, behindUser, unsafe.Pointer(unsafe.StringData(password)), "the password lies in the username's memory")
 }

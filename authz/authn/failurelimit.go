@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"strings"
 	"sync"
 	"time"
 )
@@ -55,9 +54,7 @@ func (l *failureLimiter) take(user string, now time.Time) bool {
 			l.evict(now)
 		}
 		b = &failureBucket{tokens: l.burst, at: now}
-		// user is a substring of the decoded "user:password": copied, so
-		// that a wrong password is not kept for as long as the bucket.
-		l.buckets[strings.Clone(user)] = b
+		l.buckets[user] = b
 	}
 	l.refill(b, now)
 	if b.tokens < 1 {
