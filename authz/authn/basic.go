@@ -433,7 +433,8 @@ func parseBasic(h string) (user, password string, cerr *authz.CredentialError) {
 		return malformed("more than one Authorization credential")
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(cred)
-	if err != nil {
+	// Even Strict skips line breaks, which are not base64 either.
+	if err != nil || strings.ContainsAny(cred, "\r\n") {
 		return malformed("Basic credential is not base64")
 	}
 	if !utf8.Valid(raw) {

@@ -21,7 +21,7 @@ func FuzzBasicHeader(f *testing.F) {
 	for _, s := range []string{"", "Basic", "Basic ", "basic " + enc([]byte("alice:secret")), "Basic " + enc([]byte("a:b:c")),
 		"Basic " + enc([]byte("alice:")), "Basic " + enc([]byte(":x")), "Basic " + enc([]byte("alice")),
 		"Basic " + enc([]byte("alice:secret")) + ", Basic " + enc([]byte("bob:x")), "Basic YWxpY2U6c2VjcmV0", "Basic YWxpY2U6c2VjcmV0=",
-		"Basic\t" + enc([]byte("ü:ö")), "Basic " + enc([]byte("\xff:\xfe")), "Bearer x", "Basicx", "BASIC  " + enc([]byte("a:b")) + "  "} {
+		"Basic\t" + enc([]byte("ü:ö")), "Basic " + enc([]byte("\xff:\xfe")), "Bearer x", "Basicx", "BAsiC A006A\n000", "Basic " + enc([]byte("alice:secret"))[:4] + "\r" + enc([]byte("alice:secret"))[4:], "BASIC  " + enc([]byte("a:b")) + "  "} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {

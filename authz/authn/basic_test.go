@@ -203,6 +203,7 @@ func TestBasicHeader(t *testing.T) {
 		{"empty after space", "Basic   ", authn.ReasonBasicMalformed},
 		{"not base64", "Basic bob:secret", authn.ReasonBasicMalformed},
 		{"url-safe alphabet", "Basic " + strings.NewReplacer("+", "-", "/", "_").Replace(enc("bob:a>?b>?c")), authn.ReasonBasicMalformed},
+		{"line break inside", "Basic " + good[:4] + "\n" + good[4:], authn.ReasonBasicMalformed},
 		{"missing padding", "Basic " + strings.TrimRight(enc("bob:x"), "="), authn.ReasonBasicMalformed},
 		{"no colon", "Basic " + enc("bob"), authn.ReasonBasicMalformed},
 		{"empty username", "Basic " + enc(":password"), authn.ReasonBasicMalformed},
